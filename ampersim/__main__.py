@@ -1,0 +1,5 @@
+import sys
+
+from ampersim.cli import main
+
+sys.exit(main())

@@ -1,0 +1,174 @@
+"""HardwareProfile: the accelerator data the cost model runs on, validated on load.
+
+Every number is a ``Sourced`` value (datasheet URL, 'assumed: why' or 'measured: file'). Dense and
+sparse peaks are kept apart; a sparse peak exists only for patterns the hardware accelerates natively.
+Efficiency parameters (how much of a peak real kernels reach, per-kernel overheads, runtime
+pruning implementations) live here too, so calibration can replace assumptions with measurements.
+"""
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from ampersim.patterns import NMPattern
+from ampersim.sourced import FractionSourced, PositiveSourced, Sourced
+
+DType = Literal["fp32", "tf32", "fp16", "bf16", "fp8", "int8", "fp4"]
+DTYPE_BYTES: dict[str, float] = {
+    "fp32": 4, "tf32": 4, "fp16": 2, "bf16": 2, "fp8": 1, "int8": 1, "fp4": 0.5,
+}
+
+_Frozen = ConfigDict(frozen=True, extra="forbid")
+
+
+class MatrixRates(BaseModel):
+    """Peak matrix throughput for one dtype: dense, and sparse per natively accelerated pattern."""
+
+    model_config = _Frozen
+
+    dense_tflops: PositiveSourced
+    sparse_tflops: dict[str, PositiveSourced] = Field(
+        default_factory=dict,
+        description="Sparse peak per natively accelerated N:M pattern (e.g. '2:4'); empty if none.",
+    )
+
+    @field_validator("sparse_tflops")
+    @classmethod
+    def _patterns_valid(cls, value: dict[str, PositiveSourced]) -> dict[str, PositiveSourced]:
+        return {str(NMPattern.parse(k)): v for k, v in value.items()}
+
+    def sparse_peak(self, pattern: NMPattern) -> PositiveSourced | None:
+        """Native sparse peak for ``pattern``, or None when the hardware does not accelerate it."""
+        return self.sparse_tflops.get(str(pattern))
+
+
+class Memory(BaseModel):
+    model_config = _Frozen
+
+    capacity_gb: PositiveSourced
+    bandwidth_gbps: PositiveSourced = Field(description="Peak device-memory bandwidth, GB/s (1e9 B/s).")
+
+
+class Interconnect(BaseModel):
+    """GPU-to-GPU link used by tensor-parallel all-reduce."""
+
+    model_config = _Frozen
+
+    name: str
+    bandwidth_gbps: PositiveSourced = Field(description="Per-GPU unidirectional bandwidth, GB/s.")
+    latency_us: PositiveSourced
+
+
+class Power(BaseModel):
+    model_config = _Frozen
+
+    tdp_w: PositiveSourced
+    prefill_power_fraction: FractionSourced = Field(
+        description="Average board power during prefill as a fraction of TDP (energy model)."
+    )
+
+
+class Prices(BaseModel):
+    model_config = _Frozen
+
+    cloud_usd_per_gpu_hour: PositiveSourced | None = None
+    purchase_usd: PositiveSourced | None = None
+
+    @model_validator(mode="after")
+    def _dated(self) -> "Prices":
+        for field in ("cloud_usd_per_gpu_hour", "purchase_usd"):
+            value = getattr(self, field)
+            if value is not None and value.date is None:
+                raise ValueError(f"{field} needs a 'date' (YYYY-MM or YYYY-MM-DD): prices age")
+        return self
+
+
+class GemmEfficiency(BaseModel):
+    """Shape-dependent efficiency of a GEMM library path (dense cuBLAS-like or sparse cuSPARSELt-like).
+
+    Achieved rate = peak * peak_fraction * wave_efficiency(M, N) * M / (M + m_half) ... as defined
+    in docs/cost-model.md; plus ``overhead_us`` per kernel.
+    """
+
+    model_config = _Frozen
+
+    peak_fraction: FractionSourced
+    tile_m: int = Field(gt=0, description="Output tile rows (tokens) per thread block.")
+    tile_n: int = Field(gt=0, description="Output tile columns per thread block.")
+    m_half: PositiveSourced = Field(description="Tokens at which the small-M ramp reaches half efficiency.")
+    overhead_us: Sourced = Field(description="Fixed per-kernel time (launch, prologue/epilogue), µs.")
+
+
+class PruneImpl(BaseModel):
+    """A runtime N:M prune (+ compress) implementation of activations: a memory-bound op."""
+
+    model_config = _Frozen
+
+    description: str
+    bytes_per_input_byte: PositiveSourced = Field(
+        description="Device-memory traffic per byte of dense activation (reads + writes, all passes)."
+    )
+    bandwidth_fraction: FractionSourced = Field(description="Fraction of peak bandwidth it reaches.")
+    kernels: int = Field(ge=1, description="Kernel launches per call (each pays kernel_overhead_us).")
+    produces_compressed: bool = Field(
+        description="True if its output feeds the sparse GEMM directly (values + metadata)."
+    )
+
+
+class Efficiency(BaseModel):
+    model_config = _Frozen
+
+    dense_gemm: GemmEfficiency
+    sparse_gemm: GemmEfficiency
+    memory_fraction: FractionSourced = Field(description="Achieved fraction of bandwidth, streaming ops.")
+    attention_fraction: FractionSourced = Field(description="Achieved fraction of dense peak, attention.")
+    kernel_overhead_us: Sourced = Field(description="Fixed time per non-GEMM kernel, µs.")
+    allreduce_fraction: FractionSourced = Field(description="Achieved fraction of interconnect bandwidth.")
+
+
+class HardwareProfile(BaseModel):
+    """One accelerator. See hardware_profiles/*.yaml and `ampersim profiles schema`."""
+
+    model_config = _Frozen
+
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9.\-]*$")
+    display_name: str
+    vendor: Literal["nvidia", "amd", "huawei", "other"]
+    architecture: str
+    aliases: list[str] = Field(default_factory=list)
+    status: Literal["official", "unofficial", "hypothetical", "calibrated"] = Field(
+        description="official: vendor datasheet; unofficial: third-party numbers; hypothetical: "
+        "what-if hardware that does not exist; calibrated: efficiency fitted to measurements."
+    )
+    notes: str = ""
+    compute_units: PositiveSourced = Field(description="SMs (NVIDIA) / CUs (AMD) / AI cores: wave quantization.")
+    matrix: dict[DType, MatrixRates]
+    memory: Memory
+    interconnect: Interconnect | None = None
+    power: Power
+    prices: Prices = Field(default_factory=Prices)
+    efficiency: Efficiency
+    prune_impls: dict[str, PruneImpl]
+    default_prune_impl: str
+    calibrated_from: str | None = Field(default=None, description="Measurement file(s) behind a calibration.")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "HardwareProfile":
+        if self.default_prune_impl not in self.prune_impls:
+            raise ValueError(
+                f"default_prune_impl '{self.default_prune_impl}' is not one of prune_impls: "
+                f"{', '.join(sorted(self.prune_impls))}"
+            )
+        if self.status == "calibrated" and not self.calibrated_from:
+            raise ValueError("status 'calibrated' needs 'calibrated_from' naming the measurement file")
+        return self
+
+    @property
+    def dtypes(self) -> list[str]:
+        return list(self.matrix)
+
+    def native_patterns(self, dtype: str) -> list[NMPattern]:
+        """Patterns whose sparse GEMM this hardware accelerates for ``dtype``."""
+        rates = self.matrix.get(dtype)
+        return [NMPattern.parse(p) for p in rates.sparse_tflops] if rates else []

@@ -1,0 +1,71 @@
+"""Numbers that carry their provenance: every constant in a profile or workload says where it came from."""
+from __future__ import annotations
+
+import re
+
+from pydantic import BaseModel, ConfigDict, field_validator
+
+_SOURCE_RE = re.compile(r"^(https?://\S+|(assumed|measured|datasheet|derived|config):\s*\S.*)", re.S)
+_DATE_RE = re.compile(r"^\d{4}-\d{2}(-\d{2})?$")
+
+SOURCE_RULE = (
+    "a URL (https://...), 'datasheet: <document>', 'config: <url or file>', "
+    "'derived: <how>', 'assumed: <why>' or 'measured: <file>'"
+)
+
+
+class Sourced(BaseModel):
+    """A number with its source; ``date`` (YYYY-MM[-DD]) is required where values age (prices)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    value: float
+    source: str
+    date: str | None = None
+
+    @field_validator("source")
+    @classmethod
+    def _check_source(cls, value: str) -> str:
+        if not _SOURCE_RE.match(value.strip()):
+            raise ValueError(f"source must be {SOURCE_RULE}; got '{value}'")
+        return value.strip()
+
+    @field_validator("date", mode="before")
+    @classmethod
+    def _check_date(cls, value: object) -> str | None:
+        if value is None:
+            return None
+        text = str(value)  # YAML turns 2026-02-15 into a date object
+        if not _DATE_RE.match(text):
+            raise ValueError(f"date must be YYYY-MM or YYYY-MM-DD; got '{value}'")
+        return text
+
+    @property
+    def is_assumed(self) -> bool:
+        return self.source.startswith("assumed:")
+
+    @property
+    def is_measured(self) -> bool:
+        return self.source.startswith("measured:")
+
+
+class PositiveSourced(Sourced):
+    """A Sourced value that must be > 0."""
+
+    @field_validator("value")
+    @classmethod
+    def _positive(cls, value: float) -> float:
+        if not value > 0:
+            raise ValueError(f"value must be > 0; got {value}")
+        return value
+
+
+class FractionSourced(Sourced):
+    """A Sourced value in (0, 1]."""
+
+    @field_validator("value")
+    @classmethod
+    def _fraction(cls, value: float) -> float:
+        if not 0 < value <= 1:
+            raise ValueError(f"value must be in (0, 1]; got {value}")
+        return value

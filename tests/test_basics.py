@@ -1,0 +1,44 @@
+"""Core types and the CLI shell: patterns, errors, YAML loading."""
+import pytest
+
+from ampersim.cli import main
+from ampersim.errors import InvalidArgument, InvalidData
+from ampersim.hardware.profile import HardwareProfile
+from ampersim.patterns import NMPattern
+from ampersim.yamlio import load_model
+
+
+@pytest.mark.parametrize("text,n,m,sparsity", [("2:4", 2, 4, 0.5), ("8:16", 8, 16, 0.5), ("1:4", 1, 4, 0.75)])
+def test_pattern_parse(text, n, m, sparsity):
+    p = NMPattern.parse(text)
+    assert (p.n, p.m, p.sparsity) == (n, m, sparsity)
+    assert str(p) == text
+    assert NMPattern.model_validate(text) == p
+
+
+@pytest.mark.parametrize("bad", ["3:2", "0:4", "a:b", "4:4", "-1:4", "2/4", ""])
+def test_pattern_rejects(bad):
+    with pytest.raises(InvalidArgument, match="N:M"):
+        NMPattern.parse(bad)
+
+
+def test_yaml_error_names_file_line_field(tmp_path):
+    path = tmp_path / "p.yaml"
+    path.write_text("name: x\nvendor: nvidia\ncompute_units:\n  value: 132\n  source: nowhere\n")
+    with pytest.raises(InvalidData) as info:
+        load_model(path, HardwareProfile)
+    assert str(path) in str(info.value)
+
+
+def test_malformed_yaml_line(tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text("name: x\n  bad: [\n")
+    with pytest.raises(InvalidData, match=r"bad.yaml:\d+: malformed YAML"):
+        load_model(path, HardwareProfile)
+
+
+def test_cli_usage_error_exit_2(capsys):
+    with pytest.raises(SystemExit) as info:
+        main(["no-such-command"])
+    assert info.value.code == 2
+    assert capsys.readouterr().err.startswith("error:")
