@@ -150,16 +150,24 @@ class HardwareProfile(BaseModel):
     prices: Prices = Field(default_factory=Prices)
     efficiency: Efficiency
     prune_impls: dict[str, PruneImpl]
-    default_prune_impl: str
+    default_prune_impl: str = Field(
+        description="prune_impls entry used for natively accelerated patterns (must produce the compressed operand)."
+    )
+    default_mask_impl: str = Field(
+        description="prune_impls entry used when the pattern is not accelerated (masking only, then dense GEMM)."
+    )
     calibrated_from: str | None = Field(default=None, description="Measurement file(s) behind a calibration.")
 
     @model_validator(mode="after")
     def _consistent(self) -> "HardwareProfile":
-        if self.default_prune_impl not in self.prune_impls:
-            raise ValueError(
-                f"default_prune_impl '{self.default_prune_impl}' is not one of prune_impls: "
-                f"{', '.join(sorted(self.prune_impls))}"
-            )
+        for field, compressed in (("default_prune_impl", True), ("default_mask_impl", False)):
+            name = getattr(self, field)
+            if name not in self.prune_impls:
+                raise ValueError(
+                    f"{field} '{name}' is not one of prune_impls: {', '.join(sorted(self.prune_impls))}"
+                )
+            if self.prune_impls[name].produces_compressed is not compressed:
+                raise ValueError(f"{field} '{name}' must have produces_compressed: {str(compressed).lower()}")
         if self.status == "calibrated" and not self.calibrated_from:
             raise ValueError("status 'calibrated' needs 'calibrated_from' naming the measurement file")
         return self
