@@ -13,6 +13,7 @@ from ampersim.errors import AmpersimError
 
 # subcommand name -> module (imported when the parser is built; heavy imports stay inside run()).
 COMMANDS: dict[str, str] = {
+    "profiles": "ampersim.cli.profiles",
 }
 
 
