@@ -1,0 +1,179 @@
+"""Return on investment: cost per million prompt tokens, energy per token and payback, dense vs sparse.
+
+Definitions (per GPU; a tensor-parallel replica of ``tp`` GPUs shares its throughput over them):
+- cloud $/M tokens = rent $/GPU-hour / (3600 × tokens/s × utilization) × 1e6 — rent is paid for
+  every hour, tokens flow only while busy.
+- owned $/M tokens = (purchase / (lifetime years × 8766 h) + power kW × $/kWh × utilization)
+  / (3600 × tokens/s × utilization) × 1e6 — the GPU alone (no server, network, hosting or cooling);
+  power = TDP × prefill power fraction, drawn only while busy (idle power not modelled).
+- energy J/token = power W / tokens/s (same power for dense and sparse: no measurement says otherwise).
+- payback of moving from A to B (per path, dense→dense or sparse→sparse): buy enough B GPUs to
+  match the prompt throughput of one rented A GPU (fractional count tokens/s_A / tokens/s_B); the
+  payback is their purchase price divided by the monthly saving, rent_A × 730.5 h minus the B GPUs'
+  power while busy. A and B may be the same profile (buy instead of rent).
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from ampersim.errors import InvalidArgument
+from ampersim.hardware.profile import HardwareProfile
+from ampersim.sourced import Sourced
+
+HOURS_PER_YEAR = 8766.0  # 365.25 days
+HOURS_PER_MONTH = HOURS_PER_YEAR / 12.0
+PATHS = ("dense", "sparse")
+
+DEFAULT_LIFETIME_YEARS = Sourced(
+    value=5.0, source="assumed: hyperscalers depreciate servers over 5-6 years; GPUs often age out sooner"
+)
+DEFAULT_USD_PER_KWH = Sourced(
+    value=0.10, source="assumed: round figure between US average industrial (~8 c) and commercial (~13 c) "
+    "electricity prices (EIA Electric Power Monthly, 2024)"
+)
+DEFAULT_UTILIZATION = Sourced(
+    value=1.0, source="assumed: GPUs busy with prefill every hour (lowest cost per token); pass --utilization"
+)
+
+
+def _flag_value(value: float, flag: str) -> Sourced:
+    return Sourced(value=value, source=f"assumed: given on the command line ({flag})")
+
+
+@dataclass(frozen=True)
+class PriceBasis:
+    """Every price and economic assumption used for one profile, each with its source (and date)."""
+
+    cloud_usd_per_gpu_hour: Sourced | None
+    purchase_usd: Sourced | None
+    lifetime_years: Sourced
+    usd_per_kwh: Sourced
+    utilization: Sourced
+
+    def items(self) -> list[tuple[str, Sourced]]:
+        named = [("cloud_usd_per_gpu_hour", self.cloud_usd_per_gpu_hour), ("purchase_usd", self.purchase_usd),
+                 ("lifetime_years", self.lifetime_years), ("usd_per_kwh", self.usd_per_kwh),
+                 ("utilization", self.utilization)]
+        return [(k, v) for k, v in named if v is not None]
+
+
+def missing_price_message(profile: HardwareProfile, field: str, flag: str) -> str:
+    return f"profile '{profile.name}' has no prices.{field}: add it (value, source, date) to its YAML or pass {flag}"
+
+
+def price_basis(profile: HardwareProfile, *, usd_per_hour: float | None = None, purchase_usd: float | None = None,
+                lifetime_years: float | None = None, usd_per_kwh: float | None = None,
+                utilization: float | None = None) -> PriceBasis:
+    """Profile prices overridden by command-line values; InvalidArgument if the profile has no price at all."""
+    for value, flag in ((usd_per_hour, "--usd-per-hour"), (purchase_usd, "--purchase-usd"),
+                        (lifetime_years, "--lifetime-years"), (usd_per_kwh, "--usd-per-kwh")):
+        if value is not None and not value > 0:
+            raise InvalidArgument(f"{flag} {value:g}: must be > 0")
+    if utilization is not None and not 0 < utilization <= 1:
+        raise InvalidArgument(f"--utilization {utilization:g}: must be in (0, 1]")
+    cloud = _flag_value(usd_per_hour, "--usd-per-hour") if usd_per_hour is not None \
+        else profile.prices.cloud_usd_per_gpu_hour
+    buy = _flag_value(purchase_usd, "--purchase-usd") if purchase_usd is not None else profile.prices.purchase_usd
+    if cloud is None and buy is None:
+        raise InvalidArgument(
+            f"profile '{profile.name}' has no price: add prices.cloud_usd_per_gpu_hour or prices.purchase_usd "
+            "(value, source, date) to its YAML, or pass --usd-per-hour / --purchase-usd"
+        )
+    return PriceBasis(
+        cloud, buy,
+        _flag_value(lifetime_years, "--lifetime-years") if lifetime_years is not None else DEFAULT_LIFETIME_YEARS,
+        _flag_value(usd_per_kwh, "--usd-per-kwh") if usd_per_kwh is not None else DEFAULT_USD_PER_KWH,
+        _flag_value(utilization, "--utilization") if utilization is not None else DEFAULT_UTILIZATION,
+    )
+
+
+def usd_per_million_tokens(usd_per_gpu_hour: float, tokens_per_s: float, utilization: float) -> float:
+    """Cost of a million prompt tokens on one GPU paid ``usd_per_gpu_hour`` and busy ``utilization``."""
+    return usd_per_gpu_hour / (3600.0 * tokens_per_s * utilization) * 1e6
+
+
+def owned_usd_per_hour(purchase_usd: float, lifetime_years: float, power_w: float, usd_per_kwh: float,
+                       utilization: float) -> float:
+    """Amortized purchase (straight line over the lifetime) plus electricity while busy, per GPU-hour."""
+    return purchase_usd / (lifetime_years * HOURS_PER_YEAR) + power_w / 1000.0 * usd_per_kwh * utilization
+
+
+def energy_j_per_token(power_w: float, tokens_per_s: float) -> float:
+    return power_w / tokens_per_s
+
+
+@dataclass(frozen=True)
+class ProfileEconomics:
+    """ROI numbers of one profile for one workload (per GPU)."""
+
+    profile: str
+    display_name: str
+    tp: int
+    power_w: float  # per GPU during prefill
+    tokens_per_s: dict[str, float]  # per GPU, by path
+    speedup: float
+    energy_j_per_token: dict[str, float]
+    cloud_usd_per_m_tokens: dict[str, float | None]
+    owned_usd_per_m_tokens: dict[str, float | None]
+    prices: PriceBasis
+    native: bool
+    note: str
+
+
+def profile_economics(profile: HardwareProfile, replica_tokens_per_s: dict[str, float], tp: int,
+                      basis: PriceBasis, *, native: bool = True, note: str = "") -> ProfileEconomics:
+    """Economics from a replica's prompt tokens/s per path (``tp`` GPUs per replica)."""
+    power = profile.power.tdp_w.value * profile.power.prefill_power_fraction.value
+    util = basis.utilization.value
+    tps = {p: replica_tokens_per_s[p] / tp for p in PATHS}
+    cloud = {p: None if basis.cloud_usd_per_gpu_hour is None else
+             usd_per_million_tokens(basis.cloud_usd_per_gpu_hour.value, tps[p], util) for p in PATHS}
+    owned = {p: None if basis.purchase_usd is None else usd_per_million_tokens(
+        owned_usd_per_hour(basis.purchase_usd.value, basis.lifetime_years.value, power,
+                           basis.usd_per_kwh.value, util), tps[p], util) for p in PATHS}
+    return ProfileEconomics(
+        profile.name, profile.display_name, tp, power, tps, tps["sparse"] / tps["dense"],
+        {p: energy_j_per_token(power, tps[p]) for p in PATHS}, cloud, owned, basis, native, note,
+    )
+
+
+@dataclass(frozen=True)
+class Payback:
+    """Buying ``to_profile`` GPUs instead of renting ``from_profile`` for the same prompt throughput."""
+
+    from_profile: str
+    to_profile: str
+    path: str
+    gpus_needed: float  # fractional 'to' GPUs per rented 'from' GPU
+    capex_usd: float
+    saving_usd_per_month: float
+    months: float | None  # None: never pays back (saving <= 0)
+    missing: str = ""  # which price is missing when nothing could be computed
+
+
+PAYBACK_DEFINITION = (
+    "payback = months until buying enough GPUs of the target profile to match one rented GPU of the "
+    "baseline (first --profile) in prompt tokens/s pays for itself: their purchase price / (baseline "
+    f"rent x {HOURS_PER_MONTH:g} h/month - their electricity while busy); same path (dense or sparse) on both"
+)
+
+
+def payback(base: ProfileEconomics, target: ProfileEconomics, path: str) -> Payback:
+    """Payback of replacing one rented ``base`` GPU by owned ``target`` GPUs (see PAYBACK_DEFINITION)."""
+    rent, buy = base.prices.cloud_usd_per_gpu_hour, target.prices.purchase_usd
+    if rent is None or buy is None:
+        missing = (f"{base.profile}: prices.cloud_usd_per_gpu_hour (or --usd-per-hour)" if rent is None
+                   else f"{target.profile}: prices.purchase_usd (or --purchase-usd)")
+        return Payback(base.profile, target.profile, path, float("nan"), float("nan"), float("nan"), None, missing)
+    gpus = base.tokens_per_s[path] / target.tokens_per_s[path]
+    power_usd_per_hour = gpus * target.power_w / 1000.0 * target.prices.usd_per_kwh.value \
+        * target.prices.utilization.value
+    saving = (rent.value - power_usd_per_hour) * HOURS_PER_MONTH
+    capex = gpus * buy.value
+    return Payback(base.profile, target.profile, path, gpus, capex, saving, capex / saving if saving > 0 else None)
+
+
+def paybacks(rows: Sequence[ProfileEconomics]) -> list[Payback]:
+    """Payback of every profile (itself included) against the first one, both paths."""
+    return [payback(rows[0], row, path) for row in rows for path in PATHS]
