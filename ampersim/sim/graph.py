@@ -1,0 +1,317 @@
+"""The op graph of one prefill step: what the model does, independent of the hardware that runs it.
+
+The same graph is costed by the analytical model (ampersim.sim.cost) and measured on a GPU (issue 5),
+so every op carries the shapes needed to rebuild it (M, N, K, dtype, ``attrs``). Identical decoder
+layers (same sparsified linears, same attention window) are emitted once with ``layers``/``count``.
+
+Per decoder layer, in execution order (HF-style unfused projections, one kernel per op)::
+
+    attn_norm, [prune.attn_in], q_proj, k_proj, v_proj, [q_norm, k_norm], rotary, attention,
+    [prune.attn_out], o_proj, [post_attn_norm], [allreduce.attn], residual.attn,
+    ffn_norm, [router, moe.dispatch], [prune.mlp_in], gate_proj, up_proj, activation,
+    [prune.mlp_mid], down_proj, [shared expert: gate/up/activation/prune/down], [moe.combine],
+    [post_ffn_norm], [allreduce.mlp], residual.mlp
+
+plus ``embedding`` (+ ``allreduce.embedding`` under TP), ``final_norm`` and ``lm_head`` (last token
+of each sequence only). A ``prune.*`` op appears where at least one consumer of that activation is
+sparsified; it runs once per activation (q/k/v share one, gate/up share one).
+
+Shapes: a GEMM is Y[M, N] = X[M, K] · W[N, K]ᵀ, ``groups`` independent GEMMs of that shape in one
+kernel (MoE: the experts a step touches). Tensor parallelism (Megatron style): q/k/v/gate/up and
+lm_head are column-parallel (N / tp), o/down row-parallel (K / tp) followed by an all-reduce of the
+[tokens, hidden] output; norms and residuals run replicated. All counts are per GPU.
+
+Quantities may be numpy arrays (one entry per batch shape): the vectorized step model builds the
+graph once for a whole sweep of (tokens, sum of squared lengths) points.
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Union
+
+import numpy as np
+
+from ampersim.errors import InvalidArgument
+from ampersim.hardware.profile import DTYPE_BYTES
+from ampersim.models.spec import ModelSpec
+from ampersim.prune.policy import SparsityPolicy, canonical_name
+
+Num = Union[float, np.ndarray]
+
+KINDS = ("gemm", "sparse_gemm", "prune", "attention", "norm", "elementwise", "embedding", "allreduce")
+# activation feeding each projection (one prune op per activation)
+_INPUT_OF = {"q_proj": "attn_in", "k_proj": "attn_in", "v_proj": "attn_in", "o_proj": "attn_out",
+             "gate_proj": "mlp_in", "up_proj": "mlp_in", "down_proj": "mlp_mid"}
+
+
+@dataclass(frozen=True)
+class BatchShape:
+    """The prompts of one step: total tokens T, sequences n, sum of squared lengths S.
+
+    ``lengths`` are the exact per-sequence lengths when known; otherwise the step is treated as
+    n equal sequences of length S/T (exact for equal lengths; n defaults to T²/S, which is the
+    number of sequences when they are equal and a lower bound otherwise).
+    """
+
+    tokens: Num
+    seqs: Num
+    sum_sq: Num
+    lengths: tuple[int, ...] | None = None
+
+    @classmethod
+    def from_lengths(cls, lengths: Sequence[int]) -> "BatchShape":
+        lengths = tuple(int(x) for x in lengths)
+        if not lengths or min(lengths) <= 0:
+            raise InvalidArgument(f"tokens per sequence must be > 0; got {list(lengths)[:8]}")
+        return cls(tokens=float(sum(lengths)), seqs=float(len(lengths)),
+                   sum_sq=float(sum(x * x for x in lengths)), lengths=lengths)
+
+    @classmethod
+    def from_moments(cls, tokens: Num, sum_sq: Num, seqs: Num | None = None) -> "BatchShape":
+        tokens = np.asarray(tokens, dtype=float)
+        sum_sq = np.asarray(sum_sq, dtype=float)
+        if np.any(tokens <= 0):
+            raise InvalidArgument("total_tokens must be > 0")
+        if np.any(sum_sq < tokens) or np.any(sum_sq > tokens * tokens * (1 + 1e-12)):
+            raise InvalidArgument("sum_sq_tokens must lie between total_tokens and total_tokens**2")
+        seqs = tokens * tokens / sum_sq if seqs is None else np.asarray(seqs, dtype=float)
+        if np.any(seqs < 1) or np.any(seqs > tokens):
+            raise InvalidArgument("num_seqs must lie between 1 and total_tokens")
+        return cls(tokens=tokens, seqs=seqs, sum_sq=sum_sq)
+
+    def attended_pairs(self, window: int | None) -> Num:
+        """Causal (query, key) pairs, diagonal included; keys limited to ``window`` if given."""
+        if window is None:
+            return (self.sum_sq + self.tokens) / 2
+        if self.lengths is not None:
+            return float(sum(_window_pairs(np.float64(x), window) for x in self.lengths))
+        return self.seqs * _window_pairs(self.sum_sq / self.tokens, window)
+
+
+def _window_pairs(length: Num, window: int) -> Num:
+    full = length * (length + 1) / 2
+    capped = window * (window + 1) / 2 + (length - window) * window
+    return np.where(length <= window, full, capped)
+
+
+@dataclass(frozen=True)
+class Op:
+    """One kernel of the step (per GPU). ``count`` = how many decoder layers run it (1 for model ops).
+
+    GEMM: Y[M, N] = X[M, K] · W[N, K]ᵀ, ``groups`` of them. prune: an [M, K] activation. norm /
+    elementwise / embedding: M rows of K features. attention: M query tokens, N = mean keys per
+    query, K = head_dim. allreduce: bytes = message size. ``flops`` / ``bytes`` are the dense
+    path's (bytes = compulsory device-memory traffic).
+    """
+
+    name: str
+    kind: str
+    layer: int | None
+    layers: tuple[int, ...]
+    M: Num
+    N: Num
+    K: Num
+    flops: Num
+    bytes: Num
+    dtype: str
+    groups: Num = 1.0
+    sparse: bool = False
+    attrs: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def count(self) -> int:
+        return max(1, len(self.layers))
+
+
+def experts_touched(tokens: Num, num_experts: int, top_k: int) -> Num:
+    """Expected distinct experts hit when each of ``tokens`` picks top_k of num_experts uniformly."""
+    return num_experts * (1.0 - (1.0 - top_k / num_experts) ** np.asarray(tokens, dtype=float))
+
+
+def check_tp(spec: ModelSpec, tp: int) -> None:
+    """Raise InvalidArgument unless ``tp`` splits heads, KV heads and FFN widths evenly."""
+    if tp < 1:
+        raise InvalidArgument(f"--tp must be >= 1; got {tp}")
+    ffn = spec.moe.expert_intermediate_size if spec.moe else spec.intermediate_size
+    for what, value in (("attention heads", spec.num_heads), ("KV heads", spec.num_kv_heads),
+                        ("FFN width", ffn)):
+        if value % tp:
+            raise InvalidArgument(
+                f"--tp {tp} does not divide the {what} of {spec.name} ({value}); "
+                f"allowed tp: {', '.join(str(d) for d in _divisors(spec) if d <= 64)}"
+            )
+
+
+def _divisors(spec: ModelSpec) -> list[int]:
+    ffn = spec.moe.expert_intermediate_size if spec.moe else spec.intermediate_size
+    return [d for d in range(1, spec.num_kv_heads + 1)
+            if spec.num_heads % d == 0 and spec.num_kv_heads % d == 0 and ffn % d == 0]
+
+
+def build_graph(spec: ModelSpec, policy: SparsityPolicy, tokens_per_seq: int | Sequence[int],
+                batch: int, dtype: str, tp: int) -> list[Op]:
+    """The op graph of prefilling ``batch`` prompts (``tokens_per_seq`` each, or one length per prompt)."""
+    if isinstance(tokens_per_seq, (int, np.integer)):
+        if tokens_per_seq <= 0:
+            raise InvalidArgument(f"--tokens must be > 0; got {tokens_per_seq}")
+        if batch <= 0:
+            raise InvalidArgument(f"--batch must be > 0; got {batch}")
+        lengths = [int(tokens_per_seq)] * batch
+    else:
+        lengths = list(tokens_per_seq)
+        if len(lengths) != batch:
+            raise InvalidArgument(f"got {len(lengths)} sequence lengths for batch {batch}")
+    return graph_for_shape(spec, policy, BatchShape.from_lengths(lengths), dtype, tp)
+
+
+def graph_for_shape(spec: ModelSpec, policy: SparsityPolicy, shape: BatchShape, dtype: str, tp: int) -> list[Op]:
+    """The op graph for a batch shape whose quantities may be numpy arrays (vectorized sweeps)."""
+    if dtype not in DTYPE_BYTES:
+        raise InvalidArgument(f"unknown dtype '{dtype}'; allowed: {', '.join(DTYPE_BYTES)}")
+    check_tp(spec, tp)
+    builder = _Builder(spec, policy, shape, dtype, tp)
+    builder.model_start()
+    for layers, sparse, window in layer_groups(spec, policy):
+        builder.decoder_layer(layers, sparse, window)
+    builder.model_end()
+    return builder.ops
+
+
+def layer_groups(spec: ModelSpec, policy: SparsityPolicy) -> list[tuple[tuple[int, ...], frozenset[str], int | None]]:
+    """Decoder layers grouped by (sparsified kinds, attention window), in order of first appearance."""
+    groups: dict[tuple[frozenset[str], int | None], list[int]] = {}
+    for i in range(spec.num_layers):
+        sparse = frozenset(k for k in _INPUT_OF if policy.is_sparse(i, k))
+        window = None if spec.is_global_attention(i) else spec.sliding_window
+        groups.setdefault((sparse, window), []).append(i)
+    return [(tuple(layers), sparse, window) for (sparse, window), layers in groups.items()]
+
+
+class _Builder:
+    """Appends the ops of a step; all sizes per GPU."""
+
+    def __init__(self, spec: ModelSpec, policy: SparsityPolicy, shape: BatchShape, dtype: str, tp: int) -> None:
+        self.spec, self.policy, self.shape, self.dtype, self.tp = spec, policy, shape, dtype, tp
+        self.in_b = DTYPE_BYTES[dtype]
+        self.act_b = max(self.in_b, 2.0)  # 8-bit GEMMs keep 16-bit activations between kernels
+        self.ops: list[Op] = []
+        self.layers: tuple[int, ...] = ()
+
+    # -- op helpers -----------------------------------------------------------------------------
+    def _add(self, name: str, kind: str, M: Num, N: Num, K: Num, flops: Num, nbytes: Num, *,
+             groups: Num = 1.0, sparse: bool = False, **attrs: Any) -> None:
+        layer = self.layers[0] if self.layers else None
+        self.ops.append(Op(name=name, kind=kind, layer=layer, layers=self.layers, M=M, N=N, K=K,
+                           flops=flops, bytes=nbytes, dtype=self.dtype, groups=groups, sparse=sparse,
+                           attrs=attrs))
+
+    def gemm(self, name: str, kind: str, M: Num, N: int, K: int, *, sparse: bool = False,
+             groups: Num = 1.0, parallel: str = "replicated", **attrs: Any) -> None:
+        if sparse and K % self.policy.pattern.m:
+            where = canonical_name(self.layers[0], kind) if self.layers else kind
+            raise InvalidArgument(
+                f"pattern {self.policy.pattern} needs the input features of every sparsified linear to be "
+                f"a multiple of {self.policy.pattern.m}; {where} has {K} per GPU (tp={self.tp})"
+            )
+        flops = 2.0 * M * N * K * groups
+        nbytes = groups * ((M * K + N * K) * self.in_b + M * N * self.act_b)
+        self._add(name, "sparse_gemm" if sparse else "gemm", M, N, K, flops, nbytes, groups=groups,
+                  sparse=sparse, linear=kind, parallel=parallel, **attrs)
+
+    def stream(self, name: str, kind: str, rows: Num, features: int, passes: float, **attrs: Any) -> None:
+        """A memory-bound op over a [rows, features] activation moving ``passes`` × its bytes."""
+        self._add(name, kind, rows, 0, features, 0.0, passes * rows * features * self.act_b, **attrs)
+
+    def prune(self, activation: str, rows: Num, features: int) -> None:
+        self._add(f"prune.{activation}", "prune", rows, 0, features, 0.0, rows * features * self.in_b,
+                  sparse=True, pattern=str(self.policy.pattern), scoring=self.policy.scoring)
+
+    def allreduce(self, name: str, rows: Num) -> None:
+        if self.tp > 1:
+            h = self.spec.hidden_size
+            self._add(name, "allreduce", rows, 0, h, 0.0, rows * h * self.act_b, tp=self.tp)
+
+    # -- model structure ------------------------------------------------------------------------
+    def model_start(self) -> None:
+        T = self.shape.tokens
+        self.stream("embedding", "embedding", T, self.spec.hidden_size, 2.0, vocab=self.spec.vocab_size)
+        self.allreduce("allreduce.embedding", T)
+
+    def model_end(self) -> None:
+        self.layers = ()
+        spec, T = self.spec, self.shape.tokens
+        self.stream("final_norm", "norm", T, spec.hidden_size, 2.0)
+        vocab = -(-spec.vocab_size // self.tp)
+        self.gemm("lm_head", "lm_head", self.shape.seqs, vocab, spec.hidden_size, parallel="column")
+
+    def decoder_layer(self, layers: tuple[int, ...], sparse: frozenset[str], window: int | None) -> None:
+        self.layers = layers
+        spec, T, tp = self.spec, self.shape.tokens, self.tp
+        h, hd = spec.hidden_size, spec.head_dim
+        heads, kv_heads = spec.num_heads // tp, spec.num_kv_heads // tp
+        q_dim, kv_dim = heads * hd, kv_heads * hd
+        sandwich = spec.family == "gemma3"  # Gemma 3 also normalizes each sub-block's output
+
+        self.stream("attn_norm", "norm", T, h, 2.0)
+        if sparse & {"q_proj", "k_proj", "v_proj"}:
+            self.prune("attn_in", T, h)
+        for kind, n in (("q_proj", q_dim), ("k_proj", kv_dim), ("v_proj", kv_dim)):
+            self.gemm(kind, kind, T, n, h, sparse=kind in sparse, parallel="column")
+        if spec.qk_norm:
+            self.stream("q_norm", "norm", T, q_dim, 2.0)
+            self.stream("k_norm", "norm", T, kv_dim, 2.0)
+        self.stream("rotary", "elementwise", T, q_dim + kv_dim, 2.0)
+        pairs = self.shape.attended_pairs(window)
+        self._add("attention", "attention", T, pairs / T, hd, 4.0 * heads * hd * pairs,
+                  T * (2 * q_dim + 2 * kv_dim) * self.act_b, heads=heads, kv_heads=kv_heads,
+                  head_dim=hd, window=window, causal=True,
+                  seq_lens=list(self.shape.lengths) if self.shape.lengths else None)
+        if "o_proj" in sparse:
+            self.prune("attn_out", T, q_dim)
+        self.gemm("o_proj", "o_proj", T, h, q_dim, sparse="o_proj" in sparse, parallel="row")
+        if sandwich:
+            self.stream("post_attn_norm", "norm", T, h, 2.0)
+        self.allreduce("allreduce.attn", T)
+        self.stream("residual.attn", "elementwise", T, h, 3.0)
+        self.stream("ffn_norm", "norm", T, h, 2.0)
+        self.mlp(T, sparse)
+        if sandwich:
+            self.stream("post_ffn_norm", "norm", T, h, 2.0)
+        self.allreduce("allreduce.mlp", T)
+        self.stream("residual.mlp", "elementwise", T, h, 3.0)
+
+    def mlp(self, T: Num, sparse: frozenset[str]) -> None:
+        spec, tp, h = self.spec, self.tp, self.spec.hidden_size
+        gated = "gate_proj" in sparse or "up_proj" in sparse
+        moe = spec.moe
+        if moe is None:
+            if gated:
+                self.prune("mlp_in", T, h)
+            self._ffn("", T, 1.0, spec.intermediate_size // tp, sparse)
+            return
+        self.gemm("router", "router", T, moe.num_experts, h)
+        self.stream("moe.dispatch", "elementwise", T, h, 1.0 + moe.experts_per_token,
+                    top_k=moe.experts_per_token, num_experts=moe.num_experts)
+        if gated:
+            self.prune("mlp_in", T, h)
+        touched = experts_touched(T, moe.num_experts, moe.experts_per_token)
+        self._ffn("", T * moe.experts_per_token / touched, touched, moe.expert_intermediate_size // tp,
+                  sparse, experts=moe.num_experts, top_k=moe.experts_per_token)
+        if moe.shared_expert_intermediate_size:
+            self._ffn("shared_expert.", T, 1.0, moe.shared_expert_intermediate_size // tp, sparse)
+        self.stream("moe.combine", "elementwise", T, h, 1.0 + moe.experts_per_token,
+                    top_k=moe.experts_per_token, num_experts=moe.num_experts)
+
+    def _ffn(self, prefix: str, rows: Num, groups: Num, ffn: int, sparse: frozenset[str], **attrs: Any) -> None:
+        """Gated FFN (gate, up, activation, down) on ``groups`` groups of ``rows`` tokens each."""
+        h = self.spec.hidden_size
+        for kind in ("gate_proj", "up_proj"):
+            self.gemm(prefix + kind, kind, rows, ffn, h, sparse=kind in sparse, groups=groups,
+                      parallel="column", **attrs)
+        self.stream(prefix + "activation", "elementwise", rows * groups, ffn, 3.0,
+                    function=self.spec.mlp_activation, gated=True)
+        if "down_proj" in sparse:
+            self.prune(prefix + "mlp_mid", rows * groups, ffn)
+        self.gemm(prefix + "down_proj", "down_proj", rows, h, ffn, sparse="down_proj" in sparse,
+                  groups=groups, parallel="row", **attrs)

@@ -1,0 +1,197 @@
+"""Predict one prefill step: scenario + profile -> op graph -> per-op dense and sparse times.
+
+``predict`` gives the full per-op picture; ``step_seconds`` is the vectorized path for sweeps and
+capacity planning (millions of batch shapes per call). Both build the same graph with the same
+cost functions, so they agree (exactly for equal-length batches; see BatchShape for mixes).
+"""
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import dataclass
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict
+
+from ampersim.hardware.profile import HardwareProfile
+from ampersim.models.spec import ModelSpec
+from ampersim.patterns import NMPattern
+from ampersim.prune.policy import SparsityPolicy, coverage, resolve_policy
+from ampersim.sim.cost import BOUNDS, OpColumns, cost_graph
+from ampersim.sim.execution import SparseExecution, sparse_execution
+from ampersim.sim.graph import BatchShape, build_graph, graph_for_shape
+from ampersim.sim.scenario import Scenario
+
+PAPER_PATTERN = "8:16"
+
+
+class OpRow(BaseModel):
+    """One op of the prediction; times are per instance (one layer), ``count`` instances per step."""
+
+    model_config = ConfigDict(frozen=True)
+
+    name: str
+    kind: str
+    layer: int | None
+    layers: list[int]
+    count: int
+    M: float
+    N: float
+    K: float
+    groups: float
+    dense_s: float
+    sparse_s: float
+    bound: str
+    sparse_bound: str
+
+
+class Prediction(BaseModel):
+    """Dense vs sparse prefill of one step (per GPU of a tensor-parallel group)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    profile: str
+    model: str
+    scenario: str
+    tokens: int
+    tokens_per_seq: list[int]
+    batch: int
+    pattern: str
+    dtype: str
+    tp: int
+    policy: str
+    scoring: str
+    prune_impl: str
+    native: bool
+    runs_as: str | None
+    coverage: float
+    dense_total_s: float
+    sparse_total_s: float
+    speedup: float
+    ttft_dense_s: float
+    ttft_sparse_s: float
+    tokens_per_s_dense: float
+    tokens_per_s_sparse: float
+    note: str
+    ops: list[OpRow]
+
+
+@dataclass(frozen=True)
+class StepModel:
+    """A scenario bound to a profile: everything but the batch shape is decided."""
+
+    profile: HardwareProfile
+    scenario: Scenario
+    spec: ModelSpec
+    policy: SparsityPolicy
+    execution: SparseExecution
+
+    def seconds(self, total_tokens, sum_sq_tokens, num_seqs=None) -> tuple[np.ndarray, np.ndarray]:
+        """(dense_s, sparse_s) of steps with these token totals and squared-length sums (arrays)."""
+        total, sum_sq = np.broadcast_arrays(np.asarray(total_tokens, float), np.asarray(sum_sq_tokens, float))
+        seqs = None if num_seqs is None else np.broadcast_to(np.asarray(num_seqs, float), total.shape).ravel()
+        shape = BatchShape.from_moments(total.ravel(), sum_sq.ravel(), seqs)
+        ops = graph_for_shape(self.spec, self.policy, shape, self.scenario.dtype, self.scenario.tp)
+        cols = OpColumns.from_ops(ops)
+        dense, sparse = cost_graph(cols, self.profile, self.scenario.dtype, self.execution,
+                                   self.scenario.tp).totals(cols.count)
+        return dense.reshape(total.shape), sparse.reshape(total.shape)
+
+
+def _load_spec(scenario: Scenario) -> ModelSpec:
+    from ampersim.models.registry import load_model_spec  # owned by the data layer
+
+    return load_model_spec(scenario.model)
+
+
+def compile_step(profile: HardwareProfile, scenario: Scenario, *, prune_impl: str | None = None,
+                 spec: ModelSpec | None = None) -> StepModel:
+    """Resolve model, policy and sparse path once (spec: an already-loaded ModelSpec)."""
+    spec = spec or _load_spec(scenario)
+    policy = resolve_policy(scenario.policy, spec, scenario.pattern, scenario.scoring)
+    execution = sparse_execution(profile, scenario.dtype, policy.pattern, prune_impl)
+    return StepModel(profile, scenario, spec, policy, execution)
+
+
+_CACHE: "OrderedDict[tuple, StepModel]" = OrderedDict()
+_CACHE_SIZE = 64
+
+
+def _cached_step(profile: HardwareProfile, scenario: Scenario, prune_impl: str | None,
+                 spec: ModelSpec | None) -> StepModel:
+    """compile_step memoized on object identity (the cache holds the objects, so ids stay unique)."""
+    key = (id(profile), id(scenario), prune_impl, id(spec))
+    step = _CACHE.get(key)
+    if step is None or step.profile is not profile or step.scenario is not scenario:
+        step = compile_step(profile, scenario, prune_impl=prune_impl, spec=spec)
+        _CACHE[key] = step
+        if len(_CACHE) > _CACHE_SIZE:
+            _CACHE.popitem(last=False)
+    _CACHE.move_to_end(key)
+    return step
+
+
+def step_seconds(profile: HardwareProfile, scenario: Scenario, total_tokens, sum_sq_tokens, *,
+                 num_seqs=None, prune_impl: str | None = None,
+                 spec: ModelSpec | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Vectorized (dense_s, sparse_s) of prefill steps of ``scenario``'s model/dtype/tp/policy.
+
+    total_tokens, sum_sq_tokens: arrays (broadcast together) of Σ lengths and Σ lengths² of the
+    sequences in each step. num_seqs: sequences per step (lm_head rows); default Σ²/Σsq, exact for
+    equal lengths. Sliding-window attention treats the step as equal sequences of length Σsq/Σ.
+    Scenario batch/prompt_tokens are ignored.
+    """
+    return _cached_step(profile, scenario, prune_impl, spec).seconds(total_tokens, sum_sq_tokens, num_seqs)
+
+
+def predict(profile: HardwareProfile, scenario: Scenario, *, prune_impl: str | None = None,
+            spec: ModelSpec | None = None) -> Prediction:
+    """Per-op dense and sparse prediction of one prefill step of ``scenario`` on ``profile``."""
+    step = compile_step(profile, scenario, prune_impl=prune_impl, spec=spec)
+    lengths = scenario.sequence_lengths()
+    ops = build_graph(step.spec, step.policy, lengths, len(lengths), scenario.dtype, scenario.tp)
+    cols = OpColumns.from_ops(ops)
+    cost = cost_graph(cols, profile, scenario.dtype, step.execution, scenario.tp)
+    dense_total, sparse_total = (float(t[0]) for t in cost.totals(cols.count))
+    rows = [
+        OpRow(name=op.name, kind=op.kind, layer=op.layer, layers=list(op.layers), count=op.count,
+              M=float(op.M), N=float(op.N), K=float(op.K), groups=float(op.groups),
+              dense_s=float(cost.dense_s[i, 0]), sparse_s=float(cost.sparse_s[i, 0]),
+              bound=_bound(cost.dense_bound[i, 0]), sparse_bound=_bound(cost.sparse_bound[i, 0]))
+        for i, op in enumerate(ops)
+    ]
+    tokens = sum(lengths)
+    cover = coverage(step.spec, step.policy).fraction
+    notes = [step.execution.note if cover > 0 else f"policy '{step.policy.name}' sparsifies no linear layer"]
+    if step.policy.note:
+        notes.append(step.policy.note)
+    return Prediction(
+        profile=profile.name, model=step.spec.name, scenario=scenario.name, tokens=tokens,
+        tokens_per_seq=lengths, batch=len(lengths), pattern=str(step.policy.pattern), dtype=scenario.dtype,
+        tp=scenario.tp, policy=step.policy.name, scoring=step.policy.scoring,
+        prune_impl=step.execution.prune_impl_name, native=step.execution.native is not None,
+        runs_as=str(step.execution.native) if step.execution.native else None, coverage=cover,
+        dense_total_s=dense_total, sparse_total_s=sparse_total, speedup=dense_total / sparse_total,
+        ttft_dense_s=dense_total, ttft_sparse_s=sparse_total,
+        tokens_per_s_dense=tokens / dense_total, tokens_per_s_sparse=tokens / sparse_total,
+        note="; ".join(notes), ops=rows,
+    )
+
+
+def _bound(code: int) -> str:
+    return BOUNDS[code] if code >= 0 else "-"
+
+
+def comparison_patterns(profile: HardwareProfile, scenario: Scenario) -> list[str]:
+    """Patterns worth comparing: each native pattern of the dtype, the paper's 8:16, the scenario's."""
+    out = [str(p) for p in profile.native_patterns(scenario.dtype)]
+    for extra in (PAPER_PATTERN, str(NMPattern.parse(scenario.pattern))):
+        if extra not in out:
+            out.append(extra)
+    return out
+
+
+def compare_patterns(profile: HardwareProfile, scenario: Scenario, *, spec: ModelSpec | None = None) -> list[Prediction]:
+    """One prediction per comparison pattern (scenario otherwise unchanged; default prune impls)."""
+    spec = spec or _load_spec(scenario)
+    return [predict(profile, scenario.with_overrides(pattern=p), spec=spec)
+            for p in comparison_patterns(profile, scenario)]
