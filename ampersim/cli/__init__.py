@@ -14,6 +14,8 @@ from ampersim.errors import AmpersimError
 # subcommand name -> module (imported when the parser is built; heavy imports stay inside run()).
 COMMANDS: dict[str, str] = {
     "profiles": "ampersim.cli.profiles",
+    "predict": "ampersim.cli.predict",
+    "coverage": "ampersim.cli.coverage",
 }
 
 

@@ -134,19 +134,21 @@ def check_tp(spec: ModelSpec, tp: int) -> None:
     if tp < 1:
         raise InvalidArgument(f"--tp must be >= 1; got {tp}")
     ffn = spec.moe.expert_intermediate_size if spec.moe else spec.intermediate_size
+    shared = spec.moe.shared_expert_intermediate_size if spec.moe else 0
     for what, value in (("attention heads", spec.num_heads), ("KV heads", spec.num_kv_heads),
-                        ("FFN width", ffn)):
+                        ("FFN width", ffn), ("shared-expert FFN width", shared)):
         if value % tp:
             raise InvalidArgument(
                 f"--tp {tp} does not divide the {what} of {spec.name} ({value}); "
-                f"allowed tp: {', '.join(str(d) for d in _divisors(spec) if d <= 64)}"
+                f"allowed tp: {', '.join(str(d) for d in _divisors(spec))}"
             )
 
 
 def _divisors(spec: ModelSpec) -> list[int]:
     ffn = spec.moe.expert_intermediate_size if spec.moe else spec.intermediate_size
+    shared = spec.moe.shared_expert_intermediate_size if spec.moe else 0
     return [d for d in range(1, spec.num_kv_heads + 1)
-            if spec.num_heads % d == 0 and spec.num_kv_heads % d == 0 and ffn % d == 0]
+            if not (spec.num_heads % d or spec.num_kv_heads % d or ffn % d or shared % d)]
 
 
 def build_graph(spec: ModelSpec, policy: SparsityPolicy, tokens_per_seq: int | Sequence[int],

@@ -72,6 +72,7 @@ class Prediction(BaseModel):
     tokens_per_s_dense: float
     tokens_per_s_sparse: float
     note: str
+    policy_note: str
     ops: list[OpRow]
 
 
@@ -161,9 +162,7 @@ def predict(profile: HardwareProfile, scenario: Scenario, *, prune_impl: str | N
     ]
     tokens = sum(lengths)
     cover = coverage(step.spec, step.policy).fraction
-    notes = [step.execution.note if cover > 0 else f"policy '{step.policy.name}' sparsifies no linear layer"]
-    if step.policy.note:
-        notes.append(step.policy.note)
+    note = step.execution.note if cover > 0 else f"policy '{step.policy.name}' sparsifies no linear layer"
     return Prediction(
         profile=profile.name, model=step.spec.name, scenario=scenario.name, tokens=tokens,
         tokens_per_seq=lengths, batch=len(lengths), pattern=str(step.policy.pattern), dtype=scenario.dtype,
@@ -173,7 +172,7 @@ def predict(profile: HardwareProfile, scenario: Scenario, *, prune_impl: str | N
         dense_total_s=dense_total, sparse_total_s=sparse_total, speedup=dense_total / sparse_total,
         ttft_dense_s=dense_total, ttft_sparse_s=sparse_total,
         tokens_per_s_dense=tokens / dense_total, tokens_per_s_sparse=tokens / sparse_total,
-        note="; ".join(notes), ops=rows,
+        note=note, policy_note=step.policy.note, ops=rows,
     )
 
 

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from ampersim.catalog import looks_like_path
 from ampersim.errors import InvalidArgument, not_found
 from ampersim.hardware.profile import DType
 from ampersim.patterns import NMPattern
@@ -107,10 +108,9 @@ def list_scenarios() -> list[Scenario]:
 
 def load_scenario(name_or_path: str | Path) -> Scenario:
     """A shipped scenario by name, or a scenario YAML file; NotFound lists close names."""
+    if looks_like_path(name_or_path):
+        return load_model(Path(name_or_path), Scenario)
     text = str(name_or_path)
-    path = Path(text)
-    if path.suffix in (".yaml", ".yml") or path.is_file():
-        return load_model(path, Scenario)
     shipped = scenarios_dir() / f"{text}.yaml"
     if shipped.is_file():
         return load_model(shipped, Scenario)
