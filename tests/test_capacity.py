@@ -78,8 +78,8 @@ def test_trace_errors_name_the_line(tmp_path):
 
 @pytest.mark.parametrize("rate", [0.0, -3.0])
 def test_rate_must_be_positive(rate):
-    with pytest.raises(InvalidArgument, match="--rate"):
-        poisson_arrivals(np.random.default_rng(0), rate, 60)
+    with pytest.raises(InvalidArgument, match="--rate .*must be > 0"):
+        Traffic(rate, lognormal(100, 0.5), 60)
 
 
 def test_poisson_arrival_rate():

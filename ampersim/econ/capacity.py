@@ -14,9 +14,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ampersim.econ.queueing import SimResult, StepTable, simulate, solo_prefill_seconds
-from ampersim.econ.traffic import PromptDist, poisson_arrivals
+from ampersim.econ.queueing import SimResult, StepTable, build_step_tables, simulate, solo_prefill_seconds
+from ampersim.econ.traffic import PromptDist, empirical, fixed, poisson_arrivals
 from ampersim.errors import InvalidArgument
+from ampersim.hardware.profile import HardwareProfile
+from ampersim.sim.predict import step_seconds
+from ampersim.sim.scenario import Scenario
 
 MAX_REPLICAS = 100_000
 PATHS = ("dense", "sparse")
@@ -32,9 +35,35 @@ def parse_percentile(text: str) -> float:
     return value
 
 
+def check_rate(rate_per_s: float) -> None:
+    if not rate_per_s > 0:
+        raise InvalidArgument(f"--rate {rate_per_s:g}: the request rate must be > 0 requests/s")
+
+
 def auto_duration_s(rate_per_s: float) -> float:
     """Simulated window long enough for stable tail percentiles: ~50,000 requests, 10 min to 1 h."""
+    check_rate(rate_per_s)
     return min(3600.0, max(600.0, 50_000.0 / rate_per_s))
+
+
+def scenario_prompts(scenario: Scenario) -> PromptDist:
+    """The workload's prompt lengths as a distribution (its fixed length or its length mix)."""
+    if isinstance(scenario.prompt_tokens, int):
+        return fixed(scenario.prompt_tokens)
+    bins = scenario.prompt_tokens
+    mix = ", ".join(f"{b.share:.0%} {b.tokens}" for b in bins)
+    return empirical(np.array([b.tokens for b in bins]), np.array([b.share for b in bins]),
+                     f"workload '{scenario.name}' mix: {mix} tokens")
+
+
+def step_tables(profile: HardwareProfile, scenario: Scenario, max_batched_tokens: int,
+                prompts: PromptDist) -> dict[str, StepTable]:
+    """Dense and sparse step-time tables of ``scenario``'s model, dtype, tp and policy on ``profile``."""
+    if max_batched_tokens < 1:
+        raise InvalidArgument(f"--max-batched-tokens {max_batched_tokens}: must be >= 1")
+    dense, sparse = build_step_tables(lambda t, s: step_seconds(profile, scenario, t, s),
+                                      max_batched_tokens, prompts.max_tokens())
+    return {"dense": dense, "sparse": sparse}
 
 
 @dataclass(frozen=True)
@@ -50,6 +79,11 @@ class Traffic:
     duration_s: float
     seed: int = 0
     warmup_fraction: float = 0.05
+
+    def __post_init__(self) -> None:
+        check_rate(self.rate_per_s)
+        if not self.duration_s > 0:
+            raise InvalidArgument(f"--duration-s {self.duration_s:g}: must be > 0 seconds")
 
     def draw(self) -> tuple[np.ndarray, np.ndarray]:
         """(arrival times s, prompt lengths) — identical for every call with the same fields."""

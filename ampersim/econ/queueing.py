@@ -22,6 +22,7 @@ StepFn = Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]
 CTX_POINTS = 48  # grid points in attention context per token (log-spaced)
 EXACT_TOKENS = 256  # step sizes up to this are tabulated exactly; above, every TOKEN_STRIDE tokens
 TOKEN_STRIDE = 16
+SLOPE_TOKENS = 4096  # step size at which the marginal attention cost is measured
 
 
 @dataclass(frozen=True)
@@ -54,21 +55,29 @@ def build_step_tables(step_fn: StepFn, max_tokens: int, max_prompt_tokens: int) 
 
     One call of ``step_fn`` on a grid of step sizes (exact up to EXACT_TOKENS, then every
     TOKEN_STRIDE tokens, interpolated linearly between) × context per token up to the largest a
-    chunk of a ``max_prompt_tokens`` prompt can have.
+    chunk of a ``max_prompt_tokens`` prompt can have. ``step_fn`` describes whole prompts, so it
+    accepts only total_tokens <= sum_sq_tokens <= total_tokens**2; the extra attention work of a
+    chunk late in a long prompt (sum_sq above total**2) is added at the marginal cost per unit of
+    sum_sq measured at a large compute-bound step (SLOPE_TOKENS) — exact while attention is
+    compute-bound, which it is for such chunks.
     """
     grid_t = np.unique(np.concatenate([
         np.arange(1, min(max_tokens, EXACT_TOKENS) + 1),
         np.arange(EXACT_TOKENS, max_tokens + 1, TOKEN_STRIDE),
         [max_tokens],
     ])).astype(np.int64)
-    ctx_max = max(2.0, 2.0 * max_prompt_tokens)
-    ctx = np.geomspace(1.0, ctx_max, CTX_POINTS)
+    ctx = np.geomspace(1.0, max(2.0, 2.0 * max_prompt_tokens), CTX_POINTS)
     tt, xx = np.meshgrid(grid_t.astype(float), ctx, indexing="ij")
-    dense, sparse = step_fn(tt.ravel(), tt.ravel() * xx.ravel())
+    tt, xx = tt.ravel(), xx.ravel()
+    x_valid = np.minimum(xx, tt)
+    ref = float(SLOPE_TOKENS)
+    dense, sparse = step_fn(np.concatenate([tt, [ref, ref]]),
+                            np.concatenate([tt * x_valid, [ref * ref / 2, ref * ref]]))
     all_t = np.arange(max_tokens + 1, dtype=float)
     tables = []
-    for values in (dense, sparse):
-        grid = np.asarray(values, dtype=float).reshape(tt.shape)
+    for values in (np.asarray(dense, dtype=float), np.asarray(sparse, dtype=float)):
+        per_sum_sq = (values[-1] - values[-2]) / (ref * ref / 2)
+        grid = (values[:-2] + per_sum_sq * tt * (xx - x_valid)).reshape(len(grid_t), len(ctx))
         full = np.stack([np.interp(all_t, grid_t, grid[:, k]) for k in range(len(ctx))], axis=1)
         tables.append(StepTable(full, ctx))
     return tables[0], tables[1]

@@ -19,6 +19,8 @@ from dataclasses import dataclass
 
 from ampersim.errors import InvalidArgument
 from ampersim.hardware.profile import HardwareProfile
+from ampersim.sim.predict import predict
+from ampersim.sim.scenario import Scenario
 from ampersim.sourced import Sourced
 
 HOURS_PER_YEAR = 8766.0  # 365.25 days
@@ -62,6 +64,15 @@ def missing_price_message(profile: HardwareProfile, field: str, flag: str) -> st
     return f"profile '{profile.name}' has no prices.{field}: add it (value, source, date) to its YAML or pass {flag}"
 
 
+def cloud_price(profile: HardwareProfile, usd_per_hour: float | None = None) -> Sourced | None:
+    """Rent per GPU-hour: ``usd_per_hour`` (command line) if given, else the profile's, else None."""
+    if usd_per_hour is None:
+        return profile.prices.cloud_usd_per_gpu_hour
+    if not usd_per_hour > 0:
+        raise InvalidArgument(f"--usd-per-hour {usd_per_hour:g}: must be > 0")
+    return _flag_value(usd_per_hour, "--usd-per-hour")
+
+
 def price_basis(profile: HardwareProfile, *, usd_per_hour: float | None = None, purchase_usd: float | None = None,
                 lifetime_years: float | None = None, usd_per_kwh: float | None = None,
                 utilization: float | None = None) -> PriceBasis:
@@ -72,8 +83,7 @@ def price_basis(profile: HardwareProfile, *, usd_per_hour: float | None = None, 
             raise InvalidArgument(f"{flag} {value:g}: must be > 0")
     if utilization is not None and not 0 < utilization <= 1:
         raise InvalidArgument(f"--utilization {utilization:g}: must be in (0, 1]")
-    cloud = _flag_value(usd_per_hour, "--usd-per-hour") if usd_per_hour is not None \
-        else profile.prices.cloud_usd_per_gpu_hour
+    cloud = cloud_price(profile, usd_per_hour)
     buy = _flag_value(purchase_usd, "--purchase-usd") if purchase_usd is not None else profile.prices.purchase_usd
     if cloud is None and buy is None:
         raise InvalidArgument(
@@ -145,10 +155,10 @@ class Payback:
     from_profile: str
     to_profile: str
     path: str
-    gpus_needed: float  # fractional 'to' GPUs per rented 'from' GPU
-    capex_usd: float
-    saving_usd_per_month: float
-    months: float | None  # None: never pays back (saving <= 0)
+    gpus_needed: float | None  # fractional 'to' GPUs per rented 'from' GPU
+    capex_usd: float | None
+    saving_usd_per_month: float | None
+    months: float | None  # None: never pays back (saving <= 0) or a price is missing
     missing: str = ""  # which price is missing when nothing could be computed
 
 
@@ -165,7 +175,7 @@ def payback(base: ProfileEconomics, target: ProfileEconomics, path: str) -> Payb
     if rent is None or buy is None:
         missing = (f"{base.profile}: prices.cloud_usd_per_gpu_hour (or --usd-per-hour)" if rent is None
                    else f"{target.profile}: prices.purchase_usd (or --purchase-usd)")
-        return Payback(base.profile, target.profile, path, float("nan"), float("nan"), float("nan"), None, missing)
+        return Payback(base.profile, target.profile, path, None, None, None, None, missing)
     gpus = base.tokens_per_s[path] / target.tokens_per_s[path]
     power_usd_per_hour = gpus * target.power_w / 1000.0 * target.prices.usd_per_kwh.value \
         * target.prices.utilization.value
@@ -177,3 +187,13 @@ def payback(base: ProfileEconomics, target: ProfileEconomics, path: str) -> Payb
 def paybacks(rows: Sequence[ProfileEconomics]) -> list[Payback]:
     """Payback of every profile (itself included) against the first one, both paths."""
     return [payback(rows[0], row, path) for row in rows for path in PATHS]
+
+
+def compare(profiles: Sequence[HardwareProfile], scenario: Scenario, bases: Sequence[PriceBasis]) -> list[ProfileEconomics]:
+    """Predict ``scenario`` on every profile and work out its economics with the matching price basis."""
+    rows = []
+    for profile, basis in zip(profiles, bases, strict=True):
+        pred = predict(profile, scenario)
+        rows.append(profile_economics(profile, {"dense": pred.tokens_per_s_dense, "sparse": pred.tokens_per_s_sparse},
+                                      pred.tp, basis, native=pred.native, note=pred.note))
+    return rows

@@ -134,10 +134,8 @@ def parse_prompt_dist(text: str) -> PromptDist:
 
 def poisson_arrivals(rng: np.random.Generator, rate_per_s: float, duration_s: float) -> np.ndarray:
     """Sorted arrival times (s) of a Poisson process of ``rate_per_s`` over [0, duration_s)."""
-    if not rate_per_s > 0:
-        raise InvalidArgument(f"--rate {rate_per_s:g}: the request rate must be > 0 requests/s")
-    if not duration_s > 0:
-        raise InvalidArgument(f"--duration-s {duration_s:g}: must be > 0 seconds")
+    if not (rate_per_s > 0 and duration_s > 0):
+        raise InvalidArgument(f"rate {rate_per_s:g}/s over {duration_s:g} s: both must be > 0")
     expected = rate_per_s * duration_s
     n_draw = int(expected + 8 * math.sqrt(expected) + 16)
     times = np.cumsum(rng.exponential(1.0 / rate_per_s, n_draw))
