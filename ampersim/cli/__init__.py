@@ -16,6 +16,8 @@ COMMANDS: dict[str, str] = {
     "profiles": "ampersim.cli.profiles",
     "predict": "ampersim.cli.predict",
     "coverage": "ampersim.cli.coverage",
+    "plan": "ampersim.cli.plan",
+    "roi": "ampersim.cli.roi",
 }
 
 
