@@ -243,3 +243,16 @@ def test_cli_bad_input_one_line_exit_2(capsys, argv, needle):
     out, err = capsys.readouterr()
     assert code == 2 and out == ""
     assert err.startswith("error:") and err.count("\n") == 1 and needle in err
+
+
+def test_catalog_rejects_name_mismatch_and_alias_clash(tmp_path):
+    from ampersim.catalog import Catalog
+
+    source = yaml.safe_load((data_dir("hardware_profiles") / "l4.yaml").read_text())
+    (tmp_path / "gpu-a.yaml").write_text(yaml.safe_dump({**source, "name": "gpu-b"}))
+    with pytest.raises(InvalidData, match=r"gpu-a.yaml: field 'name': 'gpu-b' must match the file name"):
+        Catalog("hardware profile", tmp_path, HardwareProfile).all()
+    (tmp_path / "gpu-a.yaml").write_text(yaml.safe_dump({**source, "name": "gpu-a", "aliases": ["x"]}))
+    (tmp_path / "gpu-b.yaml").write_text(yaml.safe_dump({**source, "name": "gpu-b", "aliases": ["X"]}))
+    with pytest.raises(InvalidData, match=r"gpu-b.yaml: field 'aliases': 'x' is already used by hardware profile 'gpu-a'"):
+        Catalog("hardware profile", tmp_path, HardwareProfile).load("x")
