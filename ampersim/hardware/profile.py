@@ -87,8 +87,9 @@ class Prices(BaseModel):
 class GemmEfficiency(BaseModel):
     """Shape-dependent efficiency of a GEMM library path (dense cuBLAS-like or sparse cuSPARSELt-like).
 
-    Achieved rate = peak * peak_fraction * wave_efficiency(M, N) * M / (M + m_half) ... as defined
-    in docs/cost-model.md; plus ``overhead_us`` per kernel.
+    Achieved rate = peak · peak_fraction · w · M / (M + w · m_half), with w the wave efficiency of
+    tile_m × tile_n output tiles over compute_units (split-K below one wave); plus ``overhead_us``
+    per kernel. Equations: docs/cost-model.md (ampersim.sim.cost.gemm_efficiency).
     """
 
     model_config = _Frozen

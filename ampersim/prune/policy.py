@@ -143,7 +143,10 @@ class AmberSkipList(BaseModel):
     @field_validator("source")
     @classmethod
     def _sourced(cls, value: str) -> str:
-        return Sourced(value=0.0, source=value).source  # same source rule as every profile number
+        try:  # the same source rule as every profile number
+            return Sourced(value=0.0, source=value).source
+        except ValidationError as exc:
+            raise ValueError(exc.errors()[0]["msg"].removeprefix("Value error, ")) from None
 
 
 def amber_skip_dir() -> Path:

@@ -40,18 +40,27 @@ class Terms:
 
 # -- GEMM -----------------------------------------------------------------------------------------
 def wave_efficiency(M, N, groups, tile_m: int, tile_n: int, compute_units: float):
-    """Useful share of the tile work the GPU schedules: output tiles of tile_m × tile_n (a tile as
-    tall as M when M < tile_m), padded at the edges, run in whole waves of ``compute_units`` tiles."""
+    """Useful share of the tile work the GPU schedules.
+
+    Output tiles are tile_m × tile_n (as tall as M when M < tile_m), padded at the matrix edges.
+    With fewer tiles than compute units the library splits K into floor(units / tiles) parts
+    (split-K) to fill the GPU; otherwise tiles run in whole waves of ``compute_units``.
+    """
     tm = np.minimum(tile_m, M)
     tiles = groups * np.ceil(M / tm) * np.ceil(N / tile_n)
-    waves = np.ceil(tiles / compute_units)
-    return groups * M * N / (waves * compute_units * tm * tile_n)
+    work = tiles * np.maximum(1.0, np.floor(compute_units / tiles))  # split-K parts
+    waves = np.ceil(work / compute_units)
+    return (groups * M * N / (tiles * tm * tile_n)) * work / (waves * compute_units)
 
 
 def gemm_efficiency(M, N, groups, eff: GemmEfficiency, compute_units: float):
-    """Achieved fraction of peak: peak_fraction × wave efficiency × small-M ramp M / (M + m_half)."""
-    ramp = M / (M + eff.m_half.value)
-    return eff.peak_fraction.value * wave_efficiency(M, N, groups, eff.tile_m, eff.tile_n, compute_units) * ramp
+    """Achieved fraction of peak: peak_fraction · w · M / (M + w · m_half), w = wave efficiency.
+
+    Equivalent to: the wave-quantized tile work at peak_fraction of peak, plus a fixed cost of
+    m_half extra rows of work per GEMM (pipeline fill and drain), which makes time monotone in M.
+    """
+    w = wave_efficiency(M, N, groups, eff.tile_m, eff.tile_n, compute_units)
+    return eff.peak_fraction.value * w * M / (M + w * eff.m_half.value)
 
 
 def gemm_terms(M, N, K, groups, *, peak_tflops: float, eff: GemmEfficiency, compute_units: float,

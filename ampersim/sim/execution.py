@@ -64,7 +64,9 @@ def sparse_execution(profile: HardwareProfile, dtype: str, pattern: str | NMPatt
     pattern = NMPattern.parse(pattern)
     rates = profile.matrix[dtype]
     fitting = [NMPattern.parse(p) for p in rates.sparse_tflops if fits_native(pattern, NMPattern.parse(p))]
-    native = max(fitting, key=lambda p: rates.sparse_tflops[str(p)].value, default=None)
+    # fastest native pattern that fits; on a tie the one with the smaller compressed operand
+    native = max(fitting, key=lambda p: (rates.sparse_tflops[str(p)].value, -compressed_fraction(p, dtype)),
+                 default=None)
     if prune_impl is not None and prune_impl not in profile.prune_impls:
         raise not_found("prune implementation (--prune-impl)", prune_impl, profile.prune_impls)
     name = prune_impl or (profile.default_prune_impl if native else profile.default_mask_impl)
