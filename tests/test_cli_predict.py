@@ -1,0 +1,126 @@
+"""`ampersim predict` and `ampersim coverage`: outputs and one-line errors with exit status 2."""
+import json
+
+import pytest
+
+from ampersim.cli import main
+from ampersim.cli.predict import layer_ranges
+
+
+def _run(capsys, *argv):
+    code = main(list(argv))
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def test_predict_profile_only_is_useful(capsys):
+    code, out, err = _run(capsys, "predict", "--profile", "a100")
+    assert code == 0 and err == ""
+    assert "llama-3.1-8b prefill on a100-sxm" in out and "4096 tokens" in out
+    assert "layers 0-18,20,22-27,29 (27 of 32), per layer" in out
+    assert "layers 19,21,28,30-31 (5 of 32)" in out
+    assert "prefill total (= TTFT of this batch)" in out and "prompt tokens/s" in out
+    assert "native 2:4" in out and "dense + masking" in out and "not accelerated by a100-sxm" in out
+    assert "lm_head" in out and "q_proj" in out and "compute" in out
+
+
+def test_predict_json_contract(capsys):
+    code, out, err = _run(capsys, "predict", "--profile", "h100-sxm", "--format", "json")
+    assert code == 0 and err == ""
+    data = json.loads(out)  # exactly one JSON object
+    for key in ("profile", "model", "tokens", "pattern", "dense_total_s", "sparse_total_s", "speedup", "ops"):
+        assert key in data
+    assert data["profile"] == "h100-sxm" and data["tokens"] == 4096 and data["pattern"] == "8:16"
+    for op in data["ops"]:
+        assert {"name", "kind", "M", "N", "K", "dense_s", "sparse_s", "bound"} <= set(op)
+    assert data["dense_total_s"] == pytest.approx(sum(op["dense_s"] * op["count"] for op in data["ops"]))
+    assert [c["pattern"] for c in data["comparison"]] == ["2:4", "8:16"]
+    assert data["comparison"][0]["speedup"] > 1 > data["comparison"][1]["speedup"]
+
+
+def test_predict_csv_and_overrides(capsys):
+    code, out, _ = _run(capsys, "predict", "--profile", "h100", "--workload", "chat", "--model", "qwen2-7b",
+                        "--tokens", "1024", "--batch", "2", "--pattern", "2:4", "--policy", "all",
+                        "--dtype", "fp8", "--tp", "2", "--prune-impl", "torch_eager_cslt", "--format", "csv")
+    assert code == 0
+    lines = out.strip().splitlines()
+    assert lines[0] == "name,kind,layer,layers,count,M,N,K,groups,dense_s,sparse_s,bound,sparse_bound"
+    q = next(line.split(",") for line in lines if line.startswith("q_proj,"))
+    assert q[1] == "sparse_gemm" and q[3] == "0-27" and float(q[5]) == 2048 and float(q[6]) == 3584 / 2
+    assert any(line.startswith("allreduce.attn,allreduce") for line in lines)
+
+
+def test_predict_workload_file_and_moe(capsys, tmp_path):
+    path = tmp_path / "w.yaml"
+    path.write_text("name: mine\nmodel: qwen3-30b-a3b\nbatch: 2\nprompt_tokens: 2048\npattern: '2:4'\n")
+    code, out, _ = _run(capsys, "predict", "--profile", "mi300x", "--workload", str(path))
+    assert code == 0 and "workload mine: 2 × 2048 tokens" in out and "router" in out
+
+
+@pytest.mark.parametrize("argv,match", [
+    (["--profile", "a10"], "unknown hardware profile 'a10' (did you mean:"),
+    (["--profile", "a100", "--model", "lama-3.1-8b"], "unknown model"),
+    (["--profile", "a100", "--workload", "chatt"], "unknown workload 'chatt' (did you mean: chat"),
+    (["--profile", "a100", "--pattern", "3:2"], "invalid N:M pattern '3:2'"),
+    (["--profile", "a100", "--pattern", "0:4"], "invalid N:M pattern '0:4'"),
+    (["--profile", "a100", "--pattern", "a:b"], "invalid N:M pattern 'a:b'"),
+    (["--profile", "a100", "--tokens", "0"], "--tokens: "),
+    (["--profile", "a100", "--tokens", "-5"], "--tokens: "),
+    (["--profile", "a100", "--batch", "0"], "--batch: "),
+    (["--profile", "a100", "--tp", "3"], "--tp 3 does not divide the attention heads of llama-3.1-8b"),
+    (["--profile", "a100", "--dtype", "fp8"], "--dtype fp8 is not supported by profile a100-sxm; it has: fp16, bf16, int8"),
+    (["--profile", "a100", "--prune-impl", "fused"], "unknown prune implementation"),
+    (["--profile", "a100", "--policy", "amberish"], "policy 'amberish' is neither a preset"),
+    (["--profile", "a100", "--tokens", "many"], "invalid int value"),
+    (["--profile", "a100", "--dtype", "fp64"], "invalid choice"),
+])
+def test_predict_bad_input_is_one_line_exit_2(capsys, argv, match):
+    code, out, err = _run_catching(capsys, ["predict", *argv])
+    assert code == 2 and out == ""
+    assert err.startswith("error: ") and err.count("\n") == 1 and "Traceback" not in err
+    assert match in err
+
+
+def test_predict_malformed_profile_and_model_files(capsys, tmp_path):
+    prof = tmp_path / "gpu.yaml"
+    prof.write_text("name: gpu\nvendor: nvidia\ncompute_units: {value: 10, source: nowhere}\n")
+    code, _, err = _run_catching(capsys, ["predict", "--profile", str(prof)])
+    assert code == 2 and err.startswith(f"error: {prof}:") and "field" in err
+    prof.write_text("name: [gpu\n")
+    code, _, err = _run_catching(capsys, ["predict", "--profile", str(prof)])
+    assert code == 2 and f"{prof}:" in err and "malformed YAML" in err
+    model = tmp_path / "m.yaml"
+    model.write_text("name: m\nnum_layers: zero\n")
+    code, _, err = _run_catching(capsys, ["predict", "--profile", "a100", "--model", str(model)])
+    assert code == 2 and err.startswith(f"error: {model}:")
+
+
+def _run_catching(capsys, argv):
+    try:
+        code = main(argv)
+    except SystemExit as exc:  # argparse usage errors
+        code = exc.code
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def test_coverage_cli(capsys, tmp_path):
+    code, out, _ = _run(capsys, "coverage", "--model", "llama-3.1-8b")
+    assert code == 0 and "56.13 % of decoder-layer linear MACs per token sparsified" in out
+    assert "19,21,28,30-31" in out
+    code, out, _ = _run(capsys, "coverage", "--model", "qwen3-30b-a3b", "--policy", "all", "--format", "json")
+    data = json.loads(out)
+    assert data["policy"] == "all" and data["by_kind"]["router"] == 0 and 0.99 < data["fraction"] < 1
+    code, out, _ = _run(capsys, "coverage", "--model", "smollm2-135m", "--format", "csv")
+    assert out.splitlines()[0].startswith("kind,macs_per_token")
+    bad = tmp_path / "p.yaml"
+    bad.write_text("rules:\n  - kinds: [lm_head]\n")
+    code, _, err = _run_catching(capsys, ["coverage", "--model", "llama-3.1-8b", "--policy", str(bad)])
+    assert code == 2 and "p.yaml:2: field 'rules.0.kinds.0'" in err and "'q_proj'" in err
+    code, _, err = _run_catching(capsys, ["coverage", "--model", "llama-3.1-8b", "--pattern", "4:4"])
+    assert code == 2 and "invalid N:M pattern '4:4'" in err
+
+
+def test_layer_ranges():
+    assert layer_ranges([0, 1, 2, 5, 7, 8]) == "0-2,5,7-8"
+    assert layer_ranges([3]) == "3" and layer_ranges([]) == ""
