@@ -22,6 +22,7 @@ from ampersim.sim.graph import BatchShape, build_graph, graph_for_shape
 from ampersim.sim.scenario import Scenario
 
 PAPER_PATTERN = "8:16"
+_CHUNK = 8192  # batch shapes costed per pass of the vectorized step model
 
 
 class OpRow(BaseModel):
@@ -89,12 +90,16 @@ class StepModel:
     def seconds(self, total_tokens, sum_sq_tokens, num_seqs=None) -> tuple[np.ndarray, np.ndarray]:
         """(dense_s, sparse_s) of steps with these token totals and squared-length sums (arrays)."""
         total, sum_sq = np.broadcast_arrays(np.asarray(total_tokens, float), np.asarray(sum_sq_tokens, float))
-        seqs = None if num_seqs is None else np.broadcast_to(np.asarray(num_seqs, float), total.shape).ravel()
-        shape = BatchShape.from_moments(total.ravel(), sum_sq.ravel(), seqs)
-        ops = graph_for_shape(self.spec, self.policy, shape, self.scenario.dtype, self.scenario.tp)
-        cols = OpColumns.from_ops(ops)
-        dense, sparse = cost_graph(cols, self.profile, self.scenario.dtype, self.execution,
-                                   self.scenario.tp).totals(cols.count)
+        flat_t, flat_s = total.ravel(), sum_sq.ravel()
+        flat_n = None if num_seqs is None else np.broadcast_to(np.asarray(num_seqs, float), total.shape).ravel()
+        dense, sparse = np.empty(flat_t.size), np.empty(flat_t.size)
+        for start in range(0, flat_t.size, _CHUNK):  # chunks keep the (ops × points) arrays in cache
+            part = slice(start, start + _CHUNK)
+            shape = BatchShape.from_moments(flat_t[part], flat_s[part], None if flat_n is None else flat_n[part])
+            ops = graph_for_shape(self.spec, self.policy, shape, self.scenario.dtype, self.scenario.tp)
+            cols = OpColumns.from_ops(ops)
+            dense[part], sparse[part] = cost_graph(cols, self.profile, self.scenario.dtype, self.execution,
+                                                   self.scenario.tp).totals(cols.count)
         return dense.reshape(total.shape), sparse.reshape(total.shape)
 
 
