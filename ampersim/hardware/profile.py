@@ -84,6 +84,17 @@ class Prices(BaseModel):
         return self
 
 
+class TileSize(PositiveSourced):
+    """A GEMM tile dimension: a positive whole number with its source."""
+
+    @field_validator("value")
+    @classmethod
+    def _whole(cls, value: float) -> float:
+        if not float(value).is_integer():
+            raise ValueError(f"tile size must be a whole number; got {value}")
+        return value
+
+
 class GemmEfficiency(BaseModel):
     """Shape-dependent efficiency of a GEMM library path (dense cuBLAS-like or sparse cuSPARSELt-like).
 
@@ -95,8 +106,8 @@ class GemmEfficiency(BaseModel):
     model_config = _Frozen
 
     peak_fraction: FractionSourced
-    tile_m: int = Field(gt=0, description="Output tile rows (tokens) per thread block.")
-    tile_n: int = Field(gt=0, description="Output tile columns per thread block.")
+    tile_m: TileSize = Field(description="Output tile rows (tokens) per thread block (wave quantization).")
+    tile_n: TileSize = Field(description="Output tile columns per thread block (wave quantization).")
     m_half: PositiveSourced = Field(description="Tokens at which the small-M ramp reaches half efficiency.")
     overhead_us: Sourced = Field(description="Fixed per-kernel time (launch, prologue/epilogue), µs.")
 

@@ -39,7 +39,7 @@ class Terms:
 
 
 # -- GEMM -----------------------------------------------------------------------------------------
-def wave_efficiency(M, N, groups, tile_m: int, tile_n: int, compute_units: float):
+def wave_efficiency(M, N, groups, tile_m: float, tile_n: float, compute_units: float):
     """Useful share of the tile work the GPU schedules.
 
     Output tiles are tile_m × tile_n (as tall as M when M < tile_m), padded at the matrix edges.
@@ -59,7 +59,7 @@ def gemm_efficiency(M, N, groups, eff: GemmEfficiency, compute_units: float):
     Equivalent to: the wave-quantized tile work at peak_fraction of peak, plus a fixed cost of
     m_half extra rows of work per GEMM (pipeline fill and drain), which makes time monotone in M.
     """
-    w = wave_efficiency(M, N, groups, eff.tile_m, eff.tile_n, compute_units)
+    w = wave_efficiency(M, N, groups, eff.tile_m.value, eff.tile_n.value, compute_units)
     return eff.peak_fraction.value * w * M / (M + w * eff.m_half.value)
 
 
