@@ -86,7 +86,7 @@ def test_moe_expert_flops_match_top_k():
     for op in experts:
         assert op.groups == pytest.approx(touched)
         assert op.M * op.groups == pytest.approx(T * k)  # expected tokens per expert × experts hit
-        assert op.flops == pytest.approx(2 * T * k * h * ffn)  # = dense FFN FLOPs × top_k / ... per token
+        assert op.flops == pytest.approx(2 * T * k * h * ffn)  # each token runs k experts
     router = next(op for op in ops if op.name == "router")
     assert (router.M, router.N, router.K) == (T, 128, 2048)
     # expert FLOPs per token are top_k / num_experts of running every expert on every token

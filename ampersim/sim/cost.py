@@ -14,7 +14,7 @@ import numpy as np
 from ampersim.errors import InvalidArgument
 from ampersim.hardware.profile import DTYPE_BYTES, GemmEfficiency, HardwareProfile, PruneImpl
 from ampersim.sim.execution import SparseExecution
-from ampersim.sim.graph import Op
+from ampersim.sim.graph import KINDS, Op
 
 BOUNDS = ("compute", "memory", "overhead", "interconnect")
 NO_BOUND = -1  # an op that costs nothing on this path (a prune op on the dense path)
@@ -156,6 +156,9 @@ def attention_peak_tflops(profile: HardwareProfile, dtype: str) -> float:
 def cost_graph(cols: OpColumns, profile: HardwareProfile, dtype: str, execution: SparseExecution,
                tp: int) -> GraphCost:
     """Cost every op of a graph on ``profile`` for the dense path and the sparse path."""
+    unknown = set(cols.kind.tolist()) - set(KINDS)
+    if unknown:
+        raise ValueError(f"op kinds without a cost function: {sorted(unknown)}")
     eff = profile.efficiency
     bw, mem_frac = profile.memory.bandwidth_gbps.value, eff.memory_fraction.value
     units = profile.compute_units.value

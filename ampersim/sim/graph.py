@@ -34,15 +34,12 @@ import numpy as np
 
 from ampersim.errors import InvalidArgument
 from ampersim.hardware.profile import DTYPE_BYTES
-from ampersim.models.spec import ModelSpec
+from ampersim.models.spec import DECODER_LINEAR_KINDS, ModelSpec
 from ampersim.prune.policy import SparsityPolicy, canonical_name
 
 Num = Union[float, np.ndarray]
 
-KINDS = ("gemm", "sparse_gemm", "prune", "attention", "norm", "elementwise", "embedding", "allreduce")
-# activation feeding each projection (one prune op per activation)
-_INPUT_OF = {"q_proj": "attn_in", "k_proj": "attn_in", "v_proj": "attn_in", "o_proj": "attn_out",
-             "gate_proj": "mlp_in", "up_proj": "mlp_in", "down_proj": "mlp_mid"}
+KINDS = ("gemm", "sparse_gemm", "prune", "attention", "norm", "elementwise", "embedding", "allreduce")  # Op.kind
 
 
 @dataclass(frozen=True)
@@ -184,7 +181,7 @@ def layer_groups(spec: ModelSpec, policy: SparsityPolicy) -> list[tuple[tuple[in
     """Decoder layers grouped by (sparsified kinds, attention window), in order of first appearance."""
     groups: dict[tuple[frozenset[str], int | None], list[int]] = {}
     for i in range(spec.num_layers):
-        sparse = frozenset(k for k in _INPUT_OF if policy.is_sparse(i, k))
+        sparse = frozenset(k for k in DECODER_LINEAR_KINDS if policy.is_sparse(i, k))
         window = None if spec.is_global_attention(i) else spec.sliding_window
         groups.setdefault((sparse, window), []).append(i)
     return [(tuple(layers), sparse, window) for (sparse, window), layers in groups.items()]
