@@ -63,6 +63,14 @@ def test_prediction_totals_are_consistent():
     assert p.ops[-1].name == "lm_head" and p.ops[-1].M == 8
 
 
+def test_weights_memory_check():
+    scen = load_scenario("rag-long-prompt")  # llama-3.1-70b, tp 4
+    fits = predict(load_profile("h100"), scen)
+    assert fits.fits_memory and fits.weights_gb_per_gpu == pytest.approx(70.55e9 * 2 / 4 / 1e9, rel=1e-3)
+    small = predict(load_profile("l4"), scen)
+    assert not small.fits_memory and "35.3 GB per GPU, more than the 24 GB of l4" in small.note
+
+
 def test_policy_none_has_no_sparse_cost():
     p = predict(load_profile("h100"), load_scenario(DEFAULT_SCENARIO).with_overrides(policy="none"))
     assert p.coverage == 0 and p.speedup == 1.0 and "sparsifies no linear layer" in p.note

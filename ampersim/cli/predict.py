@@ -107,6 +107,8 @@ def _render(result: Any, comparison: list[Any], display_name: str) -> str:
         f"workload {result.scenario}: {shape} = {result.tokens} tokens, {result.dtype}, tp {result.tp}",
         f"policy {result.policy}, pattern {result.pattern} ({result.scoring} scoring): "
         f"{100 * result.coverage:.1f} % of decoder linear MACs sparsified; pruning: {result.prune_impl}",
+        f"weights: {result.weights_gb_per_gpu:.1f} GB per GPU"
+        + ("" if result.fits_memory else " (MORE THAN THE GPU'S MEMORY: see note)"),
         f"note: {result.note}",
         *([f"policy: {result.policy_note}"] if result.policy_note else []),
         "",

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 from pydantic import BaseModel, ConfigDict
 
-from ampersim.hardware.profile import HardwareProfile
+from ampersim.hardware.profile import DTYPE_BYTES, HardwareProfile
 from ampersim.models.spec import ModelSpec
 from ampersim.patterns import NMPattern
 from ampersim.prune.policy import SparsityPolicy, coverage, resolve_policy
@@ -72,6 +72,8 @@ class Prediction(BaseModel):
     ttft_sparse_s: float
     tokens_per_s_dense: float
     tokens_per_s_sparse: float
+    weights_gb_per_gpu: float
+    fits_memory: bool
     note: str
     policy_note: str
     ops: list[OpRow]
@@ -168,6 +170,11 @@ def predict(profile: HardwareProfile, scenario: Scenario, *, prune_impl: str | N
     tokens = sum(lengths)
     cover = coverage(step.spec, step.policy).fraction
     note = step.execution.note if cover > 0 else f"policy '{step.policy.name}' sparsifies no linear layer"
+    weights_gb = weights_gb_per_gpu(step.spec, scenario.dtype, scenario.tp)
+    fits = weights_gb <= profile.memory.capacity_gb.value
+    if not fits:
+        note += (f"; the weights alone need {weights_gb:.1f} GB per GPU, more than the "
+                 f"{profile.memory.capacity_gb.value:g} GB of {profile.name}: raise --tp")
     return Prediction(
         profile=profile.name, model=step.spec.name, scenario=scenario.name, tokens=tokens,
         tokens_per_seq=lengths, batch=len(lengths), pattern=str(step.policy.pattern), dtype=scenario.dtype,
@@ -177,8 +184,17 @@ def predict(profile: HardwareProfile, scenario: Scenario, *, prune_impl: str | N
         dense_total_s=dense_total, sparse_total_s=sparse_total, speedup=dense_total / sparse_total,
         ttft_dense_s=dense_total, ttft_sparse_s=sparse_total,
         tokens_per_s_dense=tokens / dense_total, tokens_per_s_sparse=tokens / sparse_total,
+        weights_gb_per_gpu=weights_gb, fits_memory=fits,
         note=note, policy_note=step.policy.note, ops=rows,
     )
+
+
+def weights_gb_per_gpu(spec: ModelSpec, dtype: str, tp: int) -> float:
+    """Weight memory per GPU (GB, 1e9 B): all parameters in ``dtype``, split over ``tp`` GPUs.
+
+    A lower bound on what a replica needs: KV cache, activations and workspace come on top.
+    """
+    return spec.num_parameters * DTYPE_BYTES[dtype] / tp / 1e9
 
 
 def _bound(code: int) -> str:
