@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from ampersim.econ.capacity import Traffic, parse_percentile, plan_capacity
+from ampersim.econ.capacity import Traffic, parse_percentile, plan_capacity, require_feasible
 from ampersim.econ.queueing import build_step_tables, simulate
 from ampersim.econ.traffic import lognormal, parse_prompt_dist, poisson_arrivals, read_trace
 from ampersim.errors import InvalidArgument, InvalidData, NotFound
@@ -116,8 +116,53 @@ def test_more_traffic_needs_more_gpus():
 def test_unmeetable_slo_names_lowest_ttft():
     solo_p95_dense = step(8192, 8192 ** 2)[0]  # an idle replica, one full 8,192-token prompt
     with pytest.raises(InvalidArgument, match=r"--slo-ttft-ms 1:.*lowest achievable.*dense [\d.]+ ms, sparse"):
-        _plan(slo=0.001, dist=parse_prompt_dist("fixed:8192"))
+        require_feasible(_plan(slo=0.001, dist=parse_prompt_dist("fixed:8192"))[1])
     _, plan = _plan(slo=0.5 * (solo_p95_dense + 0.7 * solo_p95_dense), dist=parse_prompt_dist("fixed:8192"))
     assert not plan.paths["dense"].feasible and plan.paths["sparse"].feasible
     assert plan.paths["dense"].min_ttft_s == pytest.approx(solo_p95_dense)
     assert plan.gpus("dense") is None and plan.usd_per_day("dense") is None
+
+
+# -- the `ampersim plan` command --------------------------------------------------------------------
+def _cli(*args):
+    from ampersim.cli import main
+
+    return main(["plan", "--profile", "h100-sxm", *args])
+
+
+def test_plan_cli_json(capsys):
+    import json
+
+    assert _cli("--rate", "20", "--slo-ttft-ms", "800", "--pattern", "2:4", "--prompt-dist", "lognormal:2048,0.8",
+                "--duration-s", "300", "--format", "json") == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["percentile"] == "p95" and out["usd_per_gpu_hour"] > 0 and out["price_date"]
+    rows = {r["path"]: r for r in out["results"]}
+    assert rows["sparse"]["gpus"] <= rows["dense"]["gpus"]
+    for row in rows.values():
+        assert row["ttft_ms"] <= 800 and row["usd_per_day"] == pytest.approx(row["gpus"] * out["usd_per_gpu_hour"] * 24)
+
+
+def test_plan_cli_table(capsys):
+    assert _cli("--rate", "5", "--slo-ttft-ms", "2000", "--percentile", "p99", "--duration-s", "200") == 0
+    out = capsys.readouterr().out
+    assert "ttft_p99_ms" in out and "dense" in out and "sparse" in out and "$6.16/GPU-hour" in out
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--rate", "0", "--slo-ttft-ms", "500"], "--rate 0: the request rate must be > 0"),
+    (["--rate", "-2", "--slo-ttft-ms", "500"], "--rate -2: the request rate must be > 0"),
+    (["--rate", "5", "--slo-ttft-ms", "500", "--percentile", "p100"], "--percentile 'p100'"),
+    (["--rate", "5", "--slo-ttft-ms", "5", "--duration-s", "100"], "lowest achievable"),
+])
+def test_plan_cli_bad_input(capsys, args, message):
+    assert _cli(*args) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and message in err and err.count("\n") == 1
+
+
+def test_plan_cli_unreadable_trace(capsys, tmp_path):
+    trace = tmp_path / "trace.csv"
+    trace.write_text("prompt_tokens\n1200\n800\n12x\n")
+    assert _cli("--rate", "5", "--slo-ttft-ms", "500", "--prompt-dist", f"trace:{trace}") == 2
+    assert f"{trace}:4: expected a positive integer prompt token count, got '12x'" in capsys.readouterr().err

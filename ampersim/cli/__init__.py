@@ -18,6 +18,8 @@ COMMANDS: dict[str, str] = {
     "coverage": "ampersim.cli.coverage",
     "plan": "ampersim.cli.plan",
     "roi": "ampersim.cli.roi",
+    "report": "ampersim.cli.report",
+    "measure": "ampersim.cli.measure",
 }
 
 

@@ -38,7 +38,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ampersim.econ.capacity import (Traffic, auto_duration_s, check_rate, parse_percentile, plan_capacity,
-                                        scenario_prompts, step_tables)
+                                        require_feasible, scenario_prompts, step_tables)
     from ampersim.econ.roi import cloud_price, missing_price_message
     from ampersim.econ.traffic import parse_prompt_dist
     from ampersim.hardware.registry import load_profile
@@ -52,8 +52,9 @@ def run(args: argparse.Namespace) -> int:
     duration = args.duration_s if args.duration_s is not None else auto_duration_s(args.rate)
     traffic = Traffic(args.rate, prompts, duration, seed=args.seed)
     tables = step_tables(profile, scenario, args.max_batched_tokens, prompts)
-    plan = plan_capacity(tables, traffic, slo_ttft_s=args.slo_ttft_ms / 1e3, percentile=percentile,
-                         max_seqs=args.max_seqs, tp=scenario.tp, usd_per_gpu_hour=cloud.value if cloud else None)
+    plan = require_feasible(plan_capacity(tables, traffic, slo_ttft_s=args.slo_ttft_ms / 1e3, percentile=percentile,
+                                          max_seqs=args.max_seqs, tp=scenario.tp,
+                                          usd_per_gpu_hour=cloud.value if cloud else None))
     rows = [_row(plan, path) for path in plan.paths]
     price_note = (f"${cloud.value:g}/GPU-hour ({cloud.date or 'undated'}; {cloud.source})" if cloud else
                   missing_price_message(profile, "cloud_usd_per_gpu_hour", "--usd-per-hour"))

@@ -213,10 +213,7 @@ class CapacityPlan:
 
 def plan_capacity(tables: dict[str, StepTable], traffic: Traffic, *, slo_ttft_s: float, percentile: float,
                   max_seqs: int, tp: int, usd_per_gpu_hour: float | None = None) -> CapacityPlan:
-    """Minimum fleet per path in ``tables`` ({"dense": ..., "sparse": ...}) for ``traffic``.
-
-    Raises InvalidArgument when no path can meet the SLO, naming the lowest achievable TTFT.
-    """
+    """Minimum fleet per path in ``tables`` ({"dense": ..., "sparse": ...}) for ``traffic``."""
     if not slo_ttft_s > 0:
         raise InvalidArgument(f"--slo-ttft-ms {slo_ttft_s * 1e3:g}: must be > 0")
     if max_seqs < 1:
@@ -226,12 +223,17 @@ def plan_capacity(tables: dict[str, StepTable], traffic: Traffic, *, slo_ttft_s:
     paths = {path: min_replicas(table, arrival, lengths, slo_s=slo_ttft_s, percentile=percentile,
                                 max_seqs=max_seqs, warmup_s=warmup_s, path=path)
              for path, table in tables.items()}
-    if not any(p.feasible for p in paths.values()):
-        floors = ", ".join(f"{p.path} {p.min_ttft_s * 1e3:.4g} ms" for p in paths.values())
-        raise InvalidArgument(
-            f"--slo-ttft-ms {slo_ttft_s * 1e3:g}: no number of GPUs meets p{percentile:g} TTFT at tp={tp}; "
-            f"the lowest achievable (each prompt alone on an idle replica) is {floors}; "
-            "raise the SLO or --tp, or shorten prompts"
-        )
     table = next(iter(tables.values()))
     return CapacityPlan(traffic, slo_ttft_s, percentile, table.max_tokens, max_seqs, tp, usd_per_gpu_hour, paths)
+
+
+def require_feasible(plan: CapacityPlan) -> CapacityPlan:
+    """``plan`` if some path meets the SLO; else InvalidArgument naming the lowest achievable TTFT."""
+    if not any(p.feasible for p in plan.paths.values()):
+        floors = ", ".join(f"{p.path} {p.min_ttft_s * 1e3:.4g} ms" for p in plan.paths.values())
+        raise InvalidArgument(
+            f"--slo-ttft-ms {plan.slo_ttft_s * 1e3:g}: no number of GPUs meets p{plan.percentile:g} TTFT at "
+            f"tp={plan.tp}; the lowest achievable (each prompt alone on an idle replica) is {floors}; "
+            "raise the SLO or --tp, or shorten prompts"
+        )
+    return plan

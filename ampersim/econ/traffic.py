@@ -62,7 +62,7 @@ class PromptDist:
 def fixed(tokens: int) -> PromptDist:
     if tokens < 1:
         raise InvalidArgument(f"--prompt-dist fixed:{tokens}: tokens must be >= 1")
-    return PromptDist("fixed", f"fixed {tokens} tokens", np.array([tokens], dtype=np.int64), np.ones(1))
+    return PromptDist("fixed", f"fixed {tokens:,} tokens", np.array([tokens], dtype=np.int64), np.ones(1))
 
 
 def lognormal(mean_tokens: float, sigma: float, cap: int | None = None) -> PromptDist:

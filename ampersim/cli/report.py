@@ -1,0 +1,159 @@
+"""`ampersim report`: self-contained HTML (and/or Markdown) report for managers: speed, cost, capacity, accuracy."""
+from __future__ import annotations
+
+import argparse
+import datetime
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from ampersim.cli.econ_args import add_price_arguments, add_workload_arguments, load_workload, per_profile
+from ampersim.cli.plan import DEFAULT_MAX_BATCHED_TOKENS, DEFAULT_MAX_SEQS
+from ampersim.errors import InvalidArgument
+
+DEFAULT_RATES = "1,2,5,10,20,50,100"
+DEFAULT_SLO_MS = 1000.0
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("report", help="self-contained HTML/Markdown report: speedup, cost, GPUs, accuracy frontier",
+                       description=__doc__)
+    p.add_argument("--profile", action="append", required=True,
+                   help="hardware profile (repeat to compare; the first is the payback baseline)")
+    add_workload_arguments(p)
+    p.add_argument("--out", required=True, help="output file: .html (self-contained) or .md (figures beside it)")
+    p.add_argument("--markdown", action="store_true", help="also write Markdown next to the HTML (same name, .md)")
+    p.add_argument("--rates", default=DEFAULT_RATES, help=f"request rates for GPUs vs rate, req/s (default {DEFAULT_RATES})")
+    p.add_argument("--slo-ttft-ms", type=float, default=DEFAULT_SLO_MS,
+                   help=f"TTFT target for the capacity section, ms (default {DEFAULT_SLO_MS:g})")
+    p.add_argument("--percentile", default="p95", help="SLO percentile (default p95)")
+    p.add_argument("--prompt-dist", default=None,
+                   help="fixed:TOKENS | lognormal:MEAN,SIGMA[,MAX] | trace:FILE (default: the workload's lengths)")
+    p.add_argument("--max-batched-tokens", type=int, default=DEFAULT_MAX_BATCHED_TOKENS,
+                   help=f"token budget of one prefill step (default {DEFAULT_MAX_BATCHED_TOKENS})")
+    p.add_argument("--max-seqs", type=int, default=DEFAULT_MAX_SEQS, help=f"prompts per step at most (default {DEFAULT_MAX_SEQS})")
+    p.add_argument("--duration-s", type=float, default=None, help="simulated seconds per rate (default: automatic)")
+    p.add_argument("--seed", type=int, default=0, help="random seed of the traffic (default 0)")
+    p.add_argument("--accuracy", default=None, help="accuracy results JSON (default: docs/accuracy.json if present)")
+    add_price_arguments(p, repeatable=True)
+    p.add_argument("--lifetime-years", type=float, default=None, help="amortization period of a purchase (default 5)")
+    p.add_argument("--usd-per-kwh", type=float, default=None, help="electricity price (default 0.10)")
+    p.add_argument("--utilization", type=float, default=None, help="busy fraction of rented/owned hours (default 1)")
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ampersim.econ.capacity import check_rate, parse_percentile, scenario_prompts
+    from ampersim.econ.roi import price_basis
+    from ampersim.econ.traffic import parse_prompt_dist
+    from ampersim.hardware.registry import load_profile
+    from ampersim.report.accuracy import default_accuracy_path
+    from ampersim.report.content import ReportInputs, build_document
+
+    start = time.perf_counter()
+    out = Path(args.out)
+    if out.suffix.lower() not in (".html", ".htm", ".md"):
+        raise InvalidArgument(f"--out {out}: must end in .html or .md")
+    percentile = parse_percentile(args.percentile)
+    if not args.slo_ttft_ms > 0:
+        raise InvalidArgument(f"--slo-ttft-ms {args.slo_ttft_ms:g}: must be > 0")
+    rates = _rates(args.rates)
+    for rate in rates:
+        check_rate(rate)
+    profiles = [load_profile(name) for name in args.profile]
+    scenario = load_workload(args)
+    prompts = parse_prompt_dist(args.prompt_dist) if args.prompt_dist else scenario_prompts(scenario)
+    hourly = per_profile(args.usd_per_hour, "--usd-per-hour", len(profiles))
+    bought = per_profile(args.purchase_usd, "--purchase-usd", len(profiles))
+    bases, price_errors = [], []
+    for profile, h, b in zip(profiles, hourly, bought):
+        try:
+            bases.append(price_basis(profile, usd_per_hour=h, purchase_usd=b, lifetime_years=args.lifetime_years,
+                                     usd_per_kwh=args.usd_per_kwh, utilization=args.utilization))
+        except InvalidArgument as exc:
+            if h is not None or b is not None or "has no price" not in str(exc):
+                raise
+            bases.append(None)
+            price_errors.append(f"{exc}; cost results leave it out")
+    accuracy = Path(args.accuracy) if args.accuracy else default_accuracy_path()
+    if args.accuracy and not accuracy.is_file():
+        raise InvalidArgument(f"--accuracy {accuracy}: file not found")
+    inputs = ReportInputs(
+        profiles=profiles, scenario=scenario, bases=bases, price_errors=price_errors, rates=rates,
+        slo_ttft_s=args.slo_ttft_ms / 1e3, percentile=percentile, prompts=prompts,
+        max_batched_tokens=args.max_batched_tokens, max_seqs=args.max_seqs, duration_s=args.duration_s,
+        seed=args.seed, accuracy_path=accuracy, command=_command(args, scenario.name),
+        generated=datetime.date.today().isoformat(),
+    )
+    doc = build_document(inputs, lambda msg: print(f"report: {msg}", file=sys.stderr, flush=True))
+    written = []
+    if out.suffix.lower() == ".md":
+        written += _write_markdown(doc, out)
+    else:
+        from ampersim.report.html import render_html
+        from ampersim.yamlio import write_text_atomic
+
+        write_text_atomic(out, render_html(doc))
+        written.append(out)
+        if args.markdown:
+            written += _write_markdown(doc, out.with_suffix(".md"))
+    seconds = time.perf_counter() - start
+    for path in written:
+        _readable(path)
+        print(f"wrote {path} ({path.stat().st_size / 1024:.0f} KiB)")
+    print(f"report rendered in {seconds:.1f} s", file=sys.stderr)
+    return 0
+
+
+def _rates(text: str) -> list[float]:
+    try:
+        rates = sorted({float(x) for x in text.split(",") if x.strip()})
+    except ValueError:
+        raise InvalidArgument(f"--rates '{text}': expected comma-separated requests/s, e.g. 1,5,20") from None
+    if not rates:
+        raise InvalidArgument(f"--rates '{text}': give at least one rate")
+    return rates
+
+
+def _write_markdown(doc, md_path: Path) -> list[Path]:
+    from ampersim.report.markdown import render_markdown
+    from ampersim.yamlio import write_text_atomic
+
+    text, files = render_markdown(doc, md_path)
+    for rel, data in files.items():
+        _write_bytes_atomic(md_path.parent / rel, data)
+        _readable(md_path.parent / rel)
+    write_text_atomic(md_path, text)
+    return [md_path]
+
+
+def _write_bytes_atomic(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _readable(path: Path) -> None:
+    """Give a written report the usual file permissions (temporary files are created owner-only)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    path.chmod(0o666 & ~mask)
+
+
+def _command(args: argparse.Namespace, workload: str) -> str:
+    parts = ["ampersim report", f"--workload {workload}", *(f"--profile {p}" for p in args.profile)]
+    for flag in ("pattern", "policy", "dtype", "tp", "tokens", "batch", "prompt_dist", "accuracy"):
+        value = getattr(args, flag)
+        if value is not None:
+            parts.append(f"--{flag.replace('_', '-')} {value}")
+    parts += [f"--rates {args.rates}", f"--slo-ttft-ms {args.slo_ttft_ms:g}", f"--percentile {args.percentile}",
+              f"--out {args.out}"]
+    return " ".join(parts)
