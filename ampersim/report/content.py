@@ -81,7 +81,8 @@ def build_document(inputs: ReportInputs, progress: Callable[[str], None]) -> Doc
         _frontier_section(inputs, econ, accuracy, accuracy_note),
         _assumptions_section(inputs, preds, accuracy),
     ]
-    meta = [("workload", f"{sc.name}: {sc.description}"), ("profiles", ", ".join(p.name for p in inputs.profiles)),
+    meta = [("workload", f"{sc.name}: {sc.model}, {sc.dtype}, tensor parallel {sc.tp}, {_prompts(sc)} per step, "
+                         f"policy {sc.policy}, pattern {sc.pattern}, scoring {sc.scoring}"), ("profiles", ", ".join(p.name for p in inputs.profiles)),
             ("generated", inputs.generated), ("command", inputs.command)]
     return Document("ampersim report: N:M activation sparsity in prefill", meta, sections)
 
@@ -148,8 +149,8 @@ def _summary(inputs: ReportInputs, preds: list[Prediction], alternatives: dict[s
             "gpus_dense": plan.gpus("dense"), "gpus_sparse": plan.gpus("sparse"),
         })
     gains = [p for p in preds if p.speedup > 1]
-    lead = (f"Workload {sc.name}: {sc.model}, {sc.dtype}, tensor parallel {sc.tp}, {sc.batch} prompt(s) of "
-            f"{_lengths(sc)} tokens per prefill step, sparsity policy {sc.policy} at {sc.pattern}.")
+    lead = (f"Workload {sc.name}: {sc.model}, {sc.dtype}, tensor parallel {sc.tp}, {_prompts(sc)} per prefill "
+            f"step, sparsity policy {sc.policy} at {sc.pattern}.")
     if gains:
         top_gain = max(gains, key=lambda p: p.speedup)
         verdict = (f"At {sc.pattern}, sparse prefill is faster than dense on {len(gains)} of {len(preds)} profiles; "
@@ -406,6 +407,10 @@ def _sourced(obj: Any, prefix: str = "") -> list[tuple[str, Sourced]]:
     else:
         return []
     return [pair for key, value in items for pair in _sourced(value, f"{prefix}.{key}" if prefix else str(key))]
+
+
+def _prompts(sc: Scenario) -> str:
+    return f"{sc.batch} prompt{'s' if sc.batch > 1 else ''} of {_lengths(sc)} tokens"
 
 
 def _lengths(sc: Scenario) -> str:
