@@ -96,7 +96,7 @@ def _text(info: dict[str, Any], rows: list[dict[str, Any]], percentile: float) -
         f"profile {info['profile']}  model {info['model']}  {info['dtype']}  tp={info['tp']}  "
         f"pattern {info['pattern']} (policy {info['policy']})",
         f"traffic {info['rate_per_s']:g} req/s Poisson, prompts: {info['prompt_dist']} "
-        f"(mean {info['mean_prompt_tokens']:.0f} tokens)",
+        f"(mean {info['mean_prompt_tokens']:,.0f} tokens)",
         f"SLO p{percentile:g} TTFT <= {info['slo_ttft_ms']:g} ms; steps of <= {info['max_batched_tokens']} tokens "
         f"and <= {info['max_seqs']} prompts; {info['duration_s']:g} s simulated (first {info['warmup_s']:g} s "
         f"warm-up), seed {info['seed']}",
