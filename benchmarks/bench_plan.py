@@ -7,6 +7,7 @@ reported separately.
 
     python benchmarks/bench_plan.py [--profile h100-sxm] [--rate 50] [--duration-s 3600] [--repeat 5]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -56,29 +57,63 @@ def main() -> None:
         simulate(arrival, lengths, 6, tables["dense"], 256)
         sims.append(time.perf_counter() - start)
         start = time.perf_counter()
-        plan = plan_capacity(step_tables(profile, scenario, 8192, prompts), traffic, slo_ttft_s=args.slo_ttft_ms / 1e3,
-                             percentile=95.0, max_seqs=256, tp=scenario.tp)
+        plan = plan_capacity(
+            step_tables(profile, scenario, 8192, prompts),
+            traffic,
+            slo_ttft_s=args.slo_ttft_ms / 1e3,
+            percentile=95.0,
+            max_seqs=256,
+            tp=scenario.tp,
+        )
         plans.append(time.perf_counter() - start)
         start = time.perf_counter()
         with contextlib.redirect_stdout(io.StringIO()):
-            cli(["plan", "--profile", args.profile, "--workload", args.workload, "--pattern", args.pattern,
-                 "--rate", str(args.rate), "--slo-ttft-ms", str(args.slo_ttft_ms), "--prompt-dist", args.prompt_dist,
-                 "--duration-s", str(args.duration_s), "--format", "json"])
+            cli(
+                [
+                    "plan",
+                    "--profile",
+                    args.profile,
+                    "--workload",
+                    args.workload,
+                    "--pattern",
+                    args.pattern,
+                    "--rate",
+                    str(args.rate),
+                    "--slo-ttft-ms",
+                    str(args.slo_ttft_ms),
+                    "--prompt-dist",
+                    args.prompt_dist,
+                    "--duration-s",
+                    str(args.duration_s),
+                    "--format",
+                    "json",
+                ]
+            )
         cli_runs.append(time.perf_counter() - start)
 
-    print(json.dumps({
-        "machine": f"{platform.processor() or platform.machine()}, {platform.python_version()}",
-        "profile": args.profile, "workload": args.workload, "pattern": args.pattern, "rate_per_s": args.rate,
-        "duration_s": args.duration_s, "prompt_dist": prompts.description, "requests": int(len(arrival)),
-        "steps_in_one_simulation": first.steps,
-        "step_tables_s": round(table_s, 3),
-        "first_simulation_s (numba compile or cache load)": round(first_s, 3),
-        "one_simulation_s": {"min": round(min(sims), 4), "median": round(statistics.median(sims), 4)},
-        "plan_search_s": {"min": round(min(plans), 3), "median": round(statistics.median(plans), 3)},
-        "plan_simulations": {p: r.evaluations for p, r in plan.paths.items()},
-        "gpus": {p: plan.gpus(p) for p in plan.paths},
-        "cli_plan_s": {"min": round(min(cli_runs), 3), "median": round(statistics.median(cli_runs), 3)},
-    }, indent=2))
+    print(
+        json.dumps(
+            {
+                "machine": f"{platform.processor() or platform.machine()}, {platform.python_version()}",
+                "profile": args.profile,
+                "workload": args.workload,
+                "pattern": args.pattern,
+                "rate_per_s": args.rate,
+                "duration_s": args.duration_s,
+                "prompt_dist": prompts.description,
+                "requests": int(len(arrival)),
+                "steps_in_one_simulation": first.steps,
+                "step_tables_s": round(table_s, 3),
+                "first_simulation_s (numba compile or cache load)": round(first_s, 3),
+                "one_simulation_s": {"min": round(min(sims), 4), "median": round(statistics.median(sims), 4)},
+                "plan_search_s": {"min": round(min(plans), 3), "median": round(statistics.median(plans), 3)},
+                "plan_simulations": {p: r.evaluations for p, r in plan.paths.items()},
+                "gpus": {p: plan.gpus(p) for p in plan.paths},
+                "cli_plan_s": {"min": round(min(cli_runs), 3), "median": round(statistics.median(cli_runs), 3)},
+            },
+            indent=2,
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
 """Capacity planning: traffic inputs, the replica search, and its bad inputs."""
+
 import numpy as np
 import pytest
 
@@ -51,7 +52,9 @@ def test_trace_forms(tmp_path):
     hist.write_text("tokens,count\n512,3\n2048,1\n")
     assert read_trace(hist).mean() == pytest.approx((3 * 512 + 2048) / 4)
     azure = tmp_path / "azure.csv"
-    azure.write_text("TIMESTAMP,ContextTokens,GeneratedTokens\n2023-11-16 18:15:46.68,374,44\n2023-11-16 18:15:50.1,1000,9\n")
+    azure.write_text(
+        "TIMESTAMP,ContextTokens,GeneratedTokens\n2023-11-16 18:15:46.68,374,44\n2023-11-16 18:15:50.1,1000,9\n"
+    )
     assert parse_prompt_dist(f"trace:{azure}").lengths.tolist() == [374, 1000]
 
 
@@ -90,8 +93,9 @@ def test_poisson_arrival_rate():
 
 def _plan(rate=30.0, slo=0.8, pct=95.0, dist=None):
     traffic = Traffic(rate, dist or lognormal(2048, 0.8, 32768), 600, seed=3)
-    return traffic, plan_capacity(TABLES, traffic, slo_ttft_s=slo, percentile=pct, max_seqs=256, tp=2,
-                                  usd_per_gpu_hour=2.0)
+    return traffic, plan_capacity(
+        TABLES, traffic, slo_ttft_s=slo, percentile=pct, max_seqs=256, tp=2, usd_per_gpu_hour=2.0
+    )
 
 
 def test_plan_finds_the_smallest_fleet():
@@ -114,7 +118,7 @@ def test_more_traffic_needs_more_gpus():
 
 
 def test_unmeetable_slo_names_lowest_ttft():
-    solo_p95_dense = step(8192, 8192 ** 2)[0]  # an idle replica, one full 8,192-token prompt
+    solo_p95_dense = step(8192, 8192**2)[0]  # an idle replica, one full 8,192-token prompt
     with pytest.raises(InvalidArgument, match=r"--slo-ttft-ms 1:.*lowest achievable.*dense [\d.]+ ms, sparse"):
         require_feasible(_plan(slo=0.001, dist=parse_prompt_dist("fixed:8192"))[1])
     _, plan = _plan(slo=0.5 * (solo_p95_dense + 0.7 * solo_p95_dense), dist=parse_prompt_dist("fixed:8192"))
@@ -133,8 +137,23 @@ def _cli(*args):
 def test_plan_cli_json(capsys):
     import json
 
-    assert _cli("--rate", "20", "--slo-ttft-ms", "800", "--pattern", "2:4", "--prompt-dist", "lognormal:2048,0.8",
-                "--duration-s", "300", "--format", "json") == 0
+    assert (
+        _cli(
+            "--rate",
+            "20",
+            "--slo-ttft-ms",
+            "800",
+            "--pattern",
+            "2:4",
+            "--prompt-dist",
+            "lognormal:2048,0.8",
+            "--duration-s",
+            "300",
+            "--format",
+            "json",
+        )
+        == 0
+    )
     out = json.loads(capsys.readouterr().out)
     assert out["percentile"] == "p95" and out["usd_per_gpu_hour"] > 0 and out["price_date"]
     rows = {r["path"]: r for r in out["results"]}
@@ -149,12 +168,15 @@ def test_plan_cli_table(capsys):
     assert "ttft_p99_ms" in out and "dense" in out and "sparse" in out and "$6.16/GPU-hour" in out
 
 
-@pytest.mark.parametrize("args,message", [
-    (["--rate", "0", "--slo-ttft-ms", "500"], "--rate 0: the request rate must be > 0"),
-    (["--rate", "-2", "--slo-ttft-ms", "500"], "--rate -2: the request rate must be > 0"),
-    (["--rate", "5", "--slo-ttft-ms", "500", "--percentile", "p100"], "--percentile 'p100'"),
-    (["--rate", "5", "--slo-ttft-ms", "5", "--duration-s", "100"], "lowest achievable"),
-])
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["--rate", "0", "--slo-ttft-ms", "500"], "--rate 0: the request rate must be > 0"),
+        (["--rate", "-2", "--slo-ttft-ms", "500"], "--rate -2: the request rate must be > 0"),
+        (["--rate", "5", "--slo-ttft-ms", "500", "--percentile", "p100"], "--percentile 'p100'"),
+        (["--rate", "5", "--slo-ttft-ms", "5", "--duration-s", "100"], "lowest achievable"),
+    ],
+)
 def test_plan_cli_bad_input(capsys, args, message):
     assert _cli(*args) == 2
     err = capsys.readouterr().err

@@ -1,12 +1,12 @@
 """Prefill queue simulation: exact small cases, and agreement with queueing theory (P-K, Erlang C)."""
+
 import math
 
 import numpy as np
 import pytest
 
 from ampersim.econ.capacity import Traffic
-from ampersim.econ.queueing import (build_step_tables, erlang_c, mgc_mean_wait_s, simulate,
-                                    solo_prefill_seconds)
+from ampersim.econ.queueing import build_step_tables, erlang_c, mgc_mean_wait_s, simulate, solo_prefill_seconds
 from ampersim.econ.traffic import fixed, lognormal
 
 
@@ -31,7 +31,7 @@ def test_table_lookup_matches_step_function():
 def test_long_prompt_is_chunked():
     dense, _ = tables(max_tokens=1000)
     # 2,500 tokens = chunks of 1000, 1000, 500 at offsets 0, 1000, 2000
-    expected = sum(linear_step(c, (o + c) ** 2 - o ** 2)[0] for o, c in ((0, 1000), (1000, 1000), (2000, 500)))
+    expected = sum(linear_step(c, (o + c) ** 2 - o**2)[0] for o, c in ((0, 1000), (1000, 1000), (2000, 500)))
     assert solo_prefill_seconds(dense, np.array([2500]))[0] == pytest.approx(expected)
     res = simulate(np.array([0.0]), np.array([2500]), 1, dense, max_seqs=8)
     assert res.ttft_s[0] == pytest.approx(expected)
@@ -41,25 +41,25 @@ def test_long_prompt_is_chunked():
 def test_simultaneous_prompts_share_one_step():
     dense, _ = tables()
     res = simulate(np.array([0.0, 0.0]), np.array([300, 500]), 1, dense, max_seqs=8)
-    step = linear_step(800, 300 ** 2 + 500 ** 2)[0]
+    step = linear_step(800, 300**2 + 500**2)[0]
     assert np.allclose(res.ttft_s, [step, step])
     one_at_a_time = simulate(np.array([0.0, 0.0]), np.array([300, 500]), 1, dense, max_seqs=1)
-    first, second = linear_step(300, 300 ** 2)[0], linear_step(500, 500 ** 2)[0]
+    first, second = linear_step(300, 300**2)[0], linear_step(500, 500**2)[0]
     assert np.allclose(one_at_a_time.ttft_s, [first, first + second])
 
 
 def test_budget_splits_the_last_prompt():
     dense, _ = tables(max_tokens=1000)
     res = simulate(np.array([0.0, 0.0]), np.array([600, 700]), 1, dense, max_seqs=8)
-    step1 = linear_step(1000, 600 ** 2 + 400 ** 2)[0]  # 600 whole + first 400 of the second prompt
-    step2 = linear_step(300, 700 ** 2 - 400 ** 2)[0]  # the remaining 300 at offset 400
+    step1 = linear_step(1000, 600**2 + 400**2)[0]  # 600 whole + first 400 of the second prompt
+    step2 = linear_step(300, 700**2 - 400**2)[0]  # the remaining 300 at offset 400
     assert np.allclose(res.ttft_s, [step1, step1 + step2])
 
 
 def test_idle_replica_takes_arrivals_while_others_are_busy():
     dense, _ = tables()
     res = simulate(np.array([0.0, 0.001]), np.array([4000, 100]), 2, dense, max_seqs=8)
-    assert res.ttft_s[1] == pytest.approx(linear_step(100, 100 ** 2)[0])
+    assert res.ttft_s[1] == pytest.approx(linear_step(100, 100**2)[0])
 
 
 def test_erlang_c_known_values():

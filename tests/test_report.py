@@ -1,4 +1,5 @@
 """The report: content of every section, self-contained HTML, Markdown with figure files, bad input."""
+
 import json
 import re
 
@@ -14,12 +15,30 @@ from ampersim.report.markdown import render_markdown
 from ampersim.sim.scenario import load_scenario
 
 ACCURACY = {
-    "model": "smollm2-135m", "environment": {"torch": "2.13.0"}, "dense": {"ppl": 21.0, "quiz_acc": 0.78},
+    "model": "smollm2-135m",
+    "environment": {"torch": "2.13.0"},
+    "dense": {"ppl": 21.0, "quiz_acc": 0.78},
     "rows": [
-        {"pattern": "2:4", "scoring": "amber", "policy": "amber", "coverage": 0.6, "ppl": 24.0, "quiz_acc": 0.70,
-         "ppl_delta": 3.0, "quiz_acc_delta": -0.08},
-        {"pattern": "8:16", "scoring": "amber", "policy": "amber", "coverage": 0.6, "ppl": 22.5, "quiz_acc": 0.75,
-         "ppl_delta": 1.5, "quiz_acc_delta": -0.03},
+        {
+            "pattern": "2:4",
+            "scoring": "amber",
+            "policy": "amber",
+            "coverage": 0.6,
+            "ppl": 24.0,
+            "quiz_acc": 0.70,
+            "ppl_delta": 3.0,
+            "quiz_acc_delta": -0.08,
+        },
+        {
+            "pattern": "8:16",
+            "scoring": "amber",
+            "policy": "amber",
+            "coverage": 0.6,
+            "ppl": 22.5,
+            "quiz_acc": 0.75,
+            "ppl_delta": 1.5,
+            "quiz_acc_delta": -0.03,
+        },
     ],
 }
 
@@ -30,10 +49,23 @@ def _inputs(tmp_path, accuracy: bool) -> ReportInputs:
     path = tmp_path / "accuracy.json"
     if accuracy:
         path.write_text(json.dumps(ACCURACY))
-    return ReportInputs(profiles=profiles, scenario=scenario, bases=[price_basis(p) for p in profiles], price_errors=[],
-                        rates=[2.0, 10.0], slo_ttft_s=1.0, percentile=95.0, prompts=scenario_prompts(scenario),
-                        max_batched_tokens=8192, max_seqs=256, duration_s=300.0, seed=0, accuracy_path=path,
-                        command="test", generated="2026-01-01")
+    return ReportInputs(
+        profiles=profiles,
+        scenario=scenario,
+        bases=[price_basis(p) for p in profiles],
+        price_errors=[],
+        rates=[2.0, 10.0],
+        slo_ttft_s=1.0,
+        percentile=95.0,
+        prompts=scenario_prompts(scenario),
+        max_batched_tokens=8192,
+        max_seqs=256,
+        duration_s=300.0,
+        seed=0,
+        accuracy_path=path,
+        command="test",
+        generated="2026-01-01",
+    )
 
 
 @pytest.fixture(scope="module")
@@ -43,8 +75,15 @@ def with_accuracy(tmp_path_factory):
 
 def test_sections_and_figures(with_accuracy):
     titles = [s.title for s in with_accuracy.sections]
-    assert titles == ["Summary", "Speedup vs prompt length", "Where the time goes", "Cost per million prompt tokens",
-                      "GPUs needed vs request rate", "Accuracy × speed × cost frontier", "Assumptions and sources"]
+    assert titles == [
+        "Summary",
+        "Speedup vs prompt length",
+        "Where the time goes",
+        "Cost per million prompt tokens",
+        "GPUs needed vs request rate",
+        "Accuracy × speed × cost frontier",
+        "Assumptions and sources",
+    ]
     figures = [f.name for s in with_accuracy.sections for f in s.figures]
     assert figures == ["speedup_vs_tokens", "time_breakdown", "cost_per_m_tokens", "gpus_vs_rate", "frontier"]
     assert all(f.png.startswith(b"\x89PNG") for s in with_accuracy.sections for f in s.figures)
@@ -57,8 +96,10 @@ def test_every_profile_number_and_price_is_listed(with_accuracy):
     assert len(table.rows) == len(_sourced(h100))
     assert {r["field"] for r in table.rows} >= {"memory.bandwidth_gbps", "power.tdp_w", "prices.cloud_usd_per_gpu_hour"}
     prices = next(t for t in sources.tables if t.caption.startswith("prices"))
-    assert {(r["profile"], r["item"]) for r in prices.rows} >= {("h100-sxm", "cloud_usd_per_gpu_hour"),
-                                                                  ("all", "usd_per_kwh")}
+    assert {(r["profile"], r["item"]) for r in prices.rows} >= {
+        ("h100-sxm", "cloud_usd_per_gpu_hour"),
+        ("all", "usd_per_kwh"),
+    }
 
 
 def test_frontier_uses_accuracy(with_accuracy):
@@ -92,17 +133,37 @@ def test_html_is_self_contained(with_accuracy):
 
 def test_markdown_writes_figures_beside(with_accuracy, tmp_path):
     text, files = render_markdown(with_accuracy, tmp_path / "r.md")
-    assert {p.as_posix() for p in files} == {f"r_files/{n}.png" for n in
-                                             ("speedup_vs_tokens", "time_breakdown", "cost_per_m_tokens",
-                                              "gpus_vs_rate", "frontier")}
+    assert {p.as_posix() for p in files} == {
+        f"r_files/{n}.png"
+        for n in ("speedup_vs_tokens", "time_breakdown", "cost_per_m_tokens", "gpus_vs_rate", "frontier")
+    }
     assert "![speedup vs prompt tokens per profile and pattern](r_files/speedup_vs_tokens.png)" in text
     assert "## GPUs needed vs request rate" in text and "|---" in text
 
 
 def test_report_cli_html_and_markdown(tmp_path, capsys):
     out = tmp_path / "report.html"
-    assert main(["report", "--profile", "h100-sxm", "--profile", "l4", "--rates", "1,4", "--duration-s", "200",
-                 "--out", str(out), "--markdown", "--accuracy", str(_write_accuracy(tmp_path))]) == 0
+    assert (
+        main(
+            [
+                "report",
+                "--profile",
+                "h100-sxm",
+                "--profile",
+                "l4",
+                "--rates",
+                "1,4",
+                "--duration-s",
+                "200",
+                "--out",
+                str(out),
+                "--markdown",
+                "--accuracy",
+                str(_write_accuracy(tmp_path)),
+            ]
+        )
+        == 0
+    )
     assert out.read_text().startswith("<!DOCTYPE html>")
     assert (tmp_path / "report.md").is_file() and (tmp_path / "report_files" / "frontier.png").is_file()
     assert f"wrote {out}" in capsys.readouterr().out
@@ -123,18 +184,40 @@ def test_report_cli_profile_without_price_still_renders(tmp_path, capsys):
     path = tmp_path / "l4-noprice.yaml"
     path.write_text(yaml.safe_dump(profile.model_dump(mode="json", exclude_none=True)))
     out = tmp_path / "r.md"
-    assert main(["report", "--profile", "h100-sxm", "--profile", str(path), "--rates", "2", "--duration-s", "100",
-                 "--out", str(out)]) == 0
+    assert (
+        main(
+            [
+                "report",
+                "--profile",
+                "h100-sxm",
+                "--profile",
+                str(path),
+                "--rates",
+                "2",
+                "--duration-s",
+                "100",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     assert "profile 'l4-noprice' has no price" in out.read_text()
 
 
-@pytest.mark.parametrize("args,message", [
-    (["--out", "x.pdf"], "--out x.pdf: must end in .html or .md"),
-    (["--out", "x.html", "--rates", "5,0"], "--rate 0"),
-    (["--out", "x.html", "--rates", "a"], "--rates 'a'"),
-    (["--out", "x.html", "--accuracy", "/nonexistent/acc.json"], "--accuracy /nonexistent/acc.json: file not found"),
-    (["--out", "x.html", "--percentile", "95"], "--percentile '95'"),
-])
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["--out", "x.pdf"], "--out x.pdf: must end in .html or .md"),
+        (["--out", "x.html", "--rates", "5,0"], "--rate 0"),
+        (["--out", "x.html", "--rates", "a"], "--rates 'a'"),
+        (
+            ["--out", "x.html", "--accuracy", "/nonexistent/acc.json"],
+            "--accuracy /nonexistent/acc.json: file not found",
+        ),
+        (["--out", "x.html", "--percentile", "95"], "--percentile '95'"),
+    ],
+)
 def test_report_cli_bad_input(capsys, args, message):
     assert main(["report", "--profile", "h100-sxm", *args]) == 2
     err = capsys.readouterr().err
@@ -144,6 +227,22 @@ def test_report_cli_bad_input(capsys, args, message):
 def test_bad_accuracy_file_names_field(tmp_path, capsys):
     bad = tmp_path / "acc.json"
     bad.write_text(json.dumps({"model": "m", "dense": {}, "rows": [{"pattern": "2:4"}]}))
-    assert main(["report", "--profile", "h100-sxm", "--rates", "2", "--duration-s", "60", "--out",
-                 str(tmp_path / "r.html"), "--accuracy", str(bad)]) == 2
+    assert (
+        main(
+            [
+                "report",
+                "--profile",
+                "h100-sxm",
+                "--rates",
+                "2",
+                "--duration-s",
+                "60",
+                "--out",
+                str(tmp_path / "r.html"),
+                "--accuracy",
+                str(bad),
+            ]
+        )
+        == 2
+    )
     assert "field 'rows.0.scoring'" in capsys.readouterr().err

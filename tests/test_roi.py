@@ -1,11 +1,21 @@
 """ROI arithmetic, price resolution and the `ampersim roi` command."""
+
 import json
 
 import pytest
 
 from ampersim.cli import main
-from ampersim.econ.roi import (HOURS_PER_MONTH, HOURS_PER_YEAR, compare, energy_j_per_token, owned_usd_per_hour,
-                               payback, price_basis, profile_economics, usd_per_million_tokens)
+from ampersim.econ.roi import (
+    HOURS_PER_MONTH,
+    HOURS_PER_YEAR,
+    compare,
+    energy_j_per_token,
+    owned_usd_per_hour,
+    payback,
+    price_basis,
+    profile_economics,
+    usd_per_million_tokens,
+)
 from ampersim.errors import InvalidArgument
 from ampersim.hardware.profile import Prices
 from ampersim.hardware.registry import load_profile
@@ -47,8 +57,15 @@ def test_profile_without_price_names_field_and_flag(h100):
     assert price_basis(unpriced(h100), usd_per_hour=1.0).purchase_usd is None
 
 
-@pytest.mark.parametrize("kwargs,flag", [({"usd_per_hour": 0}, "--usd-per-hour"), ({"utilization": 1.5}, "--utilization"),
-                                         ({"lifetime_years": -1}, "--lifetime-years"), ({"usd_per_kwh": 0}, "--usd-per-kwh")])
+@pytest.mark.parametrize(
+    "kwargs,flag",
+    [
+        ({"usd_per_hour": 0}, "--usd-per-hour"),
+        ({"utilization": 1.5}, "--utilization"),
+        ({"lifetime_years": -1}, "--lifetime-years"),
+        ({"usd_per_kwh": 0}, "--usd-per-kwh"),
+    ],
+)
 def test_bad_price_flags(h100, kwargs, flag):
     with pytest.raises(InvalidArgument, match=flag):
         price_basis(h100, **kwargs)
@@ -74,10 +91,12 @@ def test_tensor_parallel_shares_throughput(h100):
 
 
 def test_payback_definition(h100):
-    base = profile_economics(h100, {"dense": 1000.0, "sparse": 1000.0}, 1,
-                             price_basis(h100, usd_per_hour=2.0, utilization=1.0))
-    target = profile_economics(h100, {"dense": 2000.0, "sparse": 4000.0}, 1,
-                               price_basis(h100, purchase_usd=10000.0, usd_per_kwh=0.1))
+    base = profile_economics(
+        h100, {"dense": 1000.0, "sparse": 1000.0}, 1, price_basis(h100, usd_per_hour=2.0, utilization=1.0)
+    )
+    target = profile_economics(
+        h100, {"dense": 2000.0, "sparse": 4000.0}, 1, price_basis(h100, purchase_usd=10000.0, usd_per_kwh=0.1)
+    )
     back = payback(base, target, "sparse")
     assert back.gpus_needed == pytest.approx(0.25)
     power_per_hour = 0.25 * target.power_w / 1000 * 0.1
@@ -86,14 +105,33 @@ def test_payback_definition(h100):
     cheap_rent = price_basis(h100, usd_per_hour=0.01)  # below the target's electricity bill
     never = payback(profile_economics(h100, {"dense": 2000.0, "sparse": 4000.0}, 1, cheap_rent), target, "dense")
     assert never.months is None and not never.missing
-    missing = payback(base, profile_economics(h100, {"dense": 1.0, "sparse": 1.0}, 1,
-                                              price_basis(unpriced(h100), usd_per_hour=1.0)), "dense")
+    missing = payback(
+        base,
+        profile_economics(h100, {"dense": 1.0, "sparse": 1.0}, 1, price_basis(unpriced(h100), usd_per_hour=1.0)),
+        "dense",
+    )
     assert missing.months is None and "prices.purchase_usd" in missing.missing
 
 
 def test_roi_cli_json(capsys):
-    assert main(["roi", "--profile", "h100-sxm", "--profile", "mi300x", "--pattern", "2:4",
-                 "--usd-per-kwh", "0.2", "--format", "json"]) == 0
+    assert (
+        main(
+            [
+                "roi",
+                "--profile",
+                "h100-sxm",
+                "--profile",
+                "mi300x",
+                "--pattern",
+                "2:4",
+                "--usd-per-kwh",
+                "0.2",
+                "--format",
+                "json",
+            ]
+        )
+        == 0
+    )
     out = json.loads(capsys.readouterr().out)
     assert [p["profile"] for p in out["profiles"]] == ["h100-sxm", "mi300x"]
     first = out["profiles"][0]
@@ -104,8 +142,10 @@ def test_roi_cli_json(capsys):
 
 
 def test_roi_cli_table_lists_prices_and_sources(capsys):
-    assert main(["roi", "--profile", "a100-sxm", "--profile", "h100-sxm", "--usd-per-hour", "1.5",
-                 "--usd-per-hour", "3"]) == 0
+    assert (
+        main(["roi", "--profile", "a100-sxm", "--profile", "h100-sxm", "--usd-per-hour", "1.5", "--usd-per-hour", "3"])
+        == 0
+    )
     out = capsys.readouterr().out
     assert "cloud $/M tokens, sparse" in out and "prices and assumptions used" in out
     assert "given on the command line (--usd-per-hour)" in out
@@ -115,6 +155,7 @@ def test_roi_cli_missing_price_is_one_line_error(capsys, tmp_path):
     profile = unpriced(load_profile("h100-sxm")).model_copy(update={"name": "no-price"})
     path = tmp_path / "no-price.yaml"
     import yaml
+
     path.write_text(yaml.safe_dump(profile.model_dump(mode="json", exclude_none=True)))
     assert main(["roi", "--profile", str(path)]) == 2
     err = capsys.readouterr().err
@@ -123,6 +164,22 @@ def test_roi_cli_missing_price_is_one_line_error(capsys, tmp_path):
 
 
 def test_roi_cli_flag_count_mismatch(capsys):
-    assert main(["roi", "--profile", "h100-sxm", "--profile", "a100-sxm", "--profile", "l4",
-                 "--usd-per-hour", "1", "--usd-per-hour", "2"]) == 2
+    assert (
+        main(
+            [
+                "roi",
+                "--profile",
+                "h100-sxm",
+                "--profile",
+                "a100-sxm",
+                "--profile",
+                "l4",
+                "--usd-per-hour",
+                "1",
+                "--usd-per-hour",
+                "2",
+            ]
+        )
+        == 2
+    )
     assert "--usd-per-hour given 2 times for 3 profiles" in capsys.readouterr().err

@@ -1,4 +1,5 @@
 """`ampersim plan`: fewest GPUs meeting a TTFT SLO at a percentile, dense vs sparse (simulated)."""
+
 from __future__ import annotations
 
 import argparse
@@ -9,36 +10,75 @@ from ampersim.cli.output import add_format_argument, emit, render_csv, render_ta
 
 DEFAULT_MAX_BATCHED_TOKENS = 8192
 DEFAULT_MAX_SEQS = 256
-COLUMNS = ("path", "replicas", "tp", "gpus", "ttft_ms", "ttft_p50_ms", "ttft_p99_ms", "utilization",
-           "tokens_per_step", "usd_per_day", "note")
+COLUMNS = (
+    "path",
+    "replicas",
+    "tp",
+    "gpus",
+    "ttft_ms",
+    "ttft_p50_ms",
+    "ttft_p99_ms",
+    "utilization",
+    "tokens_per_step",
+    "usd_per_day",
+    "note",
+)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("plan", help="minimum GPUs for a request rate under a TTFT SLO, dense vs sparse",
-                       description=__doc__)
+    p = sub.add_parser(
+        "plan", help="minimum GPUs for a request rate under a TTFT SLO, dense vs sparse", description=__doc__
+    )
     p.add_argument("--profile", required=True, help="hardware profile name, alias or YAML")
     add_workload_arguments(p, lengths=False)
     p.add_argument("--rate", type=float, required=True, help="arrival rate, requests/s (Poisson)")
     p.add_argument("--slo-ttft-ms", type=float, required=True, help="time-to-first-token target, ms")
     p.add_argument("--percentile", default="p95", help="SLO percentile: p50, p95, p99 (any pNN; default p95)")
-    p.add_argument("--prompt-dist", default=None,
-                   help="fixed:TOKENS | lognormal:MEAN,SIGMA[,MAX] | trace:FILE (default: the workload's lengths)")
-    p.add_argument("--max-batched-tokens", type=int, default=DEFAULT_MAX_BATCHED_TOKENS,
-                   help=f"token budget of one prefill step (chunked prefill; default {DEFAULT_MAX_BATCHED_TOKENS})")
-    p.add_argument("--max-seqs", type=int, default=DEFAULT_MAX_SEQS,
-                   help=f"prompts per prefill step at most (default {DEFAULT_MAX_SEQS})")
-    p.add_argument("--duration-s", type=float, default=None,
-                   help="simulated seconds of traffic (default: ~50,000 requests, 600-3600 s)")
+    p.add_argument(
+        "--prompt-dist",
+        default=None,
+        help="fixed:TOKENS | lognormal:MEAN,SIGMA[,MAX] | trace:FILE (default: the workload's lengths)",
+    )
+    p.add_argument(
+        "--max-batched-tokens",
+        type=int,
+        default=DEFAULT_MAX_BATCHED_TOKENS,
+        help=f"token budget of one prefill step (chunked prefill; default {DEFAULT_MAX_BATCHED_TOKENS})",
+    )
+    p.add_argument(
+        "--max-seqs",
+        type=int,
+        default=DEFAULT_MAX_SEQS,
+        help=f"prompts per prefill step at most (default {DEFAULT_MAX_SEQS})",
+    )
+    p.add_argument(
+        "--duration-s",
+        type=float,
+        default=None,
+        help="simulated seconds of traffic (default: ~50,000 requests, 600-3600 s)",
+    )
     p.add_argument("--seed", type=int, default=0, help="random seed of arrivals and lengths (default 0)")
-    p.add_argument("--usd-per-hour", type=float, default=None,
-                   help="cloud price, $ per GPU-hour, for the cost per day (default: the profile's)")
+    p.add_argument(
+        "--usd-per-hour",
+        type=float,
+        default=None,
+        help="cloud price, $ per GPU-hour, for the cost per day (default: the profile's)",
+    )
     add_format_argument(p)
     p.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from ampersim.econ.capacity import (Traffic, auto_duration_s, check_rate, parse_percentile, plan_capacity,
-                                        require_feasible, scenario_prompts, step_tables)
+    from ampersim.econ.capacity import (
+        Traffic,
+        auto_duration_s,
+        check_rate,
+        parse_percentile,
+        plan_capacity,
+        require_feasible,
+        scenario_prompts,
+        step_tables,
+    )
     from ampersim.econ.roi import cloud_price, missing_price_message
     from ampersim.econ.traffic import parse_prompt_dist
     from ampersim.hardware.registry import load_profile
@@ -52,22 +92,53 @@ def run(args: argparse.Namespace) -> int:
     duration = args.duration_s if args.duration_s is not None else auto_duration_s(args.rate)
     traffic = Traffic(args.rate, prompts, duration, seed=args.seed)
     tables = step_tables(profile, scenario, args.max_batched_tokens, prompts)
-    plan = require_feasible(plan_capacity(tables, traffic, slo_ttft_s=args.slo_ttft_ms / 1e3, percentile=percentile,
-                                          max_seqs=args.max_seqs, tp=scenario.tp,
-                                          usd_per_gpu_hour=cloud.value if cloud else None))
+    plan = require_feasible(
+        plan_capacity(
+            tables,
+            traffic,
+            slo_ttft_s=args.slo_ttft_ms / 1e3,
+            percentile=percentile,
+            max_seqs=args.max_seqs,
+            tp=scenario.tp,
+            usd_per_gpu_hour=cloud.value if cloud else None,
+        )
+    )
     rows = [_row(plan, path) for path in plan.paths]
-    price_note = (f"${cloud.value:g}/GPU-hour ({cloud.date or 'undated'}; {cloud.source})" if cloud else
-                  missing_price_message(profile, "cloud_usd_per_gpu_hour", "--usd-per-hour"))
+    price_note = (
+        f"${cloud.value:g}/GPU-hour ({cloud.date or 'undated'}; {cloud.source})"
+        if cloud
+        else missing_price_message(profile, "cloud_usd_per_gpu_hour", "--usd-per-hour")
+    )
     info = {
-        "profile": profile.name, "model": scenario.model, "pattern": scenario.pattern, "dtype": scenario.dtype,
-        "policy": scenario.policy, "tp": scenario.tp, "rate_per_s": args.rate, "prompt_dist": prompts.description,
-        "mean_prompt_tokens": prompts.mean(), "slo_ttft_ms": args.slo_ttft_ms, "percentile": f"p{percentile:g}",
-        "max_batched_tokens": args.max_batched_tokens, "max_seqs": args.max_seqs, "duration_s": duration,
-        "seed": args.seed, "warmup_s": traffic.warmup_fraction * duration, "price": price_note,
+        "profile": profile.name,
+        "model": scenario.model,
+        "pattern": scenario.pattern,
+        "dtype": scenario.dtype,
+        "policy": scenario.policy,
+        "tp": scenario.tp,
+        "rate_per_s": args.rate,
+        "prompt_dist": prompts.description,
+        "mean_prompt_tokens": prompts.mean(),
+        "slo_ttft_ms": args.slo_ttft_ms,
+        "percentile": f"p{percentile:g}",
+        "max_batched_tokens": args.max_batched_tokens,
+        "max_seqs": args.max_seqs,
+        "duration_s": duration,
+        "seed": args.seed,
+        "warmup_s": traffic.warmup_fraction * duration,
+        "price": price_note,
     }
     if args.format == "json":
-        emit(to_json({**info, "usd_per_gpu_hour": cloud.value if cloud else None,
-                      "price_date": cloud.date if cloud else None, "results": rows}))
+        emit(
+            to_json(
+                {
+                    **info,
+                    "usd_per_gpu_hour": cloud.value if cloud else None,
+                    "price_date": cloud.date if cloud else None,
+                    "results": rows,
+                }
+            )
+        )
     elif args.format == "csv":
         emit(render_csv(rows, COLUMNS))
     else:
@@ -80,15 +151,38 @@ def _row(plan: Any, path: str) -> dict[str, Any]:
     fleet = result.fleet
     note = result.note or ("" if result.feasible else "SLO not reachable")
     if fleet is None:
-        return {"path": path, "replicas": None, "tp": plan.tp, "gpus": None, "ttft_ms": None,
-                "ttft_p50_ms": None, "ttft_p99_ms": None, "utilization": None, "tokens_per_step": None,
-                "usd_per_day": None, "min_ttft_ms": result.min_ttft_s * 1e3, "note": note,
-                "simulations": result.evaluations, "requests": None}
-    return {"path": path, "replicas": fleet.replicas, "tp": plan.tp, "gpus": plan.gpus(path),
-            "ttft_ms": fleet.ttft_s * 1e3, "ttft_p50_ms": fleet.ttft_p50_s * 1e3, "ttft_p99_ms": fleet.ttft_p99_s * 1e3,
-            "utilization": fleet.utilization, "tokens_per_step": fleet.tokens_per_step,
-            "usd_per_day": plan.usd_per_day(path), "min_ttft_ms": result.min_ttft_s * 1e3, "note": note,
-            "simulations": result.evaluations, "requests": fleet.requests}
+        return {
+            "path": path,
+            "replicas": None,
+            "tp": plan.tp,
+            "gpus": None,
+            "ttft_ms": None,
+            "ttft_p50_ms": None,
+            "ttft_p99_ms": None,
+            "utilization": None,
+            "tokens_per_step": None,
+            "usd_per_day": None,
+            "min_ttft_ms": result.min_ttft_s * 1e3,
+            "note": note,
+            "simulations": result.evaluations,
+            "requests": None,
+        }
+    return {
+        "path": path,
+        "replicas": fleet.replicas,
+        "tp": plan.tp,
+        "gpus": plan.gpus(path),
+        "ttft_ms": fleet.ttft_s * 1e3,
+        "ttft_p50_ms": fleet.ttft_p50_s * 1e3,
+        "ttft_p99_ms": fleet.ttft_p99_s * 1e3,
+        "utilization": fleet.utilization,
+        "tokens_per_step": fleet.tokens_per_step,
+        "usd_per_day": plan.usd_per_day(path),
+        "min_ttft_ms": result.min_ttft_s * 1e3,
+        "note": note,
+        "simulations": result.evaluations,
+        "requests": fleet.requests,
+    }
 
 
 def _text(info: dict[str, Any], rows: list[dict[str, Any]], percentile: float) -> str:
@@ -104,5 +198,8 @@ def _text(info: dict[str, Any], rows: list[dict[str, Any]], percentile: float) -
         "",
     ]
     headers = {"ttft_ms": f"ttft_p{percentile:g}_ms"}
-    return "\n".join(head) + render_table(rows, COLUMNS, headers) + \
-        "\nTTFT = queueing + prefill of the whole prompt (decode not modelled); one FCFS queue feeds all replicas."
+    return (
+        "\n".join(head)
+        + render_table(rows, COLUMNS, headers)
+        + "\nTTFT = queueing + prefill of the whole prompt (decode not modelled); one FCFS queue feeds all replicas."
+    )

@@ -1,4 +1,5 @@
 """`ampersim report`: self-contained HTML (and/or Markdown) report for managers: speed, cost, capacity, accuracy."""
+
 from __future__ import annotations
 
 import argparse
@@ -18,22 +19,44 @@ DEFAULT_SLO_MS = 1000.0
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("report", help="self-contained HTML/Markdown report: speedup, cost, GPUs, accuracy frontier",
-                       description=__doc__)
-    p.add_argument("--profile", action="append", required=True,
-                   help="hardware profile (repeat to compare; the first is the payback baseline)")
+    p = sub.add_parser(
+        "report",
+        help="self-contained HTML/Markdown report: speedup, cost, GPUs, accuracy frontier",
+        description=__doc__,
+    )
+    p.add_argument(
+        "--profile",
+        action="append",
+        required=True,
+        help="hardware profile (repeat to compare; the first is the payback baseline)",
+    )
     add_workload_arguments(p)
     p.add_argument("--out", required=True, help="output file: .html (self-contained) or .md (figures beside it)")
     p.add_argument("--markdown", action="store_true", help="also write Markdown next to the HTML (same name, .md)")
-    p.add_argument("--rates", default=DEFAULT_RATES, help=f"request rates for GPUs vs rate, req/s (default {DEFAULT_RATES})")
-    p.add_argument("--slo-ttft-ms", type=float, default=DEFAULT_SLO_MS,
-                   help=f"TTFT target for the capacity section, ms (default {DEFAULT_SLO_MS:g})")
+    p.add_argument(
+        "--rates", default=DEFAULT_RATES, help=f"request rates for GPUs vs rate, req/s (default {DEFAULT_RATES})"
+    )
+    p.add_argument(
+        "--slo-ttft-ms",
+        type=float,
+        default=DEFAULT_SLO_MS,
+        help=f"TTFT target for the capacity section, ms (default {DEFAULT_SLO_MS:g})",
+    )
     p.add_argument("--percentile", default="p95", help="SLO percentile (default p95)")
-    p.add_argument("--prompt-dist", default=None,
-                   help="fixed:TOKENS | lognormal:MEAN,SIGMA[,MAX] | trace:FILE (default: the workload's lengths)")
-    p.add_argument("--max-batched-tokens", type=int, default=DEFAULT_MAX_BATCHED_TOKENS,
-                   help=f"token budget of one prefill step (default {DEFAULT_MAX_BATCHED_TOKENS})")
-    p.add_argument("--max-seqs", type=int, default=DEFAULT_MAX_SEQS, help=f"prompts per step at most (default {DEFAULT_MAX_SEQS})")
+    p.add_argument(
+        "--prompt-dist",
+        default=None,
+        help="fixed:TOKENS | lognormal:MEAN,SIGMA[,MAX] | trace:FILE (default: the workload's lengths)",
+    )
+    p.add_argument(
+        "--max-batched-tokens",
+        type=int,
+        default=DEFAULT_MAX_BATCHED_TOKENS,
+        help=f"token budget of one prefill step (default {DEFAULT_MAX_BATCHED_TOKENS})",
+    )
+    p.add_argument(
+        "--max-seqs", type=int, default=DEFAULT_MAX_SEQS, help=f"prompts per step at most (default {DEFAULT_MAX_SEQS})"
+    )
     p.add_argument("--duration-s", type=float, default=None, help="simulated seconds per rate (default: automatic)")
     p.add_argument("--seed", type=int, default=0, help="random seed of the traffic (default 0)")
     p.add_argument("--accuracy", default=None, help="accuracy results JSON (default: docs/accuracy.json if present)")
@@ -70,8 +93,16 @@ def run(args: argparse.Namespace) -> int:
     bases, price_errors = [], []
     for profile, h, b in zip(profiles, hourly, bought):
         try:
-            bases.append(price_basis(profile, usd_per_hour=h, purchase_usd=b, lifetime_years=args.lifetime_years,
-                                     usd_per_kwh=args.usd_per_kwh, utilization=args.utilization))
+            bases.append(
+                price_basis(
+                    profile,
+                    usd_per_hour=h,
+                    purchase_usd=b,
+                    lifetime_years=args.lifetime_years,
+                    usd_per_kwh=args.usd_per_kwh,
+                    utilization=args.utilization,
+                )
+            )
         except InvalidArgument as exc:
             if h is not None or b is not None or "has no price" not in str(exc):
                 raise
@@ -81,10 +112,20 @@ def run(args: argparse.Namespace) -> int:
     if args.accuracy and not accuracy.is_file():
         raise InvalidArgument(f"--accuracy {accuracy}: file not found")
     inputs = ReportInputs(
-        profiles=profiles, scenario=scenario, bases=bases, price_errors=price_errors, rates=rates,
-        slo_ttft_s=args.slo_ttft_ms / 1e3, percentile=percentile, prompts=prompts,
-        max_batched_tokens=args.max_batched_tokens, max_seqs=args.max_seqs, duration_s=args.duration_s,
-        seed=args.seed, accuracy_path=accuracy, command=_command(args, scenario.name),
+        profiles=profiles,
+        scenario=scenario,
+        bases=bases,
+        price_errors=price_errors,
+        rates=rates,
+        slo_ttft_s=args.slo_ttft_ms / 1e3,
+        percentile=percentile,
+        prompts=prompts,
+        max_batched_tokens=args.max_batched_tokens,
+        max_seqs=args.max_seqs,
+        duration_s=args.duration_s,
+        seed=args.seed,
+        accuracy_path=accuracy,
+        command=_command(args, scenario.name),
         generated=datetime.date.today().isoformat(),
     )
     doc = build_document(inputs, lambda msg: print(f"report: {msg}", file=sys.stderr, flush=True))
@@ -154,6 +195,10 @@ def _command(args: argparse.Namespace, workload: str) -> str:
         value = getattr(args, flag)
         if value is not None:
             parts.append(f"--{flag.replace('_', '-')} {value}")
-    parts += [f"--rates {args.rates}", f"--slo-ttft-ms {args.slo_ttft_ms:g}", f"--percentile {args.percentile}",
-              f"--out {args.out}"]
+    parts += [
+        f"--rates {args.rates}",
+        f"--slo-ttft-ms {args.slo_ttft_ms:g}",
+        f"--percentile {args.percentile}",
+        f"--out {args.out}",
+    ]
     return " ".join(parts)

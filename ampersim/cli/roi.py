@@ -1,4 +1,5 @@
 """`ampersim roi`: prompt throughput, cost per million prompt tokens, energy and payback, per profile."""
+
 from __future__ import annotations
 
 import argparse
@@ -22,16 +23,22 @@ METRICS = (  # (label, attribute, path)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("roi", help="cost per million prompt tokens, energy and payback, dense vs sparse",
-                       description=__doc__)
-    p.add_argument("--profile", action="append", required=True,
-                   help="hardware profile (repeat to compare; the first is the payback baseline)")
+    p = sub.add_parser(
+        "roi", help="cost per million prompt tokens, energy and payback, dense vs sparse", description=__doc__
+    )
+    p.add_argument(
+        "--profile",
+        action="append",
+        required=True,
+        help="hardware profile (repeat to compare; the first is the payback baseline)",
+    )
     add_workload_arguments(p)
     add_price_arguments(p, repeatable=True)
     p.add_argument("--lifetime-years", type=float, default=None, help="amortization period of a purchase (default 5)")
     p.add_argument("--usd-per-kwh", type=float, default=None, help="electricity price (default 0.10)")
-    p.add_argument("--utilization", type=float, default=None,
-                   help="fraction of hours the GPUs run prefill, (0, 1] (default 1)")
+    p.add_argument(
+        "--utilization", type=float, default=None, help="fraction of hours the GPUs run prefill, (0, 1] (default 1)"
+    )
     add_format_argument(p)
     p.set_defaults(run=run)
 
@@ -44,9 +51,17 @@ def run(args: argparse.Namespace) -> int:
     scenario = load_workload(args)
     hourly = per_profile(args.usd_per_hour, "--usd-per-hour", len(profiles))
     bought = per_profile(args.purchase_usd, "--purchase-usd", len(profiles))
-    bases = [price_basis(p, usd_per_hour=h, purchase_usd=b, lifetime_years=args.lifetime_years,
-                         usd_per_kwh=args.usd_per_kwh, utilization=args.utilization)
-             for p, h, b in zip(profiles, hourly, bought)]
+    bases = [
+        price_basis(
+            p,
+            usd_per_hour=h,
+            purchase_usd=b,
+            lifetime_years=args.lifetime_years,
+            usd_per_kwh=args.usd_per_kwh,
+            utilization=args.utilization,
+        )
+        for p, h, b in zip(profiles, hourly, bought)
+    ]
     rows = compare(profiles, scenario, bases)
     backs = paybacks(rows)
     notes = [f"{r.profile}: {r.note}" for r in rows if r.note]
@@ -55,20 +70,38 @@ def run(args: argparse.Namespace) -> int:
             notes.append(missing_price_message(profile, "cloud_usd_per_gpu_hour", "--usd-per-hour"))
         if r.prices.purchase_usd is None:
             notes.append(missing_price_message(profile, "purchase_usd", "--purchase-usd"))
-    workload = {"name": scenario.name, "model": scenario.model, "dtype": scenario.dtype, "tp": scenario.tp,
-                "batch": scenario.batch, "prompt_tokens": scenario.sequence_lengths(), "pattern": scenario.pattern,
-                "policy": scenario.policy}
+    workload = {
+        "name": scenario.name,
+        "model": scenario.model,
+        "dtype": scenario.dtype,
+        "tp": scenario.tp,
+        "batch": scenario.batch,
+        "prompt_tokens": scenario.sequence_lengths(),
+        "pattern": scenario.pattern,
+        "policy": scenario.policy,
+    }
     if args.format == "json":
-        emit(to_json({"workload": workload, "profiles": [_profile_json(r) for r in rows],
-                      "payback_definition": PAYBACK_DEFINITION, "payback": [_payback_json(b) for b in backs],
-                      "notes": notes}))
+        emit(
+            to_json(
+                {
+                    "workload": workload,
+                    "profiles": [_profile_json(r) for r in rows],
+                    "payback_definition": PAYBACK_DEFINITION,
+                    "payback": [_payback_json(b) for b in backs],
+                    "notes": notes,
+                }
+            )
+        )
         return 0
     table = [{"metric": label, **{r.profile: _metric(r, attr, path) for r in rows}} for label, attr, path in METRICS]
     if args.format == "csv":
         emit(render_csv(table))
         return 0
-    prices = [{"profile": r.profile, "item": k, "value": v.value, "date": v.date or "", "source": v.source}
-              for r in rows for k, v in r.prices.items()]
+    prices = [
+        {"profile": r.profile, "item": k, "value": v.value, "date": v.date or "", "source": v.source}
+        for r in rows
+        for k, v in r.prices.items()
+    ]
     text = [
         f"workload {scenario.name}: {scenario.model} {scenario.dtype}, tp={scenario.tp}, {scenario.batch} x "
         f"{_lengths(scenario)} tokens per step, pattern {scenario.pattern} (policy {scenario.policy})",
@@ -114,7 +147,15 @@ def _payback_row(back: Any) -> dict[str, Any]:
         months = f"n/a (needs {back.missing})"
     else:
         months = "never" if back.months is None else format_cell(back.months)
-    whole = (lambda v: None if v is None else round(v))
-    return {"to": back.to_profile, "path": back.path, "gpus_needed": back.gpus_needed,
-            "capex_usd": whole(back.capex_usd), "saving_usd_per_month": whole(back.saving_usd_per_month),
-            "payback_months": months}
+    return {
+        "to": back.to_profile,
+        "path": back.path,
+        "gpus_needed": back.gpus_needed,
+        "capex_usd": _whole(back.capex_usd),
+        "saving_usd_per_month": _whole(back.saving_usd_per_month),
+        "payback_months": months,
+    }
+
+
+def _whole(value: float | None) -> int | None:
+    return None if value is None else round(value)

@@ -6,6 +6,7 @@ candidate replica counts: galloping from a throughput-based first guess brackets
 bisection finds the smallest count whose TTFT percentile meets the SLO (TTFT percentiles fall as
 replicas are added).
 """
+
 from __future__ import annotations
 
 import math
@@ -22,7 +23,6 @@ from ampersim.sim.predict import step_seconds
 from ampersim.sim.scenario import Scenario
 
 MAX_REPLICAS = 100_000
-PATHS = ("dense", "sparse")
 _PCT_RE = re.compile(r"^[pP](\d{1,2}(\.\d+)?)$")
 
 
@@ -52,17 +52,22 @@ def scenario_prompts(scenario: Scenario) -> PromptDist:
         return fixed(scenario.prompt_tokens)
     bins = scenario.prompt_tokens
     mix = ", ".join(f"{b.share:.0%} {b.tokens}" for b in bins)
-    return empirical(np.array([b.tokens for b in bins]), np.array([b.share for b in bins]),
-                     f"workload '{scenario.name}' mix: {mix} tokens")
+    return empirical(
+        np.array([b.tokens for b in bins]),
+        np.array([b.share for b in bins]),
+        f"workload '{scenario.name}' mix: {mix} tokens",
+    )
 
 
-def step_tables(profile: HardwareProfile, scenario: Scenario, max_batched_tokens: int,
-                prompts: PromptDist) -> dict[str, StepTable]:
+def step_tables(
+    profile: HardwareProfile, scenario: Scenario, max_batched_tokens: int, prompts: PromptDist
+) -> dict[str, StepTable]:
     """Dense and sparse step-time tables of ``scenario``'s model, dtype, tp and policy on ``profile``."""
     if max_batched_tokens < 1:
         raise InvalidArgument(f"--max-batched-tokens {max_batched_tokens}: must be >= 1")
-    dense, sparse = build_step_tables(lambda t, s: step_seconds(profile, scenario, t, s),
-                                      max_batched_tokens, prompts.max_tokens())
+    dense, sparse = build_step_tables(
+        lambda t, s: step_seconds(profile, scenario, t, s), max_batched_tokens, prompts.max_tokens()
+    )
     return {"dense": dense, "sparse": sparse}
 
 
@@ -124,13 +129,23 @@ class PathPlan:
     note: str = ""
 
 
-def fleet_stats(result: SimResult, arrival: np.ndarray, replicas: int, percentile: float,
-                warmup_s: float) -> FleetStats:
+def fleet_stats(
+    result: SimResult, arrival: np.ndarray, replicas: int, percentile: float, warmup_s: float
+) -> FleetStats:
     ttft = result.ttft_s[arrival >= warmup_s]
     horizon = float((arrival + result.ttft_s).max())
     p = np.percentile(ttft, [percentile, 50, 95, 99])
-    return FleetStats(replicas, float(p[0]), float(p[1]), float(p[2]), float(p[3]), float(ttft.mean()),
-                      result.busy_s / (replicas * horizon), result.tokens / result.steps, len(ttft))
+    return FleetStats(
+        replicas,
+        float(p[0]),
+        float(p[1]),
+        float(p[2]),
+        float(p[3]),
+        float(ttft.mean()),
+        result.busy_s / (replicas * horizon),
+        result.tokens / result.steps,
+        len(ttft),
+    )
 
 
 def throughput_replicas(table: StepTable, rate_per_s: float, mean_tokens: float, mean_ctx: float) -> float:
@@ -140,14 +155,24 @@ def throughput_replicas(table: StepTable, rate_per_s: float, mean_tokens: float,
     return rate_per_s * mean_tokens * step / full
 
 
-def min_replicas(table: StepTable, arrival: np.ndarray, lengths: np.ndarray, *, slo_s: float,
-                 percentile: float, max_seqs: int, warmup_s: float, path: str) -> PathPlan:
+def min_replicas(
+    table: StepTable,
+    arrival: np.ndarray,
+    lengths: np.ndarray,
+    *,
+    slo_s: float,
+    percentile: float,
+    max_seqs: int,
+    warmup_s: float,
+    path: str,
+) -> PathPlan:
     """Smallest replica count whose simulated TTFT percentile is <= ``slo_s``."""
     solo = solo_prefill_seconds(table, lengths[arrival >= warmup_s])
     floor_s = float(np.percentile(solo, percentile))
     if floor_s > slo_s:
-        return PathPlan(path, False, floor_s, None, 0,
-                        f"even an idle replica needs {floor_s * 1e3:.4g} ms at p{percentile:g}")
+        return PathPlan(
+            path, False, floor_s, None, 0, f"even an idle replica needs {floor_s * 1e3:.4g} ms at p{percentile:g}"
+        )
     rate = len(arrival) / max(float(arrival[-1]), 1e-9)
     mean_ctx = float((lengths.astype(float) ** 2).sum() / lengths.sum())
     guess = throughput_replicas(table, rate, float(lengths.mean()), mean_ctx)
@@ -155,8 +180,7 @@ def min_replicas(table: StepTable, arrival: np.ndarray, lengths: np.ndarray, *, 
 
     def ok(n: int) -> bool:
         if n not in cache:
-            cache[n] = fleet_stats(simulate(arrival, lengths, n, table, max_seqs), arrival, n,
-                                   percentile, warmup_s)
+            cache[n] = fleet_stats(simulate(arrival, lengths, n, table, max_seqs), arrival, n, percentile, warmup_s)
         return cache[n].ttft_s <= slo_s
 
     n = max(1, math.ceil(guess))
@@ -174,8 +198,9 @@ def min_replicas(table: StepTable, arrival: np.ndarray, lengths: np.ndarray, *, 
         while True:
             n = bad + step
             if n > MAX_REPLICAS:
-                return PathPlan(path, False, floor_s, None, len(cache),
-                                f"more than {MAX_REPLICAS} replicas would be needed")
+                return PathPlan(
+                    path, False, floor_s, None, len(cache), f"more than {MAX_REPLICAS} replicas would be needed"
+                )
             if ok(n):
                 good = n
                 break
@@ -211,8 +236,16 @@ class CapacityPlan:
         return None if gpus is None or self.usd_per_gpu_hour is None else gpus * self.usd_per_gpu_hour * 24.0
 
 
-def plan_capacity(tables: dict[str, StepTable], traffic: Traffic, *, slo_ttft_s: float, percentile: float,
-                  max_seqs: int, tp: int, usd_per_gpu_hour: float | None = None) -> CapacityPlan:
+def plan_capacity(
+    tables: dict[str, StepTable],
+    traffic: Traffic,
+    *,
+    slo_ttft_s: float,
+    percentile: float,
+    max_seqs: int,
+    tp: int,
+    usd_per_gpu_hour: float | None = None,
+) -> CapacityPlan:
     """Minimum fleet per path in ``tables`` ({"dense": ..., "sparse": ...}) for ``traffic``."""
     if not slo_ttft_s > 0:
         raise InvalidArgument(f"--slo-ttft-ms {slo_ttft_s * 1e3:g}: must be > 0")
@@ -220,9 +253,19 @@ def plan_capacity(tables: dict[str, StepTable], traffic: Traffic, *, slo_ttft_s:
         raise InvalidArgument(f"--max-seqs {max_seqs}: must be >= 1")
     arrival, lengths = traffic.draw()
     warmup_s = traffic.warmup_fraction * traffic.duration_s
-    paths = {path: min_replicas(table, arrival, lengths, slo_s=slo_ttft_s, percentile=percentile,
-                                max_seqs=max_seqs, warmup_s=warmup_s, path=path)
-             for path, table in tables.items()}
+    paths = {
+        path: min_replicas(
+            table,
+            arrival,
+            lengths,
+            slo_s=slo_ttft_s,
+            percentile=percentile,
+            max_seqs=max_seqs,
+            warmup_s=warmup_s,
+            path=path,
+        )
+        for path, table in tables.items()
+    }
     table = next(iter(tables.values()))
     return CapacityPlan(traffic, slo_ttft_s, percentile, table.max_tokens, max_seqs, tp, usd_per_gpu_hour, paths)
 

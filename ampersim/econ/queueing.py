@@ -9,6 +9,7 @@ head until ``max_batched_tokens`` or ``max_seqs`` is reached; the last prompt ta
 ``(o + c)**2 - o**2`` to ``sum_sq_tokens`` (its causal-attention work, equal to ``c**2`` for a whole
 prompt). A request's TTFT is its arrival-to-end-of-last-prefill-chunk time (decode not modelled).
 """
+
 from __future__ import annotations
 
 import math
@@ -17,6 +18,8 @@ from dataclasses import dataclass
 
 import numpy as np
 from numba import njit
+
+from ampersim.errors import InvalidArgument
 
 StepFn = Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]
 CTX_POINTS = 48  # grid points in attention context per token (log-spaced)
@@ -61,18 +64,23 @@ def build_step_tables(step_fn: StepFn, max_tokens: int, max_prompt_tokens: int) 
     sum_sq measured at a large compute-bound step (SLOPE_TOKENS) — exact while attention is
     compute-bound, which it is for such chunks.
     """
-    grid_t = np.unique(np.concatenate([
-        np.arange(1, min(max_tokens, EXACT_TOKENS) + 1),
-        np.arange(EXACT_TOKENS, max_tokens + 1, TOKEN_STRIDE),
-        [max_tokens],
-    ])).astype(np.int64)
+    grid_t = np.unique(
+        np.concatenate(
+            [
+                np.arange(1, min(max_tokens, EXACT_TOKENS) + 1),
+                np.arange(EXACT_TOKENS, max_tokens + 1, TOKEN_STRIDE),
+                [max_tokens],
+            ]
+        )
+    ).astype(np.int64)
     ctx = np.geomspace(1.0, max(2.0, 2.0 * max_prompt_tokens), CTX_POINTS)
     tt, xx = np.meshgrid(grid_t.astype(float), ctx, indexing="ij")
     tt, xx = tt.ravel(), xx.ravel()
     x_valid = np.minimum(xx, tt)
     ref = float(SLOPE_TOKENS)
-    dense, sparse = step_fn(np.concatenate([tt, [ref, ref]]),
-                            np.concatenate([tt * x_valid, [ref * ref / 2, ref * ref]]))
+    dense, sparse = step_fn(
+        np.concatenate([tt, [ref, ref]]), np.concatenate([tt * x_valid, [ref * ref / 2, ref * ref]])
+    )
     all_t = np.arange(max_tokens + 1, dtype=float)
     tables = []
     for values in (np.asarray(dense, dtype=float), np.asarray(sparse, dtype=float)):
@@ -96,7 +104,7 @@ def solo_prefill_seconds(table: StepTable, lengths: np.ndarray) -> np.ndarray:
             return total
         c = np.minimum(left[active], chunk)
         o = offset[active].astype(float)
-        total[active] += table.lookup(c, (o + c) ** 2 - o ** 2)
+        total[active] += table.lookup(c, (o + c) ** 2 - o**2)
         offset[active] += c
 
 
@@ -110,13 +118,13 @@ class SimResult:
     tokens: int
 
 
-def simulate(arrival_s: np.ndarray, lengths: np.ndarray, replicas: int, table: StepTable,
-             max_seqs: int) -> SimResult:
+def simulate(arrival_s: np.ndarray, lengths: np.ndarray, replicas: int, table: StepTable, max_seqs: int) -> SimResult:
     """Run the prefill queue to completion; see the module docstring for the model."""
+    if replicas < 1 or max_seqs < 1:
+        raise InvalidArgument(f"replicas ({replicas}) and max_seqs ({max_seqs}) must be >= 1")
     arrival_s = np.ascontiguousarray(arrival_s, dtype=np.float64)
     lengths = np.ascontiguousarray(lengths, dtype=np.int64)
-    finish, busy, steps = _simulate(arrival_s, lengths, int(replicas), int(max_seqs),
-                                    table.seconds, table.ctx)
+    finish, busy, steps = _simulate(arrival_s, lengths, int(replicas), int(max_seqs), table.seconds, table.ctx)
     return SimResult(finish - arrival_s, float(busy), int(steps), int(lengths.sum()))
 
 
@@ -143,11 +151,11 @@ def _simulate(arrival, length, replicas, max_seqs, seconds, ctx):  # pragma: no 
     n = arrival.shape[0]
     budget = seconds.shape[0] - 1
     finish = np.empty(n)
-    partial = np.full(replicas, -1, dtype=np.int64)   # request a replica is midway through
-    done = np.zeros(replicas, dtype=np.int64)          # its tokens already prefilled
-    idle = np.arange(replicas - 1, -1, -1)             # stack of idle replicas
+    partial = np.full(replicas, -1, dtype=np.int64)  # request a replica is midway through
+    done = np.zeros(replicas, dtype=np.int64)  # its tokens already prefilled
+    idle = np.arange(replicas - 1, -1, -1)  # stack of idle replicas
     n_idle = replicas
-    heap_t = np.empty(replicas)                        # min-heap of busy replicas by step end
+    heap_t = np.empty(replicas)  # min-heap of busy replicas by step end
     heap_r = np.empty(replicas, dtype=np.int64)
     size = 0
     head = 0

@@ -12,6 +12,7 @@ Definitions (per GPU; a tensor-parallel replica of ``tp`` GPUs shares its throug
   payback is their purchase price divided by the monthly saving, rent_A × 730.5 h minus the B GPUs'
   power while busy. A and B may be the same profile (buy instead of rent).
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -31,8 +32,9 @@ DEFAULT_LIFETIME_YEARS = Sourced(
     value=5.0, source="assumed: hyperscalers depreciate servers over 5-6 years; GPUs often age out sooner"
 )
 DEFAULT_USD_PER_KWH = Sourced(
-    value=0.10, source="assumed: round figure between US average industrial (~8 c) and commercial (~13 c) "
-    "electricity prices (EIA Electric Power Monthly, 2024)"
+    value=0.10,
+    source="assumed: round figure between US average industrial (~8 c) and commercial (~13 c) "
+    "electricity prices (EIA Electric Power Monthly, 2024)",
 )
 DEFAULT_UTILIZATION = Sourced(
     value=1.0, source="assumed: GPUs busy with prefill every hour (lowest cost per token); pass --utilization"
@@ -54,9 +56,13 @@ class PriceBasis:
     utilization: Sourced
 
     def items(self) -> list[tuple[str, Sourced]]:
-        named = [("cloud_usd_per_gpu_hour", self.cloud_usd_per_gpu_hour), ("purchase_usd", self.purchase_usd),
-                 ("lifetime_years", self.lifetime_years), ("usd_per_kwh", self.usd_per_kwh),
-                 ("utilization", self.utilization)]
+        named = [
+            ("cloud_usd_per_gpu_hour", self.cloud_usd_per_gpu_hour),
+            ("purchase_usd", self.purchase_usd),
+            ("lifetime_years", self.lifetime_years),
+            ("usd_per_kwh", self.usd_per_kwh),
+            ("utilization", self.utilization),
+        ]
         return [(k, v) for k, v in named if v is not None]
 
 
@@ -73,12 +79,22 @@ def cloud_price(profile: HardwareProfile, usd_per_hour: float | None = None) -> 
     return _flag_value(usd_per_hour, "--usd-per-hour")
 
 
-def price_basis(profile: HardwareProfile, *, usd_per_hour: float | None = None, purchase_usd: float | None = None,
-                lifetime_years: float | None = None, usd_per_kwh: float | None = None,
-                utilization: float | None = None) -> PriceBasis:
+def price_basis(
+    profile: HardwareProfile,
+    *,
+    usd_per_hour: float | None = None,
+    purchase_usd: float | None = None,
+    lifetime_years: float | None = None,
+    usd_per_kwh: float | None = None,
+    utilization: float | None = None,
+) -> PriceBasis:
     """Profile prices overridden by command-line values; InvalidArgument if the profile has no price at all."""
-    for value, flag in ((usd_per_hour, "--usd-per-hour"), (purchase_usd, "--purchase-usd"),
-                        (lifetime_years, "--lifetime-years"), (usd_per_kwh, "--usd-per-kwh")):
+    for value, flag in (
+        (usd_per_hour, "--usd-per-hour"),
+        (purchase_usd, "--purchase-usd"),
+        (lifetime_years, "--lifetime-years"),
+        (usd_per_kwh, "--usd-per-kwh"),
+    ):
         if value is not None and not value > 0:
             raise InvalidArgument(f"{flag} {value:g}: must be > 0")
     if utilization is not None and not 0 < utilization <= 1:
@@ -91,7 +107,8 @@ def price_basis(profile: HardwareProfile, *, usd_per_hour: float | None = None, 
             "(value, source, date) to its YAML, or pass --usd-per-hour / --purchase-usd"
         )
     return PriceBasis(
-        cloud, buy,
+        cloud,
+        buy,
         _flag_value(lifetime_years, "--lifetime-years") if lifetime_years is not None else DEFAULT_LIFETIME_YEARS,
         _flag_value(usd_per_kwh, "--usd-per-kwh") if usd_per_kwh is not None else DEFAULT_USD_PER_KWH,
         _flag_value(utilization, "--utilization") if utilization is not None else DEFAULT_UTILIZATION,
@@ -103,8 +120,9 @@ def usd_per_million_tokens(usd_per_gpu_hour: float, tokens_per_s: float, utiliza
     return usd_per_gpu_hour / (3600.0 * tokens_per_s * utilization) * 1e6
 
 
-def owned_usd_per_hour(purchase_usd: float, lifetime_years: float, power_w: float, usd_per_kwh: float,
-                       utilization: float) -> float:
+def owned_usd_per_hour(
+    purchase_usd: float, lifetime_years: float, power_w: float, usd_per_kwh: float, utilization: float
+) -> float:
     """Amortized purchase (straight line over the lifetime) plus electricity while busy, per GPU-hour."""
     return purchase_usd / (lifetime_years * HOURS_PER_YEAR) + power_w / 1000.0 * usd_per_kwh * utilization
 
@@ -131,20 +149,50 @@ class ProfileEconomics:
     note: str
 
 
-def profile_economics(profile: HardwareProfile, replica_tokens_per_s: dict[str, float], tp: int,
-                      basis: PriceBasis, *, native: bool = True, note: str = "") -> ProfileEconomics:
+def profile_economics(
+    profile: HardwareProfile,
+    replica_tokens_per_s: dict[str, float],
+    tp: int,
+    basis: PriceBasis,
+    *,
+    native: bool = True,
+    note: str = "",
+) -> ProfileEconomics:
     """Economics from a replica's prompt tokens/s per path (``tp`` GPUs per replica)."""
     power = profile.power.tdp_w.value * profile.power.prefill_power_fraction.value
     util = basis.utilization.value
     tps = {p: replica_tokens_per_s[p] / tp for p in PATHS}
-    cloud = {p: None if basis.cloud_usd_per_gpu_hour is None else
-             usd_per_million_tokens(basis.cloud_usd_per_gpu_hour.value, tps[p], util) for p in PATHS}
-    owned = {p: None if basis.purchase_usd is None else usd_per_million_tokens(
-        owned_usd_per_hour(basis.purchase_usd.value, basis.lifetime_years.value, power,
-                           basis.usd_per_kwh.value, util), tps[p], util) for p in PATHS}
+    cloud = {
+        p: None
+        if basis.cloud_usd_per_gpu_hour is None
+        else usd_per_million_tokens(basis.cloud_usd_per_gpu_hour.value, tps[p], util)
+        for p in PATHS
+    }
+    owned = {
+        p: None
+        if basis.purchase_usd is None
+        else usd_per_million_tokens(
+            owned_usd_per_hour(
+                basis.purchase_usd.value, basis.lifetime_years.value, power, basis.usd_per_kwh.value, util
+            ),
+            tps[p],
+            util,
+        )
+        for p in PATHS
+    }
     return ProfileEconomics(
-        profile.name, profile.display_name, tp, power, tps, tps["sparse"] / tps["dense"],
-        {p: energy_j_per_token(power, tps[p]) for p in PATHS}, cloud, owned, basis, native, note,
+        profile.name,
+        profile.display_name,
+        tp,
+        power,
+        tps,
+        tps["sparse"] / tps["dense"],
+        {p: energy_j_per_token(power, tps[p]) for p in PATHS},
+        cloud,
+        owned,
+        basis,
+        native,
+        note,
     )
 
 
@@ -173,12 +221,16 @@ def payback(base: ProfileEconomics, target: ProfileEconomics, path: str) -> Payb
     """Payback of replacing one rented ``base`` GPU by owned ``target`` GPUs (see PAYBACK_DEFINITION)."""
     rent, buy = base.prices.cloud_usd_per_gpu_hour, target.prices.purchase_usd
     if rent is None or buy is None:
-        missing = (f"{base.profile}: prices.cloud_usd_per_gpu_hour (or --usd-per-hour)" if rent is None
-                   else f"{target.profile}: prices.purchase_usd (or --purchase-usd)")
+        missing = (
+            f"{base.profile}: prices.cloud_usd_per_gpu_hour (or --usd-per-hour)"
+            if rent is None
+            else f"{target.profile}: prices.purchase_usd (or --purchase-usd)"
+        )
         return Payback(base.profile, target.profile, path, None, None, None, None, missing)
     gpus = base.tokens_per_s[path] / target.tokens_per_s[path]
-    power_usd_per_hour = gpus * target.power_w / 1000.0 * target.prices.usd_per_kwh.value \
-        * target.prices.utilization.value
+    power_usd_per_hour = (
+        gpus * target.power_w / 1000.0 * target.prices.usd_per_kwh.value * target.prices.utilization.value
+    )
     saving = (rent.value - power_usd_per_hour) * HOURS_PER_MONTH
     capex = gpus * buy.value
     return Payback(base.profile, target.profile, path, gpus, capex, saving, capex / saving if saving > 0 else None)
@@ -189,11 +241,21 @@ def paybacks(rows: Sequence[ProfileEconomics]) -> list[Payback]:
     return [payback(rows[0], row, path) for row in rows for path in PATHS]
 
 
-def compare(profiles: Sequence[HardwareProfile], scenario: Scenario, bases: Sequence[PriceBasis]) -> list[ProfileEconomics]:
+def compare(
+    profiles: Sequence[HardwareProfile], scenario: Scenario, bases: Sequence[PriceBasis]
+) -> list[ProfileEconomics]:
     """Predict ``scenario`` on every profile and work out its economics with the matching price basis."""
     rows = []
     for profile, basis in zip(profiles, bases, strict=True):
         pred = predict(profile, scenario)
-        rows.append(profile_economics(profile, {"dense": pred.tokens_per_s_dense, "sparse": pred.tokens_per_s_sparse},
-                                      pred.tp, basis, native=pred.native, note=pred.note))
+        rows.append(
+            profile_economics(
+                profile,
+                {"dense": pred.tokens_per_s_dense, "sparse": pred.tokens_per_s_sparse},
+                pred.tp,
+                basis,
+                native=pred.native,
+                note=pred.note,
+            )
+        )
     return rows

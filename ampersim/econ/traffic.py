@@ -5,6 +5,7 @@ A prompt-length distribution is given as text on the command line:
 standard deviation of log-length, MAX an optional cap) or ``trace:FILE`` (one prompt length per
 line, or ``tokens,count`` histogram rows, or a CSV with a header naming the token column).
 """
+
 from __future__ import annotations
 
 import math
@@ -55,7 +56,7 @@ class PromptDist:
     def mean(self) -> float:
         """Mean prompt length in tokens (before rounding and capping for lognormal)."""
         if self.kind == "lognormal":
-            return math.exp(self.log_mu + self.log_sigma ** 2 / 2)
+            return math.exp(self.log_mu + self.log_sigma**2 / 2)
         return float(np.dot(self.lengths, self.weights))
 
 
@@ -72,10 +73,17 @@ def lognormal(mean_tokens: float, sigma: float, cap: int | None = None) -> Promp
             f"--prompt-dist lognormal:{mean_tokens},{sigma}{'' if cap is None else f',{cap}'}: "
             "need MEAN >= 1 token, SIGMA >= 0 and MAX >= 1"
         )
-    mu = math.log(mean_tokens) - sigma ** 2 / 2
+    mu = math.log(mean_tokens) - sigma**2 / 2
     capped = "" if cap is None else f", capped at {cap}"
-    return PromptDist("lognormal", f"lognormal, mean {mean_tokens:g} tokens, sigma {sigma:g}{capped}",
-                      np.zeros(0, dtype=np.int64), np.zeros(0), mu, sigma, cap)
+    return PromptDist(
+        "lognormal",
+        f"lognormal, mean {mean_tokens:g} tokens, sigma {sigma:g}{capped}",
+        np.zeros(0, dtype=np.int64),
+        np.zeros(0),
+        mu,
+        sigma,
+        cap,
+    )
 
 
 def empirical(lengths: np.ndarray, counts: np.ndarray, description: str) -> PromptDist:
@@ -108,8 +116,11 @@ def read_trace(path: str | Path) -> PromptDist:
         has_count = count_col is not None and count_col < len(row) and row[count_col] != ""
         counts.append(_positive_int(path, line, row, count_col, "count") if has_count else 1)
     total = sum(counts)
-    return empirical(np.array(lengths), np.array(counts),
-                     f"trace {path.name}: {total} requests, {len(set(lengths))} distinct lengths")
+    return empirical(
+        np.array(lengths),
+        np.array(counts),
+        f"trace {path.name}: {total} requests, {len(set(lengths))} distinct lengths",
+    )
 
 
 def parse_prompt_dist(text: str) -> PromptDist:

@@ -1,4 +1,5 @@
 """The accuracy results file (docs/accuracy.json, written by the real-model evaluation) as read by the report."""
+
 from __future__ import annotations
 
 import json

@@ -4,6 +4,7 @@ Sections: summary; speedup vs prompt length per profile and pattern; per-op time
 per million prompt tokens (+ payback); GPUs needed vs request rate; accuracy × speed × cost
 frontier per pattern (from the accuracy results file, when present); every assumption and source.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
@@ -15,8 +16,14 @@ import numpy as np
 from pydantic import BaseModel
 
 from ampersim.econ.capacity import CapacityPlan, Traffic, auto_duration_s, plan_capacity, step_tables
-from ampersim.econ.roi import (PAYBACK_DEFINITION, PriceBasis, ProfileEconomics, compare, paybacks,
-                               usd_per_million_tokens)
+from ampersim.econ.roi import (
+    PAYBACK_DEFINITION,
+    PriceBasis,
+    ProfileEconomics,
+    compare,
+    paybacks,
+    usd_per_million_tokens,
+)
 from ampersim.econ.traffic import PromptDist
 from ampersim.errors import AmpersimError
 from ampersim.hardware.profile import HardwareProfile
@@ -27,11 +34,15 @@ from ampersim.sim.predict import Prediction, comparison_patterns, predict, step_
 from ampersim.sim.scenario import Scenario
 from ampersim.sourced import Sourced
 
-TOKEN_SWEEP = tuple(2 ** k for k in range(7, 16))  # 128 .. 32,768 tokens
+TOKEN_SWEEP = tuple(2**k for k in range(7, 16))  # 128 .. 32,768 tokens
 OP_GROUPS = {  # op kind -> breakdown category, in stacking order
-    "sparse_gemm": "sparsified GEMMs", "gemm": "dense GEMMs", "attention": "attention",
-    "prune": "runtime prune/compress", "allreduce": "all-reduce",
-    "norm": "norms, activations, embedding", "elementwise": "norms, activations, embedding",
+    "sparse_gemm": "sparsified GEMMs",
+    "gemm": "dense GEMMs",
+    "attention": "attention",
+    "prune": "runtime prune/compress",
+    "allreduce": "all-reduce",
+    "norm": "norms, activations, embedding",
+    "elementwise": "norms, activations, embedding",
     "embedding": "norms, activations, embedding",
 }
 CATEGORIES = tuple(dict.fromkeys(OP_GROUPS.values()))
@@ -62,8 +73,10 @@ def build_document(inputs: ReportInputs, progress: Callable[[str], None]) -> Doc
     accuracy, accuracy_note = _accuracy(inputs.accuracy_path)
     progress(f"predicting {sc.name} on {len(inputs.profiles)} profiles")
     preds = [predict(p, sc) for p in inputs.profiles]
-    alternatives = {p.name: [predict(p, sc.with_overrides(pattern=pat)) for pat in comparison_patterns(p, sc)]
-                    for p in inputs.profiles}
+    alternatives = {
+        p.name: [predict(p, sc.with_overrides(pattern=pat)) for pat in comparison_patterns(p, sc)]
+        for p in inputs.profiles
+    }
     priced = [(p, b) for p, b in zip(inputs.profiles, inputs.bases) if b is not None]
     econ = compare([p for p, _ in priced], sc, [b for _, b in priced]) if priced else []
     progress("sweeping prompt lengths")
@@ -81,9 +94,16 @@ def build_document(inputs: ReportInputs, progress: Callable[[str], None]) -> Doc
         _frontier_section(inputs, econ, accuracy, accuracy_note),
         _assumptions_section(inputs, preds, accuracy),
     ]
-    meta = [("workload", f"{sc.name}: {sc.model}, {sc.dtype}, tensor parallel {sc.tp}, {_prompts(sc)} per step, "
-                         f"policy {sc.policy}, pattern {sc.pattern}, scoring {sc.scoring}"), ("profiles", ", ".join(p.name for p in inputs.profiles)),
-            ("generated", inputs.generated), ("command", inputs.command)]
+    meta = [
+        (
+            "workload",
+            f"{sc.name}: {sc.model}, {sc.dtype}, tensor parallel {sc.tp}, {_prompts(sc)} per step, "
+            f"policy {sc.policy}, pattern {sc.pattern}, scoring {sc.scoring}",
+        ),
+        ("profiles", ", ".join(p.name for p in inputs.profiles)),
+        ("generated", inputs.generated),
+        ("command", inputs.command),
+    ]
     return Document("ampersim report: N:M activation sparsity in prefill", meta, sections)
 
 
@@ -103,7 +123,7 @@ def _speedup_sweep(profiles: Sequence[HardwareProfile], sc: Scenario) -> list[Sw
     for profile in profiles:
         for pattern in comparison_patterns(profile, sc):
             variant = sc.with_overrides(pattern=pattern)
-            dense, sparse = step_seconds(profile, variant, lengths, lengths ** 2, num_seqs=np.ones_like(lengths))
+            dense, sparse = step_seconds(profile, variant, lengths, lengths**2, num_seqs=np.ones_like(lengths))
             native = pattern in {str(p) for p in profile.native_patterns(sc.dtype)}
             out.append(SweepLine(profile.name, pattern, native, list(dense / sparse)))
     return out
@@ -113,25 +133,39 @@ def _plans(profile: HardwareProfile, inputs: ReportInputs) -> dict[float, Capaci
     tables = step_tables(profile, inputs.scenario, inputs.max_batched_tokens, inputs.prompts)
     basis = inputs.bases[inputs.profiles.index(profile)]
     cloud = basis.cloud_usd_per_gpu_hour.value if basis and basis.cloud_usd_per_gpu_hour else None
-    return {rate: plan_capacity(tables, Traffic(rate, inputs.prompts, inputs.duration_s or auto_duration_s(rate),
-                                                seed=inputs.seed),
-                                slo_ttft_s=inputs.slo_ttft_s, percentile=inputs.percentile,
-                                max_seqs=inputs.max_seqs, tp=inputs.scenario.tp, usd_per_gpu_hour=cloud)
-            for rate in inputs.rates}
+    return {
+        rate: plan_capacity(
+            tables,
+            Traffic(rate, inputs.prompts, inputs.duration_s or auto_duration_s(rate), seed=inputs.seed),
+            slo_ttft_s=inputs.slo_ttft_s,
+            percentile=inputs.percentile,
+            max_seqs=inputs.max_seqs,
+            tp=inputs.scenario.tp,
+            usd_per_gpu_hour=cloud,
+        )
+        for rate in inputs.rates
+    }
 
 
 def _accuracy(path: Path | None) -> tuple[AccuracyResults | None, str]:
     if path is None or not path.is_file():
-        return None, ("No accuracy results: docs/accuracy.json (the real-model evaluation's results file) does "
-                      "not exist yet, so there is no frontier to draw. Produce it with the real-model evaluation "
-                      "(ampersim prune --eval ppl,quiz, issue 4) or pass --accuracy FILE; speed and cost per "
-                      "pattern are in the sections above.")
+        return None, (
+            "No accuracy results: docs/accuracy.json (the real-model evaluation's results file) does "
+            "not exist yet, so there is no frontier to draw. Produce it with the real-model evaluation "
+            "(ampersim prune --eval ppl,quiz, issue 4) or pass --accuracy FILE; speed and cost per "
+            "pattern are in the sections above."
+        )
     return load_accuracy(path), f"Accuracy from {path.name}."
 
 
 # -- sections -------------------------------------------------------------------------------------
-def _summary(inputs: ReportInputs, preds: list[Prediction], alternatives: dict[str, list[Prediction]],
-             econ: list[ProfileEconomics], plans: dict[str, dict[float, CapacityPlan]]) -> Section:
+def _summary(
+    inputs: ReportInputs,
+    preds: list[Prediction],
+    alternatives: dict[str, list[Prediction]],
+    econ: list[ProfileEconomics],
+    plans: dict[str, dict[float, CapacityPlan]],
+) -> Section:
     sc = inputs.scenario
     by_name = {e.profile: e for e in econ}
     top = max(inputs.rates)
@@ -140,56 +174,104 @@ def _summary(inputs: ReportInputs, preds: list[Prediction], alternatives: dict[s
         e = by_name.get(pred.profile)
         best = max(alternatives[pred.profile], key=lambda p: p.speedup)
         plan = plans[pred.profile][top]
-        rows.append({
-            "profile": pred.profile, "speedup": pred.speedup, "best_pattern": best.pattern,
-            "best_speedup": best.speedup,
-            "tokens_per_s_dense": pred.tokens_per_s_dense / pred.tp,
-            "cloud_dense": e.cloud_usd_per_m_tokens["dense"] if e else None,
-            "cloud_sparse": e.cloud_usd_per_m_tokens["sparse"] if e else None,
-            "gpus_dense": plan.gpus("dense"), "gpus_sparse": plan.gpus("sparse"),
-        })
+        rows.append(
+            {
+                "profile": pred.profile,
+                "speedup": pred.speedup,
+                "best_pattern": best.pattern,
+                "best_speedup": best.speedup,
+                "tokens_per_s_dense": pred.tokens_per_s_dense / pred.tp,
+                "cloud_dense": e.cloud_usd_per_m_tokens["dense"] if e else None,
+                "cloud_sparse": e.cloud_usd_per_m_tokens["sparse"] if e else None,
+                "gpus_dense": plan.gpus("dense"),
+                "gpus_sparse": plan.gpus("sparse"),
+            }
+        )
     gains = [p for p in preds if p.speedup > 1]
-    lead = (f"Workload {sc.name}: {sc.model}, {sc.dtype}, tensor parallel {sc.tp}, {_prompts(sc)} per prefill "
-            f"step, sparsity policy {sc.policy} at {sc.pattern}.")
+    lead = (
+        f"Workload {sc.name}: {sc.model}, {sc.dtype}, tensor parallel {sc.tp}, {_prompts(sc)} per prefill "
+        f"step, sparsity policy {sc.policy} at {sc.pattern}."
+    )
     if gains:
         top_gain = max(gains, key=lambda p: p.speedup)
-        verdict = (f"At {sc.pattern}, sparse prefill is faster than dense on {len(gains)} of {len(preds)} profiles; "
-                   f"the largest speedup is {top_gain.speedup:.3g}× on {top_gain.profile}.")
+        verdict = (
+            f"At {sc.pattern}, sparse prefill is faster than dense on {len(gains)} of {len(preds)} profiles; "
+            f"the largest speedup is {top_gain.speedup:.3g}× on {top_gain.profile}."
+        )
     else:
-        verdict = (f"At {sc.pattern}, no profile gains: sparse prefill is {min(p.speedup for p in preds):.3g}-"
-                   f"{max(p.speedup for p in preds):.3g}× dense, because no profile accelerates {sc.pattern} "
-                   "(the pruning is pure overhead) or the pruning costs more than the sparse GEMMs save.")
+        verdict = (
+            f"At {sc.pattern}, no profile gains: sparse prefill is {min(p.speedup for p in preds):.3g}-"
+            f"{max(p.speedup for p in preds):.3g}× dense, because no profile accelerates {sc.pattern} "
+            "(the pruning is pure overhead) or the pruning costs more than the sparse GEMMs save."
+        )
     best = [(r["profile"], r["best_pattern"], r["best_speedup"]) for r in rows if r["best_pattern"] != sc.pattern]
     paragraphs = [f"{lead} {verdict}"]
     if best:
-        paragraphs.append("Best pattern per profile at this workload: " +
-                          "; ".join(f"{name} {pat} at {spd:.3g}×" for name, pat, spd in best) + ".")
-    paragraphs.append(f"Costs and GPUs below are for {sc.pattern}. GPUs are the fewest meeting "
-                      f"p{inputs.percentile:g} TTFT ≤ {inputs.slo_ttft_s * 1e3:g} ms at {top:g} requests/s "
-                      f"({inputs.prompts.description}); – means out of reach (or no price).")
-    headers = {"speedup": f"speedup {sc.pattern}", "best_pattern": "best pattern", "best_speedup": "its speedup",
-               "tokens_per_s_dense": "tok/s/GPU dense", "cloud_dense": "cloud $/M tok dense",
-               "cloud_sparse": "cloud $/M tok sparse", "gpus_dense": f"GPUs dense @{top:g}/s",
-               "gpus_sparse": f"GPUs sparse @{top:g}/s"}
+        paragraphs.append(
+            "Best pattern per profile at this workload: "
+            + "; ".join(f"{name} {pat} at {spd:.3g}×" for name, pat, spd in best)
+            + "."
+        )
+    paragraphs.append(
+        f"Costs and GPUs below are for {sc.pattern}. GPUs are the fewest meeting "
+        f"p{inputs.percentile:g} TTFT ≤ {inputs.slo_ttft_s * 1e3:g} ms at {top:g} requests/s "
+        f"({inputs.prompts.description}); – means out of reach (or no price)."
+    )
+    headers = {
+        "speedup": f"speedup {sc.pattern}",
+        "best_pattern": "best pattern",
+        "best_speedup": "its speedup",
+        "tokens_per_s_dense": "tok/s/GPU dense",
+        "cloud_dense": "cloud $/M tok dense",
+        "cloud_sparse": "cloud $/M tok sparse",
+        "gpus_dense": f"GPUs dense @{top:g}/s",
+        "gpus_sparse": f"GPUs sparse @{top:g}/s",
+    }
     table = Table(rows, list(rows[0]), headers)
     return Section("Summary", "summary", paragraphs, tables=[table])
 
 
 def _speedup_section(sc: Scenario, sweep: list[SweepLine]) -> Section:
-    series = [plots.Series(f"{s.profile} {s.pattern}{'' if s.native else ' (not native)'}", TOKEN_SWEEP,
-                           s.speedup, s.profile, s.pattern) for s in sweep]
-    png = plots.line_chart(series, xlabel="prompt tokens (one prompt per step)", ylabel="prefill speedup, sparse / dense",
-                           title=f"Speedup vs prompt length — {sc.model}, {sc.dtype}, tp {sc.tp}, policy {sc.policy}",
-                           reference_y=1.0, reference_label="no gain")
+    series = [
+        plots.Series(
+            f"{s.profile} {s.pattern}{'' if s.native else ' (not native)'}",
+            TOKEN_SWEEP,
+            s.speedup,
+            s.profile,
+            s.pattern,
+        )
+        for s in sweep
+    ]
+    png = plots.line_chart(
+        series,
+        xlabel="prompt tokens (one prompt per step)",
+        ylabel="prefill speedup, sparse / dense",
+        title=f"Speedup vs prompt length — {sc.model}, {sc.dtype}, tp {sc.tp}, policy {sc.policy}",
+        reference_y=1.0,
+        reference_label="no gain",
+    )
     shown = (512, 2048, 8192, 32768)
-    rows = [{"profile": s.profile, "pattern": s.pattern, "native": "yes" if s.native else "no",
-             **{f"{t:,}": s.speedup[TOKEN_SWEEP.index(t)] for t in shown}} for s in sweep]
-    text = ("Whole-prefill speedup of the sparse path over dense for one prompt, per profile and pattern: each "
-            "profile's natively accelerated patterns, the paper's 8:16 and the workload's pattern. Below 1 the "
-            "pruning costs more than the sparse GEMMs save. A non-native pattern only adds pruning to dense GEMMs.")
-    return Section("Speedup vs prompt length", "speedup", [text],
-                   [Figure("speedup_vs_tokens", png, "speedup vs prompt tokens per profile and pattern")],
-                   [Table(rows, list(rows[0]), caption="speedup at selected prompt lengths (tokens)")])
+    rows = [
+        {
+            "profile": s.profile,
+            "pattern": s.pattern,
+            "native": "yes" if s.native else "no",
+            **{f"{t:,}": s.speedup[TOKEN_SWEEP.index(t)] for t in shown},
+        }
+        for s in sweep
+    ]
+    text = (
+        "Whole-prefill speedup of the sparse path over dense for one prompt, per profile and pattern: each "
+        "profile's natively accelerated patterns, the paper's 8:16 and the workload's pattern. Below 1 the "
+        "pruning costs more than the sparse GEMMs save. A non-native pattern only adds pruning to dense GEMMs."
+    )
+    return Section(
+        "Speedup vs prompt length",
+        "speedup",
+        [text],
+        [Figure("speedup_vs_tokens", png, "speedup vs prompt tokens per profile and pattern")],
+        [Table(rows, list(rows[0]), caption="speedup at selected prompt lengths (tokens)")],
+    )
 
 
 def _breakdown(pred: Prediction) -> dict[str, dict[str, float]]:
@@ -207,18 +289,34 @@ def _breakdown_section(sc: Scenario, preds: list[Prediction]) -> Section:
         parts = _breakdown(pred)
         for path in ("dense", "sparse"):
             bars.append((f"{pred.profile} {path}", parts[path]))
-            rows.append({"profile": pred.profile, "path": path, **{c: parts[path].get(c) for c in CATEGORIES},
-                         "total": sum(parts[path].values())})
+            rows.append(
+                {
+                    "profile": pred.profile,
+                    "path": path,
+                    **{c: parts[path].get(c) for c in CATEGORIES},
+                    "total": sum(parts[path].values()),
+                }
+            )
     cats = [c for c in CATEGORIES if any(r.get(c) for r in rows)]
-    png = plots.stacked_bars(bars, cats, xlabel="milliseconds per prefill step",
-                             title=f"Where prefill time goes — {sc.name}, pattern {sc.pattern}")
-    text = ("Per-op time of one prefill step of the workload, grouped by kind (sum over layers, per GPU). "
-            "'sparsified GEMMs' are the projections the policy prunes; on the sparse path they run on sparse "
-            "tensor cores when the pattern is native, and the runtime prune/compress of their inputs is extra.")
+    png = plots.stacked_bars(
+        bars,
+        cats,
+        xlabel="milliseconds per prefill step",
+        title=f"Where prefill time goes — {sc.name}, pattern {sc.pattern}",
+    )
+    text = (
+        "Per-op time of one prefill step of the workload, grouped by kind (sum over layers, per GPU). "
+        "'sparsified GEMMs' are the projections the policy prunes; on the sparse path they run on sparse "
+        "tensor cores when the pattern is native, and the runtime prune/compress of their inputs is extra."
+    )
     cols = ["profile", "path", *cats, "total"]
-    return Section("Where the time goes", "breakdown", [text],
-                   [Figure("time_breakdown", png, "per-op time breakdown, dense vs sparse, per profile")],
-                   [Table(rows, cols, caption="milliseconds per step")])
+    return Section(
+        "Where the time goes",
+        "breakdown",
+        [text],
+        [Figure("time_breakdown", png, "per-op time breakdown, dense vs sparse, per profile")],
+        [Table(rows, cols, caption="milliseconds per step")],
+    )
 
 
 def _cost_section(inputs: ReportInputs, econ: list[ProfileEconomics]) -> Section:
@@ -226,68 +324,139 @@ def _cost_section(inputs: ReportInputs, econ: list[ProfileEconomics]) -> Section
     for e in econ:
         for field, flag in (("cloud_usd_per_gpu_hour", "--usd-per-hour"), ("purchase_usd", "--purchase-usd")):
             if getattr(e.prices, field) is None:
-                notes.append(f"{e.profile}: no prices.{field} in its profile (or {flag}): its "
-                             f"{'cloud' if field.startswith('cloud') else 'owned'} cost is left out")
+                notes.append(
+                    f"{e.profile}: no prices.{field} in its profile (or {flag}): its "
+                    f"{'cloud' if field.startswith('cloud') else 'owned'} cost is left out"
+                )
     if not econ:
         return Section("Cost per million prompt tokens", "cost", ["No profile has a price."], bullets=notes)
     groups = [e.profile for e in econ]
-    bars = {f"{basis} {path}": [getattr(e, f"{basis}_usd_per_m_tokens")[path] for e in econ]
-            for basis in ("cloud", "owned") for path in ("dense", "sparse")}
-    png = plots.grouped_bars(groups, bars, ylabel="$ per million prompt tokens",
-                             title=f"Cost per million prompt tokens — {inputs.scenario.name}")
+    bars = {
+        f"{basis} {path}": [getattr(e, f"{basis}_usd_per_m_tokens")[path] for e in econ]
+        for basis in ("cloud", "owned")
+        for path in ("dense", "sparse")
+    }
+    png = plots.grouped_bars(
+        groups,
+        bars,
+        ylabel="$ per million prompt tokens",
+        title=f"Cost per million prompt tokens — {inputs.scenario.name}",
+    )
     util = econ[0].prices.utilization.value
-    rows = [{"profile": e.profile, "tok/s/GPU dense": e.tokens_per_s["dense"], "tok/s/GPU sparse": e.tokens_per_s["sparse"],
-             "J/token dense": e.energy_j_per_token["dense"], "J/token sparse": e.energy_j_per_token["sparse"],
-             "cloud $/M dense": e.cloud_usd_per_m_tokens["dense"], "cloud $/M sparse": e.cloud_usd_per_m_tokens["sparse"],
-             "owned $/M dense": e.owned_usd_per_m_tokens["dense"], "owned $/M sparse": e.owned_usd_per_m_tokens["sparse"]}
-            for e in econ]
-    back_rows = [{"buy": b.to_profile, "path": b.path, "GPUs per rented": b.gpus_needed, "capex $": b.capex_usd,
-                  "saving $/month": b.saving_usd_per_month,
-                  "payback months": b.months if b.months is not None else (f"n/a: needs {b.missing}" if b.missing
-                                                                           else "never")}
-                 for b in paybacks(econ)]
-    text = [f"Cloud: rent per GPU-hour over the prompt tokens one GPU prefills in that hour at utilization {util:g}. "
-            "Owned: purchase price amortized over the lifetime plus electricity (TDP × prefill power fraction) "
-            "while busy; the GPU alone, without server, network, hosting or cooling. Prices and their dates are "
-            "listed under Assumptions and sources.",
-            f"Payback: {PAYBACK_DEFINITION}; baseline {econ[0].profile}."]
-    return Section("Cost per million prompt tokens", "cost", text,
-                   [Figure("cost_per_m_tokens", png, "cost per million prompt tokens per profile")],
-                   [Table(rows, list(rows[0])), Table(back_rows, list(back_rows[0]),
-                                                      caption=f"payback vs renting {econ[0].profile}")],
-                   notes)
+    rows = [
+        {
+            "profile": e.profile,
+            "tok/s/GPU dense": e.tokens_per_s["dense"],
+            "tok/s/GPU sparse": e.tokens_per_s["sparse"],
+            "J/token dense": e.energy_j_per_token["dense"],
+            "J/token sparse": e.energy_j_per_token["sparse"],
+            "cloud $/M dense": e.cloud_usd_per_m_tokens["dense"],
+            "cloud $/M sparse": e.cloud_usd_per_m_tokens["sparse"],
+            "owned $/M dense": e.owned_usd_per_m_tokens["dense"],
+            "owned $/M sparse": e.owned_usd_per_m_tokens["sparse"],
+        }
+        for e in econ
+    ]
+    back_rows = [
+        {
+            "buy": b.to_profile,
+            "path": b.path,
+            "GPUs per rented": b.gpus_needed,
+            "capex $": b.capex_usd,
+            "saving $/month": b.saving_usd_per_month,
+            "payback months": b.months
+            if b.months is not None
+            else (f"n/a: needs {b.missing}" if b.missing else "never"),
+        }
+        for b in paybacks(econ)
+    ]
+    text = [
+        f"Cloud: rent per GPU-hour over the prompt tokens one GPU prefills in that hour at utilization {util:g}. "
+        "Owned: purchase price amortized over the lifetime plus electricity (TDP × prefill power fraction) "
+        "while busy; the GPU alone, without server, network, hosting or cooling. Prices and their dates are "
+        "listed under Assumptions and sources.",
+        f"Payback: {PAYBACK_DEFINITION}; baseline {econ[0].profile}.",
+    ]
+    return Section(
+        "Cost per million prompt tokens",
+        "cost",
+        text,
+        [Figure("cost_per_m_tokens", png, "cost per million prompt tokens per profile")],
+        [
+            Table(rows, list(rows[0])),
+            Table(back_rows, list(back_rows[0]), caption=f"payback vs renting {econ[0].profile}"),
+        ],
+        notes,
+    )
 
 
 def _capacity_section(inputs: ReportInputs, plans: dict[str, dict[float, CapacityPlan]]) -> Section:
-    series = [plots.Series(f"{name} {path}", inputs.rates, [by_rate[r].gpus(path) for r in inputs.rates], name, path)
-              for name, by_rate in plans.items() for path in ("dense", "sparse")]
-    gpus = [{"rate/s": r, **{f"{name} {path}": by_rate[r].gpus(path) for name, by_rate in plans.items()
-                             for path in ("dense", "sparse")}} for r in inputs.rates]
-    cost = [{"rate/s": r, **{f"{name} {path}": by_rate[r].usd_per_day(path) for name, by_rate in plans.items()
-                             for path in ("dense", "sparse")}} for r in inputs.rates]
+    series = [
+        plots.Series(f"{name} {path}", inputs.rates, [by_rate[r].gpus(path) for r in inputs.rates], name, path)
+        for name, by_rate in plans.items()
+        for path in ("dense", "sparse")
+    ]
+    gpus = [
+        {
+            "rate/s": r,
+            **{
+                f"{name} {path}": by_rate[r].gpus(path)
+                for name, by_rate in plans.items()
+                for path in ("dense", "sparse")
+            },
+        }
+        for r in inputs.rates
+    ]
+    cost = [
+        {
+            "rate/s": r,
+            **{
+                f"{name} {path}": by_rate[r].usd_per_day(path)
+                for name, by_rate in plans.items()
+                for path in ("dense", "sparse")
+            },
+        }
+        for r in inputs.rates
+    ]
     pct = f"p{inputs.percentile:g}"
-    png = plots.line_chart(series, xlabel="request rate, requests/s (Poisson)", ylabel="GPUs (replicas × tp)",
-                           title=f"GPUs for {pct} TTFT ≤ {inputs.slo_ttft_s * 1e3:g} ms — {inputs.prompts.description}",
-                           scale="loglog")
+    png = plots.line_chart(
+        series,
+        xlabel="request rate, requests/s (Poisson)",
+        ylabel="GPUs (replicas × tp)",
+        title=f"GPUs for {pct} TTFT ≤ {inputs.slo_ttft_s * 1e3:g} ms — {inputs.prompts.description}",
+        scale="loglog",
+    )
     floors = []
     for name, by_rate in plans.items():
         for path, result in next(iter(by_rate.values())).paths.items():
             if not result.feasible:
-                floors.append(f"{name} {path}: the SLO is out of reach (lowest {pct} TTFT "
-                              f"{result.min_ttft_s * 1e3:.4g} ms, each prompt alone on an idle replica)")
-    text = (f"Fewest GPUs whose simulated {pct} time to first token stays within {inputs.slo_ttft_s * 1e3:g} ms, "
-            f"found by a seeded discrete-event simulation of a prefill fleet: Poisson arrivals, one FCFS queue, "
-            f"chunked prefill steps of at most {inputs.max_batched_tokens:,} tokens and {inputs.max_seqs} prompts, "
-            "step times from the simulator. TTFT counts queueing and the whole prompt's prefill; decode is not "
-            "modelled (a disaggregated prefill tier).")
-    return Section("GPUs needed vs request rate", "capacity", [text],
-                   [Figure("gpus_vs_rate", png, "GPUs needed vs request rate, dense and sparse")],
-                   [Table(gpus, list(gpus[0]), caption="GPUs needed"),
-                    Table(cost, list(cost[0]), caption="cloud $ per day for those GPUs")], floors)
+                floors.append(
+                    f"{name} {path}: the SLO is out of reach (lowest {pct} TTFT "
+                    f"{result.min_ttft_s * 1e3:.4g} ms, each prompt alone on an idle replica)"
+                )
+    text = (
+        f"Fewest GPUs whose simulated {pct} time to first token stays within {inputs.slo_ttft_s * 1e3:g} ms, "
+        f"found by a seeded discrete-event simulation of a prefill fleet: Poisson arrivals, one FCFS queue, "
+        f"chunked prefill steps of at most {inputs.max_batched_tokens:,} tokens and {inputs.max_seqs} prompts, "
+        "step times from the simulator. TTFT counts queueing and the whole prompt's prefill; decode is not "
+        "modelled (a disaggregated prefill tier)."
+    )
+    return Section(
+        "GPUs needed vs request rate",
+        "capacity",
+        [text],
+        [Figure("gpus_vs_rate", png, "GPUs needed vs request rate, dense and sparse")],
+        [
+            Table(gpus, list(gpus[0]), caption="GPUs needed"),
+            Table(cost, list(cost[0]), caption="cloud $ per day for those GPUs"),
+        ],
+        floors,
+    )
 
 
-def _frontier_section(inputs: ReportInputs, econ: list[ProfileEconomics], accuracy: AccuracyResults | None,
-                      note: str) -> Section:
+def _frontier_section(
+    inputs: ReportInputs, econ: list[ProfileEconomics], accuracy: AccuracyResults | None, note: str
+) -> Section:
     title = "Accuracy × speed × cost frontier"
     if accuracy is None:
         return Section(title, "frontier", [note])
@@ -298,12 +467,22 @@ def _frontier_section(inputs: ReportInputs, econ: list[ProfileEconomics], accura
     profiles = [p for p in inputs.profiles if p.name in clouds]
     options, notes = [], []  # (option label, accuracy score, delta, profile, speedup, $/M)
     for e in clouds.values():
-        options.append(("dense", getattr(accuracy.dense, metric), 0.0, e.profile, 1.0, e.cloud_usd_per_m_tokens["dense"]))
+        options.append(
+            ("dense", getattr(accuracy.dense, metric), 0.0, e.profile, 1.0, e.cloud_usd_per_m_tokens["dense"])
+        )
     acc_rows = [{"option": "dense", "coverage": 0.0, "ppl": accuracy.dense.ppl, "quiz_acc": accuracy.dense.quiz_acc}]
     for row in accuracy.rows:
         name = f"{row.pattern} {row.scoring}" + ("" if row.policy == "amber" else f" ({row.policy})")
-        acc_rows.append({"option": name, "coverage": row.coverage, "ppl": row.ppl, "ppl_delta": row.ppl_delta,
-                         "quiz_acc": row.quiz_acc, "quiz_acc_delta": row.quiz_acc_delta})
+        acc_rows.append(
+            {
+                "option": name,
+                "coverage": row.coverage,
+                "ppl": row.ppl,
+                "ppl_delta": row.ppl_delta,
+                "quiz_acc": row.quiz_acc,
+                "quiz_acc_delta": row.quiz_acc_delta,
+            }
+        )
         try:
             variant = inputs.scenario.with_overrides(pattern=row.pattern, policy=row.policy, scoring=row.scoring)
             preds = [predict(profile, variant) for profile in profiles]
@@ -312,29 +491,51 @@ def _frontier_section(inputs: ReportInputs, econ: list[ProfileEconomics], accura
             continue
         for pred in preds:
             e = clouds[pred.profile]
-            cost = usd_per_million_tokens(e.prices.cloud_usd_per_gpu_hour.value, pred.tokens_per_s_sparse / pred.tp,
-                                          e.prices.utilization.value)
-            options.append((name, getattr(row, metric), getattr(row, f"{metric}_delta"), pred.profile, pred.speedup, cost))
+            cost = usd_per_million_tokens(
+                e.prices.cloud_usd_per_gpu_hour.value, pred.tokens_per_s_sparse / pred.tp, e.prices.utilization.value
+            )
+            options.append(
+                (name, getattr(row, metric), getattr(row, f"{metric}_delta"), pred.profile, pred.speedup, cost)
+            )
     scored = [o for o in options if o[1] is not None]
     frontier = _pareto([(o[5], o[1]) for o in scored], higher_better)
     on_front = set(frontier)
     points = [plots.Point(o[5], o[1], o[3], o[0]) for o in scored]
-    rows = [{"option": o[0], "profile": o[3], metric: o[1], f"{metric} delta": o[2], "speedup": o[4],
-             "cloud $/M tokens": o[5], "on frontier": "yes" if (o[5], o[1]) in on_front else ""} for o in options]
+    rows = [
+        {
+            "option": o[0],
+            "profile": o[3],
+            metric: o[1],
+            f"{metric} delta": o[2],
+            "speedup": o[4],
+            "cloud $/M tokens": o[5],
+            "on frontier": "yes" if (o[5], o[1]) in on_front else "",
+        }
+        for o in options
+    ]
     rows.sort(key=lambda r: r["cloud $/M tokens"])
-    text = [note + f" Accuracy was measured on {accuracy.model}; speed and cost are predicted for "
-            f"{inputs.scenario.model} ({inputs.scenario.name}), so the two axes come from different models "
-            "unless they match.",
-            "Each point is one (profile, option) pair; the line joins the pairs no other pair beats on both cost "
-            "(cloud $/M prompt tokens; sparse path for sparse options) and accuracy."]
+    text = [
+        note + f" Accuracy was measured on {accuracy.model}; speed and cost are predicted for "
+        f"{inputs.scenario.model} ({inputs.scenario.name}), so the two axes come from different models "
+        "unless they match.",
+        "Each point is one (profile, option) pair; the line joins the pairs no other pair beats on both cost "
+        "(cloud $/M prompt tokens; sparse path for sparse options) and accuracy.",
+    ]
     figures = []
     if points:
-        png = plots.frontier_chart(points, frontier, xlabel="cloud $ per million prompt tokens", ylabel=label,
-                                   title=f"Accuracy ({accuracy.model}) vs cost ({inputs.scenario.model})")
+        png = plots.frontier_chart(
+            points,
+            frontier,
+            xlabel="cloud $ per million prompt tokens",
+            ylabel=label,
+            title=f"Accuracy ({accuracy.model}) vs cost ({inputs.scenario.model})",
+        )
         figures.append(Figure("frontier", png, "accuracy vs cost per pattern and profile"))
     if not profiles:
         notes.append("no profile has a cloud price: the frontier needs prices.cloud_usd_per_gpu_hour or --usd-per-hour")
-    tables = [Table(acc_rows, list(dict.fromkeys(k for r in acc_rows for k in r)), caption=f"accuracy on {accuracy.model}")]
+    tables = [
+        Table(acc_rows, list(dict.fromkeys(k for r in acc_rows for k in r)), caption=f"accuracy on {accuracy.model}")
+    ]
     if rows:
         tables.append(Table(rows, list(rows[0]), caption="options by cost"))
     return Section(title, "frontier", text, figures, tables, notes)
@@ -354,45 +555,82 @@ def _assumptions_section(inputs: ReportInputs, preds: list[Prediction], accuracy
 
     sc = inputs.scenario
     spec = load_model_spec(sc.model)
-    workload = [{"item": k, "value": str(v)} for k, v in (
-        ("scenario", f"{sc.name}: {sc.description}"), ("model", f"{spec.name} ({spec.source})"),
-        ("dtype", sc.dtype), ("tensor parallel", sc.tp), ("prompts per step", sc.batch),
-        ("prompt tokens", _lengths(sc)), ("policy / pattern / scoring", f"{sc.policy} / {sc.pattern} / {sc.scoring}"))]
+    workload = [
+        {"item": k, "value": str(v)}
+        for k, v in (
+            ("scenario", f"{sc.name}: {sc.description}"),
+            ("model", f"{spec.name} ({spec.source})"),
+            ("dtype", sc.dtype),
+            ("tensor parallel", sc.tp),
+            ("prompts per step", sc.batch),
+            ("prompt tokens", _lengths(sc)),
+            ("policy / pattern / scoring", f"{sc.policy} / {sc.pattern} / {sc.scoring}"),
+        )
+    ]
     windows = sorted({inputs.duration_s or auto_duration_s(r) for r in inputs.rates})
-    duration = f"{windows[0]:g} s" if len(windows) == 1 else f"{windows[0]:g}-{windows[-1]:g} s (~50,000 requests per rate)"
-    traffic = [{"item": k, "value": v} for k, v in (
-        ("arrivals", f"Poisson at {', '.join(f'{r:g}' for r in inputs.rates)} requests/s"),
-        ("prompt lengths", inputs.prompts.description),
-        ("SLO", f"p{inputs.percentile:g} TTFT <= {inputs.slo_ttft_s * 1e3:g} ms"),
-        ("scheduler", f"one FCFS queue, chunked prefill <= {inputs.max_batched_tokens:,} tokens and "
-                      f"<= {inputs.max_seqs} prompts per step"),
-        ("simulated window", f"{duration}, first 5% warm-up excluded, seed {inputs.seed}"),
-        ("not modelled", "decode, KV-cache limits, network and router delays, failures"))]
+    duration = (
+        f"{windows[0]:g} s" if len(windows) == 1 else f"{windows[0]:g}-{windows[-1]:g} s (~50,000 requests per rate)"
+    )
+    traffic = [
+        {"item": k, "value": v}
+        for k, v in (
+            ("arrivals", f"Poisson at {', '.join(f'{r:g}' for r in inputs.rates)} requests/s"),
+            ("prompt lengths", inputs.prompts.description),
+            ("SLO", f"p{inputs.percentile:g} TTFT <= {inputs.slo_ttft_s * 1e3:g} ms"),
+            (
+                "scheduler",
+                f"one FCFS queue, chunked prefill <= {inputs.max_batched_tokens:,} tokens and "
+                f"<= {inputs.max_seqs} prompts per step",
+            ),
+            ("simulated window", f"{duration}, first 5% warm-up excluded, seed {inputs.seed}"),
+            ("not modelled", "decode, KV-cache limits, network and router delays, failures"),
+        )
+    ]
     items = [(p.name, k, v) for p, b in zip(inputs.profiles, inputs.bases) if b is not None for k, v in b.items()]
-    shared = {k for _, k, v in items if all(v == w for _, k2, w in items if k2 == k)
-              and sum(1 for _, k2, _ in items if k2 == k) > 1}
-    prices = [{"profile": name, "item": k, "value": v.value, "date": v.date or "", "source": v.source}
-              for name, k, v in items if k not in shared]
-    prices += [{"profile": "all", "item": k, "value": v.value, "date": v.date or "", "source": v.source}
-               for k, v in dict((k, v) for _, k, v in items if k in shared).items()]
-    tables = [Table(workload, ["item", "value"], caption="workload"),
-              Table(traffic, ["item", "value"], caption="traffic and capacity model"),
-              Table(prices, ["profile", "item", "value", "date", "source"], caption="prices and economic assumptions")]
+    shared = {
+        k
+        for _, k, v in items
+        if all(v == w for _, k2, w in items if k2 == k) and sum(1 for _, k2, _ in items if k2 == k) > 1
+    }
+    prices = [
+        {"profile": name, "item": k, "value": v.value, "date": v.date or "", "source": v.source}
+        for name, k, v in items
+        if k not in shared
+    ]
+    prices += [
+        {"profile": "all", "item": k, "value": v.value, "date": v.date or "", "source": v.source}
+        for k, v in dict((k, v) for _, k, v in items if k in shared).items()
+    ]
+    tables = [
+        Table(workload, ["item", "value"], caption="workload"),
+        Table(traffic, ["item", "value"], caption="traffic and capacity model"),
+        Table(prices, ["profile", "item", "value", "date", "source"], caption="prices and economic assumptions"),
+    ]
     for profile in inputs.profiles:
         rows = [{"field": k, "value": v.value, "date": v.date or "", "source": v.source} for k, v in _sourced(profile)]
-        tables.append(Table(rows, ["field", "value", "date", "source"], collapsed=True,
-                            caption=f"{profile.name} ({profile.display_name}, status {profile.status}): every number "
-                                    f"and its source"))
+        tables.append(
+            Table(
+                rows,
+                ["field", "value", "date", "source"],
+                collapsed=True,
+                caption=f"{profile.name} ({profile.display_name}, status {profile.status}): every number "
+                f"and its source",
+            )
+        )
     notes = [{"profile": p.profile, "note": p.note} for p in preds if p.note]
     if notes:
-        tables.insert(3, Table(notes, ["profile", "note"], caption=f"simulator notes ({sc.pattern}, policy {sc.policy})"))
+        tables.insert(
+            3, Table(notes, ["profile", "note"], caption=f"simulator notes ({sc.pattern}, policy {sc.policy})")
+        )
     bullets = list(inputs.price_errors)
     if accuracy is not None:
         env = ", ".join(f"{k}={v}" for k, v in accuracy.environment.items())
         bullets.append(f"accuracy results: model {accuracy.model}; environment {env or 'not recorded'}")
     assumed = sum(1 for p in inputs.profiles for _, v in _sourced(p) if v.is_assumed)
-    text = [f"Every number behind this report with its source. {assumed} hardware numbers are assumptions "
-            "(source 'assumed: ...') awaiting measurement; calibrated profiles replace them with measured values."]
+    text = [
+        f"Every number behind this report with its source. {assumed} hardware numbers are assumptions "
+        "(source 'assumed: ...') awaiting measurement; calibrated profiles replace them with measured values."
+    ]
     return Section("Assumptions and sources", "sources", text, tables=tables, bullets=bullets)
 
 

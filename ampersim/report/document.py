@@ -1,4 +1,5 @@
 """The report as data: sections of paragraphs, figures and tables, rendered by html.py and markdown.py."""
+
 from __future__ import annotations
 
 import math

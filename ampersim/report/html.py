@@ -1,4 +1,5 @@
 """Render a report Document as one self-contained HTML page (inline CSS, figures as base64 PNG)."""
+
 from __future__ import annotations
 
 import base64
@@ -32,11 +33,13 @@ def render_html(doc: Document) -> str:
     toc = "".join(f'<li><a href="#{s.anchor}">{escape(s.title)}</a></li>' for s in doc.sections)
     meta = "".join(f"<dt>{escape(k)}</dt><dd>{escape(v)}</dd>" for k, v in doc.meta)
     body = "".join(_section(s) for s in doc.sections)
-    return (f'<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
-            f'<meta name="viewport" content="width=device-width, initial-scale=1">\n'
-            f"<title>{escape(doc.title)}</title>\n<style>{CSS}</style>\n</head>\n<body>\n"
-            f"<h1>{escape(doc.title)}</h1>\n<dl class=\"meta\">{meta}</dl>\n<nav><ol>{toc}</ol></nav>\n"
-            f"{body}</body>\n</html>\n")
+    return (
+        f'<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
+        f'<meta name="viewport" content="width=device-width, initial-scale=1">\n'
+        f"<title>{escape(doc.title)}</title>\n<style>{CSS}</style>\n</head>\n<body>\n"
+        f'<h1>{escape(doc.title)}</h1>\n<dl class="meta">{meta}</dl>\n<nav><ol>{toc}</ol></nav>\n'
+        f"{body}</body>\n</html>\n"
+    )
 
 
 def _section(s: Section) -> str:
@@ -59,11 +62,15 @@ def _table(t: Table) -> str:
     numeric = {c: t.numeric(c) for c in t.columns}
     head = "".join(f"<th>{escape(t.title(c))}</th>" for c in t.columns)
     rows = "".join(
-        "<tr>" + "".join(f'<td class="{"num" if numeric[c] else "text"}">{escape(cell(r.get(c)))}</td>'
-                         for c in t.columns) + "</tr>"
-        for r in t.rows)
+        "<tr>"
+        + "".join(f'<td class="{"num" if numeric[c] else "text"}">{escape(cell(r.get(c)))}</td>' for c in t.columns)
+        + "</tr>"
+        for r in t.rows
+    )
     if t.collapsed:
-        return (f"<details><summary>{escape(t.caption)}</summary>\n"
-                f"<table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table></details>\n")
+        return (
+            f"<details><summary>{escape(t.caption)}</summary>\n"
+            f"<table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table></details>\n"
+        )
     caption = f"<caption>{escape(t.caption)}</caption>" if t.caption else ""
     return f"<table>{caption}<thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>\n"

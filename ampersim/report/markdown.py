@@ -1,4 +1,5 @@
 """Render a report Document as Markdown; figures become PNG files in a folder beside the .md file."""
+
 from __future__ import annotations
 
 from pathlib import Path

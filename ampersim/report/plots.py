@@ -3,6 +3,7 @@
 Every function takes plain numbers and returns one PNG; the report embeds it (HTML, base64) or
 writes it next to the Markdown file.
 """
+
 from __future__ import annotations
 
 import io
@@ -53,8 +54,16 @@ def _styles(keys: Sequence[str]) -> dict[str, str]:
     return {k: STYLES[i % len(STYLES)] for i, k in enumerate(unique)}
 
 
-def line_chart(series: Sequence[Series], *, xlabel: str, ylabel: str, title: str, scale: str = "tokens",
-               reference_y: float | None = None, reference_label: str = "") -> bytes:
+def line_chart(
+    series: Sequence[Series],
+    *,
+    xlabel: str,
+    ylabel: str,
+    title: str,
+    scale: str = "tokens",
+    reference_y: float | None = None,
+    reference_label: str = "",
+) -> bytes:
     """Lines coloured by group and styled by variant, with an optional horizontal reference line.
 
     scale: "tokens" (log2 x with 1k/2k ticks) or "loglog" (log10 both axes, plain tick labels).
@@ -71,13 +80,28 @@ def line_chart(series: Sequence[Series], *, xlabel: str, ylabel: str, title: str
             xs, ys = zip(*points)
             # earlier groups drawn wider so that lines with equal values stay visible underneath
             wide = (len(groups) - 1 - groups.index(s.group)) / max(1, len(groups) - 1)
-            ax.plot(xs, ys, styles[s.variant], marker=markers[s.variant], markersize=4 + 3 * wide,
-                    linewidth=1.3 + 2.2 * wide, color=colors[s.group], label=s.label)
+            ax.plot(
+                xs,
+                ys,
+                styles[s.variant],
+                marker=markers[s.variant],
+                markersize=4 + 3 * wide,
+                linewidth=1.3 + 2.2 * wide,
+                color=colors[s.group],
+                label=s.label,
+            )
     if reference_y is not None:
         ax.axhline(reference_y, color="0.4", linewidth=0.8, linestyle="-", zorder=0)
         if reference_label:
-            ax.annotate(reference_label, (0.005, reference_y), xycoords=("axes fraction", "data"),
-                        xytext=(2, 3), textcoords="offset points", fontsize=8, color="0.35")
+            ax.annotate(
+                reference_label,
+                (0.005, reference_y),
+                xycoords=("axes fraction", "data"),
+                xytext=(2, 3),
+                textcoords="offset points",
+                fontsize=8,
+                color="0.35",
+            )
     if scale == "tokens":
         ax.set_xscale("log", base=2)
         ax.xaxis.set_major_formatter(_token_formatter())
@@ -102,8 +126,9 @@ def _token_formatter():
     return FuncFormatter(lambda v, _: f"{v / 1024:g}k" if v >= 1024 else f"{v:g}")
 
 
-def stacked_bars(bars: Sequence[tuple[str, Mapping[str, float]]], categories: Sequence[str], *, xlabel: str,
-                 title: str) -> bytes:
+def stacked_bars(
+    bars: Sequence[tuple[str, Mapping[str, float]]], categories: Sequence[str], *, xlabel: str, title: str
+) -> bytes:
     """Horizontal stacked bars, one per (label, {category: value}), categories in a fixed order."""
     fig = _figure(9.0, 0.45 * len(bars) + 1.6)
     ax = fig.add_subplot()
@@ -123,8 +148,9 @@ def stacked_bars(bars: Sequence[tuple[str, Mapping[str, float]]], categories: Se
     return _png(fig)
 
 
-def grouped_bars(groups: Sequence[str], bars: Mapping[str, Sequence[float | None]], *, ylabel: str,
-                 title: str) -> bytes:
+def grouped_bars(
+    groups: Sequence[str], bars: Mapping[str, Sequence[float | None]], *, ylabel: str, title: str
+) -> bytes:
     """Vertical bars: for each group (profile) one bar per key of ``bars`` (missing values left out)."""
     fig = _figure(9.0, 4.6)
     ax = fig.add_subplot()
@@ -136,8 +162,7 @@ def grouped_bars(groups: Sequence[str], bars: Mapping[str, Sequence[float | None
         points = [(x, v) for x, v in zip(xs, bars[key]) if v is not None]
         if points:
             px, pv = zip(*points)
-            ax.bar(px, pv, width * 0.95, color=colors[key], label=key,
-                   hatch="//" if "sparse" in key else "")
+            ax.bar(px, pv, width * 0.95, color=colors[key], label=key, hatch="//" if "sparse" in key else "")
     ax.set_xticks(range(len(groups)), groups)
     ax.set_ylabel(ylabel)
     ax.set_title(title, fontsize=11)
@@ -156,8 +181,9 @@ class Point:
     variant: str
 
 
-def frontier_chart(points: Sequence[Point], frontier: Sequence[tuple[float, float]], *, xlabel: str, ylabel: str,
-                   title: str) -> bytes:
+def frontier_chart(
+    points: Sequence[Point], frontier: Sequence[tuple[float, float]], *, xlabel: str, ylabel: str, title: str
+) -> bytes:
     """Scatter of options with the Pareto frontier drawn as a step line."""
     fig = _figure(9.0, 5.0)
     ax = fig.add_subplot()
