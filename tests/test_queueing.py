@@ -20,6 +20,22 @@ def tables(max_tokens=4096, max_prompt=16384):
     return build_step_tables(linear_step, max_tokens, max_prompt)
 
 
+def test_tables_call_step_function_within_its_domain():
+    calls = []
+
+    def strict(total, sum_sq):  # the simulator accepts whole prompts only: total <= sum_sq <= total**2
+        total, sum_sq = np.asarray(total), np.asarray(sum_sq)
+        assert np.all(sum_sq >= total) and np.all(sum_sq <= total**2 * (1 + 1e-12))
+        calls.append(len(total))
+        return linear_step(total, sum_sq)
+
+    dense, _ = build_step_tables(strict, 2048, 65536)
+    assert len(calls) == 1  # one vectorized call
+    # a 100-token chunk at offset 60,000 (sum_sq far above 100**2) is extrapolated exactly for a linear cost
+    s = 60_100**2 - 60_000**2
+    assert dense.lookup(np.array([100]), np.array([s]))[0] == pytest.approx(linear_step(100, s)[0])
+
+
 def test_table_lookup_matches_step_function():
     dense, sparse = tables()
     t = np.array([1, 7, 255, 256, 1000, 4095, 4096])
