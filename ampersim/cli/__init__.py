@@ -16,6 +16,7 @@ COMMANDS: dict[str, str] = {
     "profiles": "ampersim.cli.profiles",
     "predict": "ampersim.cli.predict",
     "coverage": "ampersim.cli.coverage",
+    "prune": "ampersim.cli.prune",
     "plan": "ampersim.cli.plan",
     "roi": "ampersim.cli.roi",
     "report": "ampersim.cli.report",

@@ -270,3 +270,66 @@ def quiz_accuracy(model: "torch.nn.Module", tokenizer: Any, questions: Sequence[
         correct.append(max(range(len(block)), key=block.__getitem__) == q.answer)
         offset += len(q.choices)
     return QuizResult(sum(correct) / len(correct), correct, seconds, tokens)
+
+
+# ----------------------------------------------------------------------------------------------
+# One evaluation run and dense-vs-sparse comparison
+# ----------------------------------------------------------------------------------------------
+
+@dataclass
+class Evaluation:
+    """Perplexity and/or quiz results of one model variant."""
+
+    ppl: PerplexityResult | None = None
+    quiz: QuizResult | None = None
+
+    @property
+    def tokens_per_s(self) -> float:
+        """Forward throughput: on the perplexity windows if run (prefill-like), else on the quiz."""
+        source = self.ppl or self.quiz
+        return source.tokens_per_s if source is not None else math.nan
+
+    def summary(self) -> dict[str, float | None]:
+        return {
+            "ppl": self.ppl.ppl if self.ppl else None,
+            "quiz_acc": self.quiz.accuracy if self.quiz else None,
+            "quiz_stderr": self.quiz.stderr if self.quiz else None,
+            "tokens_per_s": self.tokens_per_s,
+        }
+
+
+def evaluate(model: "torch.nn.Module", tokenizer: Any, *, windows: "torch.Tensor | None",
+             questions: Sequence[Question] | None, add_bos: bool = False,
+             progress: Any = None) -> Evaluation:
+    """Perplexity over ``windows`` (if given) and quiz accuracy over ``questions`` (if given)."""
+    return Evaluation(
+        perplexity(model, windows, progress=progress) if windows is not None else None,
+        quiz_accuracy(model, tokenizer, questions, add_bos=add_bos, progress=progress) if questions else None,
+    )
+
+
+def _mean_and_stderr(values: Sequence[float]) -> tuple[float, float]:
+    n = len(values)
+    mean = sum(values) / n
+    if n < 2:
+        return mean, math.nan
+    var = sum((v - mean) ** 2 for v in values) / (n - 1)
+    return mean, math.sqrt(var / n)
+
+
+def paired_deltas(dense: Evaluation, sparse: Evaluation) -> dict[str, float | None]:
+    """Sparse minus dense, with paired standard errors (same windows, same questions).
+
+    ppl_delta = ppl_sparse - ppl_dense; ppl_ratio = ppl_sparse / ppl_dense = exp(mean per-window NLL
+    difference) and log_ppl_delta_stderr its standard error in log space; quiz_acc_delta with
+    quiz_acc_delta_stderr = std of per-question differences / sqrt(n).
+    """
+    out: dict[str, float | None] = {"ppl_delta": None, "ppl_ratio": None, "log_ppl_delta_stderr": None,
+                                    "quiz_acc_delta": None, "quiz_acc_delta_stderr": None}
+    if dense.ppl and sparse.ppl:
+        mean, se = _mean_and_stderr([s - d for s, d in zip(sparse.ppl.window_nll, dense.ppl.window_nll)])
+        out.update(ppl_delta=sparse.ppl.ppl - dense.ppl.ppl, ppl_ratio=math.exp(mean), log_ppl_delta_stderr=se)
+    if dense.quiz and sparse.quiz:
+        mean, se = _mean_and_stderr([float(s) - float(d) for s, d in zip(sparse.quiz.correct, dense.quiz.correct)])
+        out.update(quiz_acc_delta=mean, quiz_acc_delta_stderr=se)
+    return out

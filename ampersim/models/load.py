@@ -151,6 +151,7 @@ def _load_builtin(builtin: BuiltinModel, dtype: str, root: Path) -> LoadedModel:
         if builtin.chunked:  # the assembled copy is no longer needed once converted
             gguf.unlink(missing_ok=True)
     loaded = _from_folder(folder, dtype, name=builtin.name, add_bos=builtin.add_bos)
+    loaded.model.config.name_or_path = builtin.name  # sparsify() derives the spec name from it
     loaded.source = f"{builtin.distribution}=={version} (cached at {folder})"
     return loaded
 
