@@ -399,10 +399,14 @@ def int8():
                 qp = [kernels_gpu.quantize_int8(x, prune_24=True)[0] for x in xs]
                 cs = [kernels_gpu.prune_quant_compress_24_int8(x)[0] for x in xs]
                 exact = bool(torch.equal(SL.sparse_mm(cs[0], wq, out_dtype=torch.int32), torch._int_mm(qp[0], wq.t())))
-                y = SL.sparse_linear_int8(xs[0], wq, wscale)
-                yref = (qp[0].double() @ wq.double().t()) * kernels_gpu.quantize_int8(xs[0], prune_24=True)[1].double()[:, None] * wscale.double()[None, :]
-                row = {"kind": kind, "M": m, "K": k, "N": n, "int32_equal_int_mm": exact,
-                       "linear_rel_err": rel_err(y, yref)}
+                row = {"kind": kind, "M": m, "K": k, "N": n, "int32_equal_int_mm": exact}
+                try:  # the full W8A8 linear (per-token scales as cuSPARSELt's alpha vector, bf16 out)
+                    y = SL.sparse_linear_int8(xs[0], wq, wscale)
+                    sx = kernels_gpu.quantize_int8(xs[0], prune_24=True)[1].double()
+                    yref = (qp[0].double() @ wq.double().t()) * sx[:, None] * wscale.double()[None, :]
+                    row["linear_rel_err"] = rel_err(y, yref)
+                except Exception as exc:  # noqa: BLE001
+                    row["linear_error"] = repr(exc)[:300]
                 row["dense_int_mm"] = time_calls([(lambda q=q, w=w: torch._int_mm(q[0], w.t())) for q, w in zip(qd, wqs)])
                 row["sparse_gemm_int32"] = time_calls([(lambda c=c, w=w: SL.sparse_mm(c, w, out_dtype=torch.int32)) for c, w in zip(cs, wqs)])
                 row["quant_dense"] = time_calls([(lambda x=x: kernels_gpu.quantize_int8(x)) for x in xs])
@@ -411,7 +415,7 @@ def int8():
                 row["sparse_pipeline"] = time_calls([(lambda x=x, w=w: SL.sparse_mm(kernels_gpu.prune_quant_compress_24_int8(x)[0], w, out_dtype=torch.int32)) for x, w in zip(xs, wqs)])
                 row["speedup_gemm"] = row["dense_int_mm"]["median_s"] / row["sparse_gemm_int32"]["median_s"]
                 row["speedup_pipeline"] = row["dense_pipeline"]["median_s"] / row["sparse_pipeline"]["median_s"]
-                row["check_pass"] = bool(exact and row["linear_rel_err"] < 1e-2)
+                row["check_pass"] = bool(exact and row.get("linear_rel_err", 1.0) < 1e-2)
                 rows.append(row)
             except Exception as exc:  # noqa: BLE001
                 rows.append({"kind": kind, "M": m, "K": k, "N": n, "error": repr(exc)[:300]})
