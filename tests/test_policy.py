@@ -84,7 +84,8 @@ def test_all_and_none(llama):
     assert coverage(llama, none).fraction == 0.0 and coverage(llama, none).sparse_layers == []
 
 
-def test_amber_without_skip_list_says_so():
+def test_amber_without_skip_list_says_so(tmp_path, monkeypatch):
+    monkeypatch.setattr(policy_mod, "amber_skip_dir", lambda: tmp_path)  # no recorded skip lists
     spec = load_model_spec("smollm2-135m")
     pol = resolve_policy("amber", spec)
     assert "no amber skip list" in pol.note
