@@ -1,20 +1,107 @@
-"""CPU pruning kernels (temporary: numpy reference backend; numba SIMD kernels follow)."""
+"""Numba CPU kernels: rows in parallel (prange), each row walked in SIMD blocks (``simd``).
+
+Every kernel is compiled once per variant (a ``simd.BlockSpec``: group size M, storage format,
+scored) and array layout, and cached on disk (``cache=True``); nothing is compiled at import.
+A row whose length is not a multiple of the block width ends in a partial block, which is copied
+into a zero-filled scratch block, processed there and copied back: the zeros behave exactly like
+the documented ``pad=True`` padding (score 0, after every real channel).
+"""
 from __future__ import annotations
 
 import numpy as np
+from numba import njit, prange
 
-from ampersim.prune import reference
-
-
-def prune_rows(bits, out, fmt, n, m, factor):
-    out[...] = reference.prune_bits(bits, fmt, n, m, factor, pad=True)
+from ampersim.prune import simd
 
 
-def mask_rows(bits, mask, fmt, n, m, factor):
-    mask[...] = reference.keep_mask(bits, fmt, n, m, factor, pad=True)
+@njit(cache=True, parallel=True)
+def _prune_kernel(x, out, factor, n, spec):  # pragma: no cover - compiled
+    rows, k = x.shape
+    lanes = simd.lanes_of(spec)
+    full = k - k % lanes
+    for r in prange(rows):
+        for c in range(0, full, lanes):
+            simd.prune_block(x, r, c, out, r, c, factor, c, n, spec)
+        if full < k:
+            src = np.zeros((1, lanes), x.dtype)
+            dst = np.empty((1, lanes), x.dtype)
+            for i in range(k - full):
+                src[0, i] = x[r, full + i]
+            simd.prune_block(src, 0, 0, dst, 0, 0, factor, full, n, spec)
+            for i in range(k - full):
+                out[r, full + i] = dst[0, i]
 
 
-def compress_rows(bits, values, indices, fmt, n, m, factor):
-    v, i = reference.compress_bits(bits, fmt, n, m, factor, pad=True)
-    values[...] = v
-    indices[...] = i
+@njit(cache=True, parallel=True)
+def _mask_kernel(x, mask, factor, n, spec):  # pragma: no cover - compiled
+    rows, k = x.shape
+    lanes = simd.lanes_of(spec)
+    full = k - k % lanes
+    for r in prange(rows):
+        for c in range(0, full, lanes):
+            simd.mask_block(x, r, c, mask, r, c, factor, c, n, spec)
+        if full < k:
+            src = np.zeros((1, lanes), x.dtype)
+            dst = np.empty((1, lanes), mask.dtype)
+            for i in range(k - full):
+                src[0, i] = x[r, full + i]
+            simd.mask_block(src, 0, 0, dst, 0, 0, factor, full, n, spec)
+            for i in range(k - full):
+                mask[r, full + i] = dst[0, i]
+
+
+@njit(cache=True, parallel=True)
+def _compress_kernel(x, values, indices, factor, n, spec):  # pragma: no cover - compiled
+    rows, k = x.shape
+    lanes = simd.lanes_of(spec)
+    m = simd.group_of(spec)
+    full = k - k % lanes
+    for r in prange(rows):
+        for c in range(0, full, lanes):
+            simd.compress_block(x, r, c, values, indices, r, c // m * n, factor, c, n, spec)
+        if full < k:
+            src = np.zeros((1, lanes), x.dtype)
+            vals = np.empty((1, lanes // m * n), values.dtype)
+            idx = np.empty((1, lanes // m * n), indices.dtype)
+            for i in range(k - full):
+                src[0, i] = x[r, full + i]
+            simd.compress_block(src, 0, 0, vals, idx, 0, 0, factor, full, n, spec)
+            base = full // m * n
+            for i in range(values.shape[1] - base):
+                values[r, base + i] = vals[0, i]
+                indices[r, base + i] = idx[0, i]
+
+
+def _variant(k: int, m: int, fmt: str, factor: np.ndarray | None) -> tuple[simd.BlockSpec, np.ndarray]:
+    """The kernel variant, and the factor zero-padded to whole blocks (or a dummy if unscored)."""
+    spec = simd.BlockSpec(m, fmt, factor is not None)
+    if factor is None:
+        return spec, np.zeros(1, np.float32)
+    padded = np.zeros(-(-k // spec.lanes) * spec.lanes, np.float32)
+    padded[:k] = factor
+    return spec, padded
+
+
+def prune_rows(bits: np.ndarray, out: np.ndarray, fmt: str, n: int, m: int,
+               factor: np.ndarray | None) -> None:
+    """out[rows, K] = bits with all but the top-n of every m-group zeroed (out may be bits)."""
+    if bits.size:
+        spec, f = _variant(bits.shape[1], m, fmt, factor)
+        _prune_kernel(bits, out, f, n, spec)
+
+
+def mask_rows(bits: np.ndarray, mask: np.ndarray, fmt: str, n: int, m: int,
+              factor: np.ndarray | None) -> None:
+    """mask[rows, K] (bool) = entries kept by prune_rows."""
+    if bits.size:
+        spec, f = _variant(bits.shape[1], m, fmt, factor)
+        _mask_kernel(bits, mask, f, n, spec)
+
+
+def compress_rows(bits: np.ndarray, values: np.ndarray, indices: np.ndarray, fmt: str, n: int,
+                  m: int, factor: np.ndarray | None) -> None:
+    """values/indices[rows, G, n] = kept entries of each m-group and their in-group positions."""
+    if bits.size:
+        spec, f = _variant(bits.shape[1], m, fmt, factor)
+        rows = bits.shape[0]
+        _compress_kernel(bits, values.reshape(rows, -1), indices.reshape(rows, -1), f, n, spec)

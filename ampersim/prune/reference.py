@@ -33,7 +33,10 @@ def group_keep(scores: np.ndarray, n: int, m: int) -> np.ndarray:
 def scores_of(values: np.ndarray, factor: np.ndarray | None) -> np.ndarray:
     """float32 scores |x| or |x| * factor (factor: float32 [K])."""
     score = np.abs(values.astype(np.float32, copy=False))
-    return score if factor is None else score * factor.astype(np.float32, copy=False)
+    if factor is None:
+        return score
+    with np.errstate(invalid="ignore", over="ignore"):  # inf * 0 -> NaN and overflow are specified
+        return score * factor.astype(np.float32, copy=False)
 
 
 def _padded_k(k: int, m: int) -> int:

@@ -114,7 +114,8 @@ def as_rows(x: Any, name: str, *, writable: bool = False) -> Rows:
     item = bits.itemsize
     row_stride = _row_stride(shape, bits.strides)
     if (bits.strides[-1] == item or k <= 1) and row_stride is not None:
-        view = np.lib.stride_tricks.as_strided(bits, (rows, k), (row_stride, item), writeable=writable)
+        view = np.lib.stride_tricks.as_strided(bits, (rows, k), (row_stride, item),
+                                               writeable=bits.flags.writeable)
         return Rows(view, fmt, shape, x, copied=False)
     if writable:
         raise InvalidArgument(
