@@ -137,7 +137,7 @@ def _run_sensitivity(args: Any, loaded: Any, spec: Any, calibration: list) -> in
             "(ampersim/data/text/mobydick_ch1-3.txt)")
     result = sensitivity_pass(loaded.model, spec.name, spec.num_layers, calibration,
                               pattern=args.pattern, scoring=args.scoring, calibration=what)
-    write_skip_list(result, path)
+    write_skip_list(result.skip_list(), path)
     print(f"wrote {path}", file=sys.stderr)
     rows = [{"layer": i, "score": s, "q_proj": result.errors.get(f"layers.{i}.q_proj"),
              "gate_proj": result.errors.get(f"layers.{i}.gate_proj"),

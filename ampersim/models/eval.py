@@ -257,11 +257,10 @@ def quiz_accuracy(model: "torch.nn.Module", tokenizer: Any, questions: Sequence[
             logits = model(input_ids=batch, use_cache=False).logits
             seconds += time.perf_counter() - t0
             tokens += batch.numel()
-            logprobs = torch.log_softmax(logits.float(), dim=-1)
             for row, (ids, n_prompt) in enumerate(chunk):
+                logprobs = torch.log_softmax(logits[row, n_prompt - 1:len(ids) - 1].float(), dim=-1)
                 targets = torch.tensor(ids[n_prompt:])
-                positions = torch.arange(n_prompt - 1, len(ids) - 1)
-                scores.append(float(logprobs[row, positions, targets].sum()))
+                scores.append(float(logprobs.gather(1, targets[:, None]).sum()))
             if progress is not None:
                 progress(len(chunk))
     correct, offset = [], 0

@@ -127,13 +127,17 @@ def sensitivity_pass(model: "torch.nn.Module", model_name: str, num_layers: int,
     return Sensitivity(model_name, nm, scoring, errors, scores, skip, what)
 
 
-def write_skip_list(result: Sensitivity, path: str | Path) -> Path:
-    """Write ``result`` as an amber skip-list YAML file (atomically); return the path."""
-    record = result.skip_list()
-    data = record.model_dump()
-    data["skip_layers"] = list(record.skip_layers)
-    header = ("# Amber skip list chosen by ampersim's sensitivity pass (format: ampersim/prune/policy.py).\n"
-              "# sensitivity: relative output error of each linear under pruning (see 'method').\n")
-    text = header + yaml.safe_dump(data, sort_keys=False, width=100)
+def write_skip_list(record: AmberSkipList, path: str | Path) -> Path:
+    """Write an amber skip list as YAML (atomically); return the path."""
+    def dump(data: dict) -> str:
+        return yaml.safe_dump(data, sort_keys=False, width=100)
+
+    text = (
+        "# Amber skip list chosen by ampersim's sensitivity pass (format: ampersim/prune/policy.py).\n"
+        "# sensitivity: relative output error of each linear under pruning (see 'method').\n"
+        + dump({"model": record.model})
+        + f"skip_layers: {list(record.skip_layers)}\n"
+        + dump({"source": record.source, "method": record.method, "sensitivity": record.sensitivity})
+    )
     write_text_atomic(path, text)
     return Path(path)
