@@ -39,6 +39,18 @@ ACCURACY = {
             "ppl_delta": 1.5,
             "quiz_acc_delta": -0.03,
         },
+        {  # the accuracy study's W8A8 variant of the same pattern
+            "pattern": "8:16",
+            "scoring": "amber",
+            "policy": "amber",
+            "outstanding": True,
+            "coverage": 0.6,
+            "ppl": 23.0,
+            "quiz_acc": 0.74,
+            "ppl_delta": 2.0,
+            "quiz_acc_delta": -0.04,
+            "quiz_acc_delta_stderr": 0.01,
+        },
     ],
 }
 
@@ -105,8 +117,8 @@ def test_every_profile_number_and_price_is_listed(with_accuracy):
 def test_frontier_uses_accuracy(with_accuracy):
     frontier = next(s for s in with_accuracy.sections if s.anchor == "frontier")
     options = frontier.tables[1].rows
-    assert {r["option"] for r in options} == {"dense", "2:4 amber", "8:16 amber"}
-    assert len(options) == 3 * 2  # every option on both profiles
+    assert {r["option"] for r in options} == {"dense", "2:4 amber", "8:16 amber", "8:16 amber +W8A8"}
+    assert len(options) == 4 * 2  # every option on both profiles
     cheapest = min(options, key=lambda r: r["cloud $/M tokens"])
     assert cheapest["on frontier"] == "yes"
 

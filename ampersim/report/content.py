@@ -473,6 +473,8 @@ def _frontier_section(
     acc_rows = [{"option": "dense", "coverage": 0.0, "ppl": accuracy.dense.ppl, "quiz_acc": accuracy.dense.quiz_acc}]
     for row in accuracy.rows:
         name = f"{row.pattern} {row.scoring}" + ("" if row.policy == "amber" else f" ({row.policy})")
+        if getattr(row, "outstanding", False):  # the study's W8A8 variant (accuracy only; speed at the workload dtype)
+            name += " +W8A8"
         acc_rows.append(
             {
                 "option": name,
@@ -481,6 +483,7 @@ def _frontier_section(
                 "ppl_delta": row.ppl_delta,
                 "quiz_acc": row.quiz_acc,
                 "quiz_acc_delta": row.quiz_acc_delta,
+                "± se": getattr(row, "quiz_acc_delta_stderr", None),
             }
         )
         try:
