@@ -21,6 +21,8 @@ COMMANDS: dict[str, str] = {
     "roi": "ampersim.cli.roi",
     "report": "ampersim.cli.report",
     "measure": "ampersim.cli.measure",
+    "validate": "ampersim.cli.validate",
+    "calibrate": "ampersim.cli.calibrate",
 }
 
 

@@ -1,0 +1,51 @@
+"""`ampersim calibrate`: fit a profile's efficiency parameters to measurements, write a new profile."""
+from __future__ import annotations
+
+from typing import Any
+
+from ampersim.cli.output import add_format_argument, emit, render_table, to_json
+from ampersim.cli.validate import SUMMARY_COLUMNS, SUMMARY_HEADERS, add_common_arguments
+
+STAGE_COLUMNS = ("stage", "n", "fit_mape_before_pct", "fit_mape_after_pct", "values")
+STAGE_HEADERS = {"fit_mape_before_pct": "fit MAPE before %", "fit_mape_after_pct": "fit MAPE after %"}
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "calibrate", help="fit a profile's efficiency parameters to GPU measurements",
+        description="Fit the efficiency parameters of a hardware profile (GEMM peak fractions, small-M ramps, "
+                    "overheads, tile sizes, memory/attention fractions, prune implementation bandwidths) on the "
+                    "fit models' rows of a measurement file and write a calibrated profile whose fitted fields say "
+                    "'measured: <file>'. Reports the error on the fit rows and on the held-out models' rows.")
+    add_common_arguments(parser)
+    parser.add_argument("--out", required=True, metavar="FILE", help="calibrated profile YAML to write")
+    add_format_argument(parser)
+    parser.set_defaults(run=run)
+
+
+def run(args: Any) -> int:
+    from ampersim.measure.calibrate import calibrate, profile_yaml
+    from ampersim.measure.validate import validate
+    from ampersim.cli.validate import load_checked
+    from ampersim.yamlio import write_text_atomic
+
+    mfile, profile, holdout = load_checked(args)
+    before = validate(mfile, profile, holdout)
+    calibrated, stages, holdout = calibrate(mfile, profile, holdout, source_file=args.measurements)
+    after = validate(mfile, calibrated, holdout)
+    write_text_atomic(args.out, profile_yaml(calibrated))
+    result = {"measurements": args.measurements, "profile": profile.name, "out": args.out, "holdout": holdout,
+              "stages": stages, "before": before["summary"], "after": after["summary"],
+              "speedup_after": after["speedup_summary"]}
+    if args.format == "json":
+        emit(to_json(result))
+        return 0
+    stage_rows = [{**s, "values": ", ".join(f"{k.split('.', 1)[1]}={v:.4g}" for k, v in s.get("values", {}).items())}
+                  for s in stages]
+    emit("\n".join([
+        f"calibrated {profile.name} on {args.measurements} ({mfile.gpu}); held out: {', '.join(holdout) or 'none'}",
+        render_table(stage_rows, STAGE_COLUMNS, STAGE_HEADERS), "",
+        "error after calibration (fit rows were used by the fit; judge it on held-out rows):",
+        render_table(after["summary"], SUMMARY_COLUMNS, SUMMARY_HEADERS), "",
+        f"wrote {args.out}"]))
+    return 0

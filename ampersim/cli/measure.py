@@ -1,0 +1,132 @@
+"""`ampersim measure`: time a workload's op graph, whole layers and the whole model on a CUDA GPU."""
+from __future__ import annotations
+
+import sys
+from datetime import datetime, timezone
+from typing import Any
+
+DEFAULT_TOKENS = "256,1024,4096,16384"
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "measure", help="measure a workload's op graph on a CUDA GPU (torch)",
+        description="Measure the same op graph `ampersim predict` costs: every GEMM shape dense and 2:4-sparse "
+                    "(cuSPARSELt), runtime prune/compress implementations, attention, norms and elementwise ops, "
+                    "whole decoder layers and the whole model (random weights) dense vs sparsified. Results are "
+                    "appended to a JSON-lines file as they land. Needs a CUDA GPU.")
+    parser.add_argument("--workload", default="llama-3.1-8b", metavar="NAME[,NAME...]",
+                        help="model spec or scenario names/YAML paths, comma-separated (default: llama-3.1-8b); "
+                             "layers and the whole model use each workload's policy")
+    parser.add_argument("--tokens", default=DEFAULT_TOKENS, metavar="N[,N...]",
+                        help=f"prompt tokens (one sequence) per measurement (default: {DEFAULT_TOKENS})")
+    parser.add_argument("--out", required=True, metavar="FILE", help="measurement file (JSON lines)")
+    parser.add_argument("--append", action="store_true", help="add a run to an existing file of the same GPU")
+    parser.add_argument("--dtype", default="bf16", metavar="D[,D...]",
+                        help="bf16|fp16|int8|fp8, comma-separated; the first for every op, others for GEMMs only")
+    parser.add_argument("--pattern", default="2:4", metavar="N:M",
+                        help="pattern of the sparse GEMMs and compressing pruners (default 2:4, the native one)")
+    parser.add_argument("--policy", metavar="amber|all|none|FILE",
+                        help="policy of whole layers/model (default: the workload's, amber for a model name)")
+    parser.add_argument("--what", default="ops,layers,model", metavar="LIST",
+                        help="any of ops,layers,model (default: all three)")
+    parser.add_argument("--prune-impls", metavar="LIST",
+                        help="torch_eager_mask,torch_eager_cslt,fused_mask,fused_cslt,cslt_compress_only "
+                             "(default: every one available here)")
+    parser.add_argument("--layer-tokens", metavar="N[,N...]", help="token counts of whole layers (default: --tokens)")
+    parser.add_argument("--model-tokens", default="1024,4096", metavar="N[,N...]",
+                        help="token counts of the whole-model prefill (first workload only; default 1024,4096)")
+    parser.add_argument("--extra-dtype-tokens", metavar="N[,N...]",
+                        help="token counts for the extra dtypes (default: --tokens)")
+    parser.add_argument("--deadline", type=float, metavar="SECONDS",
+                        help="stop starting new measurements after this long (the rest are recorded as skipped)")
+    parser.add_argument("--device", default="cuda", choices=("cuda", "cpu"),
+                        help="cpu: dry run of the harness on tiny shapes (host clock; not a GPU measurement)")
+    parser.set_defaults(run=run)
+
+
+def _ints(text: str | None, flag: str) -> list[int] | None:
+    from ampersim.errors import InvalidArgument
+
+    if text is None:
+        return None
+    try:
+        values = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise InvalidArgument(f"{flag}: expected comma-separated integers, got '{text}'") from None
+    if not values or min(values) <= 0:
+        raise InvalidArgument(f"{flag}: token counts must be > 0; got '{text}'")
+    return values
+
+
+def _words(text: str, flag: str, allowed: tuple[str, ...]) -> list[str]:
+    from ampersim.errors import InvalidArgument
+
+    values = [v.strip() for v in text.split(",") if v.strip()]
+    bad = [v for v in values if v not in allowed]
+    if bad or not values:
+        raise InvalidArgument(f"{flag}: '{text}' is not a list of {', '.join(allowed)}")
+    return values
+
+
+def _workload(name: str, policy: str | None) -> Any:
+    from ampersim.errors import NotFound
+    from ampersim.measure.run import Workload
+    from ampersim.models.registry import load_model_spec
+    from ampersim.sim.scenario import load_scenario
+
+    try:
+        spec = load_model_spec(name)
+        return Workload(name=name, spec=spec, policy=policy or "amber")
+    except NotFound:
+        pass
+    try:
+        scenario = load_scenario(name)
+    except NotFound:
+        raise NotFound(f"--workload: '{name}' is neither a model spec nor a scenario "
+                       "(see `ampersim predict --help`, workloads/models, workloads/scenarios)") from None
+    return Workload(name=scenario.name, spec=load_model_spec(scenario.model), policy=policy or scenario.policy,
+                    scoring=scenario.scoring)
+
+
+def run(args: Any) -> int:
+    from ampersim.errors import InvalidArgument
+    from ampersim.measure.env import capture_environment, require_cuda
+    from ampersim.measure.gpu_pruner import load_gpu_pruner
+    from ampersim.measure.ops_torch import TORCH_DTYPES
+    from ampersim.measure.records import MeasurementWriter, header_record
+    from ampersim.measure.run import PROFILE_PRUNE_IMPLS, MeasureConfig, execute
+    from ampersim.patterns import NMPattern
+
+    pattern = str(NMPattern.parse(args.pattern))
+    config = MeasureConfig(
+        workloads=[_workload(w.strip(), args.policy) for w in args.workload.split(",") if w.strip()],
+        tokens=_ints(args.tokens, "--tokens"),
+        dtypes=_words(args.dtype, "--dtype", tuple(TORCH_DTYPES)),
+        pattern=pattern,
+        what=frozenset(_words(args.what, "--what", ("ops", "layers", "model"))),
+        prune_impls=_words(args.prune_impls, "--prune-impls", PROFILE_PRUNE_IMPLS + ("cslt_compress_only",))
+        if args.prune_impls else None,
+        layer_tokens=_ints(args.layer_tokens, "--layer-tokens"),
+        model_tokens=_ints(args.model_tokens, "--model-tokens"),
+        extra_dtype_tokens=_ints(args.extra_dtype_tokens, "--extra-dtype-tokens"),
+        deadline_s=args.deadline,
+        device=args.device,
+    )
+    if not config.workloads:
+        raise InvalidArgument("--workload: give at least one model or scenario")
+    if args.device == "cuda":
+        require_cuda()
+    else:
+        import torch  # noqa: F401  (the dry run still needs torch)
+    env = capture_environment(args.device)
+    header = header_record(env, ["ampersim", *sys.argv[1:]] if sys.argv else [],
+                           datetime.now(timezone.utc).isoformat(timespec="seconds"))
+    pruner = load_gpu_pruner() if args.device == "cuda" else None
+    print(f"measuring on {env['gpu']} ({'project GPU pruner: ' + ', '.join(sorted(pruner.impls)) if pruner else 'no project GPU pruner'})",
+          file=sys.stderr)
+    with MeasurementWriter(args.out, header, append=args.append) as writer:
+        counts = execute(config, writer, float(env.get("l2_bytes") or 50e6), pruner)
+    print(f"wrote {counts['measured']} records to {args.out} ({counts['skipped']} skipped; see 'skip' lines)",
+          file=sys.stderr)
+    return 0

@@ -1,0 +1,91 @@
+"""`ampersim validate`: cost-model predictions vs a measurement file, per op, layer and model."""
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+from ampersim.cli.output import add_format_argument, emit, render_csv, render_table, to_json
+
+SUMMARY_COLUMNS = ("category", "split", "n", "mape_pct", "max_abs_err_pct", "bias_pct")
+SUMMARY_HEADERS = {"mape_pct": "MAPE %", "max_abs_err_pct": "max |err| %", "bias_pct": "mean err %"}
+SPEEDUP_COLUMNS = ("category", "split", "n", "mean_abs_err", "max_abs_err")
+SPEEDUP_HEADERS = {"mean_abs_err": "speedup mean |err|", "max_abs_err": "speedup max |err|"}
+ROW_COLUMNS = ("category", "split", "model", "tokens", "dtype", "name", "measured_us", "predicted_us", "err_pct")
+ROW_HEADERS = {"measured_us": "measured µs", "predicted_us": "predicted µs", "err_pct": "err %"}
+
+
+def add_common_arguments(parser: Any) -> None:
+    parser.add_argument("--measurements", required=True, metavar="FILE", help="measurement file from `ampersim measure`")
+    parser.add_argument("--profile", required=True, metavar="NAME|FILE", help="hardware profile name, alias or YAML")
+    parser.add_argument("--holdout", metavar="MODELS",
+                        help="models whose rows are held out (comma-separated; default: every model but "
+                             "llama-3.1-8b, or but the first one measured)")
+    parser.add_argument("--force", action="store_true",
+                        help="compare even if the measurements come from another GPU than the profile's (warns)")
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "validate", help="compare cost-model predictions with GPU measurements",
+        description="Predict every measured op, decoder layer and whole model with the cost model (the same op "
+                    "graph) and report error per category: MAPE, max error, mean error, and the speedup error "
+                    "of dense/sparse pairs, split into fit and held-out models.")
+    add_common_arguments(parser)
+    parser.add_argument("--plot", metavar="FILE", help="write predicted-vs-measured and error-vs-tokens plots")
+    parser.add_argument("--rows", action="store_true", help="also print every row (table format)")
+    add_format_argument(parser)
+    parser.set_defaults(run=run)
+
+
+def load_checked(args: Any) -> tuple[Any, Any, list[str] | None]:
+    """(measurement file, profile, holdout list) with the GPU-mismatch rule applied."""
+    from ampersim.errors import InvalidData
+    from ampersim.hardware.registry import load_profile
+    from ampersim.measure.env import check_gpu_matches_profile
+    from ampersim.measure.records import read_measurements
+
+    mfile = read_measurements(args.measurements)
+    if mfile.truncated_line is not None:
+        print(f"warning: {mfile.path}:{mfile.truncated_line}: incomplete last line ignored (interrupted run)",
+              file=sys.stderr)
+    if not mfile.records:
+        raise InvalidData(f"{mfile.path}: holds no measurement records")
+    profile = load_profile(args.profile)
+    warning = check_gpu_matches_profile(mfile.gpu, profile.name, force=args.force)
+    if warning:
+        print("!" * 100 + f"\n{warning}\n" + "!" * 100, file=sys.stderr)
+    holdout = [m.strip() for m in args.holdout.split(",") if m.strip()] if args.holdout else None
+    return mfile, profile, holdout
+
+
+def run(args: Any) -> int:
+    from ampersim.measure.validate import validate
+
+    mfile, profile, holdout = load_checked(args)
+    result = validate(mfile, profile, holdout)
+    if args.plot:
+        from ampersim.measure.plots import plot_validation
+
+        plot_validation(result, args.plot)
+    if args.format == "json":
+        emit(to_json(result))
+        return 0
+    rows = [{**r, "measured_us": r["measured_s"] * 1e6, "predicted_us": r["predicted_s"] * 1e6} for r in result["rows"]]
+    if args.format == "csv":
+        emit(render_csv(rows, ROW_COLUMNS))
+        return 0
+    emit(render(result, rows if args.rows else None))
+    return 0
+
+
+def render(result: dict[str, Any], rows: list[dict[str, Any]] | None) -> str:
+    parts = [f"{result['profile']} vs {result['measurements']} ({result['gpu']}); held out: "
+             f"{', '.join(result['holdout']) or 'none'}",
+             render_table(result["summary"], SUMMARY_COLUMNS, SUMMARY_HEADERS)]
+    if result["speedup_summary"]:
+        parts += ["", render_table(result["speedup_summary"], SPEEDUP_COLUMNS, SPEEDUP_HEADERS)]
+    if rows:
+        parts += ["", render_table(rows, ROW_COLUMNS, ROW_HEADERS)]
+    if result["skipped"]:
+        parts += ["", f"{len(result['skipped'])} planned measurements were skipped (see the file's 'skip' lines)"]
+    return "\n".join(parts)

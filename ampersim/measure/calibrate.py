@@ -1,0 +1,219 @@
+"""Fit a profile's efficiency parameters to measurements; never judge the fit on the rows it used.
+
+Stages, in order (each fits a few parameters on the fit-split rows of its categories, 16-bit only,
+minimizing the mean squared log error of predicted vs measured time):
+
+1. memory-bound ops (norm, elementwise, embedding): memory_fraction, kernel_overhead_us
+2. dense GEMMs: dense_gemm peak_fraction, m_half, overhead_us (tile_m × tile_n by grid search)
+3. 2:4 sparse GEMMs: the same for sparse_gemm
+4. attention: attention_fraction
+5. each prune implementation measured: its bandwidth_fraction
+
+Continuous parameters are searched with Nelder-Mead (numpy only) inside bounds mapped through a
+sigmoid; tile sizes over a small grid. Grouped (MoE expert) and 8-bit GEMM rows are validated,
+not fitted: the profile has one GEMM efficiency per path for all dtypes and shapes.
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from ampersim.hardware.profile import HardwareProfile
+from ampersim.measure.records import MeasurementFile
+from ampersim.measure.validate import Predictor, category_of, default_holdout, error_stats
+
+TILE_CHOICES = (64, 128, 256)
+FIT_DTYPES = ("bf16", "fp16")
+
+
+@dataclass(frozen=True)
+class Param:
+    """A profile number addressed by its dotted path, searched in [lo, hi] (log scale if ``log``)."""
+
+    path: str
+    lo: float
+    hi: float
+    log: bool = False
+
+
+@dataclass(frozen=True)
+class Stage:
+    name: str
+    categories: tuple[str, ...]
+    params: tuple[Param, ...]
+    tiles: str | None = None  # "dense_gemm" / "sparse_gemm": grid over its tile_m, tile_n
+
+
+def stages(prune_impls: Sequence[str]) -> list[Stage]:
+    gemm = lambda path: (Param(f"{path}.peak_fraction", 0.3, 1.0), Param(f"{path}.m_half", 1.0, 4096.0, log=True),  # noqa: E731
+                         Param(f"{path}.overhead_us", 0.1, 60.0, log=True))
+    out = [
+        Stage("memory-bound ops", ("norm", "elementwise", "embedding"),
+              (Param("efficiency.memory_fraction", 0.3, 1.0), Param("efficiency.kernel_overhead_us", 0.1, 30.0, log=True))),
+        Stage("dense GEMM", ("dense_gemm",), gemm("efficiency.dense_gemm"), tiles="efficiency.dense_gemm"),
+        Stage("2:4 sparse GEMM", ("sparse_gemm",), gemm("efficiency.sparse_gemm"), tiles="efficiency.sparse_gemm"),
+        Stage("attention", ("attention",), (Param("efficiency.attention_fraction", 0.1, 1.0),)),
+    ]
+    for impl in prune_impls:
+        out.append(Stage(f"prune {impl}", (f"prune:{impl}",),
+                         (Param(f"prune_impls.{impl}.bandwidth_fraction", 1e-3, 1.0, log=True),)))
+    return out
+
+
+# -- reading and writing profile numbers by path ---------------------------------------------------
+def get_value(profile: HardwareProfile, path: str) -> float:
+    node: Any = profile
+    for part in path.split("."):
+        node = node[part] if isinstance(node, dict) else getattr(node, part)
+    return float(node.value)
+
+
+def with_values(profile: HardwareProfile, values: dict[str, float], sources: dict[str, str] | None = None) -> HardwareProfile:
+    """A copy of ``profile`` with the Sourced numbers at ``values``' paths replaced (and re-sourced).
+
+    Copies without re-validation (fast, for the search); ``calibrate`` validates the result."""
+    for path, value in values.items():
+        update = {"value": float(value)}
+        if sources and path in sources:
+            update.update(source=sources[path], date=None)
+        profile = _replace(profile, path.split("."), update)
+    return profile
+
+
+def _replace(node: Any, parts: list[str], update: dict[str, Any]) -> Any:
+    if not parts:
+        return node.model_copy(update=update)
+    head, rest = parts[0], parts[1:]
+    if isinstance(node, dict):
+        return {**node, head: _replace(node[head], rest, update)}
+    return node.model_copy(update={head: _replace(getattr(node, head), rest, update)})
+
+
+# -- search ---------------------------------------------------------------------------------------
+def _to_value(u: np.ndarray, params: Sequence[Param]) -> np.ndarray:
+    s = 1.0 / (1.0 + np.exp(-u))
+    out = np.empty_like(u)
+    for i, p in enumerate(params):
+        out[i] = math.exp(math.log(p.lo) + s[i] * (math.log(p.hi) - math.log(p.lo))) if p.log else p.lo + s[i] * (p.hi - p.lo)
+    return out
+
+
+def _to_u(values: Sequence[float], params: Sequence[Param]) -> np.ndarray:
+    u = []
+    for v, p in zip(values, params):
+        if p.log:
+            s = (math.log(v) - math.log(p.lo)) / (math.log(p.hi) - math.log(p.lo))
+        else:
+            s = (v - p.lo) / (p.hi - p.lo)
+        s = min(max(s, 1e-4), 1 - 1e-4)
+        u.append(math.log(s / (1 - s)))
+    return np.array(u)
+
+
+def nelder_mead(f: Callable[[np.ndarray], float], x0: np.ndarray, step: float = 0.5, iters: int = 400,
+                tol: float = 1e-10) -> tuple[np.ndarray, float]:
+    """Minimize ``f`` from ``x0`` (standard reflection/expansion/contraction/shrink)."""
+    n = x0.size
+    simplex = np.vstack([x0] + [x0 + step * np.eye(n)[i] for i in range(n)])
+    values = np.array([f(x) for x in simplex])
+    for _ in range(iters):
+        order = np.argsort(values)
+        simplex, values = simplex[order], values[order]
+        if values[-1] - values[0] < tol:
+            break
+        centroid = simplex[:-1].mean(axis=0)
+        reflected = centroid + (centroid - simplex[-1])
+        fr = f(reflected)
+        if fr < values[0]:
+            expanded = centroid + 2.0 * (centroid - simplex[-1])
+            fe = f(expanded)
+            simplex[-1], values[-1] = (expanded, fe) if fe < fr else (reflected, fr)
+        elif fr < values[-2]:
+            simplex[-1], values[-1] = reflected, fr
+        else:
+            contracted = centroid + 0.5 * (simplex[-1] - centroid)
+            fc = f(contracted)
+            if fc < values[-1]:
+                simplex[-1], values[-1] = contracted, fc
+            else:
+                simplex[1:] = simplex[0] + 0.5 * (simplex[1:] - simplex[0])
+                values[1:] = [f(x) for x in simplex[1:]]
+    best = int(np.argmin(values))
+    return simplex[best], float(values[best])
+
+
+def fit_stage(profile: HardwareProfile, stage: Stage, records: list[dict[str, Any]]) -> tuple[dict[str, float], float]:
+    """Best values of the stage's parameters (and its tile sizes) on ``records``; (values, loss)."""
+    predictor = Predictor(records)
+    measured = predictor.measured
+    params = list(stage.params)
+    start = [get_value(profile, p.path) for p in params]
+
+    def loss_for(base: HardwareProfile) -> Callable[[np.ndarray], float]:
+        def loss(u: np.ndarray) -> float:
+            values = dict(zip((p.path for p in params), _to_value(u, params)))
+            predicted = predictor.predict(with_values(base, values))
+            return float(np.mean(np.log(predicted / measured) ** 2))
+        return loss
+
+    tile_sets = [{}]
+    if stage.tiles:
+        tile_sets = [{f"{stage.tiles}.tile_m": tm, f"{stage.tiles}.tile_n": tn}
+                     for tm in TILE_CHOICES for tn in TILE_CHOICES]
+    best: tuple[dict[str, float], float] | None = None
+    for tiles in tile_sets:
+        base = with_values(profile, tiles) if tiles else profile
+        u, loss = nelder_mead(loss_for(base), _to_u(start, params))
+        if best is None or loss < best[1]:
+            best = ({**tiles, **dict(zip((p.path for p in params), _to_value(u, params)))}, loss)
+    assert best is not None
+    return best
+
+
+def calibrate(mfile: MeasurementFile, profile: HardwareProfile, holdout: Sequence[str] | None = None,
+              source_file: str | None = None) -> tuple[HardwareProfile, list[dict[str, Any]], list[str]]:
+    """Fit every stage that has fit-split rows; return (calibrated profile, stage reports, holdout)."""
+    holdout = list(holdout) if holdout is not None else default_holdout([r["model"] for r in mfile.records])
+    usable = [r for r in mfile.records if r["dtype"] in FIT_DTYPES and r["record"] == "op"]
+    fit_rows = [r for r in usable if r["model"] not in holdout]
+    measured_impls = sorted({r["prune_impl"] for r in fit_rows if r["variant"] == "prune"
+                             and r["prune_impl"] in profile.prune_impls})
+    where = source_file or str(mfile.path)
+    fit_models = ", ".join(sorted({r["model"] for r in fit_rows}))
+    current = profile
+    reports = []
+    for stage in stages(measured_impls):
+        rows = [r for r in fit_rows if category_of(r) in stage.categories]
+        if not rows:
+            reports.append({"stage": stage.name, "n": 0, "note": "no fit rows: parameters kept"})
+            continue
+        before = error_stats(Predictor(rows).predict(current), Predictor(rows).measured)
+        values, _ = fit_stage(current, stage, rows)
+        sources = {path: (f"measured: {where} (ampersim calibrate, stage '{stage.name}': fit on {len(rows)} "
+                          f"{fit_models} rows; MAPE before {before['mape_pct']:.1f} %)") for path in values}
+        current = with_values(current, values, sources)
+        after = error_stats(Predictor(rows).predict(current), Predictor(rows).measured)
+        reports.append({"stage": stage.name, "n": len(rows), "fit_mape_before_pct": before["mape_pct"],
+                        "fit_mape_after_pct": after["mape_pct"], "values": values})
+    notes = (f"Efficiency parameters calibrated by `ampersim calibrate` on {where} ({mfile.gpu}; torch "
+             f"{mfile.environment.get('torch')}, CUDA {mfile.environment.get('cuda')}, cuSPARSELt "
+             f"{mfile.environment.get('cusparselt')}); fit on {fit_models}, held out: {', '.join(holdout) or 'none'}. "
+             f"Peaks, memory, prices etc. are those of the shipped profile '{profile.name}'. {profile.notes}")
+    data = current.model_dump(mode="python")
+    data.update(name=f"{profile.name}-calibrated", display_name=f"{profile.display_name} (calibrated)",
+                aliases=[], status="calibrated", calibrated_from=where, notes=notes)
+    return HardwareProfile.model_validate(data), reports, holdout
+
+
+def profile_yaml(profile: HardwareProfile) -> str:
+    """The profile as YAML in the shipped files' field order."""
+    import yaml
+
+    header = (f"# {profile.display_name}: written by `ampersim calibrate`; efficiency numbers say "
+              f"'measured: <file>'. Load it with --profile <this file>.\n")
+    return header + yaml.safe_dump(profile.model_dump(mode="json", exclude_none=True), sort_keys=False,
+                                   allow_unicode=True, width=110)

@@ -1,0 +1,175 @@
+"""A random-weight decoder with a real architecture (Llama / Qwen2 / Qwen3 dense), run in torch.
+
+It executes, layer by layer, what the op graph (ampersim.sim.graph) describes: RMSNorm, q/k/v
+projections, [q/k norm], rotary, causal GQA attention (SDPA), o projection, residual, RMSNorm,
+gate/up, SiLU·up, down, residual (rotary and SiLU·up as one-pass Triton kernels on a GPU, as the
+graph costs them; eager torch elsewhere); the whole model adds the embedding, the final norm and lm_head
+on the last token. Every linear whose input the policy sparsifies gets its activation pruned once
+per activation (q/k/v share one, gate/up share one) by a prune implementation, then either the
+2:4 sparse GEMM (compressed operand) or a dense GEMM on the masked activation (mask-only impls).
+``reference=True`` runs the same layer with eager masking and F.linear instead of the sparse
+path: the sparse output must match it before anything is timed.
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from ampersim.errors import InvalidArgument
+from ampersim.measure.ops_torch import eager_prune, rel_err, rope_eager, torch_dtype
+from ampersim.models.spec import ModelSpec
+from ampersim.prune.policy import SparsityPolicy
+
+Pruner = Callable[[Any], Any]  # activation [T, K] -> compressed operand or masked dense activation
+_INPUT_OF = {"q_proj": "attn_in", "k_proj": "attn_in", "v_proj": "attn_in", "o_proj": "attn_out",
+             "gate_proj": "mlp_in", "up_proj": "mlp_in", "down_proj": "mlp_mid"}
+
+
+@dataclass(frozen=True)
+class SparsePath:
+    """How sparsified linears run: ``prune`` returns the compressed operand when ``compressed``,
+    else a masked dense activation fed to F.linear."""
+
+    name: str
+    prune: Pruner
+    compressed: bool
+    pattern: tuple[int, int]
+
+
+def check_architecture(spec: ModelSpec) -> None:
+    if spec.moe is not None:
+        raise InvalidArgument(f"{spec.name}: whole-layer measurement covers dense FFN models only (MoE not run)")
+    if spec.sliding_window is not None or spec.family == "gemma3":
+        raise InvalidArgument(f"{spec.name}: sliding-window / sandwich-norm layers are not run as a whole")
+
+
+class _Linear:
+    """One projection: weight [N, K]; the sparse GEMM algorithm is searched once for its token count."""
+
+    def __init__(self, torch: Any, N: int, K: int, dtype: Any, device: str) -> None:
+        self.torch = torch
+        self.w = torch.randn(N, K, device=device, dtype=torch.float32).mul_(1 / math.sqrt(K)).to(dtype)
+        self.wt = self.w.t()
+        self.algs: dict[int, tuple[int, int, int]] = {}  # tokens -> searched (alg_id, split_k, split_k_mode)
+
+    def dense(self, x: Any) -> Any:
+        return self.torch.nn.functional.linear(x, self.w)
+
+    def sparse(self, compressed: Any) -> Any:
+        rows = compressed.shape[0]
+        if rows not in self.algs:
+            found = self.torch._C._cusparselt.mm_search(compressed, self.wt, None, None, None, False)
+            self.algs[rows] = (int(found[0]), int(found[1]), int(found[2]))
+        a, s, mode = self.algs[rows]
+        return self.torch._cslt_sparse_mm(compressed, self.wt, alg_id=a, split_k=s, split_k_mode=mode)
+
+
+class DecoderLayer:
+    """One decoder layer with random weights; ``sparse_kinds`` are the linears whose input is pruned."""
+
+    def __init__(self, spec: ModelSpec, sparse_kinds: frozenset[str], dtype: str, device: str) -> None:
+        import torch
+
+        from ampersim.measure.ops_torch import fused_kernels
+
+        check_architecture(spec)
+        self.torch, self.spec, self.sparse_kinds = torch, spec, sparse_kinds
+        fused = fused_kernels(device)
+        self.rope = fused.rope if fused else rope_eager
+        self.silu_mul = fused.silu_mul if fused else (lambda g, u: torch.nn.functional.silu(g) * u)
+        dt = torch_dtype(dtype)
+        h, hd = spec.hidden_size, spec.head_dim
+        q_dim, kv_dim, ffn = spec.num_heads * hd, spec.num_kv_heads * hd, spec.intermediate_size
+        shapes = {"q_proj": (q_dim, h), "k_proj": (kv_dim, h), "v_proj": (kv_dim, h), "o_proj": (h, q_dim),
+                  "gate_proj": (ffn, h), "up_proj": (ffn, h), "down_proj": (h, ffn)}
+        self.linears = {k: _Linear(torch, n, kk, dt, device) for k, (n, kk) in shapes.items()}
+        ones = lambda n: torch.ones(n, device=device, dtype=dt)  # noqa: E731
+        self.attn_norm, self.ffn_norm = ones(h), ones(h)
+        self.q_norm, self.k_norm = ones(hd), ones(hd)
+
+    def _project(self, x: Any, kinds: tuple[str, ...], path: SparsePath | None, reference: bool) -> list[Any]:
+        sparse = [k for k in kinds if k in self.sparse_kinds] if path is not None else []
+        pruned = None
+        if sparse:
+            n, m = path.pattern
+            pruned = eager_prune(x, n, m) if reference else path.prune(x)
+        out = []
+        for kind in kinds:
+            lin = self.linears[kind]
+            if kind not in sparse:
+                out.append(lin.dense(x))
+            elif reference or not path.compressed:
+                out.append(lin.dense(pruned))
+            else:
+                out.append(lin.sparse(pruned))
+        return out
+
+    def __call__(self, x: Any, cos: Any, sin: Any, path: SparsePath | None = None, reference: bool = False) -> Any:
+        F = self.torch.nn.functional
+        spec, T = self.spec, x.shape[0]
+        H, Hkv, D = spec.num_heads, spec.num_kv_heads, spec.head_dim
+        h = F.rms_norm(x, (x.shape[1],), self.attn_norm, 1e-6)
+        q, k, v = self._project(h, ("q_proj", "k_proj", "v_proj"), path, reference)
+        q, k, v = q.view(T, H, D), k.view(T, Hkv, D), v.view(T, Hkv, D)
+        if spec.qk_norm:
+            q, k = F.rms_norm(q, (D,), self.q_norm, 1e-6), F.rms_norm(k, (D,), self.k_norm, 1e-6)
+        q, k = self.rope(q, cos, sin), self.rope(k, cos, sin)
+        attn = F.scaled_dot_product_attention(q.transpose(0, 1)[None], k.transpose(0, 1)[None],
+                                              v.transpose(0, 1)[None], is_causal=True, enable_gqa=True)
+        attn = attn[0].transpose(0, 1).reshape(T, H * D)
+        (o,) = self._project(attn, ("o_proj",), path, reference)
+        x = x + o
+        h = F.rms_norm(x, (x.shape[1],), self.ffn_norm, 1e-6)
+        gate, up = self._project(h, ("gate_proj", "up_proj"), path, reference)
+        act = self.silu_mul(gate, up)
+        (down,) = self._project(act, ("down_proj",), path, reference)
+        return x + down
+
+
+def rotary_tables(T: int, D: int, device: str, dtype: str, theta: float = 500000.0) -> tuple[Any, Any]:
+    import torch
+
+    inv = 1.0 / theta ** (torch.arange(0, D, 2, device=device, dtype=torch.float32) / D)
+    angles = torch.outer(torch.arange(T, device=device, dtype=torch.float32), inv)
+    emb = torch.cat((angles, angles), dim=-1)[:, None, :]
+    return emb.cos().to(torch_dtype(dtype)), emb.sin().to(torch_dtype(dtype))
+
+
+def layer_kinds(policy: SparsityPolicy, layer: int) -> frozenset[str]:
+    return frozenset(k for k in _INPUT_OF if policy.is_sparse(layer, k))
+
+
+class DecoderModel:
+    """Embedding, every decoder layer of ``spec`` (random weights), final norm, lm_head on the last token."""
+
+    def __init__(self, spec: ModelSpec, policy: SparsityPolicy, dtype: str, device: str) -> None:
+        import torch
+
+        check_architecture(spec)
+        self.torch, self.spec = torch, spec
+        dt = torch_dtype(dtype)
+        self.embed = torch.randn(spec.vocab_size, spec.hidden_size, device=device, dtype=dt)
+        self.layers = [DecoderLayer(spec, layer_kinds(policy, i), dtype, device) for i in range(spec.num_layers)]
+        self.final_norm = torch.ones(spec.hidden_size, device=device, dtype=dt)
+        self.lm_head = self.embed if spec.tie_embeddings else torch.randn_like(self.embed).mul_(spec.hidden_size ** -0.5)
+
+    def __call__(self, ids: Any, cos: Any, sin: Any, path: SparsePath | None = None, reference: bool = False) -> Any:
+        F = self.torch.nn.functional
+        x = F.embedding(ids, self.embed)
+        for layer in self.layers:
+            x = layer(x, cos, sin, path, reference)
+        x = F.rms_norm(x, (x.shape[1],), self.final_norm, 1e-6)
+        return F.linear(x[-1:], self.lm_head)
+
+    def layer_errors(self, ids: Any, cos: Any, sin: Any, path: SparsePath) -> list[float]:
+        """Per layer, on the input the sparse model gives it: relative error of the sparse path vs
+        eager masking + F.linear (teacher-forced, so rounding differences do not compound)."""
+        x = self.torch.nn.functional.embedding(ids, self.embed)
+        errors = []
+        for layer in self.layers:
+            out = layer(x, cos, sin, path)
+            errors.append(rel_err(out, layer(x, cos, sin, path, reference=True)))
+            x = out
+        return errors

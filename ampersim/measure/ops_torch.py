@@ -1,0 +1,429 @@
+"""How each op of the graph (ampersim.sim.graph.Op) is run in torch, with a correctness check.
+
+Each ``prepare_*`` turns one op into ``Prepared``: a list of calls (one per rotated input set, so
+that repeated runs stream from device memory as prefill does rather than from L2), the check that
+ran before any timing (relative error against a float64 reference on fresh non-zero random
+inputs; NaN fails), the torch implementation used, and the exact shape measured (GEMM rows are
+rounded up to whole tokens and to the sparse kernel's row multiple; the record keeps both).
+
+A GEMM op runs ``dense`` (F.linear / torch.bmm for 16-bit, torch._int_mm for int8,
+torch._scaled_mm for fp8) or ``sparse`` (2:4-pruned input compressed with torch._cslt_compress,
+then torch._cslt_sparse_mm with the algorithm torch._C._cusparselt.mm_search picks); a prune op
+runs one of the profile's prune implementations; other ops run as a prefill in eager torch would.
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from ampersim.errors import InvalidArgument
+from ampersim.measure.harness import rotation_sets
+from ampersim.models.spec import ModelSpec
+from ampersim.sim.graph import Op
+
+TORCH_DTYPES = {"bf16": "bfloat16", "fp16": "float16", "int8": "int8", "fp8": "float8_e4m3fn"}
+# Sparse operand rows/cols must be multiples of this (cuSPARSELt): 16 for 16-bit, 32 for 8-bit.
+SPARSE_MULTIPLE = {"bf16": 16, "fp16": 16, "int8": 32, "fp8": 32}
+# Relative-error bounds vs a float64 reference (bf16 operands with fp32 accumulation land near 1e-3..1e-2).
+TOLERANCE = {"bf16": 2e-2, "fp16": 1e-2, "int8": 0.0, "fp8": 2e-2}
+CHECK_ROWS = 256  # rows of a GEMM output checked against the float64 reference
+
+
+class CheckFailed(RuntimeError):
+    """A result disagreed with its reference: the op is not timed."""
+
+
+@dataclass
+class Prepared:
+    """A ready-to-time op: calls (one per input set), check result, implementation, measured shape."""
+
+    calls: list[Callable[[], Any]]
+    impl: str
+    shape: dict[str, float]
+    check: dict[str, Any]
+    use_graph: bool = True
+    note: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def torch_dtype(dtype: str) -> Any:
+    import torch
+
+    if dtype not in TORCH_DTYPES:
+        raise InvalidArgument(f"--dtype {dtype}: measurable dtypes are {', '.join(TORCH_DTYPES)}")
+    return getattr(torch, TORCH_DTYPES[dtype])
+
+
+def round_up(value: float, multiple: int) -> int:
+    return int(math.ceil(value / multiple) * multiple)
+
+
+def rel_err(out: Any, ref: Any) -> float:
+    """‖out − ref‖ / ‖ref‖ in float64; NaN or inf anywhere gives inf."""
+    import torch
+
+    out64, ref64 = out.double(), ref.double()
+    if not bool(torch.isfinite(out64).all()):
+        return math.inf
+    return float((out64 - ref64).norm() / ref64.norm().clamp_min(1e-30))
+
+
+def _checked(err: float, tol: float, what: str) -> dict[str, Any]:
+    if not err <= tol:
+        raise CheckFailed(f"{what}: relative error {err:.3g} > {tol:g}")
+    return {"rel_err": err, "tol": tol, "ok": True}
+
+
+# -- inputs ------------------------------------------------------------------------------------
+def random_tensor(shape: tuple[int, ...], dtype: str, device: str, *, scale: float = 1.0) -> Any:
+    """Fresh non-zero random values: normal for float types, ±[1, 63] for int8."""
+    import torch
+
+    if dtype == "int8":
+        mag = torch.randint(1, 64, shape, device=device, dtype=torch.int16)
+        sign = torch.randint(0, 2, shape, device=device, dtype=torch.int16) * 2 - 1
+        return (mag * sign).to(torch.int8)
+    x = torch.randn(shape, device=device, dtype=torch.float32) * scale
+    x = torch.where(x == 0, torch.full_like(x, scale), x)
+    return x.to(torch_dtype(dtype))
+
+
+def prune_mask(x: Any, n: int, m: int, factor: Any = None) -> Any:
+    """Boolean keep-mask: top-``n`` scores (|x|, times ``factor`` per column if given) per ``m`` along the last dim."""
+    import torch
+
+    score = x.abs() if x.dtype != torch.int8 else x.to(torch.int16).abs()
+    if factor is not None:
+        score = score * factor
+    groups = score.reshape(*x.shape[:-1], x.shape[-1] // m, m)
+    idx = groups.topk(n, dim=-1).indices
+    mask = torch.zeros(groups.shape, dtype=torch.bool, device=x.device).scatter_(-1, idx, True)
+    return mask.reshape(x.shape)
+
+
+def eager_prune(x: Any, n: int, m: int, factor: Any = None) -> Any:
+    """Eager PyTorch N:M masking (abs, [× factor], topk, scatter, multiply): a dense masked copy."""
+    return x * prune_mask(x, n, m, factor)
+
+
+def pruned_input(shape: tuple[int, ...], dtype: str, device: str, n: int = 2, m: int = 4) -> Any:
+    """A random activation pruned to n:m (8-bit types are pruned through float32)."""
+    x = random_tensor(shape, dtype, device)
+    if dtype in ("int8", "fp8"):
+        wide = x.float()
+        return (wide * prune_mask(wide, n, m)).to(x.dtype)
+    return eager_prune(x, n, m)
+
+
+# -- GEMMs ---------------------------------------------------------------------------------------
+def gemm_shape(op: Op, variant: str) -> dict[str, int]:
+    """Integer shape measured for a GEMM op: M rounded up (to the sparse row multiple when sparse)."""
+    groups = max(1, int(round(float(op.groups))))
+    multiple = SPARSE_MULTIPLE[op.dtype] if variant == "sparse" else (16 if op.dtype == "fp8" else 1)
+    M = round_up(float(op.M), multiple)
+    if op.dtype == "int8" and variant == "dense":
+        M = max(M, 17)  # torch._int_mm needs more than 16 rows
+    K, N = int(op.K), int(op.N)
+    if variant == "sparse" and (K % SPARSE_MULTIPLE[op.dtype] or N % 8):
+        raise InvalidArgument(f"{op.name}: K={K}, N={N} cannot take the {op.dtype} 2:4 sparse path "
+                              f"(K must be a multiple of {SPARSE_MULTIPLE[op.dtype]}, N of 8)")
+    return {"M": M, "N": N, "K": K, "groups": groups}
+
+
+def _weights(groups: int, N: int, K: int, dtype: str, device: str) -> Any:
+    """Random weights [groups, N, K]; 16-bit ones scaled by 1/sqrt(K) (8-bit ones kept representable)."""
+    scale = 1.0 / math.sqrt(K) if dtype in ("bf16", "fp16") else 1.0
+    return random_tensor((groups, N, K), dtype, device, scale=scale)
+
+
+def _dense_call(x: Any, w: Any, dtype: str) -> Callable[[], Any]:
+    import torch
+    import torch.nn.functional as F
+
+    if dtype == "int8":
+        wt = w[0].t()
+        return lambda: torch._int_mm(x[0], wt)
+    if dtype == "fp8":
+        one = torch.ones((), device=x.device, dtype=torch.float32)
+        wt = w[0].t()
+        return lambda: torch._scaled_mm(x[0], wt, one, one, out_dtype=torch.bfloat16)
+    if x.shape[0] == 1:
+        x0, w0 = x[0], w[0]
+        return lambda: F.linear(x0, w0)
+    wt = w.transpose(1, 2)
+    return lambda: torch.bmm(x, wt)
+
+
+def _reference(x: Any, w: Any) -> Any:
+    """float64 product of the first CHECK_ROWS rows of every group: [groups, rows, N] (exact for int8)."""
+    return x[:, :CHECK_ROWS].double() @ w.double().transpose(1, 2)
+
+
+def _head_rows(y: Any, groups: int) -> Any:
+    y = y if y.dim() == 3 else y.unsqueeze(0)
+    return y[:groups, :CHECK_ROWS].float()
+
+
+def prepare_gemm(op: Op, variant: str, device: str, l2_bytes: float) -> Prepared:
+    """Dense or 2:4-sparse GEMM of ``op``'s shape, checked against float32 before timing."""
+    import torch
+
+    s = gemm_shape(op, variant)
+    groups, M, N, K, dtype = s["groups"], s["M"], s["N"], s["K"], op.dtype
+    if groups > 1 and dtype in ("int8", "fp8"):
+        raise InvalidArgument(f"{op.name}: grouped {dtype} GEMMs are not measured (no batched torch path)")
+    itemsize = torch.empty((), dtype=torch_dtype(dtype)).element_size()
+    working = groups * (M * K + N * K) * itemsize + groups * M * N * 2
+    sets = rotation_sets(working, l2_bytes)
+    xs = [pruned_input((groups, M, K), dtype, device) if variant == "sparse"
+          else random_tensor((groups, M, K), dtype, device) for _ in range(sets)]
+    ws = [_weights(groups, N, K, dtype, device) for _ in range(sets)]
+    tol = TOLERANCE[dtype]
+    if variant == "dense":
+        calls = [_dense_call(x, w, dtype) for x, w in zip(xs, ws)]
+        check = _checked(rel_err(_head_rows(calls[0](), groups), _reference(xs[0], ws[0])), tol,
+                         f"{op.name} dense")
+        impl = {"int8": "torch._int_mm", "fp8": "torch._scaled_mm"}.get(dtype, "F.linear" if groups == 1 else "torch.bmm")
+        return Prepared(calls, impl, {**s, "sets": sets}, check)
+    if variant != "sparse":
+        raise InvalidArgument(f"GEMM variant must be dense or sparse; got {variant!r}")
+    sparse = [_SparseGemm(x, w, dtype) for x, w in zip(xs, ws)]
+    sparse[0].search()
+    for other in sparse[1:]:
+        other.alg = sparse[0].alg
+    err = rel_err(_head_rows(sparse[0].run(), groups), _reference(xs[0], ws[0]))
+    if not err <= tol and sparse[0].alg[0] != 0:  # some algorithm ids were reported wrong: fall back
+        bad = sparse[0].alg
+        for item in sparse:
+            item.alg = (0, 1, -1)
+        err = rel_err(_head_rows(sparse[0].run(), groups), _reference(xs[0], ws[0]))
+        note = f"mm_search alg {bad} failed the check; alg 0 used"
+    else:
+        note = ""
+    check = _checked(err, tol, f"{op.name} 2:4 sparse (vs dense product of the pruned input)")
+    a = sparse[0].alg
+    impl = f"torch._cslt_sparse_mm(alg_id={a[0]}, split_k={a[1]}, split_k_mode={a[2]})"
+    if groups > 1:
+        note = (note + "; " if note else "") + f"{groups} groups run as {groups} _cslt_sparse_mm calls (no grouped cuSPARSELt path in torch)"
+    return Prepared([item.run for item in sparse], impl, {**s, "sets": sets}, check, note=note,
+                    extra={"alg": list(a)})
+
+
+class _SparseGemm:
+    """Compressed 2:4 activation times dense weight through cuSPARSELt, per group."""
+
+    def __init__(self, x: Any, w: Any, dtype: str) -> None:
+        import torch
+
+        self.torch = torch
+        self.compressed = [torch._cslt_compress(x[g]) for g in range(x.shape[0])]
+        self.wt = [w[g].t() for g in range(w.shape[0])]
+        self.out_dtype = {"int8": torch.int32, "fp8": torch.bfloat16}.get(dtype)
+        self.alg: tuple[int, int, int] = (0, 1, -1)
+
+    def search(self) -> None:
+        found = self.torch._C._cusparselt.mm_search(self.compressed[0], self.wt[0], None, None,
+                                                    self.out_dtype, False)
+        self.alg = (int(found[0]), int(found[1]), int(found[2]))
+
+    def run(self) -> Any:
+        a, s, mode = self.alg
+        outs = [self.torch._cslt_sparse_mm(c, wt, out_dtype=self.out_dtype, alg_id=a, split_k=s,
+                                           split_k_mode=mode) for c, wt in zip(self.compressed, self.wt)]
+        return outs[0] if len(outs) == 1 else self.torch.stack(outs)
+
+
+# -- prune / compress ------------------------------------------------------------------------------
+def prepare_prune(op: Op, impl: str, device: str, l2_bytes: float, pattern: str,
+                  gpu_pruner: Any = None) -> Prepared:
+    """Runtime pruning of an [M, K] activation with implementation ``impl`` (profile prune_impls names,
+    plus ``cslt_compress_only``: torch._cslt_compress of an already pruned input)."""
+    import torch
+
+    n, m = (int(v) for v in pattern.split(":"))
+    dtype = op.dtype if op.dtype in ("bf16", "fp16") else "bf16"
+    multiple = SPARSE_MULTIPLE[dtype]
+    M, K = round_up(float(op.M), multiple), int(op.K)
+    shape = {"M": M, "K": K, "N": 0, "groups": 1}
+    sets = rotation_sets(M * K * 2 * 3, l2_bytes)
+    factor = None
+    if op.attrs.get("scoring") == "amber":
+        factor = torch.rand(K, device=device, dtype=torch.float32).add_(0.5).to(torch_dtype(dtype))
+    xs = [random_tensor((M, K), dtype, device) for _ in range(sets)]
+    reference = eager_prune(xs[0], n, m, factor)
+    if impl == "torch_eager_mask":
+        calls = [lambda x=x: eager_prune(x, n, m, factor) for x in xs]
+        check = _checked(rel_err(calls[0](), reference), 0.0, f"{op.name} eager mask")
+        return Prepared(calls, f"eager torch {pattern} mask (abs{', x factor' if factor is not None else ''}, "
+                        "topk, scatter, multiply)", {**shape, "sets": sets}, check)
+    if (n, m) != (2, 4) and impl != "fused_mask":
+        raise InvalidArgument(f"prune impl {impl} writes the cuSPARSELt 2:4 operand; pattern {pattern} "
+                              "is not 2:4")
+    if impl == "torch_eager_cslt":
+        calls = [lambda x=x: torch._cslt_compress(eager_prune(x, n, m, factor)) for x in xs]
+        check = _check_compressed(calls[0](), reference, dtype)
+        return Prepared(calls, "eager torch 2:4 mask, then torch._cslt_compress", {**shape, "sets": sets}, check)
+    if impl == "cslt_compress_only":
+        pruned = [eager_prune(x, n, m, factor) for x in xs]
+        calls = [lambda p=p: torch._cslt_compress(p) for p in pruned]
+        check = _check_compressed(calls[0](), reference, dtype)
+        return Prepared(calls, "torch._cslt_compress of an already 2:4-pruned input",
+                        {**shape, "sets": sets}, check, note="diagnostic: not a profile prune_impl")
+    if gpu_pruner is None or impl not in gpu_pruner.impls:
+        raise InvalidArgument(f"prune impl {impl} is not available here")
+    calls = [gpu_pruner.call(impl, x, n, m, factor) for x in xs]
+    own = gpu_pruner.reference(xs[0], n, m, factor)  # its semantics: fp32 scores
+    out = calls[0]()
+    check = (_check_compressed(out, own, dtype) if impl.endswith("cslt")
+             else _checked(rel_err(out, own), 0.0, f"{op.name} {impl} (vs its eager reference)"))
+    return Prepared(calls, gpu_pruner.describe(impl, device), {**shape, "sets": sets}, check)
+
+
+def _check_compressed(compressed: Any, pruned_reference: Any, dtype: str) -> dict[str, Any]:
+    """A compressed operand must multiply like the pruned dense input (64 random output columns)."""
+    import torch
+
+    K = pruned_reference.shape[1]
+    w = random_tensor((64, K), dtype, str(pruned_reference.device), scale=1.0 / math.sqrt(K))
+    got = torch._cslt_sparse_mm(compressed, w.t())[:CHECK_ROWS].float()
+    ref = pruned_reference[:CHECK_ROWS].float() @ w.float().t()
+    return _checked(rel_err(got, ref), TOLERANCE[dtype], "compressed operand (vs pruned input)")
+
+
+# -- attention, norms, elementwise -----------------------------------------------------------------
+def prepare_attention(op: Op, device: str, l2_bytes: float) -> Prepared:
+    """Causal GQA attention through F.scaled_dot_product_attention on one sequence of op.M tokens."""
+    import torch
+    import torch.nn.functional as F
+
+    a = op.attrs
+    lens = a.get("seq_lens") or [int(op.M)]
+    if len(set(lens)) != 1:
+        raise InvalidArgument(f"{op.name}: sequences of different lengths {sorted(set(lens))[:4]} are not measured")
+    if a.get("window") is not None and a["window"] < lens[0]:
+        raise InvalidArgument(f"{op.name}: sliding-window attention (window {a['window']}) is not measured")
+    B, T, H, Hkv, D = len(lens), lens[0], a["heads"], a["kv_heads"], a["head_dim"]
+    dtype = torch_dtype("bf16" if op.dtype in ("int8", "fp8") else op.dtype)
+    working = B * T * (2 * H + 2 * Hkv) * D * 2
+    sets = rotation_sets(working, l2_bytes)
+    qkv = [(torch.randn(B, H, T, D, device=device, dtype=dtype), torch.randn(B, Hkv, T, D, device=device, dtype=dtype),
+            torch.randn(B, Hkv, T, D, device=device, dtype=dtype)) for _ in range(sets)]
+    calls = [lambda q=q, k=k, v=v: F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=True)
+             for q, k, v in qkv]
+    q, k, v = qkv[0]
+    rows = min(T, CHECK_ROWS)  # causal: the first rows depend only on the first keys
+    rep = H // Hkv
+    ref = F.scaled_dot_product_attention(q[:, :, :rows].float(), k[:, :, :rows].float().repeat_interleave(rep, 1),
+                                         v[:, :, :rows].float().repeat_interleave(rep, 1), is_causal=True)
+    check = _checked(rel_err(calls[0]()[:, :, :rows], ref), TOLERANCE["bf16"], f"{op.name} SDPA")
+    return Prepared(calls, "F.scaled_dot_product_attention(is_causal=True, enable_gqa=True)",
+                    {"M": B * T, "N": float(op.N), "K": D, "groups": 1, "sets": sets}, check)
+
+
+def fused_kernels(device: str) -> Any:
+    """ampersim.measure.triton_ops on a CUDA device with Triton, else None (eager torch is used)."""
+    if device == "cpu":
+        return None
+    try:
+        from ampersim.measure import triton_ops
+    except ImportError:
+        return None
+    return triton_ops
+
+
+FUSABLE = ("rotary", "activation")  # ops with a one-pass Triton kernel and an eager-torch diagnostic
+
+
+def prepare_stream(op: Op, spec: ModelSpec, device: str, l2_bytes: float, eager: bool = False) -> Prepared:
+    """Norms, rotary, activation, residual add, embedding gather, MoE dispatch/combine on [M, K].
+
+    Rotary and the gated activation run as one-pass Triton kernels where available (as the graph
+    costs them), or with ``eager`` (or without Triton) as eager torch."""
+    import torch
+    import torch.nn.functional as F
+
+    fused = None if eager else fused_kernels(device)
+
+    dtype = torch_dtype("bf16" if op.dtype in ("int8", "fp8") else op.dtype)
+    T, K = int(round(float(op.M))), int(op.K)
+    base = op.name.split(".")[-1] if op.name.startswith("shared_expert.") else op.name
+    sets = rotation_sets(T * K * 2 * 3, l2_bytes)
+
+    def randn(*shape: int) -> Any:
+        return torch.randn(*shape, device=device, dtype=dtype)
+
+    if op.kind == "norm":
+        width = spec.head_dim if base in ("q_norm", "k_norm") else K
+        weight = randn(width)
+        xs = [randn(T, K // width, width) for _ in range(sets)]
+        calls = [lambda x=x: F.rms_norm(x, (width,), weight, 1e-6) for x in xs]
+        ref = F.rms_norm(xs[0].float(), (width,), weight.float(), 1e-6)
+        impl = "F.rms_norm"
+    elif base == "rotary":
+        q_dim = spec.num_heads * spec.head_dim
+        q_dim = q_dim * K // (q_dim + spec.num_kv_heads * spec.head_dim)  # per GPU under TP
+        D = spec.head_dim
+        half = randn(T, 1, D // 2)
+        cos, sin = torch.cat((half, half), -1), torch.cat((half.flip(-1), half.flip(-1)), -1)
+        xs = [(randn(T, q_dim // D, D), randn(T, (K - q_dim) // D, D)) for _ in range(sets)]
+        rope = fused.rope if fused else rope_eager
+        calls = [lambda q=q, k=k: (rope(q, cos, sin), rope(k, cos, sin)) for q, k in xs]
+        ref = rope_eager(xs[0][0].float(), cos.float(), sin.float())
+        impl = ("Triton one-pass rotary on q and k (2 kernels)" if fused else
+                "eager torch rotary (x*cos + rotate_half(x)*sin) on q and k")
+    elif base == "activation":
+        silu = op.attrs.get("function", "silu") == "silu"
+        act = F.silu if silu else (lambda t: F.gelu(t, approximate="tanh"))
+        xs = [(randn(T, K), randn(T, K)) for _ in range(sets)]
+        if fused and silu:
+            calls = [lambda g=g, u=u: fused.silu_mul(g, u) for g, u in xs]
+            impl = "Triton one-pass silu(gate) * up"
+        else:
+            calls = [lambda g=g, u=u: act(g) * u for g, u in xs]
+            impl = "eager torch act(gate) * up (2 kernels)"
+        ref = act(xs[0][0].float()) * xs[0][1].float()
+    elif base.startswith("residual"):
+        xs = [(randn(T, K), randn(T, K)) for _ in range(sets)]
+        calls = [lambda a=a, b=b: a + b for a, b in xs]
+        ref = xs[0][0].float() + xs[0][1].float()
+        impl = "residual add"
+    elif op.kind == "embedding":
+        vocab = int(op.attrs.get("vocab", spec.vocab_size))
+        table = randn(vocab, K)
+        xs = [torch.randint(0, vocab, (T,), device=device) for _ in range(sets)]
+        calls = [lambda ids=ids: F.embedding(ids, table) for ids in xs]
+        ref = table[xs[0]].float()
+        impl = "F.embedding"
+    elif base in ("moe.dispatch", "moe.combine"):
+        k = int(op.attrs["top_k"])
+        idx = [torch.randint(0, T, (T * k,), device=device) for _ in range(sets)]
+        if base == "moe.dispatch":
+            xs = [randn(T, K) for _ in range(sets)]
+            calls = [lambda x=x, i=i: x.index_select(0, i) for x, i in zip(xs, idx)]
+            ref = xs[0].float()[idx[0]]
+            impl = "index_select (gather tokens to experts)"
+        else:
+            ys = [(randn(T * k, K), torch.zeros(T, K, device=device, dtype=dtype)) for _ in range(sets)]
+            calls = [lambda y=y, out=out, i=i: out.index_add_(0, i, y) for (y, out), i in zip(ys, idx)]
+            ref = torch.zeros(T, K, device=device).index_add_(0, idx[0], ys[0][0].float())
+            impl = "index_add_ (combine expert outputs)"
+            check = _checked(rel_err(calls[0](), ref), TOLERANCE["bf16"], op.name)
+            return Prepared(calls, impl, {"M": T, "N": 0, "K": K, "groups": 1, "sets": sets}, check,
+                            note="accumulates into its output on every run (timing only)")
+    else:
+        raise InvalidArgument(f"op {op.name} (kind {op.kind}) has no torch implementation here")
+    out = calls[0]()
+    out = out[0] if isinstance(out, tuple) else out
+    check = _checked(rel_err(out, ref), TOLERANCE["bf16"], op.name)
+    return Prepared(calls, impl, {"M": T, "N": 0, "K": K, "groups": 1, "sets": sets}, check)
+
+
+def rope_eager(x: Any, cos: Any, sin: Any) -> Any:
+    """Rotary embedding, HF layout (x*cos + rotate_half(x)*sin), on [T, heads, D] with cos/sin [T, 1, D]."""
+    import torch
+
+    half = x.shape[-1] // 2
+    rotated = torch.cat((-x[..., half:], x[..., :half]), dim=-1)
+    return x * cos + rotated * sin

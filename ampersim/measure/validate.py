@@ -1,0 +1,242 @@
+"""Predictions of the cost model vs measurements, on the same op graph.
+
+Each measured record (an op, a whole decoder layer, the whole model) is turned back into the ops
+of ampersim.sim.graph it timed: an op record carries its Op (with the shape actually measured),
+a layer record names the layer whose ops the graph lists, a model record is the whole graph.
+``Predictor`` costs them all with ampersim.sim.cost.cost_graph, vectorized per (dtype, prune
+implementation) group, so calibration can re-cost thousands of parameter sets quickly.
+
+Errors are relative, ``predicted / measured - 1``; MAPE is the mean of their absolute values;
+the speedup error is ``|predicted speedup - measured speedup|`` for dense/sparse pairs of the same
+GEMM (or layer, or model).
+"""
+from __future__ import annotations
+
+import dataclasses
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from ampersim.hardware.profile import HardwareProfile
+from ampersim.measure.records import MeasurementFile
+from ampersim.measure.run import op_from_dict
+from ampersim.sim.cost import OpColumns, cost_graph
+from ampersim.sim.execution import sparse_execution
+from ampersim.sim.graph import Op, build_graph
+
+DEFAULT_FIT_MODEL = "llama-3.1-8b"
+DIAGNOSTIC_IMPLS = ("cslt_compress_only",)  # measured for the record, not a profile prune_impl
+
+
+@dataclass(frozen=True)
+class Row:
+    """One measured record with its prediction slot."""
+
+    category: str
+    model: str
+    tokens: int
+    dtype: str
+    name: str
+    variant: str
+    measured_s: float
+    line: int
+    pair_key: tuple
+    timing_eager_s: float | None = None
+
+
+def category_of(record: dict[str, Any]) -> str:
+    """dense_gemm, sparse_gemm (``_grouped`` for MoE experts, ``[int8]``/``[fp8]`` for 8-bit), attention,
+    norm, elementwise (``:eager_torch``: the eager diagnostic of a fused op), embedding, prune:<impl>, layer_dense, layer_sparse:<impl>, model_dense, model_sparse:<impl>."""
+    kind = record["record"]
+    if kind in ("layer", "model"):
+        return f"{kind}_dense" if record["variant"] == "dense" else f"{kind}_sparse:{record['prune_impl']}"
+    op_kind = record["op"]["kind"]
+    if record["variant"] == "eager":
+        return f"{op_kind}:eager_torch"
+    if record["variant"] == "prune":
+        return f"prune:{record['prune_impl']}"
+    if op_kind in ("gemm", "sparse_gemm"):
+        grouped = "_grouped" if float(record["measured"]["groups"]) > 1 else ""
+        wide = "" if record["dtype"] in ("bf16", "fp16") else f"[{record['dtype']}]"
+        return f"{record['variant']}_gemm{grouped}{wide}"
+    return op_kind
+
+
+def measured_op(record: dict[str, Any]) -> Op:
+    """The record's Op with the shape that was actually timed (rows rounded up, whole groups)."""
+    op = op_from_dict(record["op"])
+    shape = record["measured"]
+    M, groups = float(shape["M"]), float(shape["groups"])
+    scale = M / float(op.M) if float(op.M) else 1.0
+    if op.kind in ("gemm", "sparse_gemm"):
+        return dataclasses.replace(op, M=M, groups=groups)
+    if op.kind == "attention":
+        return op
+    return dataclasses.replace(op, M=M, bytes=float(op.bytes) * scale)
+
+
+@dataclass
+class _Group:
+    """Ops sharing dtype, pattern, prune implementation and TP degree: one cost_graph call."""
+
+    dtype: str
+    pattern: str
+    prune_impl: str | None
+    tp: int
+    ops: list[Op] = dataclasses.field(default_factory=list)
+    entries: list[tuple[int, int, float, bool]] = dataclasses.field(default_factory=list)  # row, op, weight, sparse
+    cols: OpColumns | None = None
+
+
+class Predictor:
+    """Predicted seconds of every usable record of a measurement file, for any profile."""
+
+    def __init__(self, records: Iterable[dict[str, Any]]) -> None:
+        from ampersim.models.registry import load_model_spec
+        from ampersim.prune.policy import resolve_policy
+
+        self.rows: list[Row] = []
+        groups: dict[tuple, _Group] = {}
+        graphs: dict[tuple, list[Op]] = {}
+        for record in records:
+            if record["record"] == "op" and record.get("prune_impl") in DIAGNOSTIC_IMPLS:
+                continue
+            row_index = len(self.rows)
+            impl = record.get("prune_impl")
+            key = (record["dtype"], record["pattern"], impl, int(record.get("tp", 1)))
+            group = groups.setdefault(key, _Group(*key))
+            sparse = record["variant"] in ("sparse", "prune")
+            if record["record"] == "op":
+                group.entries.append((row_index, len(group.ops), 1.0, sparse))
+                group.ops.append(measured_op(record))
+                name = record["op"]["name"]
+            else:
+                gkey = (record["model"], record["policy"], record["pattern"], record["scoring"],
+                        record["tokens"], record["batch"], record["dtype"], int(record.get("tp", 1)))
+                if gkey not in graphs:
+                    spec = load_model_spec(record["model"])
+                    policy = resolve_policy(record["policy"], spec, record["pattern"], record["scoring"])
+                    graphs[gkey] = build_graph(spec, policy, record["tokens"], record["batch"],
+                                               record["dtype"], int(record.get("tp", 1)))
+                for op in graphs[gkey]:
+                    if record["record"] == "model":
+                        weight = float(op.count)
+                    elif record["layer"] in op.layers:
+                        weight = 1.0
+                    else:
+                        continue
+                    group.entries.append((row_index, len(group.ops), weight, sparse))
+                    group.ops.append(op)
+                name = f"layer {record['layer']}" if record["record"] == "layer" else "model"
+            eager = record.get("timing_eager")
+            self.rows.append(Row(
+                category=category_of(record), model=record["model"], tokens=int(record["tokens"]),
+                dtype=record["dtype"], name=name, variant=record["variant"],
+                measured_s=float(record["timing"]["median_s"]), line=int(record.get("_line", 0)),
+                pair_key=(record["record"], record["model"], record["tokens"], record["dtype"], name),
+                timing_eager_s=float(eager["median_s"]) if eager else None))
+        self.groups = list(groups.values())
+        for group in self.groups:
+            group.cols = OpColumns.from_ops(group.ops)
+
+    @property
+    def measured(self) -> np.ndarray:
+        return np.array([r.measured_s for r in self.rows])
+
+    def predict(self, profile: HardwareProfile) -> np.ndarray:
+        """Predicted seconds per row (same order as ``rows``)."""
+        out = np.zeros(len(self.rows))
+        for group in self.groups:
+            execution = sparse_execution(profile, group.dtype, group.pattern, group.prune_impl)
+            cost = cost_graph(group.cols, profile, group.dtype, execution, group.tp)
+            for row, op, weight, sparse in group.entries:
+                out[row] += weight * (cost.sparse_s[op, 0] if sparse else cost.dense_s[op, 0])
+        return out
+
+
+def split_of(model: str, holdout: Iterable[str]) -> str:
+    return "held-out" if model in set(holdout) else "fit"
+
+
+def default_holdout(models: Sequence[str], fit_model: str = DEFAULT_FIT_MODEL) -> list[str]:
+    """Every model but the fit one (llama-3.1-8b, else the first model measured)."""
+    unique = list(dict.fromkeys(models))
+    fit = fit_model if fit_model in unique else (unique[0] if unique else fit_model)
+    return [m for m in unique if m != fit]
+
+
+def error_stats(predicted: np.ndarray, measured: np.ndarray) -> dict[str, float]:
+    err = predicted / measured - 1.0
+    return {"n": int(err.size), "mape_pct": float(np.mean(np.abs(err)) * 100) if err.size else float("nan"),
+            "max_abs_err_pct": float(np.max(np.abs(err)) * 100) if err.size else float("nan"),
+            "bias_pct": float(np.mean(err) * 100) if err.size else float("nan")}
+
+
+def summary(rows: Sequence[Row], predicted: np.ndarray, holdout: Iterable[str]) -> list[dict[str, Any]]:
+    """Error statistics per (category, split), in a stable order."""
+    holdout = list(holdout)
+    buckets: dict[tuple[str, str], list[int]] = defaultdict(list)
+    for i, row in enumerate(rows):
+        buckets[(row.category, split_of(row.model, holdout))].append(i)
+    measured = np.array([r.measured_s for r in rows])
+    out = []
+    for (category, split), idx in sorted(buckets.items(), key=lambda kv: (_order(kv[0][0]), kv[0][1])):
+        out.append({"category": category, "split": split, **error_stats(predicted[idx], measured[idx])})
+    return out
+
+
+def _order(category: str) -> tuple[int, str]:
+    head = ("dense_gemm", "sparse_gemm", "attention", "norm", "elementwise", "embedding", "prune", "layer", "model")
+    for i, prefix in enumerate(head):
+        if category.startswith(prefix):
+            return i, category
+    return len(head), category
+
+
+def speedups(rows: Sequence[Row], predicted: np.ndarray, holdout: Iterable[str]) -> list[dict[str, Any]]:
+    """Dense/sparse pairs (same GEMM, layer or model): measured and predicted speedup."""
+    holdout = list(holdout)
+    dense = {r.pair_key: i for i, r in enumerate(rows) if r.variant == "dense"}
+    out = []
+    for i, row in enumerate(rows):
+        if row.variant != "sparse" or row.pair_key not in dense:
+            continue
+        j = dense[row.pair_key]
+        measured = rows[j].measured_s / row.measured_s
+        pred = predicted[j] / predicted[i]
+        out.append({"category": row.category, "split": split_of(row.model, holdout), "model": row.model,
+                    "tokens": row.tokens, "dtype": row.dtype, "name": row.name,
+                    "measured_speedup": measured, "predicted_speedup": pred,
+                    "abs_err": abs(pred - measured)})
+    return out
+
+
+def speedup_summary(pairs: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    buckets: dict[tuple[str, str], list[float]] = defaultdict(list)
+    for p in pairs:
+        buckets[(p["category"], p["split"])].append(p["abs_err"])
+    return [{"category": c, "split": s, "n": len(v), "mean_abs_err": float(np.mean(v)),
+             "max_abs_err": float(np.max(v))} for (c, s), v in sorted(buckets.items(), key=lambda kv: (_order(kv[0][0]), kv[0][1]))]
+
+
+def validate(mfile: MeasurementFile, profile: HardwareProfile, holdout: Sequence[str] | None = None) -> dict[str, Any]:
+    """Every number `ampersim validate` reports, as one JSON-ready dict."""
+    predictor = Predictor(mfile.records)
+    predicted = predictor.predict(profile)
+    rows = predictor.rows
+    holdout = list(holdout) if holdout is not None else default_holdout([r.model for r in rows])
+    pairs = speedups(rows, predicted, holdout)
+    return {
+        "measurements": str(mfile.path), "gpu": mfile.gpu, "profile": profile.name, "holdout": holdout,
+        "summary": summary(rows, predicted, holdout),
+        "speedup_summary": speedup_summary(pairs),
+        "speedups": pairs,
+        "rows": [{**dataclasses.asdict(r), "pair_key": None, "split": split_of(r.model, holdout),
+                  "predicted_s": float(p), "err_pct": float((p / r.measured_s - 1) * 100)}
+                 for r, p in zip(rows, predicted)],
+        "skipped": [{"line": s["_line"], "what": s.get("what"), "reason": s.get("reason")} for s in mfile.skips],
+        "truncated_line": mfile.truncated_line,
+    }
