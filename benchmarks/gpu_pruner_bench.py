@@ -108,7 +108,18 @@ def time_calls(calls, reps: int = 25, warmup: int = 2, graph: bool = True) -> di
     t = sorted(s.elapsed_time(e) / 1e3 / len(calls) for s, e in zip(starts, ends))
     q = lambda p: t[min(len(t) - 1, int(p * (len(t) - 1) + 0.5))]  # noqa: E731
     return {"median_s": q(0.5), "p10_s": q(0.1), "p90_s": q(0.9), "min_s": t[0], "max_s": t[-1],
-            "reps": reps, "sets": len(calls), "mode": mode}
+            "reps": reps, "sets": len(calls), "mode": mode, "sm_clock_mhz": sm_clock()}
+
+
+def sm_clock() -> int | None:
+    """Current SM clock (MHz) read right after a measurement, to see throttling between sections."""
+    try:
+        import pynvml
+
+        pynvml.nvmlInit()
+        return int(pynvml.nvmlDeviceGetClockInfo(pynvml.nvmlDeviceGetHandleByIndex(0), pynvml.NVML_CLOCK_SM))
+    except Exception:  # noqa: BLE001 - optional reading
+        return None
 
 
 def rel_err(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -142,14 +153,18 @@ def env():
 
 
 def copy():
+    """Device copy ceiling, bytes read + written: cudaMemcpy (eager; a graph memcpy node runs slower)
+    and an elementwise kernel (x * 1, graph-replayed). The larger is the run's copy bandwidth."""
     n = 1 << 30
-    rows = []
-    for _ in range(2):  # twice: the spread between two runs of the same thing
-        a = randn(n // 2)
-        b = torch.empty_like(a)
-        t = time_calls([lambda: b.copy_(a)], reps=30)
-        rows.append({**t, "gbps_rw": 2 * n / t["median_s"] / 1e9})
-    return {"bytes": n, "runs": rows, "gbps_rw": max(r["gbps_rw"] for r in rows)}
+    a = randn(n // 2)
+    b = torch.empty_like(a)
+    rows = {"memcpy_eager": time_calls([lambda: b.copy_(a)], reps=30, graph=False),
+            "memcpy_graph": time_calls([lambda: b.copy_(a)], reps=30),
+            "kernel_graph": time_calls([lambda: torch.mul(a, 1, out=b)], reps=30),
+            "memcpy_eager_again": time_calls([lambda: b.copy_(a)], reps=30, graph=False)}
+    for r in rows.values():
+        r["gbps_rw"] = 2 * n / r["median_s"] / 1e9
+    return {"bytes": n, "runs": rows, "gbps_rw": max(r["gbps_rw"] for r in rows.values())}
 
 
 def _special(x: torch.Tensor) -> torch.Tensor:
@@ -289,7 +304,7 @@ def tune():
     kernels_gpu.CONFIG["compress24"] = best[0]
     rows8 = []
     best8 = None
-    for br, bk, nw in ((64, 128, 8), (64, 256, 8), (64, 128, 4), (32, 256, 4), (64, 512, 8)):
+    for br, bk, nw in ((16, 256, 4), (32, 256, 4), (64, 128, 4), (16, 512, 8), (32, 128, 4)):
         kernels_gpu.CONFIG["quant_compress24"] = {"BR": br, "BK": bk, "num_warps": nw}
         try:
             t = time_calls([(lambda x=x: kernels_gpu._fused_quant_compress24(x, None, r)) for x in sets])
@@ -297,7 +312,8 @@ def tune():
             rows8.append({"BR": br, "BK": bk, "num_warps": nw, "error": repr(exc)[:200]})
             continue
         rows8.append({"BR": br, "BK": bk, "num_warps": nw, **t,
-                      "gbps_rw": (2 * r * k * 2 + gpu_layout.compressed_nbytes(r, k, 1)) / t["median_s"] / 1e9})
+                      "gbps_rw": (2 * r * k * 2 + gpu_layout.compressed_nbytes(r, k, 1)) / t["median_s"] / 1e9,
+                      "note": "absmax kernel (reads X) + quant/compress kernel (reads X again)"})
         if best8 is None or t["median_s"] < best8[1]:
             best8 = ({"BR": br, "BK": bk, "num_warps": nw}, t["median_s"])
     kernels_gpu.CONFIG["quant_compress24"] = best8[0]
@@ -475,6 +491,17 @@ def layer():
                       "random weights; amber 2:4: q_proj, gate_proj, down_proj sparse", "rows": rows}
 
 
+def repeat():
+    """The fused 2:4 compress again after the GEMM-heavy sections (same shape as tune): run-to-run spread
+    and the effect of the SM clock on this near-issue-bound kernel."""
+    r, k = (4096, 14336) if QUICK else (16384, 14336)
+    x = randn(r, k)
+    rows = [time_calls([lambda: kernels_gpu._fused_compress24(x, None, r, "triton")]) for _ in range(2)]
+    for t in rows:
+        t["gbps_rw"] = (r * k * 2 + gpu_layout.compressed_nbytes(r, k, 2)) / t["median_s"] / 1e9
+    return {"shape": [r, k], "config": kernels_gpu.CONFIG["compress24"], "runs": rows}
+
+
 def summary() -> None:
     log("== summary ==")
     e = RESULTS.get("env", {})
@@ -492,11 +519,13 @@ def summary() -> None:
     for r in RESULTS.get("int8", {}).get("rows", []):
         if "speedup_gemm" in r:
             log(f"int8 {r['kind']:9s} M={r['M']:5d} gemm x{r['speedup_gemm']:.2f} pipeline x{r['speedup_pipeline']:.2f} exact {r['int32_equal_int_mm']}")
+    for t in RESULTS.get("repeat", {}).get("runs", []):
+        log(f"repeat fused_cslt: {t['median_s'] * 1e3:.3f} ms {t['gbps_rw']:.0f} GB/s at SM {t.get('sm_clock_mhz')} MHz")
     for r in RESULTS.get("layer", {}).get("rows", []):
         log(f"layer M={r['tokens']}: dense {r['dense']['median_s'] * 1e3:.2f} ms sparse {r['sparse_amber_2:4']['median_s'] * 1e3:.2f} ms x{r['speedup']:.3f} err {r['rel_err_vs_pruned_dense']:.1e}")
 
 
-ALL = ("env", "copy", "correct", "layout", "tune", "prune", "linear", "layer", "int8")
+ALL = ("env", "copy", "correct", "layout", "tune", "prune", "linear", "layer", "int8", "repeat")
 
 
 def main() -> None:

@@ -9,14 +9,17 @@ Kernels:
 - ``mask_kernel``: any N:M with M a power of two, dense masked output (the ``fused_mask`` impl).
 - ``compress24_kernel``: 2:4 prune + cuSPARSELt compression in one pass (``fused_cslt``): reads X
   once, writes the kept values and the metadata in the layout of ``gpu_layout`` (16-bit data).
-- ``quant_compress24_kernel``: 2:4 prune + per-token absmax int8 quantization + compression in the
-  8-bit layout (two passes over each row block: absmax, then write), scales out in fp32.
-- ``quant_kernel``: per-token absmax int8 quantization, optionally 2:4-pruned, dense int8 output.
+- ``absmax_kernel`` then ``quant_compress24_kernel``: per-token absmax (atomic max per row), then
+  2:4 prune + int8 quantization + compression in the 8-bit layout; both grids cover rows x K blocks.
+- ``absmax_kernel`` then ``quant_kernel``: per-token int8 quantization, optionally 2:4-pruned, dense.
 """
 from __future__ import annotations
 
+import os
+
 import triton
 import triton.language as tl
+from triton.language.extra import libdevice
 
 
 @triton.jit
@@ -141,82 +144,94 @@ def compress24_kernel(x_ptr, f_ptr, val_ptr, meta_ptr, R, R_OUT, K, stride_x,
 
 
 @triton.jit
-def _chunk_absmax(x_ptr, f_ptr, rows, in_rows, k0, stride_x, HAS_FACTOR: tl.constexpr, NAN_KEY: tl.constexpr,
+def absmax_kernel(x_ptr, f_ptr, amax_ptr, R, K, stride_x, HAS_FACTOR: tl.constexpr, NAN_KEY: tl.constexpr,
                   PRUNE: tl.constexpr, BR: tl.constexpr, BK: tl.constexpr):
-    """Per-row max |x| over columns k0..k0+BK of the (2:4-pruned if PRUNE) tile: [BR]."""
-    cols = k0 + tl.arange(0, BK)
-    x = tl.load(x_ptr + rows[:, None].to(tl.int64) * stride_x + cols[None, :], mask=in_rows, other=0.0)
-    if PRUNE:
-        f = tl.load(f_ptr + cols)[None, :] if HAS_FACTOR else 0.0
+    """Per-row max |x| of the (2:4-pruned if PRUNE) tile, atomically maxed into int32 ``amax_ptr``
+    (the fp32 bits: non-negative floats order like their bits). Without a factor the largest |x|
+    of every group is always kept, so the pruned row's max is the row's max: no selection needed."""
+    pid_r = tl.program_id(0)
+    pid_k = tl.program_id(1)
+    rows = pid_r * BR + tl.arange(0, BR)
+    cols = pid_k * BK + tl.arange(0, BK)
+    ok = (rows[:, None] < R) & (cols[None, :] < K)
+    x = tl.load(x_ptr + rows[:, None].to(tl.int64) * stride_x + cols[None, :], mask=ok, other=0.0)
+    if PRUNE and HAS_FACTOR:
+        f = tl.load(f_ptr + cols, mask=cols < K, other=1.0)[None, :]
         v0, v1, nib = _select24(x, f, HAS_FACTOR, NAN_KEY, BR, BK)
         m = tl.maximum(tl.abs(v0.to(tl.float32)), tl.abs(v1.to(tl.float32)))
     else:
         m = tl.abs(x.to(tl.float32))
-    return tl.max(m, axis=1)
+    amax = tl.max(m, axis=1)
+    tl.atomic_max(amax_ptr + rows, amax.to(tl.int32, bitcast=True), mask=rows < R, sem="relaxed")
+
+
+@triton.jit
+def _scale(amax_ptr, scale_ptr, rows, R_OUT, pid_k):
+    """Per-row scale absmax / 127 (1 for zero rows) from the int32 absmax bits; column block 0 stores it."""
+    amax = tl.load(amax_ptr + rows, mask=rows < R_OUT, other=0).to(tl.float32, bitcast=True)
+    scale = tl.where(amax > 0.0, amax / 127.0, 1.0)
+    tl.store(scale_ptr + rows, scale, mask=(rows < R_OUT) & (pid_k == 0))
+    return (1.0 / scale)[:, None]
+
+
+if os.environ.get("TRITON_INTERPRET") == "1":  # the interpreter has no libdevice
+
+    @triton.jit
+    def _rint(v):
+        return (v + 12582912.0) - 12582912.0  # |v| <= ~127 here: rounds half to even in fp32
+else:
+
+    @triton.jit
+    def _rint(v):
+        return libdevice.rint(v)
 
 
 @triton.jit
 def _quantize(v, inv_scale):
-    """int8(clamp(round_half_even(v * inv_scale), -127, 127)); |v * inv_scale| <= ~127 here, so adding
-    and subtracting 1.5 * 2**23 rounds to the nearest even integer in fp32."""
-    q = (v.to(tl.float32) * inv_scale + 12582912.0) - 12582912.0
+    """int8(clamp(round_half_even(v * inv_scale), -127, 127))."""
+    q = _rint(v.to(tl.float32) * inv_scale)
     return tl.minimum(tl.maximum(q, -127.0), 127.0).to(tl.int8)
 
 
 @triton.jit
-def quant_compress24_kernel(x_ptr, f_ptr, val_ptr, meta_ptr, scale_ptr, R, R_OUT, stride_x, K: tl.constexpr,
+def quant_compress24_kernel(x_ptr, f_ptr, val_ptr, meta_ptr, amax_ptr, scale_ptr, R, R_OUT, K, stride_x,
                             HAS_FACTOR: tl.constexpr, NAN_KEY: tl.constexpr, BR: tl.constexpr, BK: tl.constexpr):
-    """2:4 prune of 16-bit X, per-row absmax int8 quantization of the kept values, 8-bit compression.
-
-    Rows as in ``compress24_kernel``; scales are written for R_OUT rows (1.0 for padding rows).
-    """
+    """2:4 prune of 16-bit X, int8 quantization of the kept values with the per-row scales from
+    ``absmax_kernel``, 8-bit compression. Rows as in ``compress24_kernel``; scales for R_OUT rows."""
     pid_r = tl.program_id(0)
+    pid_k = tl.program_id(1)
     rows = pid_r * BR + tl.arange(0, BR)
-    in_rows = rows[:, None] < R
+    cols = pid_k * BK + tl.arange(0, BK)
+    inv = _scale(amax_ptr, scale_ptr, rows, R_OUT, pid_k)
+    x = tl.load(x_ptr + rows[:, None].to(tl.int64) * stride_x + cols[None, :], mask=rows[:, None] < R, other=0.0)
+    f = tl.load(f_ptr + cols)[None, :] if HAS_FACTOR else 0.0
+    v0, v1, nib = _select24(x, f, HAS_FACTOR, NAN_KEY, BR, BK)
+    vals = tl.reshape(tl.join(_quantize(v0, inv), _quantize(v1, inv)), (BR, BK // 2))
+    vcols = pid_k * (BK // 2) + tl.arange(0, BK // 2)
     out_rows = rows[:, None] < R_OUT
-    amax = tl.zeros((BR,), dtype=tl.float32)
-    for k0 in range(0, K, BK):
-        amax = tl.maximum(amax, _chunk_absmax(x_ptr, f_ptr, rows, in_rows, k0, stride_x, HAS_FACTOR, NAN_KEY, True, BR, BK))
-    scale = tl.where(amax > 0.0, amax / 127.0, 1.0)
-    inv = (1.0 / scale)[:, None]
-    tl.store(scale_ptr + rows, scale, mask=rows < R_OUT)
-    for k0 in range(0, K, BK):
-        cols = k0 + tl.arange(0, BK)
-        x = tl.load(x_ptr + rows[:, None].to(tl.int64) * stride_x + cols[None, :], mask=in_rows, other=0.0)
-        f = tl.load(f_ptr + cols)[None, :] if HAS_FACTOR else 0.0
-        v0, v1, nib = _select24(x, f, HAS_FACTOR, NAN_KEY, BR, BK)
-        vals = tl.reshape(tl.join(_quantize(v0, inv), _quantize(v1, inv)), (BR, BK // 2))
-        vcols = k0 // 2 + tl.arange(0, BK // 2)
-        tl.store(val_ptr + rows[:, None].to(tl.int64) * (K // 2) + vcols[None, :], vals, mask=out_rows)
-        _store_meta(meta_ptr, tl.where(out_rows, nib, 0xE), pid_r * BR, k0, K, BR, BK, 1)
+    tl.store(val_ptr + rows[:, None].to(tl.int64) * (K // 2) + vcols[None, :], vals, mask=out_rows)
+    _store_meta(meta_ptr, tl.where(out_rows, nib, 0xE), pid_r * BR, pid_k * BK, K, BR, BK, 1)
 
 
 @triton.jit
-def quant_kernel(x_ptr, f_ptr, q_ptr, scale_ptr, R, stride_x, K: tl.constexpr,
-                 HAS_FACTOR: tl.constexpr, NAN_KEY: tl.constexpr, PRUNE: tl.constexpr, BR: tl.constexpr,
-                 BK: tl.constexpr):
-    """Per-row absmax int8 quantization of X (2:4-pruned first if PRUNE), dense int8 [R, K] output."""
+def quant_kernel(x_ptr, f_ptr, q_ptr, amax_ptr, scale_ptr, R, K, stride_x, HAS_FACTOR: tl.constexpr,
+                 NAN_KEY: tl.constexpr, PRUNE: tl.constexpr, BR: tl.constexpr, BK: tl.constexpr):
+    """int8 quantization of X (2:4-pruned first if PRUNE) with the scales from ``absmax_kernel``."""
     pid_r = tl.program_id(0)
+    pid_k = tl.program_id(1)
     rows = pid_r * BR + tl.arange(0, BR)
-    in_rows = rows[:, None] < R
-    amax = tl.zeros((BR,), dtype=tl.float32)
-    for k0 in range(0, K, BK):
-        amax = tl.maximum(amax, _chunk_absmax(x_ptr, f_ptr, rows, in_rows, k0, stride_x, HAS_FACTOR, NAN_KEY, PRUNE, BR, BK))
-    scale = tl.where(amax > 0.0, amax / 127.0, 1.0)
-    inv = (1.0 / scale)[:, None]
-    tl.store(scale_ptr + rows, scale, mask=rows < R)
-    for k0 in range(0, K, BK):
-        cols = k0 + tl.arange(0, BK)
-        x = tl.load(x_ptr + rows[:, None].to(tl.int64) * stride_x + cols[None, :], mask=in_rows, other=0.0)
-        if PRUNE:
-            f = tl.load(f_ptr + cols)[None, :] if HAS_FACTOR else 0.0
-            key = _key(x, f, HAS_FACTOR, NAN_KEY)
-            k0_, k1_, k2_, k3_ = _split4(key, BR, BK // 4)
-            c0, c1, c2, c3 = _keep24(k0_, k1_, k2_, k3_)
-            keep = tl.reshape(tl.join(tl.join(c0, c2), tl.join(c1, c3)), (BR, BK))
-            x = tl.where(keep, x, 0.0)
-        q = _quantize(x, inv)
-        tl.store(q_ptr + rows[:, None].to(tl.int64) * K + cols[None, :], q, mask=in_rows)
+    cols = pid_k * BK + tl.arange(0, BK)
+    inv = _scale(amax_ptr, scale_ptr, rows, R, pid_k)
+    ok = (rows[:, None] < R) & (cols[None, :] < K)
+    x = tl.load(x_ptr + rows[:, None].to(tl.int64) * stride_x + cols[None, :], mask=ok, other=0.0)
+    if PRUNE:
+        f = tl.load(f_ptr + cols)[None, :] if HAS_FACTOR else 0.0
+        key = _key(x, f, HAS_FACTOR, NAN_KEY)
+        k0, k1, k2, k3 = _split4(key, BR, BK // 4)
+        c0, c1, c2, c3 = _keep24(k0, k1, k2, k3)
+        keep = tl.reshape(tl.join(tl.join(c0, c2), tl.join(c1, c3)), (BR, BK))
+        x = tl.where(keep, x, 0.0)
+    tl.store(q_ptr + rows[:, None].to(tl.int64) * K + cols[None, :], _quantize(x, inv), mask=ok)
 
 
 @triton.jit

@@ -8,26 +8,31 @@ the documented ``pad=True`` padding (score 0, after every real channel).
 """
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 from numba import njit, prange
 
 from ampersim.prune import simd
 
+STREAM_MIN_BYTES = 32 << 20  # out-of-place outputs from this size are written with streaming stores
+
 
 @njit(cache=True, parallel=True)
-def _prune_kernel(x, out, factor, n, spec):  # pragma: no cover - compiled
+def _prune_kernel(x, out, factor, n, spec, tail_spec):  # pragma: no cover - compiled
     rows, k = x.shape
     lanes = simd.lanes_of(spec)
     full = k - k % lanes
     for r in prange(rows):
         for c in range(0, full, lanes):
             simd.prune_block(x, r, c, out, r, c, factor, c, n, spec)
+        simd.stream_fence(spec)
         if full < k:
             src = np.zeros((1, lanes), x.dtype)
             dst = np.empty((1, lanes), x.dtype)
             for i in range(k - full):
                 src[0, i] = x[r, full + i]
-            simd.prune_block(src, 0, 0, dst, 0, 0, factor, full, n, spec)
+            simd.prune_block(src, 0, 0, dst, 0, 0, factor, full, n, tail_spec)
             for i in range(k - full):
                 out[r, full + i] = dst[0, i]
 
@@ -82,12 +87,24 @@ def _variant(k: int, m: int, fmt: str, factor: np.ndarray | None) -> tuple[simd.
     return spec, padded
 
 
+def can_stream(bits: np.ndarray, out: np.ndarray) -> bool:
+    """Streaming stores pay off for large outputs that are not also the input (no cache reuse),
+    and need every block 64-byte aligned (block = 64 or 128 bytes, see simd.block_lanes)."""
+    return (out.nbytes >= STREAM_MIN_BYTES and not np.may_share_memory(bits, out)
+            and out.ctypes.data % 64 == 0 and out.strides[0] % 64 == 0
+            and out.strides[1] == out.itemsize)
+
+
 def prune_rows(bits: np.ndarray, out: np.ndarray, fmt: str, n: int, m: int,
-               factor: np.ndarray | None) -> None:
-    """out[rows, K] = bits with all but the top-n of every m-group zeroed (out may be bits)."""
+               factor: np.ndarray | None, stream: bool | None = None) -> None:
+    """out[rows, K] = bits with all but the top-n of every m-group zeroed (out may be bits).
+
+    ``stream``: write with non-temporal stores (requires ``can_stream``); None = when it can.
+    """
     if bits.size:
         spec, f = _variant(bits.shape[1], m, fmt, factor)
-        _prune_kernel(bits, out, f, n, spec)
+        stream = can_stream(bits, out) if stream is None else stream
+        _prune_kernel(bits, out, f, n, dataclasses.replace(spec, stream=stream), spec)
 
 
 def mask_rows(bits: np.ndarray, mask: np.ndarray, fmt: str, n: int, m: int,

@@ -33,9 +33,10 @@ if TYPE_CHECKING:
 BACKENDS = ("triton", "numba", "torch")
 # Launch configurations (tuned on the device; docs/gpu-pruner.md records the sweep).
 CONFIG: dict[str, dict[str, int]] = {
-    "compress24": {"BR": 64, "BK": 128, "num_warps": 4},
-    "quant_compress24": {"BR": 64, "BK": 128, "num_warps": 8},
-    "quant": {"BR": 16, "BK": 512, "num_warps": 4},
+    "compress24": {"BR": 16, "BK": 256, "num_warps": 4},
+    "quant_compress24": {"BR": 16, "BK": 256, "num_warps": 4},
+    "quant": {"BR": 16, "BK": 256, "num_warps": 4},
+    "absmax": {"BR": 16, "BK": 512, "num_warps": 4},
     "mask24": {"BR": 32, "BK": 128, "num_warps": 4},
     "mask": {"BR": 16, "BK": 128, "num_warps": 4},
 }
@@ -229,15 +230,14 @@ def quantize_int8(x: "torch.Tensor", *, prune_24: bool = False, factor: Any = No
     if prune_24 and k % 4:
         raise InvalidArgument(f"quantize_int8: last dimension {k} is not a multiple of 4")
     f = _factor(factor, x, "quantize_int8")
-    from ampersim.prune import gpu_triton as T
-
-    cfg = dict(CONFIG["quant"])
-    while k % cfg["BK"]:
-        cfg["BK"] //= 2
     q = torch.empty(x2.shape, dtype=torch.int8, device=x2.device)
     scale = torch.empty(x2.shape[0], dtype=torch.float32, device=x2.device)
-    T.quant_kernel[(-(-x2.shape[0] // cfg["BR"]),)](
-        x2, f if f is not None else x2, q, scale, x2.shape[0], x2.stride(0), K=k, HAS_FACTOR=f is not None,
+    amax = _absmax(x2, f, x2.shape[0], prune_24)
+    from ampersim.prune import gpu_triton as T
+
+    cfg = CONFIG["quant"]
+    T.quant_kernel[(-(-x2.shape[0] // cfg["BR"]), -(-k // cfg["BK"]))](
+        x2, f if f is not None else x2, q, amax, scale, x2.shape[0], k, x2.stride(0), HAS_FACTOR=f is not None,
         NAN_KEY=_nan_key(x2), PRUNE=prune_24, BR=cfg["BR"], BK=cfg["BK"], num_warps=cfg["num_warps"])
     return q, scale
 
@@ -268,6 +268,19 @@ def prune_quant_compress_24_int8(x: "torch.Tensor", *, factor: Any = None,
     return _fused_quant_compress24(x2, f, rows_out)
 
 
+def _absmax(x2: "torch.Tensor", f: "torch.Tensor | None", rows_out: int, prune_24: bool) -> "torch.Tensor":
+    """int32 bits of each row's max |x| (of the 2:4-kept values if ``prune_24``), zero past the input rows."""
+    torch = _torch()
+    from ampersim.prune import gpu_triton as T
+
+    amax = torch.zeros(rows_out, dtype=torch.int32, device=x2.device)
+    cfg = CONFIG["absmax"]
+    T.absmax_kernel[(-(-x2.shape[0] // cfg["BR"]), -(-x2.shape[1] // cfg["BK"]))](
+        x2, f if f is not None else x2, amax, x2.shape[0], x2.shape[1], x2.stride(0), HAS_FACTOR=f is not None,
+        NAN_KEY=_nan_key(x2), PRUNE=prune_24, BR=cfg["BR"], BK=cfg["BK"], num_warps=cfg["num_warps"])
+    return amax
+
+
 def _fused_quant_compress24(x2: "torch.Tensor", f: "torch.Tensor | None", rows_out: int) -> tuple["torch.Tensor", "torch.Tensor"]:
     torch = _torch()
     from ampersim.prune import gpu_triton as T
@@ -275,12 +288,12 @@ def _fused_quant_compress24(x2: "torch.Tensor", f: "torch.Tensor | None", rows_o
     k = x2.shape[1]
     out, flat, meta = _compressed_buffer(rows_out, k, torch.int8, x2.device)
     scale = torch.empty(rows_out, dtype=torch.float32, device=x2.device)
-    cfg = dict(CONFIG["quant_compress24"])
-    while k % cfg["BK"]:
-        cfg["BK"] //= 2
-    T.quant_compress24_kernel[(gpu_layout.padded_rows(rows_out) // cfg["BR"],)](
-        x2, f if f is not None else x2, flat, meta, scale, x2.shape[0], rows_out, x2.stride(0), K=k,
-        HAS_FACTOR=f is not None, NAN_KEY=_nan_key(x2), BR=cfg["BR"], BK=cfg["BK"], num_warps=cfg["num_warps"])
+    amax = _absmax(x2, f, rows_out, True)
+    cfg = CONFIG["quant_compress24"]
+    bk = cfg["BK"] if k % cfg["BK"] == 0 else gpu_layout.K_MULTIPLE
+    T.quant_compress24_kernel[(gpu_layout.padded_rows(rows_out) // cfg["BR"], k // bk)](
+        x2, f if f is not None else x2, flat, meta, amax, scale, x2.shape[0], rows_out, k, x2.stride(0),
+        HAS_FACTOR=f is not None, NAN_KEY=_nan_key(x2), BR=cfg["BR"], BK=bk, num_warps=cfg["num_warps"])
     return out, scale
 
 

@@ -14,7 +14,7 @@ from ampersim.errors import InvalidArgument
 from ampersim.patterns import NMPattern
 from ampersim.prune import kernels_cpu
 from ampersim.prune.compressed import CompressedNM
-from ampersim.prune.tensors import Rows, as_factor, as_rows, wrap_like
+from ampersim.prune.tensors import Rows, as_factor, as_rows, empty_rows, wrap_like
 
 MAX_M = 32
 
@@ -65,7 +65,7 @@ def prune(x: Any, pattern: str | NMPattern, *, factor: Any = None, inplace: bool
             )
     else:
         target = None
-    out_bits = np.empty(rows.bits.shape, rows.bits.dtype) if target is None else target.bits
+    out_bits = empty_rows(*rows.bits.shape, rows.bits.dtype) if target is None else target.bits
     kernels_cpu.prune_rows(rows.bits, out_bits, rows.fmt, p.n, p.m, f)
     if target is None:
         return wrap_like(out_bits, rows)

@@ -46,11 +46,14 @@ def block_lanes(m: int, fmt: str, scored: bool) -> int:
 
 @dataclass(frozen=True)
 class BlockSpec:
-    """A kernel variant: group size m, storage format, and whether a factor scales the scores."""
+    """A kernel variant: group size m, storage format, whether a factor scales the scores, and
+    whether pruned blocks are written with non-temporal (streaming) stores. Streaming needs every
+    output block 64-byte aligned; it saves the read-for-ownership of the output's cache lines."""
 
     m: int
     fmt: str
     scored: bool
+    stream: bool = False
 
     @property
     def lanes(self) -> int:
@@ -62,7 +65,7 @@ class BlockSpecType(types.Opaque):
 
     def __init__(self, spec: BlockSpec) -> None:
         self.spec = spec
-        super().__init__(name=f"BlockSpec({spec.m}, {spec.fmt}, scored={spec.scored})")
+        super().__init__(name=f"BlockSpec({spec.m}, {spec.fmt}, scored={spec.scored}, stream={spec.stream})")
 
     @property
     def key(self) -> BlockSpec:
@@ -105,8 +108,13 @@ def _load(builder, ptr, vt, align):
     return builder.load(builder.bitcast(ptr, vt.as_pointer()), align=align)
 
 
-def _store(builder, value, ptr, align):
-    builder.store(value, builder.bitcast(ptr, value.type.as_pointer()), align=align)
+def _store(builder, value, ptr, align, stream=False):
+    """Store a vector; ``stream``: non-temporal, with ``ptr`` promised aligned to the vector size."""
+    nbytes = value.type.count * value.type.element.width // 8
+    inst = builder.store(value, builder.bitcast(ptr, value.type.as_pointer()),
+                         align=nbytes if stream else align)
+    if stream:
+        inst.set_metadata("nontemporal", builder.module.add_metadata([ir.Constant(_I32, 1)]))
 
 
 def _prefetch(builder, ptr):
@@ -212,6 +220,20 @@ def group_of(typingctx, spec_ty):
 
 
 @intrinsic
+def stream_fence(typingctx, spec_ty):
+    """After streaming stores: a full fence (orders them before the thread pool's join); else nothing."""
+    if not isinstance(spec_ty, BlockSpecType):
+        return None
+
+    def codegen(context, builder, sig, args):
+        if spec_ty.spec.stream:
+            builder.fence("seq_cst")
+        return context.get_dummy_value()
+
+    return types.void(spec_ty), codegen
+
+
+@intrinsic
 def prune_block(typingctx, x, row, col, out, out_row, out_col, factor, factor_col, n, spec_ty):
     """out[out_row, out_col:+L] = x[row, col:+L] with the non-kept lanes set to 0."""
     spec = _spec(spec_ty)
@@ -222,7 +244,7 @@ def prune_block(typingctx, x, row, col, out, out_row, out_col, factor, factor_co
         bits, keep = _select(context, builder, sig, args, *spec)
         po = _item_ptr(context, builder, sig.args[3], args[3], args[4], args[5])
         pruned = builder.select(keep, bits, ir.Constant(bits.type, [0] * bits.type.count))
-        _store(builder, pruned, po, bits.type.element.width // 8)
+        _store(builder, pruned, po, bits.type.element.width // 8, stream=sig.args[-1].spec.stream)
         return context.get_dummy_value()
 
     return types.void(x, row, col, out, out_row, out_col, factor, factor_col, n, spec_ty), codegen

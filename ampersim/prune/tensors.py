@@ -126,6 +126,14 @@ def as_rows(x: Any, name: str, *, writable: bool = False) -> Rows:
     return Rows(np.ascontiguousarray(bits).reshape(rows, k), fmt, shape, x, copied=True)
 
 
+def empty_rows(rows: int, k: int, dtype: np.dtype) -> np.ndarray:
+    """Uninitialised [rows, k] array whose data starts on a 64-byte boundary (cache line)."""
+    dtype = np.dtype(dtype)
+    raw = np.empty(rows * k * dtype.itemsize + 64, np.uint8)
+    start = -raw.ctypes.data % 64
+    return raw[start:start + rows * k * dtype.itemsize].view(dtype).reshape(rows, k)
+
+
 def wrap_like(bits: np.ndarray, rows: Rows) -> Any:
     """Return ``bits`` (same storage dtype, any shape with rows' size) as rows' input type/dtype/shape."""
     bits = bits.reshape(rows.shape)
