@@ -5,7 +5,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from ampersim.prune import kernels_cpu, reference
-from ampersim.prune.tensors import decode_float32
+from ampersim.prune.tensors import decode_float32, empty_rows
 
 FMTS = ["float32", "float16", "bfloat16"]
 SETTINGS = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -147,3 +147,16 @@ def test_factor_equals_pruning_scaled_values(fmt, m, data):
     keep_scaled = _kernel_mask(scaled.view(np.uint32), "float32", n, m, None)
     np.testing.assert_array_equal(_kernel_mask(bits, fmt, n, m, factor), keep_scaled)
     np.testing.assert_array_equal(_kernel_prune(bits, fmt, n, m, factor), np.where(keep_scaled, bits, 0))
+
+
+@pytest.mark.parametrize("fmt,m", [(f, m) for f in FMTS for m in (4, 32)])
+@SETTINGS
+@given(data=st.data())
+def test_streaming_stores_match_reference(fmt, m, data):
+    """The non-temporal store path (large out-of-place outputs) writes the same bits."""
+    bits, n, _, _ = data.draw(cases(fmt, m, False, allow_pad=False))
+    bits = np.resize(bits, (bits.shape[0], 32 * data.draw(st.integers(1, 3))))  # 64-byte rows
+    out = empty_rows(*bits.shape, bits.dtype)
+    assert out.ctypes.data % 64 == 0 and out.strides[0] % 64 == 0
+    kernels_cpu.prune_rows(bits, out, fmt, n, m, None, stream=True)
+    np.testing.assert_array_equal(out, reference.prune_bits(bits, fmt, n, m))

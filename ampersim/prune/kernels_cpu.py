@@ -15,7 +15,7 @@ from numba import njit, prange
 
 from ampersim.prune import simd
 
-STREAM_MIN_BYTES = 32 << 20  # out-of-place outputs from this size are written with streaming stores
+STREAM_MIN_BYTES = 64 << 20  # out-of-place outputs from this size on are written with streaming stores
 
 
 @njit(cache=True, parallel=True)

@@ -1,0 +1,218 @@
+"""CPU N:M pruner throughput vs a numpy copy of the same array and a plain torch implementation.
+
+    python benchmarks/bench_pruner_cpu.py [--shapes 8192x4096,16384x14336] [--reps 5] [--json FILE]
+
+Throughput is GB/s of *input* (x.nbytes / seconds), best of ``--reps`` runs (the machine may be
+shared; the load average is printed before and after). Markdown tables go to stdout, progress to
+stderr. Issue 3 goals: prune >= 60 % of the same-run copy bandwidth and >= 20x the torch baseline,
+for 2:4 and 8:16 in float32 and bfloat16.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from typing import Any, Callable
+
+import numba
+import numpy as np
+import torch
+
+from ampersim.prune import compress, prune, prune_mask
+from ampersim.prune.tensors import as_rows
+
+PATTERNS = ["2:4", "4:8", "8:16", "16:32"]
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
+GOAL_PATTERNS = {"2:4", "8:16"}
+
+
+def log(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def best_of(fn: Callable[[], Any], reps: int) -> float:
+    best = float("inf")
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - t0)
+    return best
+
+
+def torch_baseline(x: torch.Tensor, n: int, m: int) -> torch.Tensor:
+    """What a user would write: |x|, top-n per group of m, scatter the kept values into zeros."""
+    groups = x.reshape(-1, m)
+    idx = groups.abs().topk(n, dim=-1).indices
+    return torch.zeros_like(groups).scatter_(-1, idx, groups.gather(-1, idx)).reshape(x.shape)
+
+
+def compile_times() -> dict[str, float]:
+    """First call of prune(8:16, bf16) in a fresh process: with an empty cache, then with the cache."""
+    code = (
+        "import time, torch\n"
+        "from ampersim.prune import prune\n"
+        "x = torch.randn(64, 4096).to(torch.bfloat16)\n"
+        "t = time.perf_counter(); prune(x, '8:16'); print(time.perf_counter() - t)\n"
+    )
+    result = {}
+    with tempfile.TemporaryDirectory() as cache:
+        env = dict(os.environ, NUMBA_CACHE_DIR=cache)
+        for label in ("cold_cache_s", "warm_cache_s"):
+            out = subprocess.run([sys.executable, "-c", code], env=env, check=True,
+                                 capture_output=True, text=True)
+            result[label] = float(out.stdout.strip())
+    return result
+
+
+def bench_shape(rows: int, k: int, reps: int, torch_reps: int) -> list[dict[str, Any]]:
+    results = []
+    for dname, dtype in DTYPES.items():
+        x = torch.randn(rows, k, generator=torch.Generator().manual_seed(0)).to(dtype)
+        bits = as_rows(x, "x").bits
+        gb = x.numel() * x.element_size() / 1e9
+        dst = np.empty_like(bits)
+        copy_s = best_of(lambda: np.copyto(dst, bits), reps)
+        copy_alloc_s = best_of(lambda: bits.copy(), reps)
+        out = torch.empty_like(x)
+        work = x.clone()
+        log(f"{rows}x{k} {dname}: copy {gb / copy_s:.2f} GB/s (into existing), {gb / copy_alloc_s:.2f} GB/s (new)")
+        for pattern in PATTERNS:
+            n, m = map(int, pattern.split(":"))
+            prune(x, pattern, out=out)  # compile / load from cache
+            out_s = best_of(lambda: prune(x, pattern, out=out), reps)
+            alloc_s = best_of(lambda: prune(x, pattern), reps)
+            inplace_s = best_of(lambda: prune(work, pattern, inplace=True), reps)
+            torch_s = best_of(lambda: torch_baseline(x, n, m), torch_reps)
+            row = {
+                "shape": f"{rows}x{k}", "dtype": dname, "pattern": pattern, "gbytes": gb,
+                "copy_gbps": gb / copy_s, "copy_alloc_gbps": gb / copy_alloc_s,
+                "prune_out_gbps": gb / out_s, "prune_alloc_gbps": gb / alloc_s,
+                "prune_inplace_gbps": gb / inplace_s, "torch_gbps": gb / torch_s,
+                "torch_s": torch_s, "prune_alloc_s": alloc_s,
+            }
+            row["vs_copy"] = row["prune_out_gbps"] / row["copy_gbps"]
+            row["vs_torch"] = torch_s / alloc_s
+            results.append(row)
+            log(f"  {pattern}: out= {row['prune_out_gbps']:.2f} GB/s ({row['vs_copy']:.0%} of copy), "
+                f"new {row['prune_alloc_gbps']:.2f}, in-place {row['prune_inplace_gbps']:.2f}, "
+                f"torch {row['torch_gbps']:.3f} GB/s -> {row['vs_torch']:.0f}x")
+        del x, bits, dst, out, work
+    return results
+
+
+def bench_compute(reps: int) -> list[dict[str, Any]]:
+    """Cache-resident throughput (64 x 4096, <= 1 MB): the compute ceiling per thread count."""
+    results = []
+    threads = numba.get_num_threads()
+    for dname, dtype in DTYPES.items():
+        x = torch.randn(64, 4096, generator=torch.Generator().manual_seed(1)).to(dtype)
+        out = torch.empty_like(x)
+        gb = x.numel() * x.element_size() / 1e9
+        for pattern in PATTERNS:
+            row = {"dtype": dname, "pattern": pattern}
+            for t in sorted({1, threads}):
+                numba.set_num_threads(t)
+                prune(x, pattern, out=out)
+                row[f"threads_{t}_gbps"] = gb * 20 / best_of(
+                    lambda: [prune(x, pattern, out=out) for _ in range(20)], reps)
+            numba.set_num_threads(threads)
+            results.append(row)
+    return results
+
+
+def bench_variants(reps: int) -> list[dict[str, Any]]:
+    """Other outputs and the Amber factor at 8192 x 4096."""
+    results = []
+    for dname, dtype in DTYPES.items():
+        x = torch.randn(8192, 4096, generator=torch.Generator().manual_seed(2)).to(dtype)
+        factor = torch.rand(4096) + 1.0
+        out = torch.empty_like(x)
+        gb = x.numel() * x.element_size() / 1e9
+        for pattern in ("2:4", "8:16"):
+            cases = {
+                "prune, factor (amber), out=": lambda: prune(x, pattern, factor=factor, out=out),
+                "prune_mask": lambda: prune_mask(x, pattern),
+                "compress": lambda: compress(x, pattern),
+            }
+            for name, fn in cases.items():
+                fn()
+                results.append({"dtype": dname, "pattern": pattern, "what": name,
+                                "gbps": gb / best_of(fn, reps)})
+    return results
+
+
+def environment() -> dict[str, Any]:
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as fh:
+            cpu = next(line.split(":", 1)[1].strip() for line in fh if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    return {"cpu": cpu, "cores": os.cpu_count(), "numba_threads": numba.get_num_threads(),
+            "torch_threads": torch.get_num_threads(), "python": platform.python_version(),
+            "numpy": np.__version__, "numba": numba.__version__, "torch": torch.__version__}
+
+
+def markdown(report: dict[str, Any]) -> str:
+    lines = [f"environment: {report['environment']}",
+             f"load average before/after: {report['load_before']} / {report['load_after']}",
+             f"first call prune 8:16 bf16 (64x4096) in a fresh process: "
+             f"{report['compile']['cold_cache_s']:.2f} s with an empty numba cache, "
+             f"{report['compile']['warm_cache_s']:.2f} s with the cache", "",
+             "| shape | dtype | pattern | copy GB/s | prune out= GB/s | % of copy | prune new GB/s "
+             "| in-place GB/s | torch GB/s | prune vs torch | goals |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in report["main"]:
+        goal = ""
+        if r["pattern"] in GOAL_PATTERNS:
+            ok = r["vs_copy"] >= 0.6 and r["vs_torch"] >= 20
+            goal = "met" if ok else "MISSED"
+        lines.append(
+            f"| {r['shape']} | {r['dtype']} | {r['pattern']} | {r['copy_gbps']:.2f} | "
+            f"{r['prune_out_gbps']:.2f} | {r['vs_copy']:.0%} | {r['prune_alloc_gbps']:.2f} | "
+            f"{r['prune_inplace_gbps']:.2f} | {r['torch_gbps']:.3f} | {r['vs_torch']:.0f}x | {goal} |")
+    lines += ["", "cache-resident (64x4096), GB/s of input:", "",
+              "| dtype | pattern | " + " | ".join(k for k in report["compute"][0] if k.startswith("threads")) + " |",
+              "|---|---|" + "---|" * sum(k.startswith("threads") for k in report["compute"][0])]
+    for r in report["compute"]:
+        vals = " | ".join(f"{v:.2f}" for k, v in r.items() if k.startswith("threads"))
+        lines.append(f"| {r['dtype']} | {r['pattern']} | {vals} |")
+    lines += ["", "other outputs at 8192x4096, GB/s of input:", "", "| dtype | pattern | what | GB/s |",
+              "|---|---|---|---|"]
+    for r in report["variants"]:
+        lines.append(f"| {r['dtype']} | {r['pattern']} | {r['what']} | {r['gbps']:.2f} |")
+    return "\n".join(lines)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--shapes", default="8192x4096,16384x14336")
+    parser.add_argument("--reps", type=int, default=5)
+    parser.add_argument("--torch-reps", type=int, default=2)
+    parser.add_argument("--json", help="also write the results to this JSON file")
+    args = parser.parse_args()
+    report: dict[str, Any] = {"environment": environment(), "load_before": os.getloadavg()}
+    log(f"environment: {report['environment']}")
+    report["compile"] = compile_times()
+    log(f"compile: {report['compile']}")
+    report["main"] = []
+    for shape in args.shapes.split(","):
+        rows, k = map(int, shape.lower().split("x"))
+        report["main"] += bench_shape(rows, k, args.reps, args.torch_reps)
+    report["compute"] = bench_compute(args.reps)
+    report["variants"] = bench_variants(args.reps)
+    report["load_after"] = os.getloadavg()
+    print(markdown(report))
+    if args.json:
+        with open(args.json, "w") as fh:
+            json.dump(report, fh, indent=1)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
