@@ -2,7 +2,7 @@
 
 Writes docs/accuracy.json (read by the ROI report) and docs/accuracy.md. Every variant is evaluated
 on the same perplexity windows and the same quiz questions as the dense model, so the deltas are
-paired. Run (about 30-40 min on 2 CPU cores with the defaults):
+paired. Run (about 20-30 min on 2 CPU cores with the defaults):
 
     python benchmarks/accuracy_study.py
 
@@ -51,7 +51,7 @@ def environment(args: argparse.Namespace) -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="smollm2-135m")
-    parser.add_argument("--windows", type=int, default=16, help="perplexity windows (default 16)")
+    parser.add_argument("--windows", type=int, default=32, help="perplexity windows (default 32)")
     parser.add_argument("--window-tokens", type=int, default=512)
     parser.add_argument("--questions", type=int, default=0, help="quiz questions (default 0 = all)")
     parser.add_argument("--seed", type=int, default=0)

@@ -90,7 +90,6 @@ def relative_errors(model: "torch.nn.Module", batches: Iterable["torch.Tensor"],
             raise InvalidArgument(f"layer {t.name} ({t.canonical}): in_features {t.in_features} is not "
                                   f"divisible by M={nm.m} of pattern {nm}")
         factor = static_factor(t.module.weight, scoring)
-        factor = None if factor is None else torch.from_numpy(factor).to(t.module.weight.device)
         hooks.append(t.module.register_forward_pre_hook(hook_for(t.canonical, t.module, factor)))
     try:
         with torch.inference_mode():

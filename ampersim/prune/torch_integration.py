@@ -46,7 +46,7 @@ MODES = ("prefill", "always", "never")
 _HANDLE_ATTR = "_ampersim_sparsify_handle"
 
 
-def prune_on_device(x: "torch.Tensor", pattern: NMPattern, factor: "torch.Tensor | None") -> "torch.Tensor":
+def prune_on_device(x: "torch.Tensor", pattern: NMPattern, factor: Any) -> "torch.Tensor":
     """Torch N:M pruning (any device): keep the top-N scores of every M inputs along the last dim.
 
     Same semantics as the CPU kernels: score ``|x| * factor``; ties go to the lower index (stable
@@ -58,20 +58,23 @@ def prune_on_device(x: "torch.Tensor", pattern: NMPattern, factor: "torch.Tensor
     groups = x.reshape(*x.shape[:-1], x.shape[-1] // m, m)
     score = groups.abs().float()
     if factor is not None:
-        score = score * factor.float().view(-1, m)
+        score = score * torch.as_tensor(factor, device=x.device).float().view(-1, m)
     order = torch.sort(score.nan_to_num(nan=float("inf")), dim=-1, descending=True, stable=True).indices
     keep = torch.zeros_like(groups, dtype=torch.bool).scatter_(-1, order[..., :n], True)
     return torch.where(keep, groups, torch.zeros((), dtype=x.dtype, device=x.device)).reshape(x.shape)
 
 
-def prune_activation(x: "torch.Tensor", pattern: NMPattern, factor: "torch.Tensor | None") -> "torch.Tensor":
-    """Pruned copy of activation ``x``: numba kernels on CPU, :func:`prune_on_device` elsewhere."""
+def prune_activation(x: "torch.Tensor", pattern: NMPattern, factor: Any) -> "torch.Tensor":
+    """Pruned copy of activation ``x``: numba kernels on CPU, :func:`prune_on_device` elsewhere.
+
+    ``factor``: per-input-channel static score factor (float32 numpy array or tensor) or None.
+    """
     import torch
 
     if x.device.type == "cpu" and x.dtype in (torch.float32, torch.float16, torch.bfloat16):
-        from ampersim.prune import prune
+        from ampersim.prune.nm import prune
 
-        return prune(x.contiguous(), pattern, factor=factor)
+        return prune(x, pattern, factor=factor)
     return prune_on_device(x, pattern, factor)
 
 
@@ -80,7 +83,7 @@ class _Target:
     """A selected linear (or fused experts module) and what sparsify attached to it."""
 
     target: LinearTarget
-    factor: Any = None  # torch float32 [in_features] or None (magnitude / experts)
+    factor: Any = None  # float32 numpy [in_features] (amber scoring) or None (magnitude / experts)
     smooth: Any = None  # outstanding: inverse-SmoothQuant multipliers s [in_features]
     original_weight: Any = None  # outstanding: the Parameter swapped out
     sparse_kinds: tuple[str, ...] = ()  # fused experts: which of gate/up/down are pruned
@@ -195,8 +198,7 @@ def sparsify(model: "torch.nn.Module", policy: SparsityPolicy | str | Path = "am
     for t in selected:
         if t.target.kind != "experts":
             if policy.scoring == "amber":
-                f = static_factor(t.target.module.weight, "amber")
-                t.factor = torch.from_numpy(f).to(t.target.module.weight.device)
+                t.factor = static_factor(t.target.module.weight, "amber")
             if outstanding:
                 _swap_quantized_weight(t)
     handle.coverage = coverage(spec, policy) if spec is not None else None
