@@ -40,7 +40,7 @@ def run(args: Any) -> int:
     if args.format == "json":
         emit(to_json(result))
         return 0
-    stage_rows = [{**s, "values": ", ".join(f"{k.split('.', 1)[1]}={v:.4g}" for k, v in s.get("values", {}).items())}
+    stage_rows = [{**s, "values": ", ".join(f"{k.split('.', 1)[1]}={_fmt(v)}" for k, v in s.get("values", {}).items())}
                   for s in stages]
     emit("\n".join([
         f"calibrated {profile.name} on {args.measurements} ({mfile.gpu}); held out: {', '.join(holdout) or 'none'}",
@@ -49,3 +49,7 @@ def run(args: Any) -> int:
         render_table(after["summary"], SUMMARY_COLUMNS, SUMMARY_HEADERS), "",
         f"wrote {args.out}"]))
     return 0
+
+
+def _fmt(value: Any) -> str:
+    return str(value) if isinstance(value, bool) else f"{value:.4g}"

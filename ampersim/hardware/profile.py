@@ -110,6 +110,11 @@ class GemmEfficiency(BaseModel):
     tile_n: TileSize = Field(description="Output tile columns per thread block (wave quantization).")
     m_half: PositiveSourced = Field(description="Tokens at which the small-M ramp reaches half efficiency.")
     overhead_us: Sourced = Field(description="Fixed per-kernel time (launch, prologue/epilogue), µs.")
+    split_k: bool = Field(
+        default=True,
+        description="Whether the library splits K to fill the GPU when a GEMM has fewer output tiles than "
+                    "compute units (False: such GEMMs run one tile per unit; `ampersim calibrate` picks it).",
+    )
 
 
 class PruneImpl(BaseModel):
@@ -135,6 +140,11 @@ class Efficiency(BaseModel):
     sparse_gemm: GemmEfficiency
     memory_fraction: FractionSourced = Field(description="Achieved fraction of bandwidth, streaming ops.")
     attention_fraction: FractionSourced = Field(description="Achieved fraction of dense peak, attention.")
+    attention_keys_half: PositiveSourced | None = Field(
+        default=None,
+        description="Mean keys per query at which attention reaches half of attention_fraction (short-context "
+                    "ramp: fraction · keys / (keys + keys_half)); absent: no ramp. Set by `ampersim calibrate`.",
+    )
     kernel_overhead_us: Sourced = Field(description="Fixed time per non-GEMM kernel, µs.")
     allreduce_fraction: FractionSourced = Field(description="Achieved fraction of interconnect bandwidth.")
 

@@ -3,10 +3,11 @@
 Stages, in order (each fits a few parameters on the fit-split rows of its categories, 16-bit only,
 minimizing the mean squared log error of predicted vs measured time):
 
-1. memory-bound ops (norm, elementwise, embedding): memory_fraction, kernel_overhead_us
-2. dense GEMMs: dense_gemm peak_fraction, m_half, overhead_us (tile_m × tile_n by grid search)
+1. memory-bound ops (norm, elementwise, embedding, and GEMVs such as lm_head on the last token):
+   memory_fraction, kernel_overhead_us
+2. dense GEMMs: dense_gemm peak_fraction, m_half, overhead_us (tile_m × tile_n and split_k by grid search)
 3. 2:4 sparse GEMMs: the same for sparse_gemm
-4. attention: attention_fraction
+4. attention: attention_fraction, attention_keys_half (the short-context ramp)
 5. each prune implementation measured: its bandwidth_fraction
 
 Continuous parameters are searched with Nelder-Mead (numpy only) inside bounds mapped through a
@@ -23,10 +24,12 @@ from typing import Any
 import numpy as np
 
 from ampersim.hardware.profile import HardwareProfile
+from ampersim.sourced import PositiveSourced
 from ampersim.measure.records import MeasurementFile
 from ampersim.measure.validate import Predictor, category_of, default_holdout, error_stats
 
 TILE_CHOICES = (64, 128, 256)
+GEMV_ROWS = 16
 FIT_DTYPES = ("bf16", "fp16")
 
 
@@ -45,7 +48,13 @@ class Stage:
     name: str
     categories: tuple[str, ...]
     params: tuple[Param, ...]
-    tiles: str | None = None  # "dense_gemm" / "sparse_gemm": grid over its tile_m, tile_n
+    tiles: str | None = None  # "efficiency.dense_gemm" / ...sparse_gemm: grid over tile_m, tile_n, split_k
+    gemv: bool = False        # also fit on memory-bound GEMMs (M <= GEMV_ROWS: lm_head on the last tokens)
+
+    def takes(self, record: dict[str, Any]) -> bool:
+        if category_of(record) in self.categories:
+            return True
+        return self.gemv and category_of(record) == "dense_gemm" and record["measured"]["M"] <= GEMV_ROWS
 
 
 def stages(prune_impls: Sequence[str]) -> list[Stage]:
@@ -53,10 +62,12 @@ def stages(prune_impls: Sequence[str]) -> list[Stage]:
                          Param(f"{path}.overhead_us", 0.1, 60.0, log=True))
     out = [
         Stage("memory-bound ops", ("norm", "elementwise", "embedding"),
-              (Param("efficiency.memory_fraction", 0.3, 1.0), Param("efficiency.kernel_overhead_us", 0.1, 30.0, log=True))),
+              (Param("efficiency.memory_fraction", 0.3, 1.0), Param("efficiency.kernel_overhead_us", 0.1, 30.0, log=True)),
+              gemv=True),
         Stage("dense GEMM", ("dense_gemm",), gemm("efficiency.dense_gemm"), tiles="efficiency.dense_gemm"),
         Stage("2:4 sparse GEMM", ("sparse_gemm",), gemm("efficiency.sparse_gemm"), tiles="efficiency.sparse_gemm"),
-        Stage("attention", ("attention",), (Param("efficiency.attention_fraction", 0.1, 1.0),)),
+        Stage("attention", ("attention",), (Param("efficiency.attention_fraction", 0.1, 1.0),
+                                            Param("efficiency.attention_keys_half", 1.0, 65536.0, log=True))),
     ]
     for impl in prune_impls:
         out.append(Stage(f"prune {impl}", (f"prune:{impl}",),
@@ -77,6 +88,9 @@ def with_values(profile: HardwareProfile, values: dict[str, float], sources: dic
 
     Copies without re-validation (fast, for the search); ``calibrate`` validates the result."""
     for path, value in values.items():
+        if isinstance(value, bool):  # a plain switch (e.g. split_k), not a sourced number
+            profile = _replace(profile, path.split("."), value)
+            continue
         update = {"value": float(value)}
         if sources and path in sources:
             update.update(source=sources[path], date=None)
@@ -84,9 +98,9 @@ def with_values(profile: HardwareProfile, values: dict[str, float], sources: dic
     return profile
 
 
-def _replace(node: Any, parts: list[str], update: dict[str, Any]) -> Any:
+def _replace(node: Any, parts: list[str], update: Any) -> Any:
     if not parts:
-        return node.model_copy(update=update)
+        return node.model_copy(update=update) if isinstance(update, dict) else update
     head, rest = parts[0], parts[1:]
     if isinstance(node, dict):
         return {**node, head: _replace(node[head], rest, update)}
@@ -160,10 +174,10 @@ def fit_stage(profile: HardwareProfile, stage: Stage, records: list[dict[str, An
             return float(np.mean(np.log(predicted / measured) ** 2))
         return loss
 
-    tile_sets = [{}]
+    tile_sets: list[dict[str, Any]] = [{}]
     if stage.tiles:
-        tile_sets = [{f"{stage.tiles}.tile_m": tm, f"{stage.tiles}.tile_n": tn}
-                     for tm in TILE_CHOICES for tn in TILE_CHOICES]
+        tile_sets = [{f"{stage.tiles}.tile_m": tm, f"{stage.tiles}.tile_n": tn, f"{stage.tiles}.split_k": split}
+                     for tm in TILE_CHOICES for tn in TILE_CHOICES for split in (True, False)]
     best: tuple[dict[str, float], float] | None = None
     for tiles in tile_sets:
         base = with_values(profile, tiles) if tiles else profile
@@ -185,14 +199,18 @@ def calibrate(mfile: MeasurementFile, profile: HardwareProfile, holdout: Sequenc
     where = source_file or str(mfile.path)
     fit_models = ", ".join(sorted({r["model"] for r in fit_rows}))
     current = profile
+    if current.efficiency.attention_keys_half is None:  # start the ramp search from a finite value
+        current = _replace(current, ["efficiency", "attention_keys_half"],
+                           PositiveSourced(value=256.0, source="assumed: starting point of the calibration search"))
     reports = []
     for stage in stages(measured_impls):
-        rows = [r for r in fit_rows if category_of(r) in stage.categories]
+        rows = [r for r in fit_rows if stage.takes(r)]
         if not rows:
             reports.append({"stage": stage.name, "n": 0, "note": "no fit rows: parameters kept"})
             continue
         before = error_stats(Predictor(rows).predict(current), Predictor(rows).measured)
         values, _ = fit_stage(current, stage, rows)
+        values = {k: v if isinstance(v, bool) else float(f"{v:.4g}") for k, v in values.items()}
         sources = {path: (f"measured: {where} (ampersim calibrate, stage '{stage.name}': fit on {len(rows)} "
                           f"{fit_models} rows; MAPE before {before['mape_pct']:.1f} %)") for path in values}
         current = with_values(current, values, sources)

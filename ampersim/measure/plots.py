@@ -4,12 +4,16 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-_GROUPS = (("dense_gemm", "dense GEMM"), ("sparse_gemm", "2:4 sparse GEMM"), ("attention", "attention"),
-           ("norm", "norm"), ("elementwise", "elementwise"), ("embedding", "embedding"), ("prune", "prune"),
+_GROUPS = (("dense_gemm_grouped", "dense MoE experts (bmm)"), ("dense_gemm", "dense GEMM"),
+           ("sparse_gemm_grouped", "2:4 MoE experts (a call per expert)"), ("sparse_gemm", "2:4 sparse GEMM"),
+           ("attention", "attention"), ("norm", "norm"), ("elementwise:eager_torch", "eager-torch diagnostic"),
+           ("elementwise", "elementwise"), ("embedding", "embedding"), ("prune", "prune"),
            ("layer", "decoder layer"), ("model", "whole model"))
 
 
 def _group(category: str) -> str:
+    if "[" in category:  # 8-bit GEMMs: validated against a 16-bit calibration
+        return "8-bit GEMM"
     for prefix, label in _GROUPS:
         if category.startswith(prefix):
             return label
@@ -24,8 +28,8 @@ def plot_validation(result: dict[str, Any], path: str | Path, title: str = "") -
     import matplotlib.pyplot as plt
 
     rows = result["rows"]
-    labels = [label for _, label in _GROUPS if any(_group(r["category"]) == label for r in rows)]
-    colors = {label: plt.get_cmap("tab10")(i % 10) for i, label in enumerate(labels)}
+    labels = [label for label in [g for _, g in _GROUPS] + ["8-bit GEMM"] if any(_group(r["category"]) == label for r in rows)]
+    colors = {label: plt.get_cmap("tab20")(i % 20) for i, label in enumerate(labels)}
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(13, 5.5))
     lo = min(min(r["measured_s"], r["predicted_s"]) for r in rows) * 1e3 / 1.5
     hi = max(max(r["measured_s"], r["predicted_s"]) for r in rows) * 1e3 * 1.5

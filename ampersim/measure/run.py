@@ -161,9 +161,9 @@ def plan(config: MeasureConfig, prune_impls: Sequence[str]) -> list[Item]:
                         others.append(_stream_item(base, wl.spec, op, also, eager=True))
                 for op, also in _unique((o for o in ops if o.kind == "prune"), _stream_key_prune):
                     for impl in prune_impls:
-                        if impl.startswith("torch_eager") and (wl is not config.workloads[0] or
+                        if not impl.startswith("fused") and (wl is not config.workloads[0] or
                                                                float(op.M) * float(op.K) > EAGER_PRUNE_MAX_ELEMENTS):
-                            continue  # stock-torch diagnostics: the first workload, moderate sizes
+                            continue  # stock-torch paths: the first workload, moderate sizes
                         prunes.append(_prune_item(base, op, also, impl, config.pattern))
     layers: list[Item] = []
     if "layers" in config.what:

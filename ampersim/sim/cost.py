@@ -39,16 +39,17 @@ class Terms:
 
 
 # -- GEMM -----------------------------------------------------------------------------------------
-def wave_efficiency(M, N, groups, tile_m: float, tile_n: float, compute_units: float):
+def wave_efficiency(M, N, groups, tile_m: float, tile_n: float, compute_units: float, split_k: bool = True):
     """Useful share of the tile work the GPU schedules.
 
     Output tiles are tile_m × tile_n (as tall as M when M < tile_m), padded at the matrix edges.
     With fewer tiles than compute units the library splits K into floor(units / tiles) parts
-    (split-K) to fill the GPU; otherwise tiles run in whole waves of ``compute_units``.
+    (split-K) to fill the GPU when ``split_k``; otherwise tiles run in whole waves of ``compute_units``.
     """
     tm = np.minimum(tile_m, M)
     tiles = groups * np.ceil(M / tm) * np.ceil(N / tile_n)
-    work = tiles * np.maximum(1.0, np.floor(compute_units / tiles))  # split-K parts
+    parts = np.maximum(1.0, np.floor(compute_units / tiles)) if split_k else 1.0
+    work = tiles * parts  # split-K parts
     waves = np.ceil(work / compute_units)
     return (groups * M * N / (tiles * tm * tile_n)) * work / (waves * compute_units)
 
@@ -59,7 +60,7 @@ def gemm_efficiency(M, N, groups, eff: GemmEfficiency, compute_units: float):
     Equivalent to: the wave-quantized tile work at peak_fraction of peak, plus a fixed cost of
     m_half extra rows of work per GEMM (pipeline fill and drain), which makes time monotone in M.
     """
-    w = wave_efficiency(M, N, groups, eff.tile_m.value, eff.tile_n.value, compute_units)
+    w = wave_efficiency(M, N, groups, eff.tile_m.value, eff.tile_n.value, compute_units, eff.split_k)
     return eff.peak_fraction.value * w * M / (M + w * eff.m_half.value)
 
 
@@ -82,8 +83,13 @@ def stream_terms(nbytes, *, bandwidth_gbps: float, memory_fraction: float, kerne
 
 
 def attention_terms(flops, nbytes, *, peak_tflops: float, attention_fraction: float, bandwidth_gbps: float,
-                    memory_fraction: float, kernel_overhead_us: float) -> Terms:
-    """Flash-style fused attention: its FLOPs at a fraction of the dense peak vs its compulsory bytes."""
+                    memory_fraction: float, kernel_overhead_us: float, keys=None, keys_half: float | None = None) -> Terms:
+    """Flash-style fused attention: its FLOPs at a fraction of the dense peak vs its compulsory bytes.
+
+    With ``keys_half`` the fraction ramps with the mean keys per query: fraction · keys / (keys + keys_half)
+    (short contexts give each thread block little work to pipeline)."""
+    if keys_half:
+        attention_fraction = attention_fraction * keys / (keys + keys_half)
     return Terms(compute=flops / (peak_tflops * _TERA * attention_fraction),
                  memory=nbytes / (bandwidth_gbps * _GIGA * memory_fraction),
                  overhead=kernel_overhead_us * _MICRO)
@@ -196,7 +202,8 @@ def cost_graph(cols: OpColumns, profile: HardwareProfile, dtype: str, execution:
     if rows.size:
         put(rows, attention_terms(cols.flops[rows], cols.bytes[rows], peak_tflops=attention_peak_tflops(profile, dtype),
                                   attention_fraction=eff.attention_fraction.value, bandwidth_gbps=bw,
-                                  memory_fraction=mem_frac, kernel_overhead_us=k_over))
+                                  memory_fraction=mem_frac, kernel_overhead_us=k_over, keys=cols.N[rows],
+                                  keys_half=eff.attention_keys_half.value if eff.attention_keys_half else None))
     rows = rows_of("prune")
     if rows.size:
         put(rows, prune_terms(cols.bytes[rows], execution.prune_impl, bandwidth_gbps=bw, kernel_overhead_us=k_over),
