@@ -74,7 +74,7 @@ def time_calls(calls, reps: int = 25, warmup: int = 2, graph: bool = True) -> di
         for c in calls:
             c()
     torch.cuda.synchronize()
-    mode = "graph"
+    mode = "graph" if graph else "events"
     g = None
     if graph:
         try:

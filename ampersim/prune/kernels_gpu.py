@@ -34,7 +34,7 @@ BACKENDS = ("triton", "numba", "torch")
 # Launch configurations (tuned on the device; docs/gpu-pruner.md records the sweep).
 CONFIG: dict[str, dict[str, int]] = {
     "compress24": {"BR": 16, "BK": 256, "num_warps": 4},
-    "quant_compress24": {"BR": 16, "BK": 256, "num_warps": 4},
+    "quant_compress24": {"BR": 32, "BK": 256, "num_warps": 4},
     "quant": {"BR": 16, "BK": 256, "num_warps": 4},
     "absmax": {"BR": 16, "BK": 512, "num_warps": 4},
     "mask24": {"BR": 32, "BK": 128, "num_warps": 4},
