@@ -248,3 +248,18 @@ def test_on_gpu_fused_layout_and_sparse_linear():
     y = SL.sparse_linear(x, w, b)
     ref = torch.nn.functional.linear(kernels_gpu.prune_gpu(x, "2:4").double(), w.double(), b.double())
     assert ((y.double() - ref).norm() / ref.norm()).item() < 1e-2
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16, torch.float32])
+@pytest.mark.parametrize("pattern", ["2:4", "1:4", "8:16", "3:8"])
+@pytest.mark.parametrize("use_factor", [False, True])
+def test_gpu_semantics_equal_cpu_pruner(dtype, pattern, use_factor):
+    """prune_torch (the GPU kernels' reference) and the Triton kernel agree with the CPU pruner."""
+    cpu = pytest.importorskip("ampersim.prune.nm", reason="CPU pruner (issue 3) not present")
+    gen = torch.Generator().manual_seed(13)
+    x = _special(torch.randn(24, 64, generator=gen).to(dtype), subnormals=True)
+    f = torch.rand(64, generator=gen) + 0.25 if use_factor else None
+    expected = cpu.prune(x, pattern, factor=f)
+    assert _same(kernels_gpu.prune_torch(x, pattern, factor=f), expected)
+    if HAS_TRITON and not (use_factor and dtype == torch.bfloat16 and not HAS_CUDA):
+        assert _same(kernels_gpu.prune_gpu(x.to(DEVICE), pattern, factor=f).cpu(), expected)
