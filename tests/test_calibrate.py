@@ -1,0 +1,100 @@
+"""`ampersim calibrate`: search, reproducibility of the committed profile, held-out judgement, YAML output."""
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from ampersim.cli import main
+from ampersim.hardware.registry import load_profile
+from ampersim.measure.calibrate import calibrate, get_value, nelder_mead, with_values
+from ampersim.measure.records import read_measurements
+from ampersim.measure.validate import validate
+from ampersim.sim.cost import attention_terms, wave_efficiency
+
+ROOT = Path(__file__).resolve().parent.parent
+H200 = ROOT / "validation" / "h200.jsonl"
+CALIBRATED = ROOT / "hardware_profiles" / "calibrated" / "h200-calibrated.yaml"
+FITTED = ["efficiency.dense_gemm.peak_fraction", "efficiency.dense_gemm.m_half", "efficiency.sparse_gemm.peak_fraction",
+          "efficiency.memory_fraction", "efficiency.attention_fraction", "prune_impls.fused_cslt.bandwidth_fraction"]
+
+
+@pytest.fixture(scope="module")
+def fitted():
+    return calibrate(read_measurements(H200), load_profile("h200"), source_file="validation/h200.jsonl")
+
+
+def test_nelder_mead_finds_a_quadratic_minimum():
+    x, value = nelder_mead(lambda u: float(np.sum((u - np.array([1.0, -2.0])) ** 2)), np.zeros(2), iters=500)
+    assert np.allclose(x, [1.0, -2.0], atol=1e-4) and value < 1e-8
+
+
+def test_no_split_k_runs_small_gemms_one_tile_per_unit():
+    # 16 tiles on 132 units: split-K fills 128 of them, without it 16 are busy
+    assert wave_efficiency(128.0, 16 * 128.0, 1.0, 128, 128, 132) == pytest.approx(128 / 132)
+    assert wave_efficiency(128.0, 16 * 128.0, 1.0, 128, 128, 132, split_k=False) == pytest.approx(16 / 132)
+    big = dict(M=4096.0, N=132 * 128.0, groups=1.0, tile_m=128, tile_n=128, compute_units=132)
+    assert wave_efficiency(**big) == wave_efficiency(**big, split_k=False) == 1.0
+
+
+def test_attention_ramp_halves_the_rate_at_keys_half():
+    common = dict(peak_tflops=1000.0, attention_fraction=0.5, bandwidth_gbps=1e9, memory_fraction=1.0,
+                  kernel_overhead_us=0.0)
+    flat = attention_terms(1e12, 0.0, **common).seconds()
+    ramp = attention_terms(1e12, 0.0, **common, keys=512.0, keys_half=512.0).seconds()
+    assert ramp == pytest.approx(2 * flat)
+
+
+def test_committed_profile_is_reproduced(fitted):
+    profile, stages, holdout = fitted
+    committed = load_profile(CALIBRATED)
+    assert holdout == ["llama-3.1-70b", "qwen2-7b", "qwen3-30b-a3b"]
+    for path in FITTED:
+        assert get_value(profile, path) == pytest.approx(get_value(committed, path), rel=1e-3), path
+    assert profile.efficiency.dense_gemm.split_k is committed.efficiency.dense_gemm.split_k is False
+    assert [s["stage"] for s in stages][:4] == ["memory-bound ops", "dense GEMM", "2:4 sparse GEMM", "attention"]
+
+
+def test_calibrated_profile_says_where_its_numbers_come_from(fitted):
+    profile = fitted[0]
+    assert profile.status == "calibrated" and profile.name == "h200-calibrated"
+    assert profile.calibrated_from == "validation/h200.jsonl"
+    for path in FITTED:
+        node = profile
+        for part in path.split("."):
+            node = node[part] if isinstance(node, dict) else getattr(node, part)
+        assert node.source.startswith("measured: validation/h200.jsonl"), path
+    # peaks stay the datasheet's: calibration changes efficiency only
+    assert profile.matrix["bf16"].dense_tflops == load_profile("h200").matrix["bf16"].dense_tflops
+
+
+def test_fit_is_judged_on_held_out_models(fitted):
+    """Fitting only on Llama-3.1-8B rows still predicts the held-out models' GEMMs (documented bounds)."""
+    result = validate(read_measurements(H200), fitted[0], fitted[2])
+    held = {s["category"]: s for s in result["summary"] if s["split"] == "held-out"}
+    assert held["dense_gemm"]["mape_pct"] <= 5.0
+    assert held["sparse_gemm"]["mape_pct"] <= 8.0
+    assert held["layer_dense"]["max_abs_err_pct"] <= 5.0
+
+
+def test_with_values_replaces_numbers_and_switches():
+    profile = load_profile("h200")
+    changed = with_values(profile, {"efficiency.dense_gemm.peak_fraction": 0.5, "efficiency.dense_gemm.split_k": False},
+                          {"efficiency.dense_gemm.peak_fraction": "measured: x.jsonl"})
+    assert changed.efficiency.dense_gemm.peak_fraction.value == 0.5
+    assert changed.efficiency.dense_gemm.peak_fraction.source == "measured: x.jsonl"
+    assert changed.efficiency.dense_gemm.split_k is False
+    assert profile.efficiency.dense_gemm.peak_fraction.value != 0.5  # the original is untouched
+
+
+def test_cli_writes_a_loadable_profile(tmp_path, capsys):
+    out = tmp_path / "cal.yaml"
+    assert main(["calibrate", "--measurements", str(H200), "--profile", "h200", "--out", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "held out: llama-3.1-70b, qwen2-7b, qwen3-30b-a3b" in text and "judge it on held-out rows" in text
+    assert load_profile(out).status == "calibrated"
+
+
+def test_cli_refuses_another_gpus_profile(tmp_path, capsys):
+    assert main(["calibrate", "--measurements", str(H200), "--profile", "a100", "--out", str(tmp_path / "x.yaml")]) == 2
+    assert "GPU mismatch" in capsys.readouterr().err
+    assert not (tmp_path / "x.yaml").exists()

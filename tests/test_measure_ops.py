@@ -1,0 +1,140 @@
+"""The harness's op construction and checks on the CPU (torch CPU); CUDA-only paths skip cleanly."""
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from ampersim.cli import main  # noqa: E402
+from ampersim.errors import InvalidArgument  # noqa: E402
+from ampersim.measure import ops_torch  # noqa: E402
+from ampersim.measure.records import MeasurementWriter, header_record, read_measurements  # noqa: E402
+from ampersim.measure.run import MeasureConfig, Workload, execute, graph_ops, op_dict, op_from_dict, plan  # noqa: E402
+from ampersim.measure.validate import Predictor  # noqa: E402
+from ampersim.hardware.registry import load_profile  # noqa: E402
+from ampersim.models.registry import load_model_spec  # noqa: E402
+from ampersim.models.spec import ModelSpec  # noqa: E402
+
+CUDA = torch.cuda.is_available()
+SMALL = Workload("smollm2-135m", load_model_spec("smollm2-135m"))
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny CPU tensors: one torch thread (thread pools on a busy 2-core CI box cost seconds per op)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def ops():
+    return {op.name: op for op in graph_ops(SMALL, 32, "bf16", "2:4")}
+
+
+def test_op_round_trips_through_json(ops):
+    op = ops["gate_proj"]
+    assert op_from_dict(op_dict(op)) == op
+
+
+def test_dense_gemm_checked_against_float64(ops):
+    p = ops_torch.prepare_gemm(ops["down_proj"], "dense", "cpu", 1e6)
+    assert p.check["ok"] and 0 < p.check["rel_err"] < 1e-2
+    assert p.impl == "F.linear" and p.shape["M"] == 32 and len(p.calls) == p.shape["sets"]
+    out = p.calls[0]()
+    assert out.shape == (32, 576) and bool(out.isfinite().all())
+
+
+def test_sparse_gemm_rows_rounded_to_kernel_multiple(ops):
+    op = ops["q_proj"]
+    assert ops_torch.gemm_shape(op, "sparse")["M"] == 32
+    odd = op_from_dict({**op_dict(op), "M": 17.0})
+    assert ops_torch.gemm_shape(odd, "sparse")["M"] == 32
+    assert ops_torch.gemm_shape(odd, "dense")["M"] == 17
+    bad = op_from_dict({**op_dict(op), "K": 100})
+    with pytest.raises(InvalidArgument, match="cannot take the bf16 2:4 sparse path"):
+        ops_torch.gemm_shape(bad, "sparse")
+
+
+def test_eager_prune_keeps_top_n_per_group():
+    x = ops_torch.random_tensor((8, 64), "bf16", "cpu")
+    y = ops_torch.eager_prune(x, 2, 4)
+    groups_x, groups_y = x.float().reshape(8, 16, 4), y.float().reshape(8, 16, 4)
+    assert bool(((groups_y != 0).sum(-1) == 2).all())
+    kept_min = torch.where(groups_y != 0, groups_x.abs(), torch.inf).amin(-1)
+    dropped_max = torch.where(groups_y == 0, groups_x.abs(), -torch.inf).amax(-1)
+    assert bool((kept_min >= dropped_max).all())
+
+
+def test_random_inputs_are_non_zero():
+    assert bool((ops_torch.random_tensor((64, 64), "int8", "cpu") != 0).all())
+    assert bool((ops_torch.random_tensor((64, 64), "bf16", "cpu") != 0).all())
+
+
+def test_check_failure_is_not_timed():
+    with pytest.raises(ops_torch.CheckFailed, match="relative error"):
+        ops_torch._checked(0.5, 1e-2, "x")
+    assert ops_torch.rel_err(torch.tensor([float("nan")]), torch.tensor([1.0])) == float("inf")
+
+
+@pytest.mark.parametrize("name", ["attn_norm", "rotary", "activation", "residual.attn", "embedding"])
+def test_stream_ops_checked(ops, name):
+    p = ops_torch.prepare_stream(ops[name], SMALL.spec, "cpu", 1e6)
+    assert p.check["ok"]
+    assert "eager" in p.impl or name not in ops_torch.FUSABLE  # no Triton kernels on the CPU
+
+
+def test_attention_checked(ops):
+    p = ops_torch.prepare_attention(ops["attention"], "cpu", 1e6)
+    assert p.check["ok"] and p.shape["M"] == 32
+
+
+def test_plan_covers_the_graph():
+    config = MeasureConfig([SMALL], [32], what=frozenset({"ops", "layers", "model"}))
+    labels = [i.label for i in plan(config, ["torch_eager_mask"])]
+    for expected in ("q_proj dense", "q_proj sparse", "down_proj sparse", "lm_head dense", "attention",
+                     "rotary", "rotary eager", "prune.mlp_mid torch_eager_mask", "layer 0 dense", "whole model dense"):
+        assert any(label.endswith(expected) for label in labels), expected
+    assert not any(label.endswith("lm_head sparse") for label in labels)
+
+
+TINY = Workload("tiny", ModelSpec(name="tiny", display_name="tiny", family="llama", source="config: test",
+                                  num_layers=2, hidden_size=64, intermediate_size=128, num_heads=2,
+                                  num_kv_heads=1, head_dim=32, vocab_size=256))
+
+
+def test_cpu_dry_run_writes_records_that_validate_reads(tmp_path):
+    path = tmp_path / "dry.jsonl"
+    config = MeasureConfig([TINY], [32], what=frozenset({"ops", "layers"}), prune_impls=["torch_eager_mask"],
+                           device="cpu")
+    with MeasurementWriter(path, header_record({"gpu": "cpu"}, [], "t")) as writer:
+        counts = execute(config, writer, 2**20, stream=open(tmp_path / "progress.txt", "w"))
+    m = read_measurements(path)
+    assert counts["measured"] == len(m.records) > 10
+    # the sparse GEMMs and the cuSPARSELt prune paths cannot run on a CPU: recorded as skipped, with the reason
+    assert {s["what"].split()[-1] for s in m.skips} >= {"sparse"}
+    assert all(r["timing"]["method"] == "cpu_clock" for r in m.records)
+    assert any(r["record"] == "layer" for r in m.records)
+    op_records = [r for r in m.records if r["record"] == "op"]  # layers need a shipped model spec to predict
+    predicted = Predictor(op_records).predict(load_profile("h200"))
+    assert len(predicted) == len(op_records) and (predicted > 0).all()
+
+
+@pytest.mark.skipif(CUDA, reason="checks the no-GPU error; this machine has a GPU")
+def test_measure_without_cuda_is_one_line_exit_2(tmp_path, capsys):
+    assert main(["measure", "--out", str(tmp_path / "x.jsonl")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ampersim measure needs a CUDA GPU") and err.count("\n") == 1
+    assert not (tmp_path / "x.jsonl").exists()
+
+
+def test_measure_bad_arguments(tmp_path, capsys):
+    assert main(["measure", "--out", str(tmp_path / "x.jsonl"), "--tokens", "0,5", "--device", "cpu"]) == 2
+    assert "--tokens: token counts must be > 0" in capsys.readouterr().err
+    assert main(["measure", "--out", str(tmp_path / "x.jsonl"), "--workload", "nonexistent", "--device", "cpu"]) == 2
+    assert "neither a model spec nor a scenario" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(not CUDA, reason="needs a CUDA GPU: cuSPARSELt 2:4 GEMM")
+def test_sparse_gemm_on_gpu_matches_dense_product_of_pruned_input(ops):
+    p = ops_torch.prepare_gemm(ops["gate_proj"], "sparse", "cuda", 50e6)
+    assert p.check["ok"] and p.check["rel_err"] < 2e-2

@@ -1,0 +1,107 @@
+"""Measurement files: JSON lines with a header, appended per record; truncated and foreign files."""
+import json
+
+import pytest
+
+from ampersim.errors import InvalidData, NotFound
+from ampersim.measure.records import FORMAT, MeasurementWriter, header_record, read_measurements
+
+ENV = {"gpu": "NVIDIA H200", "device": "cuda"}
+
+
+def _op(i: int) -> dict:
+    return {"record": "op", "model": "m", "tokens": i, "timing": {"median_s": 1e-3 * i}}
+
+
+def _write(path, n=3, env=ENV):
+    with MeasurementWriter(path, header_record(env, ["ampersim", "measure"], "2026-11-27T00:00:00")) as w:
+        for i in range(1, n + 1):
+            w.write(_op(i))
+
+
+def test_round_trip_keeps_order_and_line_numbers(tmp_path):
+    path = tmp_path / "m.jsonl"
+    _write(path)
+    m = read_measurements(path)
+    assert m.gpu == "NVIDIA H200"
+    assert [r["tokens"] for r in m.records] == [1, 2, 3]
+    assert [r["_line"] for r in m.records] == [2, 3, 4]
+    assert m.truncated_line is None
+    first = json.loads(path.read_text().splitlines()[0])
+    assert first["format"] == FORMAT and first["schema"] == 1
+
+
+def test_each_record_is_on_disk_before_the_next(tmp_path):
+    path = tmp_path / "m.jsonl"
+    writer = MeasurementWriter(path, header_record(ENV, [], "t"))
+    writer.write(_op(1))
+    assert len(read_measurements(path).records) == 1  # flushed while the writer is still open
+    writer.close()
+
+
+def test_truncated_last_line_is_reported_with_its_number(tmp_path):
+    path = tmp_path / "m.jsonl"
+    _write(path)
+    path.write_text(path.read_text() + '{"record": "op", "model": "m", "tok')
+    m = read_measurements(path)
+    assert m.truncated_line == 5
+    assert len(m.records) == 3
+
+
+def test_malformed_middle_line_names_the_line(tmp_path):
+    path = tmp_path / "m.jsonl"
+    _write(path)
+    lines = path.read_text().splitlines()
+    lines[2] = "{not json"
+    path.write_text("\n".join(lines) + "\n")
+    with pytest.raises(InvalidData, match=r"m.jsonl:3: malformed JSON"):
+        read_measurements(path)
+
+
+@pytest.mark.parametrize("text", ['{"some": "other json"}\n', "name,value\n1,2\n", ""])
+def test_foreign_file_is_refused_at_line_1(tmp_path, text):
+    path = tmp_path / "foreign.jsonl"
+    path.write_text(text)
+    with pytest.raises(InvalidData, match=r"foreign.jsonl:1: not an ampersim measurement file"):
+        read_measurements(path)
+
+
+def test_unknown_schema_version_and_record_kind(tmp_path):
+    path = tmp_path / "m.jsonl"
+    path.write_text(json.dumps({"record": "header", "format": FORMAT, "schema": 99, "environment": {}}) + "\n")
+    with pytest.raises(InvalidData, match=r":1: field 'schema'"):
+        read_measurements(path)
+    path.unlink()
+    _write(path)
+    path.write_text(path.read_text() + '{"record": "banana"}\n')
+    with pytest.raises(InvalidData, match=r":5: field 'record'"):
+        read_measurements(path)
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(NotFound, match="not found"):
+        read_measurements(tmp_path / "nope.jsonl")
+
+
+def test_append_needs_flag_and_same_gpu(tmp_path):
+    path = tmp_path / "m.jsonl"
+    _write(path)
+    with pytest.raises(InvalidData, match="--append"):
+        MeasurementWriter(path, header_record(ENV, [], "t"))
+    with pytest.raises(InvalidData, match="cannot append a run on 'NVIDIA H100 80GB HBM3'"):
+        MeasurementWriter(path, header_record({"gpu": "NVIDIA H100 80GB HBM3"}, [], "t"), append=True)
+    path.write_text(path.read_text() + '{"record": "op", "trunc')  # an interrupted run: cut, then append
+    with MeasurementWriter(path, header_record(ENV, [], "t"), append=True) as w:
+        w.write(_op(9))
+    m = read_measurements(path)
+    assert len(m.headers) == 2 and [r["tokens"] for r in m.records] == [1, 2, 3, 9]
+    assert m.truncated_line is None
+
+
+def test_mixed_gpus_in_one_file_are_refused(tmp_path):
+    path = tmp_path / "m.jsonl"
+    _write(path)
+    other = header_record({"gpu": "NVIDIA A100-SXM4-80GB"}, [], "t")
+    path.write_text(path.read_text() + json.dumps(other) + "\n")
+    with pytest.raises(InvalidData, match=r":5: run on 'NVIDIA A100-SXM4-80GB' mixed into"):
+        read_measurements(path)
