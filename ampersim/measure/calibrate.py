@@ -11,7 +11,8 @@ minimizing the mean squared log error of predicted vs measured time):
 5. each prune implementation measured: its bandwidth_fraction
 
 Continuous parameters are searched with Nelder-Mead (numpy only) inside bounds mapped through a
-sigmoid; tile sizes over a small grid. Grouped (MoE expert) and 8-bit GEMM rows are validated,
+sigmoid, from the middle of each range (so the result depends on the measurements, not on the
+profile's assumed values); tile sizes and split-K over a small grid. Grouped (MoE expert) and 8-bit GEMM rows are validated,
 not fitted: the profile has one GEMM efficiency per path for all dtypes and shapes.
 """
 from __future__ import annotations
@@ -165,7 +166,6 @@ def fit_stage(profile: HardwareProfile, stage: Stage, records: list[dict[str, An
     predictor = Predictor(records)
     measured = predictor.measured
     params = list(stage.params)
-    start = [get_value(profile, p.path) for p in params]
 
     def loss_for(base: HardwareProfile) -> Callable[[np.ndarray], float]:
         def loss(u: np.ndarray) -> float:
@@ -181,7 +181,7 @@ def fit_stage(profile: HardwareProfile, stage: Stage, records: list[dict[str, An
     best: tuple[dict[str, float], float] | None = None
     for tiles in tile_sets:
         base = with_values(profile, tiles) if tiles else profile
-        u, loss = nelder_mead(loss_for(base), _to_u(start, params))
+        u, loss = nelder_mead(loss_for(base), np.zeros(len(params)))  # the middle of every range
         if best is None or loss < best[1]:
             best = ({**tiles, **dict(zip((p.path for p in params), _to_value(u, params)))}, loss)
     assert best is not None
