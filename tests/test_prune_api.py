@@ -1,4 +1,5 @@
 """CPU pruner public API: types, shapes, zero-copy torch/numpy views, in-place, bad input, imports."""
+import os
 import subprocess
 import sys
 
@@ -199,3 +200,17 @@ def test_import_compiles_nothing_and_loads_no_torch():
         "assert 'torch' not in sys.modules\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_kernels_are_cached_on_disk(tmp_path):
+    code = (
+        "import numpy as np\n"
+        "from ampersim.prune import prune, kernels_cpu\n"
+        "prune(np.ones((2, 8), np.float16), '2:4')\n"
+        "s = kernels_cpu._prune_kernel.stats\n"
+        "print(sum(s.cache_hits.values()), sum(s.cache_misses.values()))\n"
+    )
+    env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path)}
+    runs = [subprocess.run([sys.executable, "-c", code], env=env, check=True, capture_output=True,
+                           text=True).stdout.split() for _ in range(2)]
+    assert runs == [["0", "1"], ["1", "0"]]  # compiled once, then loaded from the cache

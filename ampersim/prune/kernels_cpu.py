@@ -60,21 +60,23 @@ def _compress_kernel(x, values, indices, factor, n, spec):  # pragma: no cover -
     rows, k = x.shape
     lanes = simd.lanes_of(spec)
     m = simd.group_of(spec)
-    full = k - k % lanes
+    width = values.shape[1]  # kept values per row
     for r in prange(rows):
-        for c in range(0, full, lanes):
-            simd.compress_block(x, r, c, values, indices, r, c // m * n, factor, c, n, spec)
-        if full < k:
-            src = np.zeros((1, lanes), x.dtype)
-            vals = np.empty((1, lanes // m * n), values.dtype)
-            idx = np.empty((1, lanes // m * n), indices.dtype)
-            for i in range(k - full):
-                src[0, i] = x[r, full + i]
-            simd.compress_block(src, 0, 0, vals, idx, 0, 0, factor, full, n, spec)
-            base = full // m * n
-            for i in range(values.shape[1] - base):
-                values[r, base + i] = vals[0, i]
-                indices[r, base + i] = idx[0, i]
+        for c in range(0, k, lanes):
+            at = c // m * n
+            if c + lanes <= k and at + lanes <= width - lanes // m * n:
+                # Writes `lanes` slots: the surplus lands in the regions of later blocks of this row.
+                simd.compress_block(x, r, c, values, indices, r, at, factor, c, n, spec)
+            else:  # last blocks of the row: through scratch, so nothing is written past the row
+                src = np.zeros((1, lanes), x.dtype)
+                vals = np.empty((1, lanes), values.dtype)
+                idx = np.empty((1, lanes), indices.dtype)
+                for i in range(min(lanes, k - c)):
+                    src[0, i] = x[r, c + i]
+                simd.compress_block(src, 0, 0, vals, idx, 0, 0, factor, c, n, spec)
+                for i in range(min(lanes // m * n, width - at)):
+                    values[r, at + i] = vals[0, i]
+                    indices[r, at + i] = idx[0, i]
 
 
 def _variant(k: int, m: int, fmt: str, factor: np.ndarray | None) -> tuple[simd.BlockSpec, np.ndarray]:

@@ -22,7 +22,9 @@ the usual per-call cost of a typed argument.
 """
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
+from pathlib import Path
 
 from llvmlite import ir
 from llvmlite.binding import get_default_triple
@@ -61,16 +63,31 @@ class BlockSpec:
         return block_lanes(self.m, self.fmt, self.scored)
 
 
+# numba's disk cache checks only the source file of the cached kernel (kernels_cpu.py), not this
+# code generator: its source hash is part of the spec's type, so editing this file retires old
+# cache entries.
+CODEGEN_ID = hashlib.sha256(Path(__file__).read_bytes()).hexdigest()[:16]
+
+
 class BlockSpecType(types.Opaque):
-    """numba type of a BlockSpec: the variant is part of the type (one compilation each)."""
+    """numba type of a BlockSpec: the variant is part of the type (one compilation each).
+
+    Its state is plain builtins (pickled into numba's cache index) and its key tolerates
+    entries written by older versions, which then simply do not match."""
 
     def __init__(self, spec: BlockSpec) -> None:
-        self.spec = spec
-        super().__init__(name=f"BlockSpec({spec.m}, {spec.fmt}, scored={spec.scored}, stream={spec.stream})")
+        self.params = (spec.m, spec.fmt, spec.scored, spec.stream)
+        self.codegen = CODEGEN_ID
+        super().__init__(name=f"BlockSpec({spec.m}, {spec.fmt}, scored={spec.scored}, "
+                              f"stream={spec.stream}, codegen={CODEGEN_ID})")
 
     @property
-    def key(self) -> BlockSpec:
-        return self.spec
+    def spec(self) -> BlockSpec:
+        return BlockSpec(*self.params)
+
+    @property
+    def key(self) -> tuple:
+        return getattr(self, "params", None), getattr(self, "codegen", None)
 
 
 register_model(BlockSpecType)(models.OpaqueModel)
@@ -187,11 +204,30 @@ def _select(context, builder, sig, args, m, fmt, scored):
 
 
 def _compress_store(builder, value, ptr, mask):
+    """Pack the lanes of ``value`` selected by ``mask`` to the front and store the *whole* vector
+    at ``ptr``: lanes past the selected ones are garbage that the caller must overwrite later or
+    keep inside its buffer. Compressing in registers avoids the memory form of the x86 compress
+    instruction (slow on several cores). Vectors wider than 512 bits are done in two halves (LLVM
+    22 miscompiles the compress of split vector types)."""
     vt = value.type
-    name = f"llvm.masked.compressstore.v{vt.count}i{vt.element.width}"
-    fnty = ir.FunctionType(ir.VoidType(), [vt, ir.PointerType(), mask.type])
-    fn = cgutils.get_or_insert_function(builder.module, fnty, name)
-    builder.call(fn, [value, builder.bitcast(ptr, ir.PointerType()), mask])
+    if vt.count * vt.element.width > 512:
+        half = vt.count // 2
+        lo, hi = list(range(half)), list(range(half, vt.count))
+        lo_mask = builder.shuffle_vector(mask, ir.Constant(mask.type, None), ir.Constant(ir.VectorType(_I32, half), lo))
+        hi_mask = builder.shuffle_vector(mask, ir.Constant(mask.type, None), ir.Constant(ir.VectorType(_I32, half), hi))
+        undef = ir.Constant(vt, None)
+        _compress_store(builder, builder.shuffle_vector(value, undef, ir.Constant(ir.VectorType(_I32, half), lo)),
+                        ptr, lo_mask)
+        bits = ir.IntType(half)
+        ctpop = cgutils.get_or_insert_function(builder.module, ir.FunctionType(bits, [bits]), f"llvm.ctpop.i{half}")
+        count = builder.zext(builder.call(ctpop, [builder.bitcast(lo_mask, bits)]), _I64)
+        at = builder.gep(builder.bitcast(ptr, vt.element.as_pointer()), [count])
+        _compress_store(builder, builder.shuffle_vector(value, undef, ir.Constant(ir.VectorType(_I32, half), hi)),
+                        at, hi_mask)
+        return
+    name = f"llvm.experimental.vector.compress.v{vt.count}i{vt.element.width}"
+    fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(vt, [vt, mask.type, vt]), name)
+    _store(builder, builder.call(fn, [value, mask, ir.Constant(vt, None)]), ptr, vt.element.width // 8)
 
 
 @intrinsic
@@ -276,7 +312,8 @@ def mask_block(typingctx, x, row, col, mask, mask_row, mask_col, factor, factor_
 @intrinsic
 def compress_block(typingctx, x, row, col, values, indices, out_row, out_col, factor, factor_col, n,
                    spec_ty):
-    """values/indices[out_row, out_col:+L*N/M] = kept lanes of x[row, col:+L] and their in-group index."""
+    """values/indices[out_row, out_col:+L*N/M] = kept lanes of x[row, col:+L] and their in-group
+    index; also writes (garbage) up to out_col + L, which must lie inside the arrays."""
     spec = _spec(spec_ty)
     if spec is None:
         return None
