@@ -9,13 +9,17 @@ the documented ``pad=True`` padding (score 0, after every real channel).
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterator
+from contextlib import contextmanager
 
+import numba
 import numpy as np
 from numba import njit, prange
 
 from ampersim.prune import simd
 
 STREAM_MIN_BYTES = 64 << 20  # out-of-place outputs from this size on are written with streaming stores
+PARALLEL_MIN_BYTES = 4 << 20  # smaller inputs run on the calling thread only (see _threads_for)
 
 
 @njit(cache=True, parallel=True)
@@ -79,6 +83,22 @@ def _compress_kernel(x, values, indices, factor, n, spec):  # pragma: no cover -
                     indices[r, at + i] = idx[0, i]
 
 
+@contextmanager
+def _threads_for(nbytes: int) -> Iterator[None]:
+    """Run small inputs on the calling thread: waking the worker pool costs ~10 us on an idle
+    machine but milliseconds when the cores are busy (measured, docs/pruner.md), far more than
+    pruning a few MB. ``numba.set_num_threads`` is per calling thread, so this is thread-safe."""
+    threads = numba.get_num_threads()
+    if nbytes >= PARALLEL_MIN_BYTES or threads == 1:
+        yield
+        return
+    numba.set_num_threads(1)
+    try:
+        yield
+    finally:
+        numba.set_num_threads(threads)
+
+
 def _variant(k: int, m: int, fmt: str, factor: np.ndarray | None) -> tuple[simd.BlockSpec, np.ndarray]:
     """The kernel variant, and the factor zero-padded to whole blocks (or a dummy if unscored)."""
     spec = simd.BlockSpec(m, fmt, factor is not None)
@@ -106,7 +126,8 @@ def prune_rows(bits: np.ndarray, out: np.ndarray, fmt: str, n: int, m: int,
     if bits.size:
         spec, f = _variant(bits.shape[1], m, fmt, factor)
         stream = can_stream(bits, out) if stream is None else stream
-        _prune_kernel(bits, out, f, n, dataclasses.replace(spec, stream=stream), spec)
+        with _threads_for(bits.nbytes):
+            _prune_kernel(bits, out, f, n, dataclasses.replace(spec, stream=stream), spec)
 
 
 def mask_rows(bits: np.ndarray, mask: np.ndarray, fmt: str, n: int, m: int,
@@ -114,7 +135,8 @@ def mask_rows(bits: np.ndarray, mask: np.ndarray, fmt: str, n: int, m: int,
     """mask[rows, K] (bool) = entries kept by prune_rows."""
     if bits.size:
         spec, f = _variant(bits.shape[1], m, fmt, factor)
-        _mask_kernel(bits, mask, f, n, spec)
+        with _threads_for(bits.nbytes):
+            _mask_kernel(bits, mask, f, n, spec)
 
 
 def compress_rows(bits: np.ndarray, values: np.ndarray, indices: np.ndarray, fmt: str, n: int,
@@ -123,4 +145,5 @@ def compress_rows(bits: np.ndarray, values: np.ndarray, indices: np.ndarray, fmt
     if bits.size:
         spec, f = _variant(bits.shape[1], m, fmt, factor)
         rows = bits.shape[0]
-        _compress_kernel(bits, values.reshape(rows, -1), indices.reshape(rows, -1), f, n, spec)
+        with _threads_for(bits.nbytes):
+            _compress_kernel(bits, values.reshape(rows, -1), indices.reshape(rows, -1), f, n, spec)
