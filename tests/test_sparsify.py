@@ -251,3 +251,14 @@ def test_lazy_import_and_amber_factor_is_per_layer():
     w = model.model.layers[0].self_attn.q_proj.weight
     from ampersim.prune.scoring import amber_factor
     np.testing.assert_array_equal(factors["model.layers.0.self_attn.q_proj"], amber_factor(w))
+
+
+def test_unsupported_config_works_with_all_but_not_amber():
+    import types
+
+    model = torch.nn.Sequential(torch.nn.Linear(16, 16), torch.nn.Linear(16, 4))
+    model.config = types.SimpleNamespace(model_type="my-mlp", name_or_path="mlp")
+    with ampersim.sparsify(model, "all", pattern="2:4") as handle:
+        assert handle.layers == ["0", "1"] and handle.coverage is None
+    with pytest.raises(InvalidArgument, match="unsupported model_type 'my-mlp'"):
+        ampersim.sparsify(model, "amber")

@@ -221,9 +221,13 @@ def sparsify(model: "torch.nn.Module", policy: SparsityPolicy | str | Path = "am
 
 def _resolve(model: Any, policy: SparsityPolicy | str | Path, pattern: Any, scoring: str | None,
              spec: "ModelSpec | None", targets: list[LinearTarget]) -> tuple[SparsityPolicy, "ModelSpec | None"]:
-    """The policy to apply and the ModelSpec (None for module trees without an HF config)."""
+    """The policy to apply and the ModelSpec (None for module trees without a supported HF config)."""
+    spec_error: InvalidArgument | None = None
     if spec is None and hasattr(model, "config"):
-        spec = model_spec(model, Path(str(getattr(model.config, "name_or_path", "") or "model")).name)
+        try:
+            spec = model_spec(model, Path(str(getattr(model.config, "name_or_path", "") or "model")).name)
+        except InvalidArgument as exc:  # e.g. an architecture ModelSpec does not describe
+            spec_error = exc
     if isinstance(policy, SparsityPolicy):
         update = {}
         if pattern is not None:
@@ -235,6 +239,8 @@ def _resolve(model: Any, policy: SparsityPolicy | str | Path, pattern: Any, scor
     scoring = scoring if scoring is not None else "amber"
     if spec is None:
         if str(policy) not in ("all", "none"):
+            if spec_error is not None:
+                raise spec_error
             raise InvalidArgument(
                 f"policy '{policy}' needs a ModelSpec: this model has no Hugging Face config; "
                 "pass spec=..., or use 'all' or a SparsityPolicy with module globs"
