@@ -85,6 +85,9 @@ def test_pad_partial_group(impl, fmt):
     # K=7 with 2:4 -> partial group of 3 keeps its best 2
     keep = _keep(impl, [4, 3, 2, 1, 1, 5, 1], fmt, "2:4", pad=True)
     assert np.flatnonzero(keep).tolist() == [0, 1, 4, 5]
+    # K < M: the only group is partial
+    assert np.flatnonzero(_keep(impl, [1, -3, 2], fmt, "2:16", pad=True)).tolist() == [1, 2]
+    assert np.flatnonzero(_keep(impl, [0.0], fmt, "3:4", pad=True)).tolist() == [0]
 
 
 @pytest.mark.parametrize("fmt", FMTS)
