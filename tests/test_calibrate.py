@@ -20,7 +20,7 @@ FITTED = ["efficiency.dense_gemm.peak_fraction", "efficiency.dense_gemm.m_half",
 
 @pytest.fixture(scope="module")
 def fitted():
-    return calibrate(read_measurements(H200), load_profile("h200"), source_file="validation/h200.jsonl")
+    return calibrate(read_measurements(H200), load_profile("h200"))
 
 
 def test_nelder_mead_finds_a_quadratic_minimum():

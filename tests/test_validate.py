@@ -101,7 +101,7 @@ def test_cli_table_json_and_plot(tmp_path, capsys):
 def test_gpu_mismatch_refused_then_forced_with_a_loud_warning(capsys):
     assert main(["validate", "--measurements", str(H200), "--profile", "h100-sxm"]) == 2
     err = capsys.readouterr().err
-    assert err.startswith("error: measurements from 'NVIDIA H200'") and "--force" in err
+    assert err.startswith(f"error: {H200}: measurements from 'NVIDIA H200'") and "--force" in err
     assert main(["validate", "--measurements", str(H200), "--profile", "h100-sxm", "--force"]) == 0
     assert "GPU MISMATCH" in capsys.readouterr().err
 

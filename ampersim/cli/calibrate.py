@@ -16,7 +16,9 @@ def register(subparsers: Any) -> None:
         description="Fit the efficiency parameters of a hardware profile (GEMM peak fractions, small-M ramps, "
                     "overheads, tile sizes, memory/attention fractions, prune implementation bandwidths) on the "
                     "fit models' rows of a measurement file and write a calibrated profile whose fitted fields say "
-                    "'measured: <file>'. Reports the error on the fit rows and on the held-out models' rows.")
+                    "'measured: <file>'. Reports the error on the fit rows and on the held-out models' rows. "
+                    "Several measurement files can be combined (e.g. a single-GPU op run and a multi-GPU all-reduce "
+                    "run of the same GPU, which calibrates the interconnect).")
     add_common_arguments(parser)
     parser.add_argument("--out", required=True, metavar="FILE", help="calibrated profile YAML to write")
     add_format_argument(parser)
@@ -29,12 +31,13 @@ def run(args: Any) -> int:
     from ampersim.cli.validate import load_checked
     from ampersim.yamlio import write_text_atomic
 
-    mfile, profile, holdout = load_checked(args)
-    before = validate(mfile, profile, holdout)
-    calibrated, stages, holdout = calibrate(mfile, profile, holdout, source_file=args.measurements)
-    after = validate(mfile, calibrated, holdout)
+    files, profile, holdout = load_checked(args)
+    before = validate(files, profile, holdout)
+    calibrated, stages, holdout = calibrate(files, profile, holdout)
+    after = validate(files, calibrated, holdout)
     write_text_atomic(args.out, profile_yaml(calibrated))
-    result = {"measurements": args.measurements, "profile": profile.name, "out": args.out, "holdout": holdout,
+    labels = [f.label for f in files]
+    result = {"measurements": labels, "profile": profile.name, "out": args.out, "holdout": holdout,
               "stages": stages, "before": before["summary"], "after": after["summary"],
               "speedup_after": after["speedup_summary"]}
     if args.format == "json":
@@ -43,7 +46,7 @@ def run(args: Any) -> int:
     stage_rows = [{**s, "values": ", ".join(f"{k.split('.', 1)[1]}={_fmt(v)}" for k, v in s.get("values", {}).items())}
                   for s in stages]
     emit("\n".join([
-        f"calibrated {profile.name} on {args.measurements} ({mfile.gpu}); held out: {', '.join(holdout) or 'none'}",
+        f"calibrated {profile.name} on {', '.join(labels)} ({before['gpu']}); held out: {', '.join(holdout) or 'none'}",
         render_table(stage_rows, STAGE_COLUMNS, STAGE_HEADERS), "",
         "error after calibration (fit rows were used by the fit; judge it on held-out rows):",
         render_table(after["summary"], SUMMARY_COLUMNS, SUMMARY_HEADERS), "",

@@ -27,7 +27,7 @@ def register(subparsers: Any) -> None:
                     "With no subcommand: list.")
     parser.add_argument("--format", choices=FORMATS, default="table", help="output format of the list")
     sub = parser.add_subparsers(dest="profiles_command", metavar="{list,show,schema}")
-    lst = sub.add_parser("list", help="one row per shipped profile (default)")
+    lst = sub.add_parser("list", help="one row per shipped and calibrated profile (default)")
     lst.add_argument("--format", choices=FORMATS, default=argparse.SUPPRESS,
                      help="table (default): human-readable; json: one object on stdout; csv: rows")
     show = sub.add_parser("show", help="one profile with every number and its source")
@@ -59,7 +59,7 @@ def list_row(profile: HardwareProfile) -> dict[str, Any]:
 
 
 def run_list(args: argparse.Namespace) -> int:
-    rows = [list_row(p) for p in list_profiles()]
+    rows = [list_row(p) for p in list_profiles(include_calibrated=True)]
     if args.format == "json":
         emit(to_json({"profiles": rows}))
     elif args.format == "csv":

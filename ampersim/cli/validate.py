@@ -15,7 +15,9 @@ ROW_HEADERS = {"measured_us": "measured µs", "predicted_us": "predicted µs", "
 
 
 def add_common_arguments(parser: Any) -> None:
-    parser.add_argument("--measurements", required=True, metavar="FILE", help="measurement file from `ampersim measure`")
+    parser.add_argument("--measurements", required=True, action="append", metavar="FILE[,FILE...]",
+                        help="measurement file from `ampersim measure` (or benchmarks/allreduce_bench.py); repeat "
+                             "the option or separate files by commas to use several together")
     parser.add_argument("--profile", required=True, metavar="NAME|FILE", help="hardware profile name, alias or YAML")
     parser.add_argument("--holdout", metavar="MODELS",
                         help="models whose rows are held out (comma-separated; default: every model but "
@@ -37,32 +39,46 @@ def register(subparsers: Any) -> None:
     parser.set_defaults(run=run)
 
 
-def load_checked(args: Any) -> tuple[Any, Any, list[str] | None]:
-    """(measurement file, profile, holdout list) with the GPU-mismatch rule applied."""
-    from ampersim.errors import InvalidData
+def measurement_paths(values: list[str]) -> list[str]:
+    """--measurements values (repeated and/or comma-separated) as one list of paths, in order, once each."""
+    return list(dict.fromkeys(p.strip() for v in values for p in v.split(",") if p.strip()))
+
+
+def load_checked(args: Any) -> tuple[list[Any], Any, list[str] | None]:
+    """(measurement files, profile, holdout list) with the GPU-mismatch rule applied to every file."""
+    from ampersim.errors import InvalidArgument, InvalidData
     from ampersim.hardware.registry import load_profile
     from ampersim.measure.env import check_gpu_matches_profile
     from ampersim.measure.records import read_measurements
 
-    mfile = read_measurements(args.measurements)
-    if mfile.truncated_line is not None:
-        print(f"warning: {mfile.path}:{mfile.truncated_line}: incomplete last line ignored (interrupted run)",
-              file=sys.stderr)
-    if not mfile.records:
-        raise InvalidData(f"{mfile.path}: holds no measurement records")
+    paths = measurement_paths(args.measurements)
+    if not paths:
+        raise InvalidArgument("--measurements: no file given")
     profile = load_profile(args.profile)
-    warning = check_gpu_matches_profile(mfile.gpu, profile.name, force=args.force)
-    if warning:
-        print("!" * 100 + f"\n{warning}\n" + "!" * 100, file=sys.stderr)
+    files = []
+    for path in paths:
+        mfile = read_measurements(path)
+        if mfile.truncated_line is not None:
+            print(f"warning: {mfile.path}:{mfile.truncated_line}: incomplete last line ignored (interrupted run)",
+                  file=sys.stderr)
+        if not mfile.records:
+            raise InvalidData(f"{mfile.path}: holds no measurement records")
+        try:
+            warning = check_gpu_matches_profile(mfile.gpu, profile.name, force=args.force)
+        except InvalidArgument as exc:
+            raise InvalidArgument(f"{mfile.path}: {exc}") from None
+        if warning:
+            print("!" * 100 + f"\n{mfile.path}: {warning}\n" + "!" * 100, file=sys.stderr)
+        files.append(mfile)
     holdout = [m.strip() for m in args.holdout.split(",") if m.strip()] if args.holdout else None
-    return mfile, profile, holdout
+    return files, profile, holdout
 
 
 def run(args: Any) -> int:
     from ampersim.measure.validate import validate
 
-    mfile, profile, holdout = load_checked(args)
-    result = validate(mfile, profile, holdout)
+    files, profile, holdout = load_checked(args)
+    result = validate(files, profile, holdout)
     if args.plot:
         from ampersim.measure.plots import plot_validation
 
@@ -79,7 +95,7 @@ def run(args: Any) -> int:
 
 
 def render(result: dict[str, Any], rows: list[dict[str, Any]] | None) -> str:
-    parts = [f"{result['profile']} vs {result['measurements']} ({result['gpu']}); held out: "
+    parts = [f"{result['profile']} vs {', '.join(result['measurements'])} ({result['gpu']}); held out: "
              f"{', '.join(result['holdout']) or 'none'}",
              render_table(result["summary"], SUMMARY_COLUMNS, SUMMARY_HEADERS)]
     if result["speedup_summary"]:

@@ -9,6 +9,7 @@ minimizing the mean squared log error of predicted vs measured time):
 3. 2:4 sparse GEMMs: the same for sparse_gemm
 4. attention: attention_fraction, attention_keys_half (the short-context ramp)
 5. each prune implementation measured: its bandwidth_fraction
+6. interconnect (all-reduce records of a multi-GPU run): efficiency.allreduce_fraction, interconnect.latency_us
 
 Continuous parameters are searched with Nelder-Mead (numpy only) inside bounds mapped through a
 sigmoid, from the middle of each range (so the result depends on the measurements, not on the
@@ -26,8 +27,7 @@ import numpy as np
 
 from ampersim.hardware.profile import HardwareProfile
 from ampersim.sourced import PositiveSourced
-from ampersim.measure.records import MeasurementFile
-from ampersim.measure.validate import Predictor, category_of, default_holdout, error_stats
+from ampersim.measure.validate import Measurements, Predictor, all_records, as_files, category_of, default_holdout, error_stats
 
 TILE_CHOICES = (64, 128, 256)
 GEMV_ROWS = 16
@@ -58,7 +58,7 @@ class Stage:
         return self.gemv and category_of(record) == "dense_gemm" and record["measured"]["M"] <= GEMV_ROWS
 
 
-def stages(prune_impls: Sequence[str]) -> list[Stage]:
+def stages(prune_impls: Sequence[str], interconnect: bool = True) -> list[Stage]:
     gemm = lambda path: (Param(f"{path}.peak_fraction", 0.3, 1.0), Param(f"{path}.m_half", 1.0, 4096.0, log=True),  # noqa: E731
                          Param(f"{path}.overhead_us", 0.1, 60.0, log=True))
     out = [
@@ -73,6 +73,9 @@ def stages(prune_impls: Sequence[str]) -> list[Stage]:
     for impl in prune_impls:
         out.append(Stage(f"prune {impl}", (f"prune:{impl}",),
                          (Param(f"prune_impls.{impl}.bandwidth_fraction", 1e-3, 1.0, log=True),)))
+    if interconnect:
+        out.append(Stage("interconnect", ("allreduce",), (Param("efficiency.allreduce_fraction", 0.05, 1.0),
+                                                          Param("interconnect.latency_us", 0.1, 300.0, log=True))))
     return out
 
 
@@ -188,22 +191,25 @@ def fit_stage(profile: HardwareProfile, stage: Stage, records: list[dict[str, An
     return best
 
 
-def calibrate(mfile: MeasurementFile, profile: HardwareProfile, holdout: Sequence[str] | None = None,
-              source_file: str | None = None) -> tuple[HardwareProfile, list[dict[str, Any]], list[str]]:
-    """Fit every stage that has fit-split rows; return (calibrated profile, stage reports, holdout)."""
-    holdout = list(holdout) if holdout is not None else default_holdout([r["model"] for r in mfile.records])
-    usable = [r for r in mfile.records if r["dtype"] in FIT_DTYPES and r["record"] == "op"]
+def calibrate(measurements: Measurements, profile: HardwareProfile, holdout: Sequence[str] | None = None
+              ) -> tuple[HardwareProfile, list[dict[str, Any]], list[str]]:
+    """Fit every stage that has fit-split rows; return (calibrated profile, stage reports, holdout).
+
+    ``measurements``: one file or several (e.g. single-GPU ops plus a multi-GPU all-reduce run); each
+    fitted number's source names the file(s) whose rows fitted it."""
+    files = as_files(measurements)
+    records = all_records(files)
+    holdout = list(holdout) if holdout is not None else default_holdout([r["model"] for r in records])
+    usable = [r for r in records if r["dtype"] in FIT_DTYPES and r["record"] == "op"]
     fit_rows = [r for r in usable if r["model"] not in holdout]
     measured_impls = sorted({r["prune_impl"] for r in fit_rows if r["variant"] == "prune"
                              and r["prune_impl"] in profile.prune_impls})
-    where = source_file or str(mfile.path)
-    fit_models = ", ".join(sorted({r["model"] for r in fit_rows}))
     current = profile
     if current.efficiency.attention_keys_half is None:  # start the ramp search from a finite value
         current = _replace(current, ["efficiency", "attention_keys_half"],
                            PositiveSourced(value=256.0, source="assumed: starting point of the calibration search"))
     reports = []
-    for stage in stages(measured_impls):
+    for stage in stages(measured_impls, interconnect=profile.interconnect is not None):
         rows = [r for r in fit_rows if stage.takes(r)]
         if not rows:
             reports.append({"stage": stage.name, "n": 0, "note": "no fit rows: parameters kept"})
@@ -211,19 +217,26 @@ def calibrate(mfile: MeasurementFile, profile: HardwareProfile, holdout: Sequenc
         before = error_stats(Predictor(rows).predict(current), Predictor(rows).measured)
         values, _ = fit_stage(current, stage, rows)
         values = {k: v if isinstance(v, bool) else float(f"{v:.4g}") for k, v in values.items()}
+        where = ", ".join(dict.fromkeys(r["_file"] for r in rows))
+        models = ", ".join(sorted({r["model"] for r in rows}))
         sources = {path: (f"measured: {where} (ampersim calibrate, stage '{stage.name}': fit on {len(rows)} "
-                          f"{fit_models} rows; MAPE before {before['mape_pct']:.1f} %)") for path in values}
+                          f"{models} rows; MAPE before {before['mape_pct']:.1f} %)") for path in values}
         current = with_values(current, values, sources)
         after = error_stats(Predictor(rows).predict(current), Predictor(rows).measured)
         reports.append({"stage": stage.name, "n": len(rows), "fit_mape_before_pct": before["mape_pct"],
                         "fit_mape_after_pct": after["mape_pct"], "values": values})
-    notes = (f"Efficiency parameters calibrated by `ampersim calibrate` on {where} ({mfile.gpu}; torch "
-             f"{mfile.environment.get('torch')}, CUDA {mfile.environment.get('cuda')}, cuSPARSELt "
-             f"{mfile.environment.get('cusparselt')}); fit on {fit_models}, held out: {', '.join(holdout) or 'none'}. "
-             f"Peaks, memory, prices etc. are those of the shipped profile '{profile.name}'. {profile.notes}")
+    labels = ", ".join(f.label for f in files)
+    runs = "; ".join(f"{f.label}: {f.gpu}, torch {f.environment.get('torch')}, CUDA {f.environment.get('cuda')}, "
+                     f"cuSPARSELt {f.environment.get('cusparselt')}"
+                     + (f", NCCL {f.environment['nccl']} on {f.environment.get('world_size')} GPUs"
+                        if "nccl" in f.environment else "") for f in files)
+    fit_models = ", ".join(sorted({r["model"] for r in fit_rows}))
+    notes = (f"Efficiency parameters calibrated by `ampersim calibrate` on {runs}; fit on {fit_models}, held out: "
+             f"{', '.join(holdout) or 'none'}. Peaks, memory, prices etc. are those of the shipped profile "
+             f"'{profile.name}'. {profile.notes}")
     data = current.model_dump(mode="python")
     data.update(name=f"{profile.name}-calibrated", display_name=f"{profile.display_name} (calibrated)",
-                aliases=[], status="calibrated", calibrated_from=where, notes=notes)
+                aliases=[], status="calibrated", calibrated_from=labels, notes=notes)
     return HardwareProfile.model_validate(data), reports, holdout
 
 
@@ -232,6 +245,7 @@ def profile_yaml(profile: HardwareProfile) -> str:
     import yaml
 
     header = (f"# {profile.display_name}: written by `ampersim calibrate`; efficiency numbers say "
-              f"'measured: <file>'. Load it with --profile <this file>.\n")
+              f"'measured: <file>'. Load it with --profile {profile.name} (from hardware_profiles/calibrated/) "
+              f"or --profile <this file>.\n")
     return header + yaml.safe_dump(profile.model_dump(mode="json", exclude_none=True), sort_keys=False,
                                    allow_unicode=True, width=110)

@@ -21,6 +21,7 @@ from ampersim.errors import InvalidData, NotFound
 FORMAT = "ampersim-measurements"
 SCHEMA_VERSION = 1
 RECORD_KINDS = ("header", "op", "layer", "model", "skip")
+_REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 @dataclass(frozen=True)
@@ -42,8 +43,22 @@ class MeasurementFile:
     def gpu(self) -> str:
         return str(self.environment.get("gpu", "unknown"))
 
+    @property
+    def label(self) -> str:
+        """The path as written into calibrated profiles' sources (see display_path)."""
+        return display_path(self.path)
+
     def of_kind(self, kind: str) -> list[dict[str, Any]]:
         return [r for r in self.records if r["record"] == kind]
+
+
+def display_path(path: str | Path) -> str:
+    """``path`` relative to the repository root when it lies inside it (e.g. 'validation/h200.jsonl',
+    whatever the working directory), else as given: the name profile sources and reports cite."""
+    try:
+        return Path(path).resolve().relative_to(_REPO_ROOT).as_posix()
+    except ValueError:
+        return str(path)
 
 
 def header_record(environment: Mapping[str, Any], argv: list[str], created: str) -> dict[str, Any]:
@@ -134,13 +149,15 @@ def read_measurements(path: str | Path) -> MeasurementFile:
     """Parse a measurement file; InvalidData names the line of the first problem.
 
     An incomplete last line (no newline, not valid JSON: the run was interrupted) is skipped and
-    reported in ``truncated_line``.
+    reported in ``truncated_line``. Every record gets ``_line`` (its line number) and ``_file``
+    (display_path of the file).
     """
     path = Path(path)
     headers: list[dict[str, Any]] = []
     records: list[dict[str, Any]] = []
     skips: list[dict[str, Any]] = []
     truncated: int | None = None
+    label = display_path(path)
     for number, text, complete in _lines(path):
         if not text.strip():
             continue
@@ -168,6 +185,7 @@ def read_measurements(path: str | Path) -> MeasurementFile:
             headers.append(record)
             continue
         record["_line"] = number
+        record["_file"] = label
         (skips if kind == "skip" else records).append(record)
     if not headers:
         raise InvalidData(f"{path}:1: not an ampersim measurement file (empty)")

@@ -8,7 +8,8 @@ implementation) group, so calibration can re-cost thousands of parameter sets qu
 
 Errors are relative, ``predicted / measured - 1``; MAPE is the mean of their absolute values;
 the speedup error is ``|predicted speedup - measured speedup|`` for dense/sparse pairs of the same
-GEMM (or layer, or model).
+GEMM (or layer, or model). Several measurement files (e.g. single-GPU ops and a multi-GPU
+all-reduce run) are validated together as one set of rows.
 """
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ import dataclasses
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Union
 
 import numpy as np
 
@@ -29,6 +30,16 @@ from ampersim.sim.graph import Op, build_graph
 
 DEFAULT_FIT_MODEL = "llama-3.1-8b"
 DIAGNOSTIC_IMPLS = ("cslt_compress_only",)  # measured for the record, not a profile prune_impl
+Measurements = Union[MeasurementFile, Sequence[MeasurementFile]]
+
+
+def as_files(measurements: Measurements) -> list[MeasurementFile]:
+    return [measurements] if isinstance(measurements, MeasurementFile) else list(measurements)
+
+
+def all_records(measurements: Measurements) -> list[dict[str, Any]]:
+    """The result records of every file, in file order."""
+    return [r for f in as_files(measurements) for r in f.records]
 
 
 @dataclass(frozen=True)
@@ -42,6 +53,7 @@ class Row:
     name: str
     variant: str
     measured_s: float
+    file: str
     line: int
     pair_key: tuple
     timing_eager_s: float | None = None
@@ -83,7 +95,7 @@ class _Group:
     """Ops sharing dtype, pattern, prune implementation and TP degree: one cost_graph call."""
 
     dtype: str
-    pattern: str
+    pattern: str | None  # None: dense-only records (e.g. all-reduce runs)
     prune_impl: str | None
     tp: int
     ops: list[Op] = dataclasses.field(default_factory=list)
@@ -135,7 +147,8 @@ class Predictor:
             self.rows.append(Row(
                 category=category_of(record), model=record["model"], tokens=int(record["tokens"]),
                 dtype=record["dtype"], name=name, variant=record["variant"],
-                measured_s=float(record["timing"]["median_s"]), line=int(record.get("_line", 0)),
+                measured_s=float(record["timing"]["median_s"]), file=str(record.get("_file", "")),
+                line=int(record.get("_line", 0)),
                 pair_key=(record["record"], record["model"], record["tokens"], record["dtype"], name),
                 timing_eager_s=float(eager["median_s"]) if eager else None))
         self.groups = list(groups.values())
@@ -150,7 +163,8 @@ class Predictor:
         """Predicted seconds per row (same order as ``rows``)."""
         out = np.zeros(len(self.rows))
         for group in self.groups:
-            execution = sparse_execution(profile, group.dtype, group.pattern, group.prune_impl)
+            execution = (sparse_execution(profile, group.dtype, group.pattern, group.prune_impl)
+                         if group.pattern is not None else None)
             cost = cost_graph(group.cols, profile, group.dtype, execution, group.tp)
             for row, op, weight, sparse in group.entries:
                 out[row] += weight * (cost.sparse_s[op, 0] if sparse else cost.dense_s[op, 0])
@@ -189,7 +203,8 @@ def summary(rows: Sequence[Row], predicted: np.ndarray, holdout: Iterable[str]) 
 
 
 def _order(category: str) -> tuple[int, str]:
-    head = ("dense_gemm", "sparse_gemm", "attention", "norm", "elementwise", "embedding", "prune", "layer", "model")
+    head = ("dense_gemm", "sparse_gemm", "attention", "norm", "elementwise", "embedding", "prune", "allreduce",
+            "layer", "model")
     for i, prefix in enumerate(head):
         if category.startswith(prefix):
             return i, category
@@ -222,21 +237,25 @@ def speedup_summary(pairs: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
              "max_abs_err": float(np.max(v))} for (c, s), v in sorted(buckets.items(), key=lambda kv: (_order(kv[0][0]), kv[0][1]))]
 
 
-def validate(mfile: MeasurementFile, profile: HardwareProfile, holdout: Sequence[str] | None = None) -> dict[str, Any]:
-    """Every number `ampersim validate` reports, as one JSON-ready dict."""
-    predictor = Predictor(mfile.records)
+def validate(measurements: Measurements, profile: HardwareProfile,
+             holdout: Sequence[str] | None = None) -> dict[str, Any]:
+    """Every number `ampersim validate` reports (one file or several together), as one JSON-ready dict."""
+    files = as_files(measurements)
+    predictor = Predictor(all_records(files))
     predicted = predictor.predict(profile)
     rows = predictor.rows
     holdout = list(holdout) if holdout is not None else default_holdout([r.model for r in rows])
     pairs = speedups(rows, predicted, holdout)
     return {
-        "measurements": str(mfile.path), "gpu": mfile.gpu, "profile": profile.name, "holdout": holdout,
+        "measurements": [f.label for f in files], "gpu": ", ".join(dict.fromkeys(f.gpu for f in files)),
+        "profile": profile.name, "holdout": holdout,
         "summary": summary(rows, predicted, holdout),
         "speedup_summary": speedup_summary(pairs),
         "speedups": pairs,
         "rows": [{**dataclasses.asdict(r), "pair_key": None, "split": split_of(r.model, holdout),
                   "predicted_s": float(p), "err_pct": float((p / r.measured_s - 1) * 100)}
                  for r, p in zip(rows, predicted)],
-        "skipped": [{"line": s["_line"], "what": s.get("what"), "reason": s.get("reason")} for s in mfile.skips],
-        "truncated_line": mfile.truncated_line,
+        "skipped": [{"file": s["_file"], "line": s["_line"], "what": s.get("what"), "reason": s.get("reason")}
+                    for f in files for s in f.skips],
+        "truncated": [{"file": f.label, "line": f.truncated_line} for f in files if f.truncated_line is not None],
     }

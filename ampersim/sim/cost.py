@@ -159,12 +159,16 @@ def attention_peak_tflops(profile: HardwareProfile, dtype: str) -> float:
     return profile.matrix[dtype].dense_tflops.value
 
 
-def cost_graph(cols: OpColumns, profile: HardwareProfile, dtype: str, execution: SparseExecution,
+def cost_graph(cols: OpColumns, profile: HardwareProfile, dtype: str, execution: SparseExecution | None,
                tp: int) -> GraphCost:
-    """Cost every op of a graph on ``profile`` for the dense path and the sparse path."""
+    """Cost every op of a graph on ``profile`` for the dense path and the sparse path.
+
+    ``execution`` None: a graph without sparse GEMMs or prune ops (both paths are the dense one)."""
     unknown = set(cols.kind.tolist()) - set(KINDS)
     if unknown:
         raise ValueError(f"op kinds without a cost function: {sorted(unknown)}")
+    if execution is None and np.isin(cols.kind, ("sparse_gemm", "prune")).any():
+        raise ValueError("a graph with sparse GEMMs or prune ops needs a SparseExecution")
     eff = profile.efficiency
     bw, mem_frac = profile.memory.bandwidth_gbps.value, eff.memory_fraction.value
     units = profile.compute_units.value
