@@ -127,6 +127,12 @@ class PruneImpl(BaseModel):
         description="Device-memory traffic per byte of dense activation (reads + writes, all passes)."
     )
     bandwidth_fraction: FractionSourced = Field(description="Fraction of peak bandwidth it reaches.")
+    selection_rate: PositiveSourced | None = Field(
+        default=None,
+        description="Top-n-of-m selection throughput, tera (1e12) element comparisons per second: each element is "
+                    "ranked against the m values of its group, so selection = rows·width·m / rate, which bounds the "
+                    "kernel when it exceeds the memory time (8:16 on H200). Absent: memory-bound at every m.",
+    )
     kernels: int = Field(ge=1, description="Kernel launches per call (each pays kernel_overhead_us).")
     produces_compressed: bool = Field(
         description="True if its output feeds the sparse GEMM directly (values + metadata)."

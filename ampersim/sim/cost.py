@@ -95,11 +95,14 @@ def attention_terms(flops, nbytes, *, peak_tflops: float, attention_fraction: fl
                  overhead=kernel_overhead_us * _MICRO)
 
 
-def prune_terms(input_bytes, impl: PruneImpl, *, bandwidth_gbps: float, kernel_overhead_us: float) -> Terms:
+def prune_terms(input_bytes, impl: PruneImpl, *, bandwidth_gbps: float, kernel_overhead_us: float,
+                elements=0.0, group_size: int = 0) -> Terms:
     """Runtime N:M pruning (+ compression) of an activation: bytes_per_input_byte × its bytes at
-    bandwidth_fraction of peak bandwidth, plus one kernel overhead per launch."""
+    bandwidth_fraction of peak bandwidth, plus one kernel overhead per launch. With a selection_rate,
+    the top-n-of-m selection (``elements`` × ``group_size`` comparisons) is the compute term."""
     traffic = impl.bytes_per_input_byte.value * input_bytes
-    return Terms(memory=traffic / (bandwidth_gbps * _GIGA * impl.bandwidth_fraction.value),
+    compute = (elements * group_size / (impl.selection_rate.value * _TERA)) if impl.selection_rate else 0.0
+    return Terms(compute=compute, memory=traffic / (bandwidth_gbps * _GIGA * impl.bandwidth_fraction.value),
                  overhead=impl.kernels * kernel_overhead_us * _MICRO)
 
 
@@ -210,8 +213,8 @@ def cost_graph(cols: OpColumns, profile: HardwareProfile, dtype: str, execution:
                                   keys_half=eff.attention_keys_half.value if eff.attention_keys_half else None))
     rows = rows_of("prune")
     if rows.size:
-        put(rows, prune_terms(cols.bytes[rows], execution.prune_impl, bandwidth_gbps=bw, kernel_overhead_us=k_over),
-            both=False)
+        put(rows, prune_terms(cols.bytes[rows], execution.prune_impl, bandwidth_gbps=bw, kernel_overhead_us=k_over,
+                              elements=cols.M[rows] * cols.K[rows], group_size=execution.pattern.m), both=False)
     rows = rows_of("allreduce")
     if rows.size:
         if profile.interconnect is None:
