@@ -1,4 +1,5 @@
-"""`ampersim calibrate`: search, reproducibility of the committed profile, held-out judgement, YAML output."""
+"""`ampersim calibrate`: search, reproducibility of the committed profiles, held-out judgement, YAML output."""
+import json
 from pathlib import Path
 
 import numpy as np
@@ -13,14 +14,18 @@ from ampersim.sim.cost import attention_terms, wave_efficiency
 
 ROOT = Path(__file__).resolve().parent.parent
 H200 = ROOT / "validation" / "h200.jsonl"
+ALLREDUCE = ROOT / "validation" / "h200x2-allreduce.jsonl"
+H100 = ROOT / "validation" / "h100.jsonl"
 CALIBRATED = ROOT / "hardware_profiles" / "calibrated" / "h200-calibrated.yaml"
 FITTED = ["efficiency.dense_gemm.peak_fraction", "efficiency.dense_gemm.m_half", "efficiency.sparse_gemm.peak_fraction",
           "efficiency.memory_fraction", "efficiency.attention_fraction", "prune_impls.fused_cslt.bandwidth_fraction"]
+INTERCONNECT = ["efficiency.allreduce_fraction", "interconnect.latency_us"]
 
 
 @pytest.fixture(scope="module")
 def fitted():
-    return calibrate(read_measurements(H200), load_profile("h200"))
+    """The committed h200 calibration: single-GPU ops plus the 2-GPU all-reduce run."""
+    return calibrate([read_measurements(H200), read_measurements(ALLREDUCE)], load_profile("h200"))
 
 
 def test_nelder_mead_finds_a_quadratic_minimum():
@@ -44,27 +49,48 @@ def test_attention_ramp_halves_the_rate_at_keys_half():
     assert ramp == pytest.approx(2 * flat)
 
 
+def _source(profile, path):
+    node = profile
+    for part in path.split("."):
+        node = node[part] if isinstance(node, dict) else getattr(node, part)
+    return node.source
+
+
 def test_committed_profile_is_reproduced(fitted):
     profile, stages, holdout = fitted
     committed = load_profile(CALIBRATED)
     assert holdout == ["llama-3.1-70b", "qwen2-7b", "qwen3-30b-a3b"]
-    for path in FITTED:
+    for path in FITTED + INTERCONNECT:
         assert get_value(profile, path) == pytest.approx(get_value(committed, path), rel=1e-3), path
     assert profile.efficiency.dense_gemm.split_k is committed.efficiency.dense_gemm.split_k is False
     assert [s["stage"] for s in stages][:4] == ["memory-bound ops", "dense GEMM", "2:4 sparse GEMM", "attention"]
+    assert stages[-1]["stage"] == "interconnect" and stages[-1]["n"] == 4  # Llama-3.1-8B's four message sizes
+
+
+def test_committed_h100_profile_is_reproduced():
+    profile, _, holdout = calibrate(read_measurements(H100), load_profile("h100-sxm"))
+    committed = load_profile("h100-sxm-calibrated")
+    assert holdout == ["llama-3.1-70b"] and committed.calibrated_from == "validation/h100.jsonl"
+    for path in FITTED:
+        assert get_value(profile, path) == pytest.approx(get_value(committed, path), rel=1e-3), path
+    # no multi-GPU run on H100: the interconnect keeps the shipped profile's assumptions
+    assert committed.interconnect == load_profile("h100-sxm").interconnect
+    assert committed.efficiency.allreduce_fraction.is_assumed
 
 
 def test_calibrated_profile_says_where_its_numbers_come_from(fitted):
     profile = fitted[0]
     assert profile.status == "calibrated" and profile.name == "h200-calibrated"
-    assert profile.calibrated_from == "validation/h200.jsonl"
+    assert profile.calibrated_from == "validation/h200.jsonl, validation/h200x2-allreduce.jsonl"
     for path in FITTED:
-        node = profile
-        for part in path.split("."):
-            node = node[part] if isinstance(node, dict) else getattr(node, part)
-        assert node.source.startswith("measured: validation/h200.jsonl"), path
+        assert _source(profile, path).startswith("measured: validation/h200.jsonl ("), path
+    for path in INTERCONNECT:  # each number names the file whose rows fitted it
+        assert _source(profile, path).startswith("measured: validation/h200x2-allreduce.jsonl ("), path
     # peaks stay the datasheet's: calibration changes efficiency only
     assert profile.matrix["bf16"].dense_tflops == load_profile("h200").matrix["bf16"].dense_tflops
+    # how grouped GEMMs ran in the harness: bmm is one kernel, 2:4 experts one call each
+    assert profile.efficiency.dense_gemm.grouped and not profile.efficiency.sparse_gemm.grouped
+    assert "one _cslt_sparse_mm call per group" in profile.notes
 
 
 def test_fit_is_judged_on_held_out_models(fitted):
@@ -94,7 +120,42 @@ def test_cli_writes_a_loadable_profile(tmp_path, capsys):
     assert load_profile(out).status == "calibrated"
 
 
+@pytest.mark.parametrize("argv", [["--measurements", f"{H200},{ALLREDUCE}"],
+                                  ["--measurements", str(H200), "--measurements", str(ALLREDUCE)]])
+def test_cli_takes_several_files_repeated_or_comma_separated(tmp_path, capsys, argv):
+    out = tmp_path / "cal.yaml"
+    assert main(["calibrate", *argv, "--profile", "h200", "--out", str(out), "--format", "json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["measurements"] == ["validation/h200.jsonl", "validation/h200x2-allreduce.jsonl"]
+    assert load_profile(out).interconnect.latency_us.is_measured
+
+
 def test_cli_refuses_another_gpus_profile(tmp_path, capsys):
     assert main(["calibrate", "--measurements", str(H200), "--profile", "a100", "--out", str(tmp_path / "x.yaml")]) == 2
     assert "GPU mismatch" in capsys.readouterr().err
     assert not (tmp_path / "x.yaml").exists()
+
+
+def test_cli_checks_every_file_against_the_profile(tmp_path, capsys):
+    """An H100 run given with the H200 ones is refused, naming that file."""
+    argv = ["calibrate", "--measurements", f"{H200},{H100}", "--profile", "h200", "--out", str(tmp_path / "x.yaml")]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {H100}: measurements from 'NVIDIA H100 80GB HBM3'") and "GPU mismatch" in err
+    assert not (tmp_path / "x.yaml").exists()
+
+
+
+def test_calibrated_profiles_load_by_name_and_are_listed(capsys):
+    from ampersim.hardware.registry import list_profiles
+    from ampersim.errors import NotFound
+
+    calibrated = [p.name for p in list_profiles(include_calibrated=True) if p.status == "calibrated"]
+    assert calibrated == ["h100-sxm-calibrated", "h200-calibrated"]
+    assert all(p.status != "calibrated" for p in list_profiles())  # the shipped set stays the datasheet profiles
+    assert load_profile("h200-calibrated") == load_profile(CALIBRATED)
+    with pytest.raises(NotFound, match="did you mean: h200-calibrated"):
+        load_profile("h200-calibrate")
+    assert main(["profiles", "list"]) == 0
+    row = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("h100-sxm-calibrated "))
+    assert " calibrated " in row

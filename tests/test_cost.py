@@ -236,3 +236,15 @@ def test_selection_rate_predicts_2_4_and_8_16_masking_from_one_measurement_each(
         assert int(terms.bound()) == (0 if m == 16 else 1)  # compute (selection) for 8:16, memory for 2:4
     memory_only = prune_terms(16384 * 14336 * 2.0, impl, bandwidth_gbps=4800.0, kernel_overhead_us=3.0)
     assert float(memory_only.seconds()) < 0.4 * 747e-6  # one bandwidth fraction alone misses 8:16 by 3x
+
+
+def test_a_library_without_grouped_kernel_pays_one_launch_per_group():
+    """grouped: false (torch's 2:4 path): groups × the single GEMM, waves and overhead included."""
+    eff = load_profile("h200-calibrated").efficiency.sparse_gemm
+    common = dict(peak_tflops=1979.0, compute_units=132.0, bandwidth_gbps=4800.0, memory_fraction=0.86,
+                  in_bytes=2.0, out_bytes=2.0, a_fraction=0.5625)
+    one = gemm_terms(64.0, 768.0, 2048.0, 1.0, eff=eff, **common).seconds()
+    per_group = gemm_terms(64.0, 768.0, 2048.0, 128.0, eff=eff, **common).seconds()
+    assert not eff.grouped and per_group == pytest.approx(128 * one)
+    fused = gemm_terms(64.0, 768.0, 2048.0, 128.0, eff=eff.model_copy(update={"grouped": True}), **common).seconds()
+    assert fused < per_group / 5  # one grouped kernel fills the GPU once and pays one overhead

@@ -132,3 +132,14 @@ def test_scenario_errors(tmp_path):
         scen.with_overrides(batch=0)
     with pytest.raises(InvalidArgument, match="--pattern: invalid N:M pattern 'a:b'"):
         scen.with_overrides(pattern="a:b")
+
+
+def test_timing_note_says_what_the_times_mean():
+    moe = predict(load_profile("h200-calibrated"), Scenario(name="t", model="qwen3-30b-a3b", prompt_tokens=4096,
+                                                            pattern="2:4", policy="amber"))
+    assert moe.timing_note.startswith("GPU time: kernels back to back as in CUDA-graph replay")
+    assert "rebuilds its cuSPARSELt plan on the CPU" in moe.timing_note
+    assert "one sparse GEMM launch per group" in moe.timing_note
+    dense_only = predict(load_profile("h100-sxm"), Scenario(name="t", model="llama-3.1-8b", prompt_tokens=4096,
+                                                            pattern="8:16", policy="amber"))
+    assert "cuSPARSELt" not in dense_only.timing_note  # 8:16 runs as masking + dense GEMMs on H100

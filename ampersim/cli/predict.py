@@ -111,6 +111,7 @@ def _render(result: Any, comparison: list[Any], display_name: str) -> str:
         + ("" if result.fits_memory else " (MORE THAN THE GPU'S MEMORY: see note)"),
         f"note: {result.note}",
         *([f"policy: {result.policy_note}"] if result.policy_note else []),
+        f"timing: {result.timing_note}",
         "",
     ]
     groups: dict[tuple[int, ...], list[Any]] = {}

@@ -115,6 +115,12 @@ class GemmEfficiency(BaseModel):
         description="Whether the library splits K to fill the GPU when a GEMM has fewer output tiles than "
                     "compute units (False: such GEMMs run one tile per unit; `ampersim calibrate` picks it).",
     )
+    grouped: bool = Field(
+        default=True,
+        description="Whether the library runs a grouped GEMM (MoE experts) as one kernel over all groups (True) or "
+                    "as one launch per group, each with its own waves and overhead (False: torch 2.11 has no grouped "
+                    "2:4 GEMM, so `ampersim measure` calls _cslt_sparse_mm once per expert).",
+    )
 
 
 class PruneImpl(BaseModel):

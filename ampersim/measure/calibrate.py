@@ -14,7 +14,9 @@ minimizing the mean squared log error of predicted vs measured time):
 Continuous parameters are searched with Nelder-Mead (numpy only) inside bounds mapped through a
 sigmoid, from the middle of each range (so the result depends on the measurements, not on the
 profile's assumed values); tile sizes and split-K over a small grid. Grouped (MoE expert) and 8-bit GEMM rows are validated,
-not fitted: the profile has one GEMM efficiency per path for all dtypes and shapes.
+not fitted: the profile has one GEMM efficiency per path for all dtypes and shapes. How grouped GEMMs execute
+(``grouped``: one kernel, or one launch per group) is not fitted either: it is how the harness ran them
+(ops_torch.GROUPED_KERNEL), written into the calibrated profile.
 """
 from __future__ import annotations
 
@@ -26,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from ampersim.hardware.profile import HardwareProfile
+from ampersim.measure.ops_torch import GROUPED_KERNEL
 from ampersim.sourced import PositiveSourced
 from ampersim.measure.validate import Measurements, Predictor, all_records, as_files, category_of, default_holdout, error_stats
 
@@ -225,6 +228,9 @@ def calibrate(measurements: Measurements, profile: HardwareProfile, holdout: Seq
         after = error_stats(Predictor(rows).predict(current), Predictor(rows).measured)
         reports.append({"stage": stage.name, "n": len(rows), "fit_mape_before_pct": before["mape_pct"],
                         "fit_mape_after_pct": after["mape_pct"], "values": values})
+    if any(r["record"] == "op" and r["op"]["kind"] in ("gemm", "sparse_gemm") for r in records):
+        current = with_values(current, {f"efficiency.{path}_gemm.grouped": grouped
+                                        for path, grouped in GROUPED_KERNEL.items()})
     labels = ", ".join(f.label for f in files)
     runs = "; ".join(f"{f.label}: {f.gpu}, torch {f.environment.get('torch')}, CUDA {f.environment.get('cuda')}, "
                      f"cuSPARSELt {f.environment.get('cusparselt')}"
@@ -232,8 +238,9 @@ def calibrate(measurements: Measurements, profile: HardwareProfile, holdout: Seq
                         if "nccl" in f.environment else "") for f in files)
     fit_models = ", ".join(sorted({r["model"] for r in fit_rows}))
     notes = (f"Efficiency parameters calibrated by `ampersim calibrate` on {runs}; fit on {fit_models}, held out: "
-             f"{', '.join(holdout) or 'none'}. Peaks, memory, prices etc. are those of the shipped profile "
-             f"'{profile.name}'. {profile.notes}")
+             f"{', '.join(holdout) or 'none'}. Grouped GEMMs (MoE experts) run as the measurements ran them: dense "
+             f"as one kernel (torch.bmm), 2:4 as one _cslt_sparse_mm call per group (torch has no grouped 2:4 GEMM). "
+             f"Peaks, memory, prices etc. are those of the shipped profile '{profile.name}'. {profile.notes}")
     data = current.model_dump(mode="python")
     data.update(name=f"{profile.name}-calibrated", display_name=f"{profile.display_name} (calibrated)",
                 aliases=[], status="calibrated", calibrated_from=labels, notes=notes)

@@ -29,6 +29,10 @@ SPARSE_MULTIPLE = {"bf16": 16, "fp16": 16, "int8": 32, "fp8": 32}
 # Relative-error bounds vs a float64 reference (bf16 operands with fp32 accumulation land near 1e-3..1e-2).
 TOLERANCE = {"bf16": 2e-2, "fp16": 1e-2, "int8": 0.0, "fp8": 2e-2}
 CHECK_ROWS = 256  # rows of a GEMM output checked against the float64 reference
+# How a GEMM of several groups (MoE experts) runs here: dense as one torch.bmm kernel, 2:4 as one
+# _cslt_sparse_mm call per group (torch has no grouped or batched 2:4 GEMM). A profile calibrated on
+# these measurements describes that execution (efficiency.<dense|sparse>_gemm.grouped).
+GROUPED_KERNEL = {"dense": True, "sparse": False}
 
 
 class CheckFailed(RuntimeError):
@@ -186,7 +190,7 @@ def prepare_gemm(op: Op, variant: str, device: str, l2_bytes: float) -> Prepared
         check = _checked(rel_err(_head_rows(calls[0](), groups), _reference(xs[0], ws[0])), tol,
                          f"{op.name} dense")
         impl = {"int8": "torch._int_mm", "fp8": "torch._scaled_mm"}.get(dtype, "F.linear" if groups == 1 else "torch.bmm")
-        return Prepared(calls, impl, {**s, "sets": sets}, check)
+        return Prepared(calls, impl, {**s, "sets": sets, "launches": 1 if GROUPED_KERNEL["dense"] else groups}, check)
     if variant != "sparse":
         raise InvalidArgument(f"GEMM variant must be dense or sparse; got {variant!r}")
     sparse = [_SparseGemm(x, w, dtype) for x, w in zip(xs, ws)]
@@ -207,7 +211,8 @@ def prepare_gemm(op: Op, variant: str, device: str, l2_bytes: float) -> Prepared
     impl = f"torch._cslt_sparse_mm(alg_id={a[0]}, split_k={a[1]}, split_k_mode={a[2]})"
     if groups > 1:
         note = (note + "; " if note else "") + f"{groups} groups run as {groups} _cslt_sparse_mm calls (no grouped cuSPARSELt path in torch)"
-    return Prepared([item.run for item in sparse], impl, {**s, "sets": sets}, check, note=note,
+    return Prepared([item.run for item in sparse], impl,
+                    {**s, "sets": sets, "launches": 1 if GROUPED_KERNEL["sparse"] else groups}, check, note=note,
                     extra={"alg": list(a)})
 
 

@@ -7,7 +7,7 @@ from typing import Any
 _GROUPS = (("dense_gemm_grouped", "dense MoE experts (bmm)"), ("dense_gemm", "dense GEMM"),
            ("sparse_gemm_grouped", "2:4 MoE experts (a call per expert)"), ("sparse_gemm", "2:4 sparse GEMM"),
            ("attention", "attention"), ("norm", "norm"), ("elementwise:eager_torch", "eager-torch diagnostic"),
-           ("elementwise", "elementwise"), ("embedding", "embedding"), ("prune", "prune"),
+           ("elementwise", "elementwise"), ("embedding", "embedding"), ("prune", "prune"), ("allreduce", "all-reduce"),
            ("layer", "decoder layer"), ("model", "whole model"))
 
 

@@ -259,3 +259,20 @@ def validate(measurements: Measurements, profile: HardwareProfile,
                     for f in files for s in f.skips],
         "truncated": [{"file": f.label, "line": f.truncated_line} for f in files if f.truncated_line is not None],
     }
+
+
+def compare_runs(reference: Measurements, other: Measurements) -> list[dict[str, Any]]:
+    """Run-to-run difference of two measurement sets (e.g. two machines of one GPU kind), per category:
+    the records both hold (same record kind, model, tokens, dtype, op or layer, variant, prune
+    implementation), error = other / reference − 1, in the summary's statistics."""
+    def key(r: dict[str, Any]) -> tuple:
+        what = r["op"]["name"] if r["record"] == "op" else r.get("layer")
+        return (r["record"], r["model"], r["tokens"], r["dtype"], what, r["variant"], r.get("prune_impl"))
+
+    base = {key(r): r for r in all_records(reference)}
+    buckets: dict[str, list[tuple[float, float]]] = defaultdict(list)
+    for r in all_records(other):
+        if key(r) in base:
+            buckets[category_of(r)].append((r["timing"]["median_s"], base[key(r)]["timing"]["median_s"]))
+    return [{"category": c, **error_stats(np.array([o for o, _ in v]), np.array([b for _, b in v]))}
+            for c, v in sorted(buckets.items(), key=lambda kv: _order(kv[0]))]

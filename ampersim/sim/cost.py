@@ -68,12 +68,18 @@ def gemm_terms(M, N, K, groups, *, peak_tflops: float, eff: GemmEfficiency, comp
                bandwidth_gbps: float, memory_fraction: float, in_bytes: float, out_bytes: float,
                a_fraction: float = 1.0) -> Terms:
     """GEMM Y[M,N] = X[M,K]·W[N,K]ᵀ (× groups). ``a_fraction`` scales the X operand's bytes
-    (compressed sparse operand: values + metadata); peak_tflops is dense or native-sparse."""
-    flops = 2.0 * M * N * K * groups
-    compute = flops / (peak_tflops * _TERA * gemm_efficiency(M, N, groups, eff, compute_units))
-    traffic = groups * (M * K * in_bytes * a_fraction + N * K * in_bytes + M * N * out_bytes)
+    (compressed sparse operand: values + metadata); peak_tflops is dense or native-sparse.
+
+    Groups run as one grouped kernel, or (``eff.grouped`` false) as ``groups`` launches of one
+    GEMM each: every term × groups, each launch with its own waves and overhead."""
+    launches = 1.0 if eff.grouped else groups
+    per_kernel = groups / launches
+    flops = 2.0 * M * N * K * per_kernel
+    compute = flops / (peak_tflops * _TERA * gemm_efficiency(M, N, per_kernel, eff, compute_units))
+    traffic = per_kernel * (M * K * in_bytes * a_fraction + N * K * in_bytes + M * N * out_bytes)
     memory = traffic / (bandwidth_gbps * _GIGA * memory_fraction)
-    return Terms(compute=compute, memory=memory, overhead=eff.overhead_us.value * _MICRO)
+    return Terms(compute=launches * compute, memory=launches * memory,
+                 overhead=launches * eff.overhead_us.value * _MICRO)
 
 
 # -- memory-bound and other ops -------------------------------------------------------------------

@@ -76,6 +76,7 @@ class Prediction(BaseModel):
     fits_memory: bool
     note: str
     policy_note: str
+    timing_note: str
     ops: list[OpRow]
 
 
@@ -185,8 +186,23 @@ def predict(profile: HardwareProfile, scenario: Scenario, *, prune_impl: str | N
         ttft_dense_s=dense_total, ttft_sparse_s=sparse_total,
         tokens_per_s_dense=tokens / dense_total, tokens_per_s_sparse=tokens / sparse_total,
         weights_gb_per_gpu=weights_gb, fits_memory=fits,
-        note=note, policy_note=step.policy.note, ops=rows,
+        note=note, policy_note=step.policy.note, timing_note=timing_note(profile, step.execution, ops), ops=rows,
     )
+
+
+def timing_note(profile: HardwareProfile, execution: SparseExecution, ops: list) -> str:
+    """What the times mean: GPU time with kernels back to back (CUDA-graph replay), and how the
+    sparse path's kernels run where that differs from what eager torch or a grouped kernel would do."""
+    parts = ["GPU time: kernels back to back as in CUDA-graph replay (no host gaps between kernels)"]
+    if execution.compressed and any(op.kind == "sparse_gemm" for op in ops):
+        parts.append("eager torch 2.11 adds host time: _cslt_sparse_mm rebuilds its cuSPARSELt plan on the CPU "
+                     "at every call (about 1 ms per sparse linear measured on H200 and H100 hosts, "
+                     "docs/validation.md), so eager 2:4 prefill is CPU-bound until the GEMMs are long")
+    grouped = [op for op in ops if op.kind == "sparse_gemm" and np.any(np.asarray(op.groups) > 1)]
+    if execution.compressed and grouped and not profile.efficiency.sparse_gemm.grouped:
+        parts.append(f"grouped 2:4 GEMMs (MoE experts) run as one sparse GEMM launch per group: {profile.name} "
+                     "has no grouped sparse kernel (torch has none)")
+    return "; ".join(parts)
 
 
 def weights_gb_per_gpu(spec: ModelSpec, dtype: str, tp: int) -> float:
