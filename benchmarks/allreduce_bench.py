@@ -6,7 +6,9 @@ For every model and token count it takes the all-reduce ops of the simulator's o
 tp = world size (the same message sizes `ampersim predict --tp N` costs), checks one all-reduce of
 fresh random data against the sum computed locally, then times NCCL all_reduce with CUDA events
 (warm-up, median of >= 20 runs, spread). Rank 0 appends one record per size. NVLink multicast
-(NVLS) stays off, as the lending machine requires.
+(NVLS) stays off, as the lending machine requires. The calls are eager, each after a barrier, so a
+timing includes NCCL's host-side launch and the wait for the peer rank (the small-message latency
+`ampersim calibrate` fits is therefore an upper bound for CUDA-graph-captured all-reduces).
 """
 from __future__ import annotations
 
