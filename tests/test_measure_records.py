@@ -105,3 +105,15 @@ def test_mixed_gpus_in_one_file_are_refused(tmp_path):
     path.write_text(path.read_text() + json.dumps(other) + "\n")
     with pytest.raises(InvalidData, match=r":5: run on 'NVIDIA A100-SXM4-80GB' mixed into"):
         read_measurements(path)
+
+
+def test_records_name_their_file_relative_to_the_repository():
+    from pathlib import Path
+
+    from ampersim.measure.records import display_path
+
+    committed = Path(__file__).resolve().parent.parent / "validation" / "h200x2-allreduce.jsonl"
+    m = read_measurements(committed)
+    assert m.label == "validation/h200x2-allreduce.jsonl"  # whatever the working directory
+    assert {r["_file"] for r in m.records} == {"validation/h200x2-allreduce.jsonl"}
+    assert display_path("/elsewhere/run.jsonl") == "/elsewhere/run.jsonl"
