@@ -1,6 +1,7 @@
 """CPU N:M pruner throughput vs a numpy copy of the same array and a plain torch implementation.
 
-    python benchmarks/bench_pruner_cpu.py [--shapes 8192x4096,16384x14336] [--reps 5] [--json FILE]
+    python benchmarks/bench_pruner_cpu.py [--shapes 8192x4096,16384x14336] [--reps 7] [--json FILE]
+                                          [--wait-idle SECONDS]
 
 Throughput is GB/s of *input* (x.nbytes / seconds), best of ``--reps`` runs (the machine may be
 shared; the load average is printed before and after). Markdown tables go to stdout, progress to
@@ -80,6 +81,17 @@ class OtherLoad:
         return busy, own, time.perf_counter()
 
 
+def wait_idle(max_s: float) -> None:
+    """Wait (up to max_s) until other processes use < 10 % of the CPUs over a 1 s probe."""
+    deadline = time.monotonic() + max_s
+    while time.monotonic() < deadline:
+        with OtherLoad() as load:
+            time.sleep(1.0)
+        if load.share < 0.10:
+            return
+        log(f"  waiting: other processes use {load.share:.0%} of the CPUs")
+
+
 def torch_baseline(x: torch.Tensor, n: int, m: int) -> torch.Tensor:
     """What a user would write: |x|, top-n per group of m, scatter the kept values into zeros."""
     groups = x.reshape(-1, m)
@@ -105,7 +117,7 @@ def compile_times() -> dict[str, float]:
     return result
 
 
-def bench_shape(rows: int, k: int, reps: int, torch_reps: int) -> list[dict[str, Any]]:
+def bench_shape(rows: int, k: int, reps: int, torch_reps: int, idle_s: float) -> list[dict[str, Any]]:
     results = []
     for dname, dtype in DTYPES.items():
         x = torch.randn(rows, k, generator=torch.Generator().manual_seed(0)).to(dtype)
@@ -118,6 +130,7 @@ def bench_shape(rows: int, k: int, reps: int, torch_reps: int) -> list[dict[str,
         for pattern in PATTERNS:
             n, m = map(int, pattern.split(":"))
             prune(x, pattern, out=out)  # compile / load from cache
+            wait_idle(idle_s)
             with OtherLoad() as load:
                 t = best_interleaved({
                     "copy": lambda: np.copyto(dst, bits),
@@ -149,7 +162,7 @@ def bench_shape(rows: int, k: int, reps: int, torch_reps: int) -> list[dict[str,
     return results
 
 
-def bench_compute(reps: int) -> list[dict[str, Any]]:
+def bench_compute(reps: int, idle_s: float) -> list[dict[str, Any]]:
     """Cache-resident throughput (4 MiB input: half per core's 2 MB L2 with 2 threads, and the
     smallest size the pruner runs in parallel): the compute ceiling per thread count."""
     results = []
@@ -161,6 +174,7 @@ def bench_compute(reps: int) -> list[dict[str, Any]]:
         gb = x.numel() * x.element_size() / 1e9
         for pattern in PATTERNS:
             row: dict[str, Any] = {"dtype": dname, "pattern": pattern}
+            wait_idle(idle_s)
             with OtherLoad() as load:
                 for t in sorted({1, threads}):
                     numba.set_num_threads(t)
@@ -250,6 +264,9 @@ def main() -> int:
     parser.add_argument("--reps", type=int, default=7)
     parser.add_argument("--torch-reps", type=int, default=2)
     parser.add_argument("--json", help="also write the results to this JSON file")
+    parser.add_argument("--wait-idle", type=float, default=0.0, metavar="SECONDS",
+                        help="before each measurement wait up to SECONDS for other processes to "
+                             "leave the CPUs idle (shared machines)")
     args = parser.parse_args()
     report: dict[str, Any] = {"environment": environment(), "load_before": os.getloadavg()}
     log(f"environment: {report['environment']}")
@@ -258,8 +275,8 @@ def main() -> int:
     report["main"] = []
     for shape in args.shapes.split(","):
         rows, k = map(int, shape.lower().split("x"))
-        report["main"] += bench_shape(rows, k, args.reps, args.torch_reps)
-    report["compute"] = bench_compute(args.reps)
+        report["main"] += bench_shape(rows, k, args.reps, args.torch_reps, args.wait_idle)
+    report["compute"] = bench_compute(args.reps, args.wait_idle)
     report["variants"] = bench_variants(args.reps)
     report["load_after"] = os.getloadavg()
     print(markdown(report))

@@ -14,11 +14,11 @@ M), i.e. one AVX-512 register of keys, or several for M = 32. Per block:
    compare against ``keys - [i > j]`` and an add per j: M steps for L lanes;
 4. keep = rank < N; write the pruned values, the mask, or the compressed values + indices.
 
-The IR is plain vector IR (no target intrinsics except masked compress-store and prefetch, which
-LLVM lowers or scalarises for any CPU), so the same code is correct on AVX2, AVX-512 or NEON.
-The variant (M, storage format, scored) travels as a ``BlockSpec`` argument whose numba type
-carries the three values, so each variant is compiled (and disk-cached) once and dispatched at
-the usual per-call cost of a typed argument.
+The IR is generic vector IR (plus LLVM's generic prefetch and vector-compress intrinsics, which it
+lowers or expands for any CPU, and an x86 ``sfence`` after streaming stores), so the code is
+correct on AVX2, AVX-512 or NEON; the block width suits AVX-512. The variant (M, storage format,
+scored, streaming) travels as a ``BlockSpec`` argument whose numba type carries the values, so
+each variant is compiled (and disk-cached) once and dispatched at the usual cost of a typed call.
 """
 from __future__ import annotations
 
@@ -111,7 +111,7 @@ def _spec(spec) -> tuple[int, str, bool] | None:
 
 def _splat(builder, value, vt):
     vec = builder.insert_element(ir.Constant(vt, None), value, ir.Constant(_I32, 0))
-    return builder.shuffle_vector(vec, ir.Constant(vt, None), ir.Constant(ir.VectorType(_I32, vt.count), [0] * vt.count))
+    return _take(builder, vec, [0] * vt.count)
 
 
 def _item_ptr(context, builder, arrty, arr, *index):
@@ -174,11 +174,9 @@ def _keep(builder, keys, m, n):
     """<lanes x i1>: lane ranks below n inside its group of m lanes."""
     vt = keys.type
     lanes = vt.count
-    undef = ir.Constant(vt, None)
     rank = ir.Constant(vt, [0] * lanes)
     for j in range(m):
-        splat = ir.Constant(ir.VectorType(_I32, lanes), [(lane // m) * m + j for lane in range(lanes)])
-        key_j = builder.shuffle_vector(keys, undef, splat)
+        key_j = _take(builder, keys, [(lane // m) * m + j for lane in range(lanes)])
         # j beats i iff key_j > key_i - [j < i]   (keys are >= 0, so no overflow)
         earlier = ir.Constant(vt, [1 if lane % m > j else 0 for lane in range(lanes)])
         beats = builder.icmp_signed(">", key_j, builder.sub(keys, earlier))
@@ -203,27 +201,29 @@ def _select(context, builder, sig, args, m, fmt, scored):
     return bits, _keep(builder, keys, m, args[8])
 
 
+def _take(builder, vec, lanes):
+    """The given lanes of ``vec``, as a new vector."""
+    return builder.shuffle_vector(vec, ir.Constant(vec.type, None),
+                                  ir.Constant(ir.VectorType(_I32, len(lanes)), list(lanes)))
+
+
 def _compress_store(builder, value, ptr, mask):
     """Pack the lanes of ``value`` selected by ``mask`` to the front and store the *whole* vector
     at ``ptr``: lanes past the selected ones are garbage that the caller must overwrite later or
     keep inside its buffer. Compressing in registers avoids the memory form of the x86 compress
-    instruction (slow on several cores). Vectors wider than 512 bits are done in two halves (LLVM
-    22 miscompiles the compress of split vector types)."""
+    instruction. Vectors wider than 512 bits are done in two halves (LLVM 22 miscompiled the
+    compress of a 1024-bit vector)."""
     vt = value.type
     if vt.count * vt.element.width > 512:
-        half = vt.count // 2
-        lo, hi = list(range(half)), list(range(half, vt.count))
-        lo_mask = builder.shuffle_vector(mask, ir.Constant(mask.type, None), ir.Constant(ir.VectorType(_I32, half), lo))
-        hi_mask = builder.shuffle_vector(mask, ir.Constant(mask.type, None), ir.Constant(ir.VectorType(_I32, half), hi))
-        undef = ir.Constant(vt, None)
-        _compress_store(builder, builder.shuffle_vector(value, undef, ir.Constant(ir.VectorType(_I32, half), lo)),
-                        ptr, lo_mask)
-        bits = ir.IntType(half)
-        ctpop = cgutils.get_or_insert_function(builder.module, ir.FunctionType(bits, [bits]), f"llvm.ctpop.i{half}")
-        count = builder.zext(builder.call(ctpop, [builder.bitcast(lo_mask, bits)]), _I64)
-        at = builder.gep(builder.bitcast(ptr, vt.element.as_pointer()), [count])
-        _compress_store(builder, builder.shuffle_vector(value, undef, ir.Constant(ir.VectorType(_I32, half), hi)),
-                        at, hi_mask)
+        lo, hi = range(vt.count // 2), range(vt.count // 2, vt.count)
+        lo_mask = _take(builder, mask, lo)
+        _compress_store(builder, _take(builder, value, lo), ptr, lo_mask)
+        mask_bits = ir.IntType(len(lo))
+        ctpop = cgutils.get_or_insert_function(
+            builder.module, ir.FunctionType(mask_bits, [mask_bits]), f"llvm.ctpop.i{len(lo)}")
+        kept_lo = builder.zext(builder.call(ctpop, [builder.bitcast(lo_mask, mask_bits)]), _I64)
+        at = builder.gep(builder.bitcast(ptr, vt.element.as_pointer()), [kept_lo])
+        _compress_store(builder, _take(builder, value, hi), at, _take(builder, mask, hi))
         return
     name = f"llvm.experimental.vector.compress.v{vt.count}i{vt.element.width}"
     fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(vt, [vt, mask.type, vt]), name)

@@ -69,7 +69,8 @@ def storage_view(x: Any, name: str) -> tuple[np.ndarray, str]:
         if x.device.type != "cpu":
             raise InvalidArgument(f"{name} is on device {x.device}; the CPU pruner needs a CPU tensor")
         if x.layout != torch.strided:
-            raise InvalidArgument(f"{name} has layout {x.layout}; the CPU pruner needs a dense (strided) tensor")
+            raise InvalidArgument(
+                f"{name} has layout {x.layout}; the CPU pruner needs a dense (strided) tensor")
         fmt = _torch_formats(torch).get(x.dtype)
         if fmt is None:
             raise _bad_dtype(name, x.dtype)
