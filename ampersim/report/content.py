@@ -454,6 +454,20 @@ def _capacity_section(inputs: ReportInputs, plans: dict[str, dict[float, Capacit
     )
 
 
+@dataclass(frozen=True)
+class Option:
+    """One (accuracy variant, profile) pair of the frontier."""
+
+    name: str
+    marker: str  # pattern (+ W8A8): the chart's marker
+    all_layers: bool  # policy 'all' (hollow marker) rather than the selective amber policy
+    score: float | None
+    delta: float | None
+    profile: str
+    speedup: float
+    usd_per_m: float
+
+
 def _frontier_section(
     inputs: ReportInputs, econ: list[ProfileEconomics], accuracy: AccuracyResults | None, note: str
 ) -> Section:
@@ -465,16 +479,17 @@ def _frontier_section(
     label = "quiz accuracy (higher is better)" if higher_better else "perplexity (lower is better)"
     clouds = {e.profile: e for e in econ if e.prices.cloud_usd_per_gpu_hour is not None}
     profiles = [p for p in inputs.profiles if p.name in clouds]
-    options, notes = [], []  # (option label, accuracy score, delta, profile, speedup, $/M)
-    for e in clouds.values():
-        options.append(
-            ("dense", getattr(accuracy.dense, metric), 0.0, e.profile, 1.0, e.cloud_usd_per_m_tokens["dense"])
-        )
+    dense_score = getattr(accuracy.dense, metric)
+    options = [
+        Option("dense", "dense", False, dense_score, 0.0, e.profile, 1.0, e.cloud_usd_per_m_tokens["dense"])
+        for e in clouds.values()
+    ]
     acc_rows = [{"option": "dense", "coverage": 0.0, "ppl": accuracy.dense.ppl, "quiz_acc": accuracy.dense.quiz_acc}]
+    notes = []
     for row in accuracy.rows:
+        w8a8 = bool(getattr(row, "outstanding", False))  # the study's W8A8 variant: accuracy only
         name = f"{row.pattern} {row.scoring}" + ("" if row.policy == "amber" else f" ({row.policy})")
-        if getattr(row, "outstanding", False):  # the study's W8A8 variant (accuracy only; speed at the workload dtype)
-            name += " +W8A8"
+        name += " +W8A8" if w8a8 else ""
         acc_rows.append(
             {
                 "option": name,
@@ -493,42 +508,55 @@ def _frontier_section(
             notes.append(f"{name}: not simulated ({exc})")
             continue
         for pred in preds:
-            e = clouds[pred.profile]
+            prices = clouds[pred.profile].prices
             cost = usd_per_million_tokens(
-                e.prices.cloud_usd_per_gpu_hour.value, pred.tokens_per_s_sparse / pred.tp, e.prices.utilization.value
+                prices.cloud_usd_per_gpu_hour.value, pred.tokens_per_s_sparse / pred.tp, prices.utilization.value
             )
             options.append(
-                (name, getattr(row, metric), getattr(row, f"{metric}_delta"), pred.profile, pred.speedup, cost)
+                Option(
+                    name,
+                    row.pattern + (" +W8A8" if w8a8 else ""),
+                    row.policy == "all",
+                    getattr(row, metric),
+                    getattr(row, f"{metric}_delta"),
+                    pred.profile,
+                    pred.speedup,
+                    cost,
+                )
             )
-    scored = [o for o in options if o[1] is not None]
-    frontier = _pareto([(o[5], o[1]) for o in scored], higher_better)
-    on_front = set(frontier)
-    points = [plots.Point(o[5], o[1], o[3], o[0]) for o in scored]
-    rows = [
-        {
-            "option": o[0],
-            "profile": o[3],
-            metric: o[1],
-            f"{metric} delta": o[2],
-            "speedup": o[4],
-            "cloud $/M tokens": o[5],
-            "on frontier": "yes" if (o[5], o[1]) in on_front else "",
-        }
-        for o in options
-    ]
-    rows.sort(key=lambda r: r["cloud $/M tokens"])
+    scored = [o for o in options if o.score is not None]
+    frontier = _pareto([(o.usd_per_m, o.score) for o in scored], higher_better)
+    best = [next(o for o in scored if (o.usd_per_m, o.score) == point) for point in frontier]
+    points = [plots.Point(o.usd_per_m, o.score, o.profile, o.marker, hollow=o.all_layers) for o in scored]
+    labels = [(o.usd_per_m, o.score, f"{o.profile} {o.name}") for o in best]
+
+    def rows_of(chosen: list[Option]) -> list[dict[str, Any]]:
+        return [
+            {
+                "option": o.name,
+                "profile": o.profile,
+                metric: o.score,
+                f"{metric} delta": o.delta,
+                "speedup": o.speedup,
+                "cloud $/M tokens": o.usd_per_m,
+            }
+            for o in sorted(chosen, key=lambda o: o.usd_per_m)
+        ]
+
     text = [
         note + f" Accuracy was measured on {accuracy.model}; speed and cost are predicted for "
         f"{inputs.scenario.model} ({inputs.scenario.name}), so the two axes come from different models "
-        "unless they match.",
-        "Each point is one (profile, option) pair; the line joins the pairs no other pair beats on both cost "
-        "(cloud $/M prompt tokens; sparse path for sparse options) and accuracy.",
+        "unless they match. W8A8 rows are accuracy-only variants (speed and cost at the workload's dtype).",
+        "Each point is one (profile, option) pair: colour = profile, marker = pattern, hollow = every layer "
+        "sparsified (policy 'all'), filled = the selective amber policy. The line joins the pairs no other "
+        "pair beats on both cost (cloud $/M prompt tokens; sparse path for sparse options) and accuracy.",
     ]
     figures = []
     if points:
         png = plots.frontier_chart(
             points,
             frontier,
+            labels,
             xlabel="cloud $ per million prompt tokens",
             ylabel=label,
             title=f"Accuracy ({accuracy.model}) vs cost ({inputs.scenario.model})",
@@ -539,8 +567,9 @@ def _frontier_section(
     tables = [
         Table(acc_rows, list(dict.fromkeys(k for r in acc_rows for k in r)), caption=f"accuracy on {accuracy.model}")
     ]
-    if rows:
-        tables.append(Table(rows, list(rows[0]), caption="options by cost"))
+    if best:
+        tables.append(Table(rows_of(best), list(rows_of(best)[0]), caption="on the frontier"))
+        tables.append(Table(rows_of(options), list(rows_of(best)[0]), caption="every option, by cost", collapsed=True))
     return Section(title, "frontier", text, figures, tables, notes)
 
 

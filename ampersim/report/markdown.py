@@ -49,7 +49,8 @@ def _table(t: Table) -> str:
     rule = "|" + "|".join("---:" if t.numeric(c) else "---" for c in t.columns) + "|"
     rows = ["| " + " | ".join(_inline(cell(r.get(c))).replace("\n", " ") for c in t.columns) + " |" for r in t.rows]
     if t.collapsed:  # folded like the HTML (GitHub and most viewers render <details>)
-        return "\n".join([f"<details><summary>{html.escape(t.caption)}</summary>", "", head, rule, *rows, "",
-                          "</details>"])
+        return "\n".join(
+            [f"<details><summary>{html.escape(t.caption)}</summary>", "", head, rule, *rows, "", "</details>"]
+        )
     caption = [f"**{_inline(t.caption)}**", ""] if t.caption else []
     return "\n".join([*caption, head, rule, *rows])

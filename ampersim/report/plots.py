@@ -173,31 +173,54 @@ def grouped_bars(
 
 @dataclass(frozen=True)
 class Point:
-    """A scatter point: colour by ``group`` (profile), marker by ``variant`` (pattern)."""
+    """A scatter point: colour by ``group`` (profile), marker by ``variant`` (pattern), optionally hollow."""
 
     x: float
     y: float
     group: str
     variant: str
+    hollow: bool = False
 
 
 def frontier_chart(
-    points: Sequence[Point], frontier: Sequence[tuple[float, float]], *, xlabel: str, ylabel: str, title: str
+    points: Sequence[Point],
+    frontier: Sequence[tuple[float, float]],
+    labels: Sequence[tuple[float, float, str]],
+    *,
+    xlabel: str,
+    ylabel: str,
+    title: str,
 ) -> bytes:
-    """Scatter of options with the Pareto frontier drawn as a step line."""
-    fig = _figure(9.0, 5.0)
-    ax = fig.add_subplot()
+    """Scatter of options, the Pareto frontier as a step line, and text ``labels`` at chosen points."""
     from matplotlib.lines import Line2D
 
+    fig = _figure(9.0, 5.4)
+    ax = fig.add_subplot()
     colors = _colors([p.group for p in points])
     markers = {k: MARKERS[i % len(MARKERS)] for i, k in enumerate(dict.fromkeys(p.variant for p in points))}
     for p in points:
-        ax.scatter([p.x], [p.y], color=colors[p.group], marker=markers[p.variant], s=42, zorder=3)
+        face = "white" if p.hollow else colors[p.group]
+        ax.scatter(
+            [p.x],
+            [p.y],
+            facecolors=face,
+            edgecolors=colors[p.group],
+            marker=markers[p.variant],
+            s=46,
+            linewidths=1.3,
+            zorder=3,
+        )
     handles = [Line2D([], [], color=c, marker="o", linestyle="", label=g) for g, c in colors.items()]
     handles += [Line2D([], [], color="0.45", marker=m, linestyle="", label=v) for v, m in markers.items()]
+    if any(p.hollow for p in points):
+        handles.append(
+            Line2D([], [], color="0.45", marker="o", markerfacecolor="white", linestyle="", label="hollow: every layer")
+        )
     if len(frontier) > 1:
         fx, fy = zip(*frontier)
         handles += ax.plot(fx, fy, color="0.2", linewidth=1.0, drawstyle="steps-post", zorder=2, label="frontier")
+    for x, y, text in labels:
+        ax.annotate(text, (x, y), xytext=(6, -10), textcoords="offset points", fontsize=7.5, color="0.15")
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.set_title(title, fontsize=11)
