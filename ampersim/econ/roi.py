@@ -20,6 +20,7 @@ from dataclasses import dataclass
 
 from ampersim.errors import InvalidArgument
 from ampersim.hardware.profile import HardwareProfile
+from ampersim.models.registry import load_model_spec
 from ampersim.sim.predict import predict
 from ampersim.sim.scenario import Scenario
 from ampersim.sourced import Sourced
@@ -245,9 +246,10 @@ def compare(
     profiles: Sequence[HardwareProfile], scenario: Scenario, bases: Sequence[PriceBasis]
 ) -> list[ProfileEconomics]:
     """Predict ``scenario`` on every profile and work out its economics with the matching price basis."""
+    spec = load_model_spec(scenario.model)
     rows = []
     for profile, basis in zip(profiles, bases, strict=True):
-        pred = predict(profile, scenario)
+        pred = predict(profile, scenario, spec=spec)
         rows.append(
             profile_economics(
                 profile,

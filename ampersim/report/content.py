@@ -27,6 +27,8 @@ from ampersim.econ.roi import (
 from ampersim.econ.traffic import PromptDist
 from ampersim.errors import AmpersimError
 from ampersim.hardware.profile import HardwareProfile
+from ampersim.models.registry import load_model_spec
+from ampersim.models.spec import ModelSpec
 from ampersim.report import plots
 from ampersim.report.accuracy import AccuracyResults, load_accuracy
 from ampersim.report.document import Document, Figure, Section, Table
@@ -72,15 +74,16 @@ def build_document(inputs: ReportInputs, progress: Callable[[str], None]) -> Doc
     sc = inputs.scenario
     accuracy, accuracy_note = _accuracy(inputs.accuracy_path)
     progress(f"predicting {sc.name} on {len(inputs.profiles)} profiles")
-    preds = [predict(p, sc) for p in inputs.profiles]
+    spec = load_model_spec(sc.model)  # loaded once for every prediction below
+    preds = [predict(p, sc, spec=spec) for p in inputs.profiles]
     alternatives = {
-        p.name: [predict(p, sc.with_overrides(pattern=pat)) for pat in comparison_patterns(p, sc)]
+        p.name: [predict(p, sc.with_overrides(pattern=pat), spec=spec) for pat in comparison_patterns(p, sc)]
         for p in inputs.profiles
     }
     priced = [(p, b) for p, b in zip(inputs.profiles, inputs.bases) if b is not None]
     econ = compare([p for p, _ in priced], sc, [b for _, b in priced]) if priced else []
     progress("sweeping prompt lengths")
-    sweep = _speedup_sweep(inputs.profiles, sc)
+    sweep = _speedup_sweep(inputs.profiles, sc, spec)
     plans = {}
     for profile in inputs.profiles:
         progress(f"planning capacity on {profile.name} at {len(inputs.rates)} request rates")
@@ -91,8 +94,8 @@ def build_document(inputs: ReportInputs, progress: Callable[[str], None]) -> Doc
         _breakdown_section(sc, preds),
         _cost_section(inputs, econ),
         _capacity_section(inputs, plans),
-        _frontier_section(inputs, econ, accuracy, accuracy_note),
-        _assumptions_section(inputs, preds, accuracy),
+        _frontier_section(inputs, spec, econ, accuracy, accuracy_note),
+        _assumptions_section(inputs, spec, preds, accuracy),
     ]
     meta = [
         (
@@ -116,14 +119,16 @@ class SweepLine:
     speedup: list[float]
 
 
-def _speedup_sweep(profiles: Sequence[HardwareProfile], sc: Scenario) -> list[SweepLine]:
+def _speedup_sweep(profiles: Sequence[HardwareProfile], sc: Scenario, spec: ModelSpec) -> list[SweepLine]:
     """Speedup of one prompt of each TOKEN_SWEEP length, per profile and comparison pattern."""
     lengths = np.array(TOKEN_SWEEP, dtype=float)
     out = []
     for profile in profiles:
         for pattern in comparison_patterns(profile, sc):
             variant = sc.with_overrides(pattern=pattern)
-            dense, sparse = step_seconds(profile, variant, lengths, lengths**2, num_seqs=np.ones_like(lengths))
+            dense, sparse = step_seconds(
+                profile, variant, lengths, lengths**2, num_seqs=np.ones_like(lengths), spec=spec
+            )
             native = pattern in {str(p) for p in profile.native_patterns(sc.dtype)}
             out.append(SweepLine(profile.name, pattern, native, list(dense / sparse)))
     return out
@@ -469,7 +474,7 @@ class Option:
 
 
 def _frontier_section(
-    inputs: ReportInputs, econ: list[ProfileEconomics], accuracy: AccuracyResults | None, note: str
+    inputs: ReportInputs, spec: ModelSpec, econ: list[ProfileEconomics], accuracy: AccuracyResults | None, note: str
 ) -> Section:
     title = "Accuracy × speed × cost frontier"
     if accuracy is None:
@@ -503,7 +508,7 @@ def _frontier_section(
         )
         try:
             variant = inputs.scenario.with_overrides(pattern=row.pattern, policy=row.policy, scoring=row.scoring)
-            preds = [predict(profile, variant) for profile in profiles]
+            preds = [predict(profile, variant, spec=spec) for profile in profiles]
         except AmpersimError as exc:
             notes.append(f"{name}: not simulated ({exc})")
             continue
@@ -582,11 +587,10 @@ def _pareto(points: list[tuple[float, float]], higher_better: bool) -> list[tupl
     return best
 
 
-def _assumptions_section(inputs: ReportInputs, preds: list[Prediction], accuracy: AccuracyResults | None) -> Section:
-    from ampersim.models.registry import load_model_spec
-
+def _assumptions_section(
+    inputs: ReportInputs, spec: ModelSpec, preds: list[Prediction], accuracy: AccuracyResults | None
+) -> Section:
     sc = inputs.scenario
-    spec = load_model_spec(sc.model)
     workload = [
         {"item": k, "value": str(v)}
         for k, v in (
