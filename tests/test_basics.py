@@ -42,3 +42,17 @@ def test_cli_usage_error_exit_2(capsys):
         main(["no-such-command"])
     assert info.value.code == 2
     assert capsys.readouterr().err.startswith("error:")
+
+
+def test_write_text_atomic_normal_permissions(tmp_path):
+    import os
+
+    from ampersim.yamlio import write_text_atomic
+
+    path = tmp_path / "out.txt"
+    write_text_atomic(path, "hello")
+    mask = os.umask(0)
+    os.umask(mask)
+    assert path.read_text() == "hello"
+    assert path.stat().st_mode & 0o777 == 0o666 & ~mask
+    assert not list(tmp_path.glob(".out.txt.*"))

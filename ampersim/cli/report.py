@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import os
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -142,7 +140,6 @@ def run(args: argparse.Namespace) -> int:
             written += _write_markdown(doc, out.with_suffix(".md"))
     seconds = time.perf_counter() - start
     for path in written:
-        _readable(path)
         print(f"wrote {path} ({path.stat().st_size / 1024:.0f} KiB)")
     print(f"report rendered in {seconds:.1f} s", file=sys.stderr)
     return 0
@@ -160,33 +157,13 @@ def _rates(text: str) -> list[float]:
 
 def _write_markdown(doc, md_path: Path) -> list[Path]:
     from ampersim.report.markdown import render_markdown
-    from ampersim.yamlio import write_text_atomic
+    from ampersim.yamlio import write_bytes_atomic, write_text_atomic
 
     text, files = render_markdown(doc, md_path)
     for rel, data in files.items():
-        _write_bytes_atomic(md_path.parent / rel, data)
-        _readable(md_path.parent / rel)
+        write_bytes_atomic(md_path.parent / rel, data)
     write_text_atomic(md_path, text)
     return [md_path]
-
-
-def _write_bytes_atomic(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def _readable(path: Path) -> None:
-    """Give a written report the usual file permissions (temporary files are created owner-only)."""
-    mask = os.umask(0)
-    os.umask(mask)
-    path.chmod(0o666 & ~mask)
 
 
 def _command(args: argparse.Namespace, workload: str) -> str:
