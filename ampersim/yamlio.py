@@ -1,6 +1,7 @@
 """Safe YAML loading into pydantic models with errors that name file, line and field."""
 from __future__ import annotations
 
+import functools
 import os
 import tempfile
 from pathlib import Path
@@ -75,6 +76,21 @@ def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+def load_model_cached(path: str | Path, model: type[M]) -> M:
+    """load_model, memoized on (file, modification time, size): for frozen models read in hot paths."""
+    path = Path(path)
+    try:
+        stat = path.stat()
+    except FileNotFoundError:
+        raise NotFound(f"{path}: file not found") from None
+    return _load_cached(path.resolve(), stat.st_mtime_ns, stat.st_size, model)
+
+
+@functools.lru_cache(maxsize=256)
+def _load_cached(path: Path, mtime_ns: int, size: int, model: type[M]) -> M:
+    return load_model(path, model)
 
 
 def write_bytes_atomic(path: str | Path, data: bytes) -> None:

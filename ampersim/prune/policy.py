@@ -52,7 +52,7 @@ from ampersim.models.spec import DECODER_LINEAR_KINDS, ModelSpec
 from ampersim.patterns import NMPattern
 from ampersim.resources import data_dir
 from ampersim.sourced import Sourced
-from ampersim.yamlio import read_yaml, validation_message
+from ampersim.yamlio import load_model, load_model_cached
 
 PRESETS = ("amber", "all", "none")
 SCORINGS = ("magnitude", "amber")
@@ -159,7 +159,7 @@ def load_amber_skip_list(model_name: str, folder: Path | None = None) -> tuple[A
     path = (folder or amber_skip_dir()) / f"{model_name}.yaml"
     if not path.is_file():
         return None
-    skip = _load_yaml(path, AmberSkipList)
+    skip = load_model_cached(path, AmberSkipList)
     if skip.model != model_name:
         raise InvalidData(f"{path}: field 'model': '{skip.model}' does not match the file name '{model_name}'")
     return skip, path
@@ -187,7 +187,7 @@ def resolve_policy(policy: str | Path, model: ModelSpec, pattern: str | NMPatter
         raise NotFound(
             f"policy '{policy}' is neither a preset ({', '.join(PRESETS)}) nor an existing YAML file"
         )
-    custom = _load_yaml(path, _CustomPolicyFile)
+    custom = load_model(path, _CustomPolicyFile)
     for index, rule in enumerate(custom.rules):
         for field in ("layers", "skip_layers"):
             _check_layers(getattr(rule, field) or (), model, f"{path}: rules[{index}].{field}")
@@ -215,16 +215,6 @@ def _check_layers(layers: tuple[int, ...], model: ModelSpec, where: str) -> None
         raise InvalidData(
             f"{where}: layer {bad[0]} is out of range for {model.name} (allowed 0..{model.num_layers - 1})"
         )
-
-
-def _load_yaml(path: Path, schema: type[BaseModel]) -> BaseModel:
-    data, node = read_yaml(path)
-    if not isinstance(data, dict):
-        raise InvalidData(f"{path}: expected a mapping at the top level, got {type(data).__name__}")
-    try:
-        return schema.model_validate(data)
-    except ValidationError as exc:
-        raise InvalidData(validation_message(str(path), exc, node)) from None
 
 
 class Coverage(BaseModel):
