@@ -186,7 +186,7 @@ def bench_compute(reps: int, idle_s: float) -> list[dict[str, Any]]:
     return results
 
 
-def bench_variants(reps: int) -> list[dict[str, Any]]:
+def bench_variants(reps: int, idle_s: float) -> list[dict[str, Any]]:
     """Other outputs and the Amber factor at 8192 x 4096."""
     results = []
     for dname, dtype in DTYPES.items():
@@ -202,8 +202,11 @@ def bench_variants(reps: int) -> list[dict[str, Any]]:
             }
             for name, fn in cases.items():
                 fn()
+                wait_idle(idle_s)
+                with OtherLoad() as load:
+                    seconds = best_of(fn, reps)
                 results.append({"dtype": dname, "pattern": pattern, "what": name,
-                                "gbps": gb / best_of(fn, reps)})
+                                "gbps": gb / seconds, "other_load": load.share})
     return results
 
 
@@ -251,10 +254,10 @@ def markdown(report: dict[str, Any]) -> str:
     for r in report["compute"]:
         lines.append(f"| {r['dtype']} | {r['pattern']} | " + " | ".join(f"{r[k]:.2f}" for k in keys)
                      + f" | {r['other_load']:.0%} |")
-    lines += ["", "other outputs at 8192x4096, GB/s of input:", "", "| dtype | pattern | what | GB/s |",
-              "|---|---|---|---|"]
+    lines += ["", "other outputs at 8192x4096, GB/s of input:", "",
+              "| dtype | pattern | what | GB/s | other load |", "|---|---|---|---|---|"]
     for r in report["variants"]:
-        lines.append(f"| {r['dtype']} | {r['pattern']} | {r['what']} | {r['gbps']:.2f} |")
+        lines.append(f"| {r['dtype']} | {r['pattern']} | {r['what']} | {r['gbps']:.2f} | {r['other_load']:.0%} |")
     return "\n".join(lines)
 
 
@@ -277,7 +280,7 @@ def main() -> int:
         rows, k = map(int, shape.lower().split("x"))
         report["main"] += bench_shape(rows, k, args.reps, args.torch_reps, args.wait_idle)
     report["compute"] = bench_compute(args.reps, args.wait_idle)
-    report["variants"] = bench_variants(args.reps)
+    report["variants"] = bench_variants(args.reps, args.wait_idle)
     report["load_after"] = os.getloadavg()
     print(markdown(report))
     if args.json:
