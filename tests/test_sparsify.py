@@ -262,3 +262,22 @@ def test_unsupported_config_works_with_all_but_not_amber():
         assert handle.layers == ["0", "1"] and handle.coverage is None
     with pytest.raises(InvalidArgument, match="unsupported model_type 'my-mlp'"):
         ampersim.sparsify(model, "amber")
+
+
+def test_linears_outside_the_decoder_need_a_glob():
+    model = tiny_llama(layers=2)
+    model.vision_tower = torch.nn.Module()  # e.g. a multimodal model's image encoder
+    model.vision_tower.layers = torch.nn.ModuleList([torch.nn.Module()])
+    model.vision_tower.layers[0].q_proj = torch.nn.Linear(16, 16)
+    from ampersim.models.hf_names import linear_targets
+
+    vision = next(t for t in linear_targets(model) if t.name.startswith("vision_tower"))
+    assert vision.layer is None and vision.canonical == "vision_tower.layers.0.q_proj"
+    with ampersim.sparsify(model, "all", pattern="2:4") as handle:
+        assert "vision_tower.layers.0.q_proj" not in handle.layers and len(handle.layers) == 14
+    spec = ti.model_spec(model, "tiny")
+    policy = resolve_policy("all", spec, "2:4", "amber")
+    policy = SparsityPolicy.model_validate({**policy.model_dump(), "rules": [
+        *[r.model_dump() for r in policy.rules], {"modules": ["vision_tower.*"]}]})
+    with ampersim.sparsify(model, policy) as handle:
+        assert handle.layers[-1] == "vision_tower.layers.0.q_proj" and len(handle.layers) == 15

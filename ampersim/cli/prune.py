@@ -112,16 +112,29 @@ def run(args: Any) -> int:
 
     sparsified(False).remove()  # bad policies/patterns fail here, before minutes of evaluation
     total = (args.windows if windows is not None else 0) + (len(questions) * 4 if questions else 0)
+    warm_up = windows[:1] if windows is not None else None
+    _warm_up(loaded.model, warm_up)
     dense = ev.evaluate(loaded.model, loaded.tokenizer, windows=windows, questions=questions,
                         add_bos=loaded.add_bos, progress=_progress("dense", total))
     handle = sparsified(args.outstanding)
     try:
+        _warm_up(loaded.model, warm_up)
         sparse = ev.evaluate(loaded.model, loaded.tokenizer, windows=windows, questions=questions,
                              add_bos=loaded.add_bos, progress=_progress("sparse", total))
     finally:
         handle.remove()
     _report(args, loaded, handle, windows, questions, dense, sparse)
     return 0
+
+
+def _warm_up(model: Any, ids: Any) -> None:
+    """One untimed forward pass (allocator, kernel caches), so tokens/s reflects steady state."""
+    if ids is None:
+        return
+    import torch
+
+    with torch.inference_mode():
+        model(input_ids=ids, use_cache=False)
 
 
 def _run_sensitivity(args: Any, loaded: Any, spec: Any, calibration: list) -> int:

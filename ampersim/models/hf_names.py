@@ -3,7 +3,8 @@
 Canonical names are ``layers.{i}.{kind}`` with kind in q_proj, k_proj, v_proj, o_proj, gate_proj,
 up_proj, down_proj, router, plus ``lm_head`` — the names the simulator's ModelSpec and the
 SparsityPolicy use. The decoder layer index comes from the first ``layers.<i>.`` in the module path
-(``model.layers.3.self_attn.q_proj`` -> ``layers.3.q_proj``); the kind from the module's own name.
+below the model's text decoder (``get_decoder()`` of Hugging Face models; the whole tree otherwise):
+``model.layers.3.self_attn.q_proj`` -> ``layers.3.q_proj``; the kind from the module's own name.
 Modules that match neither keep their qualified module name as canonical name (layer/kind None),
 so a plain tree of ``nn.Linear`` can still be targeted by module globs.
 
@@ -64,13 +65,15 @@ def linear_targets(model: "torch.nn.Module") -> list[LinearTarget]:
     """Every nn.Linear and fused experts module of ``model``, in module order, with layer/kind."""
     import torch
 
+    prefix = _decoder_prefix(model)
     targets = []
     for name, module in model.named_modules():
         fused = is_fused_experts(module)
         if not fused and not isinstance(module, torch.nn.Linear):
             continue
         leaf = name.rsplit(".", 1)[-1]
-        match = _LAYER_RE.search(f".{name}")
+        in_decoder = prefix is None or name.startswith(prefix)
+        match = _LAYER_RE.search(f".{name[len(prefix or ''):]}") if in_decoder else None
         layer = int(match.group(1)) if match else None
         if fused:
             kind = "experts"
@@ -85,6 +88,23 @@ def linear_targets(model: "torch.nn.Module") -> list[LinearTarget]:
         expert = fused or bool(_EXPERT_RE.search(f".{name}."))
         targets.append(LinearTarget(name, module, layer if kind else None, kind, expert))
     return targets
+
+
+def _decoder_prefix(model: "torch.nn.Module") -> str | None:
+    """Qualified-name prefix of a Hugging Face model's text decoder ("model." for LlamaForCausalLM,
+    "model.language_model." for multimodal Gemma 3), so that e.g. a vision tower's
+    ``encoder.layers.N`` are not taken for decoder layers; None when there is no decoder."""
+    get_decoder = getattr(model, "get_decoder", None)
+    if get_decoder is None:
+        return None
+    try:
+        decoder = get_decoder()
+    except (AttributeError, NotImplementedError):
+        return None
+    for name, module in model.named_modules():
+        if module is decoder:
+            return f"{name}." if name else ""
+    return None
 
 
 def model_spec(model: "torch.nn.Module", name: str) -> "ModelSpec":

@@ -170,9 +170,9 @@ def sparsify(model: "torch.nn.Module", policy: SparsityPolicy | str | Path = "am
     ``policy``: a SparsityPolicy, a preset ("amber", "all", "none") or a custom policy YAML path,
     resolved with ``resolve_policy`` for ``spec`` (default: the ModelSpec of ``model.config``).
     ``pattern``/``scoring`` override the policy's (default for presets: 8:16, amber).
-    Linears outside ``layers.{i}`` decoder layers (a plain tree of nn.Linear) are selected by
-    rules with ``modules`` globs on their module names, or by a rule covering every kind and layer
-    (the ``all`` preset). ``prefill_only=False`` starts in mode "always".
+    Linears outside ``layers.{i}`` decoder layers are selected by rules with ``modules`` globs on
+    their module names; in a model without decoder layers (a plain tree of nn.Linear) also by a
+    rule covering every kind and layer (the ``all`` preset). lm_head and routers are never pruned. ``prefill_only=False`` starts in mode "always".
     ``outstanding=True`` adds inverse SmoothQuant (alpha 0.10) and simulated W8A8 to the selected
     layers (see :mod:`ampersim.prune.outstanding`); ``calibration``: iterable of input-id batches
     for its activation statistics (required then).
@@ -280,6 +280,7 @@ def _describe_names(targets: list[LinearTarget]) -> str:
 
 
 def _select(targets: list[LinearTarget], policy: SparsityPolicy) -> list[_Target]:
+    has_decoder = any(t.layer is not None for t in targets)
     out = []
     for t in targets:
         if t.kind in ("lm_head", "router"):
@@ -291,18 +292,20 @@ def _select(targets: list[LinearTarget], policy: SparsityPolicy) -> list[_Target
         elif t.kind is not None and t.layer is not None:
             if policy.is_sparse(t.layer, t.kind):
                 out.append(_Target(t))
-        elif _unmapped_selected(t.name, policy):
+        elif _unmapped_selected(t.name, policy, globs_only=has_decoder):
             out.append(_Target(t))
     return out
 
 
-def _unmapped_selected(name: str, policy: SparsityPolicy) -> bool:
-    """Selection of a linear outside decoder layers: module globs, or an every-kind-every-layer rule."""
+def _unmapped_selected(name: str, policy: SparsityPolicy, *, globs_only: bool) -> bool:
+    """Selection of a linear outside decoder layers: a rule's module glob naming it, or (in a model
+    without decoder layers, e.g. a plain tree of nn.Linear) a rule covering every kind and layer."""
     for rule in reversed(policy.rules):
         if rule.modules is not None:
             if any(fnmatch.fnmatchcase(name, g) for g in rule.modules):
                 return rule.sparse
-        elif rule.layers is None and not rule.skip_layers and set(rule.kinds) == set(LINEAR_KINDS):
+        elif (not globs_only and rule.layers is None and not rule.skip_layers
+              and set(rule.kinds) == set(LINEAR_KINDS)):
             return rule.sparse
     return False
 
