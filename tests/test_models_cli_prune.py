@@ -50,6 +50,9 @@ def test_table_output_and_outstanding(capsys):
     assert lines[2].split()[:3] == ["variant", "ppl", "quiz"]
     assert lines[4].startswith("dense") and lines[5].startswith("2:4 magnitude/all +W8A8")
     assert "ppl:" in out and "quiz:" not in out
+    code, out, _ = run_cli(capsys, "--eval", "ppl", "--windows", "1", "--window-tokens", "48", "--format", "csv")
+    assert code == 0 and out.splitlines()[0] == "variant,ppl,quiz_acc,coverage,tokens_per_s"
+    assert len(out.splitlines()) == 3
 
 
 @needs_smollm2

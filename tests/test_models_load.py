@@ -46,7 +46,7 @@ def test_smollm2_loads_from_cache(smollm2):
 
 
 @needs_smollm2
-def test_local_folder_path(smollm2, tmp_path):
+def test_local_folder_path(smollm2):
     folder = smollm2.source.split("cached at ")[1].rstrip(")")
     loaded = load_model(folder)
     assert loaded.add_bos is False and type(loaded.model).__name__ == "LlamaForCausalLM"

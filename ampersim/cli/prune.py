@@ -11,7 +11,7 @@ import sys
 import time
 from typing import Any
 
-from ampersim.cli.output import add_format_argument, emit, render_table, to_json
+from ampersim.cli.output import add_format_argument, emit, render_csv, render_table, to_json
 from ampersim.errors import InvalidArgument
 
 EVALS = ("ppl", "quiz")
@@ -159,6 +159,8 @@ def _run_sensitivity(args: Any, loaded: Any, spec: Any, calibration: list) -> in
         emit(to_json({"model": spec.name, "pattern": str(result.pattern), "scoring": result.scoring,
                       "skip_layers": list(result.skip_layers), "file": str(path), "calibration": what,
                       "errors": result.errors}))
+    elif args.format == "csv":
+        emit(render_csv(rows))
     else:
         emit(f"{spec.name}: amber skip layers {list(result.skip_layers)} (relative output error, "
              f"{result.pattern} {result.scoring}; {what})\n\n" + render_table(rows))
@@ -189,6 +191,9 @@ def _report(args: Any, loaded: Any, handle: Any, windows: Any, questions: Any, d
                     + (" +W8A8" if args.outstanding else ""),
          "ppl": s["ppl"], "quiz_acc": s["quiz_acc"], "coverage": cov, "tokens_per_s": s["tokens_per_s"]},
     ]
+    if args.format == "csv":
+        emit(render_csv(rows, COLUMNS))
+        return
     lines = [f"{loaded.name}: N:M activation pruning of linear inputs in prefill ({setup['sparse_layers']} linears)",
              "", render_table(rows, COLUMNS, HEADERS), ""]
     if deltas["ppl_delta"] is not None:

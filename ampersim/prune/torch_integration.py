@@ -177,8 +177,6 @@ def sparsify(model: "torch.nn.Module", policy: SparsityPolicy | str | Path = "am
     layers (see :mod:`ampersim.prune.outstanding`); ``calibration``: iterable of input-id batches
     for its activation statistics (required then).
     """
-    import torch
-
     if getattr(model, _HANDLE_ATTR, None) is not None:
         raise InvalidArgument("model is already sparsified; call remove() on its handle first")
     targets = linear_targets(model)
