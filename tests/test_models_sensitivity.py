@@ -11,7 +11,7 @@ from ampersim.patterns import NMPattern  # noqa: E402
 from ampersim.prune.policy import load_amber_skip_list  # noqa: E402
 from ampersim.prune.scoring import static_factor  # noqa: E402
 from ampersim.prune.sensitivity import choose_skip_layers, relative_errors, sensitivity_pass, write_skip_list  # noqa: E402
-from ampersim.prune.torch_integration import prune_on_device  # noqa: E402
+from ampersim.prune.kernels_gpu import prune_torch  # noqa: E402
 
 
 def tiny_llama(layers=4):
@@ -42,7 +42,7 @@ def test_relative_error_matches_definition():
     factor = static_factor(layer.weight, "amber")
     w = layer.weight.detach()
     y = x @ w.T
-    y_pruned = prune_on_device(x, NMPattern.parse("2:4"), factor) @ w.T
+    y_pruned = prune_torch(x, NMPattern.parse("2:4"), factor=factor) @ w.T
     expected = float((y - y_pruned).norm() / (y.norm() + 1e-8))
     assert errors["layers.2.down_proj"] == pytest.approx(expected, rel=1e-4)
 

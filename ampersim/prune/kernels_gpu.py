@@ -19,6 +19,7 @@ paths, Triton on a CUDA device):
 """
 from __future__ import annotations
 
+import importlib.util
 import os
 import warnings
 from typing import TYPE_CHECKING, Any
@@ -50,6 +51,11 @@ def _torch():
     except ImportError as exc:  # pragma: no cover - torch is in the models extra
         raise MissingDependency("the GPU pruner needs torch: pip install 'ampersim[models]'") from exc
     return torch
+
+
+def triton_available() -> bool:
+    """True if Triton can be imported (the fused kernels' compiler)."""
+    return importlib.util.find_spec("triton") is not None
 
 
 def _interpreting() -> bool:
