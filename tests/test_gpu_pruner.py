@@ -21,7 +21,7 @@ if HAS_TRITON and not HAS_CUDA:
 from ampersim.errors import InvalidArgument  # noqa: E402
 from ampersim.prune import gpu_layout, kernels_gpu  # noqa: E402
 
-needs_triton = pytest.mark.skipif(not HAS_TRITON, reason="triton not installed (dev tool: pip install triton==3.6.0)")
+needs_triton = pytest.mark.skipif(not HAS_TRITON, reason="triton not installed (test extra: pip install -e '.[test]')")
 needs_cuda = pytest.mark.skipif(not HAS_CUDA, reason="needs a CUDA GPU")
 DEVICE = "cuda" if HAS_CUDA else "cpu"
 
@@ -195,7 +195,7 @@ def test_sparse_linear_int8_fallback_on_cpu():
         SL.sparse_linear_int8(x, lin.weight, mod.w_scale)
 
 
-@pytest.mark.skipif(importlib.util.find_spec("numba_cuda") is None, reason="numba-cuda not installed (GPU extra)")
+@pytest.mark.skipif(importlib.util.find_spec("numba_cuda") is None, reason="numba-cuda not installed (test extra)")
 def test_numba_kernels_in_cuda_simulator():
     """numba.cuda kernels vs the eager reference and the layout encoder, in a fresh simulator process."""
     script = textwrap.dedent("""
