@@ -98,3 +98,13 @@ def test_kept_bits_preserved_dropped_are_positive_zero(fmt):
     kernels_cpu.prune_rows(bits, out, fmt, n, m, None)
     np.testing.assert_array_equal(out, reference.prune_bits(bits, fmt, n, m))
     assert out[0, 0] == 0 and out[0, 1] == bits[0, 1] and out[0, 3] == bits[0, 3]
+
+
+@pytest.mark.parametrize("fmt", ["float16", "bfloat16"])
+def test_every_16bit_pattern_with_factor(fmt):
+    """All 65,536 bit patterns through the scored path (16-bit decode inside the kernel)."""
+    bits = np.arange(2**16, dtype=np.uint32).astype(np.uint16).reshape(-1, 64)
+    factor = np.random.default_rng(0).uniform(0, 3, 64).astype(np.float32)
+    out = np.empty_like(bits)
+    kernels_cpu.prune_rows(bits, out, fmt, 3, 8, factor)
+    np.testing.assert_array_equal(out, reference.prune_bits(bits, fmt, 3, 8, factor))

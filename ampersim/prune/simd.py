@@ -148,6 +148,27 @@ def _umin(builder, vec, limit):
     return builder.select(builder.icmp_unsigned("<", vec, lim), vec, lim)
 
 
+def _half_magnitude_to_float(builder, magnitude):
+    """Exact float32 of non-negative float16 bit patterns, in integer arithmetic: ``fpext half``
+    becomes a compiler-rt call on CPUs without F16C, which numba's JIT cannot resolve."""
+    lanes = magnitude.type.count
+    i32, f32 = ir.VectorType(_I32, lanes), ir.VectorType(ir.FloatType(), lanes)
+    wide = builder.zext(magnitude, i32)
+
+    def splat(v):
+        return ir.Constant(i32, [v] * lanes)
+
+    # normal: exponent rebased from 15 to 127, mantissa moved up 13 bits
+    normal = builder.add(builder.shl(wide, splat(13)), splat(112 << 23))
+    inf_nan = builder.add(normal, splat(112 << 23))  # exponent 31 + 112 -> 255, payload kept
+    # zero / denormal: mantissa * 2**-24, exact in float32
+    tiny = builder.fmul(builder.sitofp(wide, f32), ir.Constant(f32, [2.0 ** -24] * lanes))
+    bits = builder.select(builder.icmp_unsigned(">=", wide, splat(0x7C00)), inf_nan,
+                          builder.select(builder.icmp_unsigned("<", wide, splat(0x0400)),
+                                         builder.bitcast(tiny, i32), normal))
+    return builder.bitcast(bits, f32)
+
+
 def _keys(builder, bits, fmt, scored, factor_ptr, lanes):
     """Integer keys that order like the scores (see module docstring)."""
     store_bits, nan_key = _FORMATS[fmt]
@@ -163,7 +184,7 @@ def _keys(builder, bits, fmt, scored, factor_ptr, lanes):
         wide = builder.shl(builder.zext(magnitude, i32), ir.Constant(i32, [16] * lanes))
         value = builder.bitcast(wide, f32)
     else:
-        value = builder.fpext(builder.bitcast(magnitude, ir.VectorType(ir.HalfType(), lanes)), f32)
+        value = _half_magnitude_to_float(builder, magnitude)
     score = builder.fmul(value, _load(builder, factor_ptr, f32, 4))
     # |x| * f >= 0, but a NaN product may carry a sign bit: clear it before keying.
     key = builder.and_(builder.bitcast(score, i32), ir.Constant(i32, [0x7FFFFFFF] * lanes))
