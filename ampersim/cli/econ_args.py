@@ -7,6 +7,9 @@ from typing import Any
 
 from ampersim.errors import InvalidArgument
 
+DEFAULT_MAX_BATCHED_TOKENS = 8192
+DEFAULT_MAX_SEQS = 256
+
 PRICE_FLAGS = (
     ("usd_per_hour", "--usd-per-hour", "cloud price, $ per GPU-hour"),
     ("purchase_usd", "--purchase-usd", "purchase price per GPU, $"),
@@ -71,3 +74,42 @@ def per_profile(values: list[float] | None, flag: str, n_profiles: int) -> list[
             "(all profiles) or once per --profile, in the same order"
         )
     return list(values)
+
+
+def add_profiles_argument(parser: argparse.ArgumentParser) -> None:
+    """Repeatable --profile; the first is the payback baseline."""
+    parser.add_argument(
+        "--profile",
+        action="append",
+        required=True,
+        help="hardware profile (repeat to compare; the first is the payback baseline)",
+    )
+
+
+def add_ownership_arguments(parser: argparse.ArgumentParser) -> None:
+    """Amortization and running-cost assumptions of owned GPUs."""
+    parser.add_argument("--lifetime-years", type=float, default=None,
+                        help="amortization period of a purchase (default 5)")
+    parser.add_argument("--usd-per-kwh", type=float, default=None, help="electricity price (default 0.10)")
+    parser.add_argument("--utilization", type=float, default=None,
+                        help="fraction of hours the GPUs run prefill, (0, 1] (default 1)")
+
+
+def add_traffic_arguments(parser: argparse.ArgumentParser, *, duration_help: str) -> None:
+    """SLO percentile, prompt-length distribution, step limits, simulated duration and seed."""
+    parser.add_argument("--percentile", default="p95", help="SLO percentile: p50, p95, p99 (any pNN; default p95)")
+    parser.add_argument(
+        "--prompt-dist",
+        default=None,
+        help="fixed:TOKENS | lognormal:MEAN,SIGMA[,MAX] | trace:FILE (default: the workload's lengths)",
+    )
+    parser.add_argument(
+        "--max-batched-tokens",
+        type=int,
+        default=DEFAULT_MAX_BATCHED_TOKENS,
+        help=f"token budget of one prefill step (chunked prefill; default {DEFAULT_MAX_BATCHED_TOKENS})",
+    )
+    parser.add_argument("--max-seqs", type=int, default=DEFAULT_MAX_SEQS,
+                        help=f"prompts per prefill step at most (default {DEFAULT_MAX_SEQS})")
+    parser.add_argument("--duration-s", type=float, default=None, help=duration_help)
+    parser.add_argument("--seed", type=int, default=0, help="random seed of arrivals and lengths (default 0)")

@@ -5,11 +5,9 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from ampersim.cli.econ_args import add_workload_arguments, load_workload
+from ampersim.cli.econ_args import add_traffic_arguments, add_workload_arguments, load_workload
 from ampersim.cli.output import add_format_argument, emit, render_csv, render_table, to_json
 
-DEFAULT_MAX_BATCHED_TOKENS = 8192
-DEFAULT_MAX_SEQS = 256
 COLUMNS = (
     "path",
     "replicas",
@@ -33,31 +31,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_workload_arguments(p, lengths=False)
     p.add_argument("--rate", type=float, required=True, help="arrival rate, requests/s (Poisson)")
     p.add_argument("--slo-ttft-ms", type=float, required=True, help="time-to-first-token target, ms")
-    p.add_argument("--percentile", default="p95", help="SLO percentile: p50, p95, p99 (any pNN; default p95)")
-    p.add_argument(
-        "--prompt-dist",
-        default=None,
-        help="fixed:TOKENS | lognormal:MEAN,SIGMA[,MAX] | trace:FILE (default: the workload's lengths)",
-    )
-    p.add_argument(
-        "--max-batched-tokens",
-        type=int,
-        default=DEFAULT_MAX_BATCHED_TOKENS,
-        help=f"token budget of one prefill step (chunked prefill; default {DEFAULT_MAX_BATCHED_TOKENS})",
-    )
-    p.add_argument(
-        "--max-seqs",
-        type=int,
-        default=DEFAULT_MAX_SEQS,
-        help=f"prompts per prefill step at most (default {DEFAULT_MAX_SEQS})",
-    )
-    p.add_argument(
-        "--duration-s",
-        type=float,
-        default=None,
-        help="simulated seconds of traffic (default: ~50,000 requests, 600-3600 s)",
-    )
-    p.add_argument("--seed", type=int, default=0, help="random seed of arrivals and lengths (default 0)")
+    add_traffic_arguments(p, duration_help="simulated seconds of traffic (default: ~50,000 requests, 600-3600 s)")
     p.add_argument(
         "--usd-per-hour",
         type=float,

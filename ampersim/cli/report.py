@@ -8,8 +8,15 @@ import sys
 import time
 from pathlib import Path
 
-from ampersim.cli.econ_args import add_price_arguments, add_workload_arguments, load_workload, per_profile
-from ampersim.cli.plan import DEFAULT_MAX_BATCHED_TOKENS, DEFAULT_MAX_SEQS
+from ampersim.cli.econ_args import (
+    add_ownership_arguments,
+    add_price_arguments,
+    add_profiles_argument,
+    add_traffic_arguments,
+    add_workload_arguments,
+    load_workload,
+    per_profile,
+)
 from ampersim.errors import InvalidArgument
 
 DEFAULT_RATES = "1,2,5,10,20,50,100"
@@ -22,12 +29,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="self-contained HTML/Markdown report: speedup, cost, GPUs, accuracy frontier",
         description=__doc__,
     )
-    p.add_argument(
-        "--profile",
-        action="append",
-        required=True,
-        help="hardware profile (repeat to compare; the first is the payback baseline)",
-    )
+    add_profiles_argument(p)
     add_workload_arguments(p)
     p.add_argument("--out", required=True, help="output file: .html (self-contained) or .md (figures beside it)")
     p.add_argument("--markdown", action="store_true", help="also write Markdown next to the HTML (same name, .md)")
@@ -40,28 +42,10 @@ def register(sub: argparse._SubParsersAction) -> None:
         default=DEFAULT_SLO_MS,
         help=f"TTFT target for the capacity section, ms (default {DEFAULT_SLO_MS:g})",
     )
-    p.add_argument("--percentile", default="p95", help="SLO percentile (default p95)")
-    p.add_argument(
-        "--prompt-dist",
-        default=None,
-        help="fixed:TOKENS | lognormal:MEAN,SIGMA[,MAX] | trace:FILE (default: the workload's lengths)",
-    )
-    p.add_argument(
-        "--max-batched-tokens",
-        type=int,
-        default=DEFAULT_MAX_BATCHED_TOKENS,
-        help=f"token budget of one prefill step (default {DEFAULT_MAX_BATCHED_TOKENS})",
-    )
-    p.add_argument(
-        "--max-seqs", type=int, default=DEFAULT_MAX_SEQS, help=f"prompts per step at most (default {DEFAULT_MAX_SEQS})"
-    )
-    p.add_argument("--duration-s", type=float, default=None, help="simulated seconds per rate (default: automatic)")
-    p.add_argument("--seed", type=int, default=0, help="random seed of the traffic (default 0)")
+    add_traffic_arguments(p, duration_help="simulated seconds per rate (default: automatic)")
     p.add_argument("--accuracy", default=None, help="accuracy results JSON (default: docs/accuracy.json if present)")
     add_price_arguments(p, repeatable=True)
-    p.add_argument("--lifetime-years", type=float, default=None, help="amortization period of a purchase (default 5)")
-    p.add_argument("--usd-per-kwh", type=float, default=None, help="electricity price (default 0.10)")
-    p.add_argument("--utilization", type=float, default=None, help="busy fraction of rented/owned hours (default 1)")
+    add_ownership_arguments(p)
     p.set_defaults(run=run)
 
 

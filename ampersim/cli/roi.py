@@ -6,7 +6,14 @@ import argparse
 from dataclasses import asdict
 from typing import Any
 
-from ampersim.cli.econ_args import add_price_arguments, add_workload_arguments, load_workload, per_profile
+from ampersim.cli.econ_args import (
+    add_ownership_arguments,
+    add_price_arguments,
+    add_profiles_argument,
+    add_workload_arguments,
+    load_workload,
+    per_profile,
+)
 from ampersim.cli.output import add_format_argument, emit, format_cell, render_csv, render_table, to_json
 
 METRICS = (  # (label, attribute, path)
@@ -26,19 +33,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "roi", help="cost per million prompt tokens, energy and payback, dense vs sparse", description=__doc__
     )
-    p.add_argument(
-        "--profile",
-        action="append",
-        required=True,
-        help="hardware profile (repeat to compare; the first is the payback baseline)",
-    )
+    add_profiles_argument(p)
     add_workload_arguments(p)
     add_price_arguments(p, repeatable=True)
-    p.add_argument("--lifetime-years", type=float, default=None, help="amortization period of a purchase (default 5)")
-    p.add_argument("--usd-per-kwh", type=float, default=None, help="electricity price (default 0.10)")
-    p.add_argument(
-        "--utilization", type=float, default=None, help="fraction of hours the GPUs run prefill, (0, 1] (default 1)"
-    )
+    add_ownership_arguments(p)
     add_format_argument(p)
     p.set_defaults(run=run)
 
