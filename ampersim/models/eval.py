@@ -17,7 +17,7 @@ import math
 import random
 import re
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -73,6 +73,20 @@ class PerplexityResult:
     @property
     def tokens_per_s(self) -> float:
         return self.tokens / self.seconds if self.seconds > 0 else math.nan
+
+
+def calibration_forward(model: "torch.nn.Module", batches: Iterable["torch.Tensor"], hooks: Sequence[Any]) -> None:
+    """Run ``model`` over token ``batches`` (inference mode, no KV cache) with ``hooks`` attached,
+    then remove the hook handles, also when a forward fails."""
+    import torch
+
+    try:
+        with torch.inference_mode():
+            for batch in batches:
+                model(input_ids=batch, use_cache=False)
+    finally:
+        for hook in hooks:
+            hook.remove()
 
 
 def perplexity(model: "torch.nn.Module", windows: "torch.Tensor", *, batch_size: int = 1,

@@ -66,12 +66,7 @@ def calibrate_input_absmax(model: "torch.nn.Module", modules: Mapping[str, Any],
             stats[name] = amax if name not in stats else torch.maximum(stats[name], amax)
         return hook
 
-    handles = [module.register_forward_pre_hook(hook_for(name)) for name, module in modules.items()]
-    try:
-        with torch.inference_mode():
-            for batch in batches:
-                model(input_ids=batch, use_cache=False)
-    finally:
-        for h in handles:
-            h.remove()
+    from ampersim.models.eval import calibration_forward
+
+    calibration_forward(model, batches, [m.register_forward_pre_hook(hook_for(n)) for n, m in modules.items()])
     return stats

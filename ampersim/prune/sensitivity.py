@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 from ampersim.errors import InvalidArgument
+from ampersim.models.eval import calibration_forward
 from ampersim.models.hf_names import LINEAR_KINDS, linear_targets
 from ampersim.patterns import NMPattern
 from ampersim.prune.policy import AMBER_SPARSE_KINDS, AmberSkipList
@@ -91,13 +92,7 @@ def relative_errors(model: "torch.nn.Module", batches: Iterable["torch.Tensor"],
                                   f"divisible by M={nm.m} of pattern {nm}")
         factor = static_factor(t.module.weight, scoring)
         hooks.append(t.module.register_forward_pre_hook(hook_for(t.canonical, t.module, factor)))
-    try:
-        with torch.inference_mode():
-            for batch in batches:
-                model(input_ids=batch, use_cache=False)
-    finally:
-        for h in hooks:
-            h.remove()
+    calibration_forward(model, batches, hooks)
     return {name: math.sqrt(err) / (math.sqrt(out) + EPS) for name, (err, out) in sums.items()}
 
 
