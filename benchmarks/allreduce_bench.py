@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import time
 from datetime import datetime, timezone
 
 os.environ.setdefault("NCCL_NVLS_ENABLE", "0")
