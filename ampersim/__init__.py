@@ -10,7 +10,7 @@ __all__ = ["sparsify"]
 def __getattr__(name: str) -> Any:
     # Lazy: ``import ampersim`` must not import torch; ampersim.sparsify loads the torch integration.
     if name == "sparsify":
-        from ampersim.prune.torch_integration import sparsify
+        from ampersim.runtime.sparsify import sparsify
 
         return sparsify
     raise AttributeError(f"module 'ampersim' has no attribute '{name}'")

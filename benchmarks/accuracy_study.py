@@ -63,15 +63,15 @@ def main(argv: list[str] | None = None) -> int:
                         help="re-render the Markdown from the existing JSON without evaluating")
     args = parser.parse_args(argv)
     if args.render_only:
-        from ampersim.yamlio import write_text_atomic
+        from ampersim.core.yamlio import write_text_atomic
 
         write_text_atomic(args.markdown, render_markdown(json.loads(args.json.read_text())))
         return 0
 
     import ampersim
-    from ampersim.models import eval as ev
+    from ampersim.eval import metrics as ev
     from ampersim.models.load import load_model
-    from ampersim.yamlio import write_text_atomic
+    from ampersim.core.yamlio import write_text_atomic
 
     started = time.perf_counter()
     loaded = load_model(args.model)
@@ -173,7 +173,7 @@ def render_markdown(report: dict[str, Any]) -> str:
         "in the skip layers chosen by the sensitivity pass (workloads/policies/amber/smollm2-135m.yaml), "
         "k, v, o, up dense.",
         "- **Coverage**: share of decoder-layer linear MACs per token whose input is pruned "
-        "(`ampersim.prune.policy.coverage`, the function the simulator uses).",
+        "(`ampersim.sparsity.policy.coverage`, the function the simulator uses).",
         f"- **+W8A8** (outstanding-sparse): inverse SmoothQuant (alpha 0.10, activation maxima from "
         f"{ev['calibration']}), N:M selection, then simulated INT8 (per-token activations, per-channel "
         "weights) on the pruned layers.",

@@ -27,9 +27,9 @@ import torch.distributed as dist
 from ampersim.measure.env import capture_environment
 from ampersim.measure.harness import summarize
 from ampersim.measure.records import MeasurementWriter, header_record
-from ampersim.measure.run import op_dict
+from ampersim.measure.runner import op_dict
 from ampersim.models.registry import load_model_spec
-from ampersim.prune.policy import resolve_policy
+from ampersim.sparsity.policy import resolve_policy
 from ampersim.sim.graph import build_graph
 
 RUNS = 30

@@ -35,9 +35,9 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     import ampersim
-    from ampersim.models import eval as ev
+    from ampersim.eval import metrics as ev
     from ampersim.models.load import load_model
-    from ampersim.prune import torch_integration
+    from ampersim.runtime import sparsify as torch_integration
 
     loaded = load_model(args.model)
     windows = ev.token_windows(loaded.tokenizer, ev.load_text("austen"), args.window_tokens, args.windows,

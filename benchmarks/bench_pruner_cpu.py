@@ -24,8 +24,8 @@ import numba
 import numpy as np
 import torch
 
-from ampersim.prune import compress, prune, prune_mask
-from ampersim.prune.tensors import as_rows
+from ampersim.kernels.cpu import compress, prune, prune_mask
+from ampersim.kernels.cpu.tensors import as_rows
 
 PATTERNS = ["2:4", "4:8", "8:16", "16:32"]
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
@@ -103,7 +103,7 @@ def compile_times() -> dict[str, float]:
     """First call of prune(8:16, bf16) in a fresh process: with an empty cache, then with the cache."""
     code = (
         "import time, torch\n"
-        "from ampersim.prune import prune\n"
+        "from ampersim.kernels.cpu import prune\n"
         "x = torch.randn(64, 4096).to(torch.bfloat16)\n"
         "t = time.perf_counter(); prune(x, '8:16'); print(time.perf_counter() - t)\n"
     )

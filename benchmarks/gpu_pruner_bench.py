@@ -25,8 +25,10 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from ampersim.prune import gpu_layout, kernels_gpu
-from ampersim.prune import sparse_linear as SL
+from ampersim.kernels.gpu import cslt_layout as gpu_layout
+
+from ampersim.kernels.gpu import pruner as kernels_gpu
+from ampersim.runtime import sparse_linear as SL
 
 RESULTS: dict = {}
 OUT = Path(".")

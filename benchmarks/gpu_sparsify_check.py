@@ -1,7 +1,7 @@
 """Check `ampersim.sparsify` on CUDA: the GPU kernel path equals the CPU pruner, bit for bit.
 
 Run on a CUDA machine from the repository root: `python3 benchmarks/gpu_sparsify_check.py OUT_DIR`.
-(1) prune_activation on CUDA (fused Triton kernel) vs ampersim.prune.prune on the same data copied
+(1) prune_activation on CUDA (fused Triton kernel) vs ampersim.kernels.cpu.prune on the same data copied
 to the CPU, for fp16/bf16/fp32, with and without a static factor, at 2:4, 8:16, 16:32 and 2:8;
 (2) a random-weight Llama-architecture model on CUDA, sparsified (policy all, amber scoring, 8:16):
 every hooked linear input seen in prefill is N:M sparse, decode steps stay dense, and remove()
@@ -18,9 +18,9 @@ from transformers import LlamaConfig, LlamaForCausalLM
 
 import ampersim
 from ampersim.measure.env import capture_environment
-from ampersim.patterns import NMPattern
-from ampersim.prune import prune
-from ampersim.prune.torch_integration import prune_activation
+from ampersim.core.patterns import NMPattern
+from ampersim.kernels.cpu import prune
+from ampersim.runtime.sparsify import prune_activation
 
 
 def kernel_vs_cpu() -> list[dict]:

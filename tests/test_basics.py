@@ -2,10 +2,10 @@
 import pytest
 
 from ampersim.cli import main
-from ampersim.errors import InvalidArgument, InvalidData
+from ampersim.core.errors import InvalidArgument, InvalidData
 from ampersim.hardware.profile import HardwareProfile
-from ampersim.patterns import NMPattern
-from ampersim.yamlio import load_model
+from ampersim.core.patterns import NMPattern
+from ampersim.core.yamlio import load_model
 
 
 @pytest.mark.parametrize("text,n,m,sparsity", [("2:4", 2, 4, 0.5), ("8:16", 8, 16, 0.5), ("1:4", 1, 4, 0.75)])
@@ -47,7 +47,7 @@ def test_cli_usage_error_exit_2(capsys):
 def test_write_text_atomic_normal_permissions(tmp_path):
     import os
 
-    from ampersim.yamlio import write_text_atomic
+    from ampersim.core.yamlio import write_text_atomic
 
     path = tmp_path / "out.txt"
     write_text_atomic(path, "hello")

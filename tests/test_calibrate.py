@@ -146,7 +146,7 @@ def test_cli_checks_every_file_against_the_profile(tmp_path, capsys):
 
 def test_calibrated_profiles_load_by_name_and_are_listed(capsys):
     from ampersim.hardware.registry import list_profiles
-    from ampersim.errors import NotFound
+    from ampersim.core.errors import NotFound
 
     calibrated = [p.name for p in list_profiles(include_calibrated=True) if p.status == "calibrated"]
     assert calibrated == ["h100-sxm-calibrated", "h200-calibrated"]

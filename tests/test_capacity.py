@@ -6,7 +6,7 @@ import pytest
 from ampersim.econ.capacity import Traffic, parse_percentile, plan_capacity, require_feasible
 from ampersim.econ.queueing import build_step_tables, simulate
 from ampersim.econ.traffic import lognormal, parse_prompt_dist, poisson_arrivals, read_trace
-from ampersim.errors import InvalidArgument, InvalidData, NotFound
+from ampersim.core.errors import InvalidArgument, InvalidData, NotFound
 
 
 def step(total, sum_sq):

@@ -2,11 +2,11 @@
 import numpy as np
 import pytest
 
-from ampersim.errors import InvalidArgument, NotFound
+from ampersim.core.errors import InvalidArgument, NotFound
 from ampersim.hardware.profile import HardwareProfile
 from ampersim.hardware.registry import load_profile
 from ampersim.models.registry import load_model_spec
-from ampersim.patterns import NMPattern
+from ampersim.core.patterns import NMPattern
 from ampersim.sim.cost import gemm_terms, prune_terms, wave_efficiency
 from ampersim.sim.execution import compressed_fraction, fits_native, sparse_execution
 from ampersim.sim.predict import predict

@@ -3,8 +3,8 @@ import collections
 
 import pytest
 
-from ampersim.errors import InvalidArgument, NotFound
-from ampersim.models.eval import build_quiz, load_text, quiz_expansions, token_windows
+from ampersim.core.errors import InvalidArgument, NotFound
+from ampersim.eval.metrics import build_quiz, load_text, quiz_expansions, token_windows
 
 
 @pytest.mark.parametrize("field,expected", [

@@ -18,8 +18,9 @@ HAS_TRITON = importlib.util.find_spec("triton") is not None
 if HAS_TRITON and not HAS_CUDA:
     os.environ.setdefault("TRITON_INTERPRET", "1")  # run the Triton kernels' logic on the CPU
 
-from ampersim.errors import InvalidArgument  # noqa: E402
-from ampersim.prune import gpu_layout, kernels_gpu  # noqa: E402
+from ampersim.core.errors import InvalidArgument  # noqa: E402
+from ampersim.kernels.gpu import cslt_layout as gpu_layout  # noqa: E402
+from ampersim.kernels.gpu import pruner as kernels_gpu  # noqa: E402
 
 needs_triton = pytest.mark.skipif(not HAS_TRITON, reason="triton not installed (test extra: pip install -e '.[test]')")
 needs_cuda = pytest.mark.skipif(not HAS_CUDA, reason="needs a CUDA GPU")
@@ -162,7 +163,7 @@ def test_cpu_tensor_rejected_without_interpreter():
 
 
 def test_sparse_linear_dense_fallback_on_cpu():
-    from ampersim.prune import sparse_linear as SL
+    from ampersim.runtime import sparse_linear as SL
 
     gen = torch.Generator().manual_seed(2)
     x = torch.randn(3, 5, 64, generator=gen).to(torch.bfloat16)
@@ -180,7 +181,7 @@ def test_sparse_linear_dense_fallback_on_cpu():
 
 
 def test_sparse_linear_int8_fallback_on_cpu():
-    from ampersim.prune import sparse_linear as SL
+    from ampersim.runtime import sparse_linear as SL
 
     gen = torch.Generator().manual_seed(4)
     x = torch.randn(8, 64, generator=gen).to(torch.bfloat16)
@@ -200,7 +201,9 @@ def test_numba_kernels_in_cuda_simulator():
     """numba.cuda kernels vs the eager reference and the layout encoder, in a fresh simulator process."""
     script = textwrap.dedent("""
         import numpy as np, torch
-        from ampersim.prune import gpu_numba as G, gpu_layout as L, kernels_gpu as KG
+        from ampersim.kernels.gpu import numba_cuda as G
+        from ampersim.kernels.gpu import cslt_layout as L
+        from ampersim.kernels.gpu import pruner as KG
         gen = torch.Generator().manual_seed(0)
         for fmt, dt in (("bf16", torch.bfloat16), ("fp16", torch.float16)):
             mb, tab = G._FORMATS[fmt][1], G.pow2_table(fmt)
@@ -239,7 +242,7 @@ def test_numba_kernels_in_cuda_simulator():
 
 @needs_cuda
 def test_on_gpu_fused_layout_and_sparse_linear():
-    from ampersim.prune import sparse_linear as SL
+    from ampersim.runtime import sparse_linear as SL
 
     assert kernels_gpu.fused_layout_ok("cuda", 2)
     x = torch.randn(100, 256, device="cuda").to(torch.bfloat16)
@@ -255,7 +258,7 @@ def test_on_gpu_fused_layout_and_sparse_linear():
 @pytest.mark.parametrize("use_factor", [False, True])
 def test_gpu_semantics_equal_cpu_pruner(dtype, pattern, use_factor):
     """prune_torch (the GPU kernels' reference) and the Triton kernel agree with the CPU pruner."""
-    cpu = pytest.importorskip("ampersim.prune.nm", reason="CPU pruner (issue 3) not present")
+    cpu = pytest.importorskip("ampersim.kernels.cpu.pruner", reason="CPU pruner (issue 3) not present")
     gen = torch.Generator().manual_seed(13)
     x = _special(torch.randn(24, 64, generator=gen).to(dtype), subnormals=True)
     f = torch.rand(64, generator=gen) + 0.25 if use_factor else None

@@ -6,8 +6,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ampersim.errors import InvalidArgument
-from ampersim.prune import gpu_layout as L
+from ampersim.core.errors import InvalidArgument
+from ampersim.kernels.gpu import cslt_layout as L
 
 PROBE = Path(__file__).resolve().parents[1] / "validation" / "probe" / "cslt_layouts.npz"
 

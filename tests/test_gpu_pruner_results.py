@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from ampersim.prune import gpu_layout
+from ampersim.kernels.gpu import cslt_layout as gpu_layout
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = json.loads((ROOT / "validation" / "gpu_pruner" / "results-h200.json").read_text())

@@ -2,10 +2,10 @@
 import numpy as np
 import pytest
 
-from ampersim.errors import InvalidArgument
+from ampersim.core.errors import InvalidArgument
 from ampersim.models.registry import load_model_spec
 from ampersim.models.spec import ModelSpec
-from ampersim.prune.policy import resolve_policy
+from ampersim.sparsity.policy import resolve_policy
 from ampersim.sim.graph import BatchShape, build_graph, experts_touched, graph_for_shape
 
 

@@ -1,7 +1,7 @@
 """Timing utilities and environment checks that need no GPU."""
 import pytest
 
-from ampersim.errors import InvalidArgument
+from ampersim.core.errors import InvalidArgument
 from ampersim.measure.env import base_profile_name, check_gpu_matches_profile, profile_for_gpu
 from ampersim.measure.harness import MAX_RUNS, MIN_RUNS, rotation_sets, run_count, summarize, time_calls
 

@@ -4,10 +4,10 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from ampersim.cli import main  # noqa: E402
-from ampersim.errors import InvalidArgument  # noqa: E402
-from ampersim.measure import ops_torch  # noqa: E402
+from ampersim.core.errors import InvalidArgument  # noqa: E402
+from ampersim.measure import ops as ops_torch  # noqa: E402
 from ampersim.measure.records import MeasurementWriter, header_record, read_measurements  # noqa: E402
-from ampersim.measure.run import MeasureConfig, Workload, execute, graph_ops, op_dict, op_from_dict, plan  # noqa: E402
+from ampersim.measure.runner import MeasureConfig, Workload, execute, graph_ops, op_dict, op_from_dict, plan  # noqa: E402
 from ampersim.measure.validate import Predictor  # noqa: E402
 from ampersim.hardware.registry import load_profile  # noqa: E402
 from ampersim.models.registry import load_model_spec  # noqa: E402

@@ -3,7 +3,7 @@ import json
 
 import pytest
 
-from ampersim.errors import InvalidData, NotFound
+from ampersim.core.errors import InvalidData, NotFound
 from ampersim.measure.records import FORMAT, MeasurementWriter, header_record, read_measurements
 
 ENV = {"gpu": "NVIDIA H200", "device": "cuda"}

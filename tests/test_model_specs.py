@@ -5,9 +5,9 @@ from types import SimpleNamespace
 import pytest
 import yaml
 
-from ampersim.errors import InvalidArgument, InvalidData, NotFound
+from ampersim.core.errors import InvalidArgument, InvalidData, NotFound
 from ampersim.models.registry import list_model_specs, load_model_spec, spec_from_hf_config
-from ampersim.resources import data_dir
+from ampersim.core.resources import data_dir
 
 SHIPPED = {"llama-3.1-8b", "llama-3.1-70b", "qwen2-7b", "qwen3-30b-a3b", "mistral-7b", "smollm2-135m",
            "gemma-3-270m"}

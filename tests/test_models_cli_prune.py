@@ -10,7 +10,7 @@ pytest.importorskip("transformers")
 
 from ampersim.cli import main  # noqa: E402
 from ampersim.models import load as load_mod  # noqa: E402
-from ampersim.prune.policy import load_amber_skip_list  # noqa: E402
+from ampersim.sparsity.policy import load_amber_skip_list  # noqa: E402
 
 TINY = ["--windows", "1", "--window-tokens", "48", "--questions", "6"]
 

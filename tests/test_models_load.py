@@ -4,7 +4,7 @@ import importlib.metadata
 import pytest
 from conftest import needs_smollm2
 
-from ampersim.errors import InvalidArgument, MissingDependency, NotFound
+from ampersim.core.errors import InvalidArgument, MissingDependency, NotFound
 from ampersim.models import load as load_mod
 from ampersim.models.hf_names import linear_targets
 from ampersim.models.load import BUILTIN_MODELS, builtin_model, cache_root, load_model

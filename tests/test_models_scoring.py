@@ -2,12 +2,12 @@
 import numpy as np
 import pytest
 
-from ampersim.errors import InvalidArgument
-from ampersim.prune.scoring import amber_factor, static_factor
+from ampersim.core.errors import InvalidArgument
+from ampersim.sparsity.scoring import amber_factor, static_factor
 
 
 def _reference(w, outliers="clamp"):
-    """Plain float64 transcription of the definition in ampersim/prune/scoring.py."""
+    """Plain float64 transcription of the definition in ampersim/sparsity/scoring.py."""
     w = np.asarray(w, dtype=np.float64)
     lo, hi = np.quantile(w.astype(np.float32), [0.005, 0.995])
     if outliers == "clamp":

@@ -6,12 +6,12 @@ import pytest
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 
-from ampersim.models import eval as ev  # noqa: E402
-from ampersim.patterns import NMPattern  # noqa: E402
-from ampersim.prune.policy import load_amber_skip_list  # noqa: E402
-from ampersim.prune.scoring import static_factor  # noqa: E402
-from ampersim.prune.sensitivity import choose_skip_layers, relative_errors, sensitivity_pass, write_skip_list  # noqa: E402
-from ampersim.prune.kernels_gpu import prune_torch  # noqa: E402
+from ampersim.eval import metrics as ev  # noqa: E402
+from ampersim.core.patterns import NMPattern  # noqa: E402
+from ampersim.sparsity.policy import load_amber_skip_list  # noqa: E402
+from ampersim.sparsity.scoring import static_factor  # noqa: E402
+from ampersim.eval.sensitivity import choose_skip_layers, relative_errors, sensitivity_pass, write_skip_list  # noqa: E402
+from ampersim.kernels.gpu.pruner import prune_torch  # noqa: E402
 
 
 def tiny_llama(layers=4):

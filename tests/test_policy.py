@@ -1,11 +1,11 @@
 """Sparsity policies (amber / all / none / custom YAML) and the one coverage definition."""
 import pytest
 
-from ampersim.errors import InvalidArgument, InvalidData, NotFound
+from ampersim.core.errors import InvalidArgument, InvalidData, NotFound
 from ampersim.models.registry import load_model_spec
 from ampersim.models.spec import DECODER_LINEAR_KINDS
-from ampersim.prune import policy as policy_mod
-from ampersim.prune.policy import coverage, load_amber_skip_list, resolve_policy
+from ampersim.sparsity import policy as policy_mod
+from ampersim.sparsity.policy import coverage, load_amber_skip_list, resolve_policy
 
 LLAMA_SKIP = [19, 21, 28, 30, 31]
 
@@ -116,7 +116,7 @@ def test_custom_policy_rules_override_in_order(tmp_path, llama):
 
 
 def test_shipped_example_policy_resolves(llama):
-    from ampersim.resources import data_dir
+    from ampersim.core.resources import data_dir
 
     pol = resolve_policy(data_dir("workloads") / "policies" / "example-ffn-only.yaml", llama)
     assert 0 < coverage(llama, pol).fraction < 1

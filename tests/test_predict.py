@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from ampersim.errors import InvalidArgument, InvalidData, NotFound
+from ampersim.core.errors import InvalidArgument, InvalidData, NotFound
 from ampersim.hardware.registry import load_profile
 from ampersim.models.registry import load_model_spec
 from ampersim.sim.predict import compare_patterns, comparison_patterns, compile_step, predict, step_seconds

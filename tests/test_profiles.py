@@ -6,11 +6,11 @@ import yaml
 from pydantic import BaseModel
 
 from ampersim.cli import main
-from ampersim.errors import InvalidData, NotFound
+from ampersim.core.errors import InvalidData, NotFound
 from ampersim.hardware.profile import HardwareProfile
 from ampersim.hardware.registry import list_profiles, load_profile
-from ampersim.resources import data_dir
-from ampersim.sourced import Sourced
+from ampersim.core.resources import data_dir
+from ampersim.core.sourced import Sourced
 
 REQUIRED = {"a100-sxm", "a100-pcie", "h100-sxm", "h100-pcie", "h200", "l40s", "l4", "b200", "mi300x",
             "rtx4090", "ascend-910b", "h100-sxm-nm816"}
@@ -246,7 +246,7 @@ def test_cli_bad_input_one_line_exit_2(capsys, argv, needle):
 
 
 def test_catalog_rejects_name_mismatch_and_alias_clash(tmp_path):
-    from ampersim.catalog import Catalog
+    from ampersim.core.catalog import Catalog
 
     source = yaml.safe_load((data_dir("hardware_profiles") / "l4.yaml").read_text())
     (tmp_path / "gpu-a.yaml").write_text(yaml.safe_dump({**source, "name": "gpu-b"}))

@@ -6,10 +6,10 @@ import sys
 import numpy as np
 import pytest
 
-from ampersim.errors import InvalidArgument
-from ampersim.prune import CompressedNM, compress, compressed_matmul, decompress, prune, prune_mask
-from ampersim.prune import reference
-from ampersim.prune.tensors import as_rows
+from ampersim.core.errors import InvalidArgument
+from ampersim.kernels.cpu import CompressedNM, compress, compressed_matmul, decompress, prune, prune_mask
+from ampersim.kernels import reference
+from ampersim.kernels.cpu.tensors import as_rows
 
 torch = pytest.importorskip("torch")
 
@@ -189,10 +189,10 @@ def test_compressed_errors():
 
 def test_import_compiles_nothing_and_loads_no_torch():
     code = (
-        "import sys, ampersim.prune\n"
-        "assert 'numba' not in sys.modules, 'import ampersim.prune must stay light'\n"
-        "from ampersim.prune import prune, compressed_matmul\n"
-        "from ampersim.prune import kernels_cpu, compressed\n"
+        "import sys, ampersim.kernels.cpu\n"
+        "assert 'numba' not in sys.modules, 'import ampersim.kernels.cpu must stay light'\n"
+        "from ampersim.kernels.cpu import prune, compressed_matmul\n"
+        "from ampersim.kernels.cpu import rows as kernels_cpu, compressed\n"
         "kernels = [kernels_cpu._prune_kernel, kernels_cpu._mask_kernel, kernels_cpu._compress_kernel,\n"
         "           compressed._compressed_matmul_kernel]\n"
         "assert all(not k.signatures for k in kernels), 'compiled at import'\n"
@@ -205,7 +205,7 @@ def test_import_compiles_nothing_and_loads_no_torch():
 def test_kernels_are_cached_on_disk(tmp_path):
     code = (
         "import numpy as np\n"
-        "from ampersim.prune import prune, kernels_cpu\n"
+        "from ampersim.kernels.cpu import prune, rows as kernels_cpu\n"
         "prune(np.ones((2, 8), np.float16), '2:4')\n"
         "s = kernels_cpu._prune_kernel.stats\n"
         "print(sum(s.cache_hits.values()), sum(s.cache_misses.values()))\n"

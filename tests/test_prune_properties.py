@@ -4,8 +4,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ampersim.prune import kernels_cpu, reference
-from ampersim.prune.tensors import decode_float32, empty_rows
+from ampersim.kernels.cpu import rows as kernels_cpu
+
+from ampersim.kernels import reference
+from ampersim.kernels.cpu.tensors import decode_float32, empty_rows
 
 FMTS = ["float32", "float16", "bfloat16"]
 SETTINGS = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])

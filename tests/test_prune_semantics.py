@@ -2,7 +2,9 @@
 import numpy as np
 import pytest
 
-from ampersim.prune import kernels_cpu, reference
+from ampersim.kernels.cpu import rows as kernels_cpu
+
+from ampersim.kernels import reference
 
 NAN, INF = float("nan"), float("inf")
 

@@ -16,7 +16,7 @@ from ampersim.econ.roi import (
     profile_economics,
     usd_per_million_tokens,
 )
-from ampersim.errors import InvalidArgument
+from ampersim.core.errors import InvalidArgument
 from ampersim.hardware.profile import Prices
 from ampersim.hardware.registry import load_profile
 from ampersim.sim.predict import predict

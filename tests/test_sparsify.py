@@ -6,12 +6,12 @@ torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 
 import ampersim  # noqa: E402
-from ampersim.errors import InvalidArgument, InvalidData, NotFound  # noqa: E402
-from ampersim.patterns import NMPattern  # noqa: E402
-from ampersim.prune import torch_integration as ti  # noqa: E402
-from ampersim.prune.policy import PolicyRule, SparsityPolicy, coverage, resolve_policy  # noqa: E402
-from ampersim.prune.kernels_gpu import prune_torch  # noqa: E402
-from ampersim.prune.torch_integration import prune_activation  # noqa: E402
+from ampersim.core.errors import InvalidArgument, InvalidData, NotFound  # noqa: E402
+from ampersim.core.patterns import NMPattern  # noqa: E402
+from ampersim.runtime import sparsify as ti  # noqa: E402
+from ampersim.sparsity.policy import PolicyRule, SparsityPolicy, coverage, resolve_policy  # noqa: E402
+from ampersim.kernels.gpu.pruner import prune_torch  # noqa: E402
+from ampersim.runtime.sparsify import prune_activation  # noqa: E402
 
 KINDS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 
@@ -250,7 +250,7 @@ def test_lazy_import_and_amber_factor_is_per_layer():
     with ampersim.sparsify(model, "all", pattern="2:4", scoring="amber") as handle:
         factors = {t.target.name: t.factor for t in handle._targets}
     w = model.model.layers[0].self_attn.q_proj.weight
-    from ampersim.prune.scoring import amber_factor
+    from ampersim.sparsity.scoring import amber_factor
     np.testing.assert_array_equal(factors["model.layers.0.self_attn.q_proj"], amber_factor(w))
 
 

@@ -6,9 +6,9 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
 import ampersim  # noqa: E402
-from ampersim.models import eval as ev  # noqa: E402
+from ampersim.eval import metrics as ev  # noqa: E402
 from ampersim.models.load import load_model  # noqa: E402
-from ampersim.prune.policy import coverage, resolve_policy  # noqa: E402
+from ampersim.sparsity.policy import coverage, resolve_policy  # noqa: E402
 
 
 pytestmark = needs_smollm2
@@ -25,7 +25,7 @@ def test_smollm2_amber_prefill_sparsity(smollm2):
         assert handle.policy == policy
         assert handle.coverage == coverage(spec, policy)
         skip = policy.dense_layers(spec, "q_proj")
-        assert skip == [1, 2, 3, 4, 6] and "ampersim.prune.sensitivity" in policy.note  # recorded result
+        assert skip == [1, 2, 3, 4, 6] and "ampersim.eval.sensitivity" in policy.note  # recorded result
         assert len(handle.layers) == 30 + 2 * (30 - len(skip))
         sparse = ev.perplexity(model, windows)
         # Pruning hurts, but the model stays a language model (8:16, ~55-60 % of MACs pruned).

@@ -9,7 +9,7 @@ import argparse
 import importlib
 import sys
 
-from ampersim.errors import AmpersimError
+from ampersim.core.errors import AmpersimError
 
 # subcommand name -> module (imported when the parser is built; heavy imports stay inside run()).
 COMMANDS: dict[str, str] = {

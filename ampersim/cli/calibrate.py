@@ -29,7 +29,7 @@ def run(args: Any) -> int:
     from ampersim.measure.calibrate import calibrate, profile_yaml
     from ampersim.measure.validate import validate
     from ampersim.cli.validate import load_checked
-    from ampersim.yamlio import write_text_atomic
+    from ampersim.core.yamlio import write_text_atomic
 
     files, profile, holdout = load_checked(args)
     before = validate(files, profile, holdout)

@@ -28,7 +28,7 @@ def register(subparsers: Any) -> None:
 def run(args: Any) -> int:
     from ampersim.cli.predict import layer_ranges
     from ampersim.models.registry import load_model_spec
-    from ampersim.prune.policy import coverage, resolve_policy
+    from ampersim.sparsity.policy import coverage, resolve_policy
 
     spec = load_model_spec(args.model)
     policy = resolve_policy(args.policy, spec, args.pattern, args.scoring)

@@ -46,7 +46,7 @@ def register(subparsers: Any) -> None:
 
 
 def _ints(text: str | None, flag: str) -> list[int] | None:
-    from ampersim.errors import InvalidArgument
+    from ampersim.core.errors import InvalidArgument
 
     if text is None:
         return None
@@ -60,7 +60,7 @@ def _ints(text: str | None, flag: str) -> list[int] | None:
 
 
 def _words(text: str, flag: str, allowed: tuple[str, ...]) -> list[str]:
-    from ampersim.errors import InvalidArgument
+    from ampersim.core.errors import InvalidArgument
 
     values = [v.strip() for v in text.split(",") if v.strip()]
     bad = [v for v in values if v not in allowed]
@@ -70,8 +70,8 @@ def _words(text: str, flag: str, allowed: tuple[str, ...]) -> list[str]:
 
 
 def _workload(name: str, policy: str | None) -> Any:
-    from ampersim.errors import NotFound
-    from ampersim.measure.run import Workload
+    from ampersim.core.errors import NotFound
+    from ampersim.measure.runner import Workload
     from ampersim.models.registry import load_model_spec
     from ampersim.sim.scenario import load_scenario
 
@@ -90,13 +90,13 @@ def _workload(name: str, policy: str | None) -> Any:
 
 
 def run(args: Any) -> int:
-    from ampersim.errors import InvalidArgument
+    from ampersim.core.errors import InvalidArgument
     from ampersim.measure.env import capture_environment, require_cuda
     from ampersim.measure.gpu_pruner import load_gpu_pruner
-    from ampersim.measure.ops_torch import TORCH_DTYPES
+    from ampersim.measure.ops import TORCH_DTYPES
     from ampersim.measure.records import MeasurementWriter, header_record
-    from ampersim.measure.run import PROFILE_PRUNE_IMPLS, MeasureConfig, execute
-    from ampersim.patterns import NMPattern
+    from ampersim.measure.runner import PROFILE_PRUNE_IMPLS, MeasureConfig, execute
+    from ampersim.core.patterns import NMPattern
 
     pattern = str(NMPattern.parse(args.pattern))
     config = MeasureConfig(

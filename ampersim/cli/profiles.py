@@ -10,7 +10,7 @@ from pydantic import BaseModel
 from ampersim.cli.output import FORMATS, emit, render_csv, render_table, to_json
 from ampersim.hardware.profile import HardwareProfile
 from ampersim.hardware.registry import list_profiles, load_profile
-from ampersim.sourced import Sourced
+from ampersim.core.sourced import Sourced
 
 LIST_COLUMNS = {
     "name": "name", "display_name": "display name", "vendor": "vendor", "status": "status",

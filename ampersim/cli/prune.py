@@ -12,7 +12,7 @@ import time
 from typing import Any
 
 from ampersim.cli.output import add_format_argument, emit, render_csv, render_table, to_json
-from ampersim.errors import InvalidArgument
+from ampersim.core.errors import InvalidArgument
 
 EVALS = ("ppl", "quiz")
 COLUMNS = ("variant", "ppl", "quiz_acc", "coverage", "tokens_per_s")
@@ -79,9 +79,9 @@ def _parse_evals(text: str) -> tuple[str, ...]:
 
 
 def run(args: Any) -> int:
-    from ampersim.models import eval as ev
+    from ampersim.eval import metrics as ev
     from ampersim.models.load import load_model
-    from ampersim.patterns import NMPattern
+    from ampersim.core.patterns import NMPattern
 
     evals = _parse_evals(args.eval)
     NMPattern.parse(args.pattern)
@@ -140,8 +140,8 @@ def _warm_up(model: Any, ids: Any) -> None:
 def _run_sensitivity(args: Any, loaded: Any, spec: Any, calibration: list) -> int:
     from pathlib import Path
 
-    from ampersim.prune.policy import amber_skip_dir
-    from ampersim.prune.sensitivity import sensitivity_pass, write_skip_list
+    from ampersim.sparsity.policy import amber_skip_dir
+    from ampersim.eval.sensitivity import sensitivity_pass, write_skip_list
 
     path = Path(args.out) if args.out else amber_skip_dir() / f"{spec.name}.yaml"
     if path.exists() and not args.force:
@@ -168,7 +168,7 @@ def _run_sensitivity(args: Any, loaded: Any, spec: Any, calibration: list) -> in
 
 
 def _report(args: Any, loaded: Any, handle: Any, windows: Any, questions: Any, dense: Any, sparse: Any) -> None:
-    from ampersim.models.eval import paired_deltas
+    from ampersim.eval.metrics import paired_deltas
 
     cov = handle.coverage.fraction if handle.coverage is not None else None
     deltas = paired_deltas(dense, sparse)

@@ -17,7 +17,7 @@ from ampersim.cli.econ_args import (
     load_workload,
     per_profile,
 )
-from ampersim.errors import InvalidArgument
+from ampersim.core.errors import InvalidArgument
 
 DEFAULT_RATES = "1,2,5,10,20,50,100"
 DEFAULT_SLO_MS = 1000.0
@@ -116,7 +116,7 @@ def run(args: argparse.Namespace) -> int:
         written += _write_markdown(doc, out)
     else:
         from ampersim.report.html import render_html
-        from ampersim.yamlio import write_text_atomic
+        from ampersim.core.yamlio import write_text_atomic
 
         write_text_atomic(out, render_html(doc))
         written.append(out)
@@ -141,7 +141,7 @@ def _rates(text: str) -> list[float]:
 
 def _write_markdown(doc, md_path: Path) -> list[Path]:
     from ampersim.report.markdown import render_markdown
-    from ampersim.yamlio import write_bytes_atomic, write_text_atomic
+    from ampersim.core.yamlio import write_bytes_atomic, write_text_atomic
 
     text, files = render_markdown(doc, md_path)
     for rel, data in files.items():

@@ -46,7 +46,7 @@ def measurement_paths(values: list[str]) -> list[str]:
 
 def load_checked(args: Any) -> tuple[list[Any], Any, list[str] | None]:
     """(measurement files, profile, holdout list) with the GPU-mismatch rule applied to every file."""
-    from ampersim.errors import InvalidArgument, InvalidData
+    from ampersim.core.errors import InvalidArgument, InvalidData
     from ampersim.hardware.registry import load_profile
     from ampersim.measure.env import check_gpu_matches_profile
     from ampersim.measure.records import read_measurements

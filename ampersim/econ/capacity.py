@@ -17,7 +17,7 @@ import numpy as np
 
 from ampersim.econ.queueing import SimResult, StepTable, build_step_tables, simulate, solo_prefill_seconds
 from ampersim.econ.traffic import PromptDist, empirical, fixed, poisson_arrivals
-from ampersim.errors import InvalidArgument
+from ampersim.core.errors import InvalidArgument
 from ampersim.hardware.profile import HardwareProfile
 from ampersim.sim.predict import step_seconds
 from ampersim.sim.scenario import Scenario

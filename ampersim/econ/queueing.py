@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 from numba import njit
 
-from ampersim.errors import InvalidArgument
+from ampersim.core.errors import InvalidArgument
 
 StepFn = Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]
 CTX_POINTS = 48  # grid points in attention context per token (log-spaced)

@@ -18,12 +18,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from ampersim.errors import InvalidArgument
+from ampersim.core.errors import InvalidArgument
 from ampersim.hardware.profile import HardwareProfile
 from ampersim.models.registry import load_model_spec
 from ampersim.sim.predict import predict
 from ampersim.sim.scenario import Scenario
-from ampersim.sourced import Sourced
+from ampersim.core.sourced import Sourced
 
 HOURS_PER_YEAR = 8766.0  # 365.25 days
 HOURS_PER_MONTH = HOURS_PER_YEAR / 12.0

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ampersim.errors import InvalidArgument, InvalidData, NotFound
+from ampersim.core.errors import InvalidArgument, InvalidData, NotFound
 
 DIST_FORMS = "fixed:TOKENS, lognormal:MEAN,SIGMA[,MAX] or trace:FILE"
 # Header names accepted for the prompt-length column of a CSV trace (Azure LLM inference traces

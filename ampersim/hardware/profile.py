@@ -11,8 +11,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from ampersim.patterns import NMPattern
-from ampersim.sourced import FractionSourced, PositiveSourced, Sourced
+from ampersim.core.patterns import NMPattern
+from ampersim.core.sourced import FractionSourced, PositiveSourced, Sourced
 
 DType = Literal["fp32", "tf32", "fp16", "bf16", "fp8", "int8", "fp4"]
 DTYPE_BYTES: dict[str, float] = {

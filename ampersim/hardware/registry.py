@@ -9,10 +9,10 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 
-from ampersim.catalog import Catalog, looks_like_path
-from ampersim.errors import not_found
+from ampersim.core.catalog import Catalog, looks_like_path
+from ampersim.core.errors import not_found
 from ampersim.hardware.profile import HardwareProfile
-from ampersim.resources import data_dir
+from ampersim.core.resources import data_dir
 
 CALIBRATED_DIR = "calibrated"
 

@@ -28,8 +28,8 @@ from typing import Any
 import numpy as np
 
 from ampersim.hardware.profile import HardwareProfile
-from ampersim.measure.ops_torch import GROUPED_KERNEL
-from ampersim.sourced import PositiveSourced
+from ampersim.measure.ops import GROUPED_KERNEL
+from ampersim.core.sourced import PositiveSourced
 from ampersim.measure.validate import Measurements, Predictor, all_records, as_files, category_of, default_holdout, error_stats
 
 TILE_CHOICES = (64, 128, 256)

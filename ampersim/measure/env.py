@@ -7,7 +7,7 @@ import shutil
 import subprocess
 from typing import Any
 
-from ampersim.errors import InvalidArgument, MissingDependency
+from ampersim.core.errors import InvalidArgument, MissingDependency
 
 # GPU name as the driver reports it (regex, case-insensitive) -> shipped base profile name.
 GPU_PROFILES: tuple[tuple[str, str], ...] = (

@@ -1,4 +1,4 @@
-"""The project's own GPU pruner (ampersim.prune.kernels_gpu), when it imports, as the harness uses it.
+"""The project's own GPU pruner (ampersim.kernels.gpu.pruner), when it imports, as the harness uses it.
 
 Detected at run time: without it (module absent, no Triton, no CUDA) the fused implementations are
 recorded as skipped and everything else is measured.
@@ -11,10 +11,10 @@ from typing import Any
 
 
 def load_gpu_pruner() -> "GpuPruner | None":
-    """The adapter over ampersim.prune.kernels_gpu, or None when it (or Triton) does not import here."""
+    """The adapter over ampersim.kernels.gpu.pruner, or None when it (or Triton) does not import here."""
     try:
-        module = importlib.import_module("ampersim.prune.kernels_gpu")
-        importlib.import_module("ampersim.prune.gpu_triton")
+        module = importlib.import_module("ampersim.kernels.gpu.pruner")
+        importlib.import_module("ampersim.kernels.gpu.triton_prune")
     except Exception:  # absent module, missing Triton, no GPU: the harness measures the rest
         return None
     return GpuPruner(module)
@@ -48,8 +48,8 @@ class GpuPruner:
 
     def describe(self, impl: str, device: Any = "cuda") -> str:
         if impl == "fused_mask":
-            return "ampersim.prune.kernels_gpu.prune_gpu (Triton, one masking kernel)"
+            return "ampersim.kernels.gpu.pruner.prune_gpu (Triton, one masking kernel)"
         fused = self.module.fused_layout_ok(device, 2)
         how = ("one Triton kernel writing values + metadata" if fused else
                "layout check FAILED on this GPU: Triton mask + torch._cslt_compress")
-        return f"ampersim.prune.kernels_gpu.prune_compress_24 ({how})"
+        return f"ampersim.kernels.gpu.pruner.prune_compress_24 ({how})"

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
-from ampersim.errors import InvalidData, NotFound
+from ampersim.core.errors import InvalidData, NotFound
 
 FORMAT = "ampersim-measurements"
 SCHEMA_VERSION = 1

@@ -23,7 +23,7 @@ import numpy as np
 
 from ampersim.hardware.profile import HardwareProfile
 from ampersim.measure.records import MeasurementFile
-from ampersim.measure.run import op_from_dict
+from ampersim.measure.runner import op_from_dict
 from ampersim.sim.cost import OpColumns, cost_graph
 from ampersim.sim.execution import sparse_execution
 from ampersim.sim.graph import Op, build_graph
@@ -108,7 +108,7 @@ class Predictor:
 
     def __init__(self, records: Iterable[dict[str, Any]]) -> None:
         from ampersim.models.registry import load_model_spec
-        from ampersim.prune.policy import resolve_policy
+        from ampersim.sparsity.policy import resolve_policy
 
         self.rows: list[Row] = []
         groups: dict[tuple, _Group] = {}

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ampersim.errors import InvalidArgument, MissingDependency, NotFound
+from ampersim.core.errors import InvalidArgument, MissingDependency, NotFound
 
 if TYPE_CHECKING:
     import torch

@@ -12,10 +12,10 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from ampersim.catalog import Catalog
-from ampersim.errors import InvalidArgument
+from ampersim.core.catalog import Catalog
+from ampersim.core.errors import InvalidArgument
 from ampersim.models.spec import ModelSpec, MoESpec
-from ampersim.resources import data_dir
+from ampersim.core.resources import data_dir
 
 # HF model_type -> ModelSpec.family ("gemma3" is the multimodal wrapper; its text_config is read).
 FAMILIES: dict[str, str] = {

@@ -8,8 +8,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from ampersim.errors import InvalidData
-from ampersim.resources import data_dir
+from ampersim.core.errors import InvalidData
+from ampersim.core.resources import data_dir
 
 
 class Scores(BaseModel):

@@ -25,7 +25,7 @@ from ampersim.econ.roi import (
     usd_per_million_tokens,
 )
 from ampersim.econ.traffic import PromptDist
-from ampersim.errors import AmpersimError
+from ampersim.core.errors import AmpersimError
 from ampersim.hardware.profile import HardwareProfile
 from ampersim.models.registry import load_model_spec
 from ampersim.models.spec import ModelSpec
@@ -34,7 +34,7 @@ from ampersim.report.accuracy import AccuracyResults, load_accuracy
 from ampersim.report.document import Document, Figure, Section, Table
 from ampersim.sim.predict import Prediction, comparison_patterns, predict, step_seconds
 from ampersim.sim.scenario import Scenario
-from ampersim.sourced import Sourced
+from ampersim.core.sourced import Sourced
 
 TOKEN_SWEEP = tuple(2**k for k in range(7, 16))  # 128 .. 32,768 tokens
 OP_GROUPS = {  # op kind -> breakdown category, in stacking order

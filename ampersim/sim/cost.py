@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ampersim.errors import InvalidArgument
+from ampersim.core.errors import InvalidArgument
 from ampersim.hardware.profile import DTYPE_BYTES, GemmEfficiency, HardwareProfile, PruneImpl
 from ampersim.sim.execution import SparseExecution
 from ampersim.sim.graph import KINDS, Op

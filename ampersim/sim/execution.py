@@ -11,9 +11,9 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from ampersim.errors import InvalidArgument, not_found
+from ampersim.core.errors import InvalidArgument, not_found
 from ampersim.hardware.profile import DTYPE_BYTES, HardwareProfile, PruneImpl
-from ampersim.patterns import NMPattern
+from ampersim.core.patterns import NMPattern
 
 
 @dataclass(frozen=True)

@@ -32,10 +32,10 @@ from typing import Any, Union
 
 import numpy as np
 
-from ampersim.errors import InvalidArgument
+from ampersim.core.errors import InvalidArgument
 from ampersim.hardware.profile import DTYPE_BYTES
 from ampersim.models.spec import DECODER_LINEAR_KINDS, ModelSpec
-from ampersim.prune.policy import SparsityPolicy, canonical_name
+from ampersim.sparsity.policy import SparsityPolicy, canonical_name
 
 Num = Union[float, np.ndarray]
 

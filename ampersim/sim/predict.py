@@ -14,8 +14,8 @@ from pydantic import BaseModel, ConfigDict
 
 from ampersim.hardware.profile import DTYPE_BYTES, HardwareProfile
 from ampersim.models.spec import ModelSpec
-from ampersim.patterns import NMPattern
-from ampersim.prune.policy import SparsityPolicy, coverage, resolve_policy
+from ampersim.core.patterns import NMPattern
+from ampersim.sparsity.policy import SparsityPolicy, coverage, resolve_policy
 from ampersim.sim.cost import BOUNDS, OpColumns, cost_graph
 from ampersim.sim.execution import SparseExecution, sparse_execution
 from ampersim.sim.graph import BatchShape, build_graph, graph_for_shape

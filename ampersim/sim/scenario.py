@@ -12,12 +12,12 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from ampersim.catalog import looks_like_path
-from ampersim.errors import InvalidArgument, not_found
+from ampersim.core.catalog import looks_like_path
+from ampersim.core.errors import InvalidArgument, not_found
 from ampersim.hardware.profile import DType
-from ampersim.patterns import NMPattern
-from ampersim.resources import data_dir
-from ampersim.yamlio import load_model
+from ampersim.core.patterns import NMPattern
+from ampersim.core.resources import data_dir
+from ampersim.core.yamlio import load_model
 
 DEFAULT_SCENARIO = "prefill-4k"  # used when only --profile is given; see workloads/scenarios/prefill-4k.yaml
 

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from ampersim.errors import InvalidArgument
+from ampersim.core.errors import InvalidArgument
 from ampersim.measure.harness import rotation_sets
 from ampersim.models.spec import ModelSpec
 from ampersim.sim.graph import Op
@@ -328,11 +328,11 @@ def prepare_attention(op: Op, device: str, l2_bytes: float) -> Prepared:
 
 
 def fused_kernels(device: str) -> Any:
-    """ampersim.measure.triton_ops on a CUDA device with Triton, else None (eager torch is used)."""
+    """ampersim.kernels.gpu.triton_elementwise on a CUDA device with Triton, else None (eager torch is used)."""
     if device == "cpu":
         return None
     try:
-        from ampersim.measure import triton_ops
+        from ampersim.kernels.gpu import triton_elementwise as triton_ops
     except ImportError:
         return None
     return triton_ops

@@ -17,10 +17,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from ampersim.errors import InvalidArgument
-from ampersim.measure.ops_torch import eager_prune, rel_err, rope_eager, torch_dtype
+from ampersim.core.errors import InvalidArgument
+from ampersim.measure.ops import eager_prune, rel_err, rope_eager, torch_dtype
 from ampersim.models.spec import ModelSpec
-from ampersim.prune.policy import SparsityPolicy
+from ampersim.sparsity.policy import SparsityPolicy
 
 Pruner = Callable[[Any], Any]  # activation [T, K] -> compressed operand or masked dense activation
 _INPUT_OF = {"q_proj": "attn_in", "k_proj": "attn_in", "v_proj": "attn_in", "o_proj": "attn_out",
@@ -72,7 +72,7 @@ class DecoderLayer:
     def __init__(self, spec: ModelSpec, sparse_kinds: frozenset[str], dtype: str, device: str) -> None:
         import torch
 
-        from ampersim.measure.ops_torch import fused_kernels
+        from ampersim.measure.ops import fused_kernels
 
         check_architecture(spec)
         self.torch, self.spec, self.sparse_kinds = torch, spec, sparse_kinds

@@ -8,9 +8,9 @@ from typing import Any
 import numpy as np
 from numba import njit, prange
 
-from ampersim.errors import InvalidArgument
-from ampersim.patterns import NMPattern
-from ampersim.prune.tensors import STORAGE, as_rows, decode_float32
+from ampersim.core.errors import InvalidArgument
+from ampersim.core.patterns import NMPattern
+from ampersim.kernels.cpu.tensors import STORAGE, as_rows, decode_float32
 
 _VALUE_DTYPES = {"float32": np.dtype(np.float32), "float16": np.dtype(np.float16),
                  "bfloat16": np.dtype(np.uint16)}

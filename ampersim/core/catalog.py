@@ -11,8 +11,8 @@ from typing import Generic, TypeVar
 
 from pydantic import BaseModel
 
-from ampersim.errors import InvalidData, not_found
-from ampersim.yamlio import load_model
+from ampersim.core.errors import InvalidData, not_found
+from ampersim.core.yamlio import load_model
 
 _YAML_SUFFIXES = (".yaml", ".yml")
 

@@ -47,12 +47,12 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from ampersim.errors import InvalidArgument, InvalidData, NotFound
+from ampersim.core.errors import InvalidArgument, InvalidData, NotFound
 from ampersim.models.spec import DECODER_LINEAR_KINDS, ModelSpec
-from ampersim.patterns import NMPattern
-from ampersim.resources import data_dir
-from ampersim.sourced import Sourced
-from ampersim.yamlio import load_model, load_model_cached
+from ampersim.core.patterns import NMPattern
+from ampersim.core.resources import data_dir
+from ampersim.core.sourced import Sourced
+from ampersim.core.yamlio import load_model, load_model_cached
 
 PRESETS = ("amber", "all", "none")
 SCORINGS = ("magnitude", "amber")

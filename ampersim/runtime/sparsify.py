@@ -2,11 +2,11 @@
 
 How it works: a forward pre-hook on every selected ``nn.Linear`` replaces the layer's input X by a
 pruned copy (top-N of every M consecutive input channels per token, score ``|x| * f`` with the
-static factor f of :mod:`ampersim.prune.scoring`); the caller's tensor is never modified.
+static factor f of :mod:`ampersim.sparsity.scoring`); the caller's tensor is never modified.
 Fused MoE expert modules (3-D ``gate_up_proj``/``down_proj``) get a forward that prunes the
 expert inputs (magnitude score: the robust-norm factor is not applicable to experts).
-CPU tensors go through the numba kernels of :mod:`ampersim.prune`, CUDA tensors through the fused
-GPU kernel of :mod:`ampersim.prune.kernels_gpu` (eager torch where Triton is missing); all share
+CPU tensors go through the numba kernels of :mod:`ampersim.kernels.cpu`, CUDA tensors through the fused
+GPU kernel of :mod:`ampersim.kernels.gpu.pruner` (eager torch where Triton is missing); all share
 one semantics. For 2:4 speed on a GPU, swap linears for ``ActivationSparseLinear`` instead.
 
 Prefill detection (mode ``"prefill"``, the default): a pre-hook on the model passed to
@@ -31,11 +31,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ampersim.errors import InvalidArgument, NotFound
+from ampersim.core.errors import InvalidArgument, NotFound
 from ampersim.models.hf_names import LINEAR_KINDS, LinearTarget, linear_targets, model_spec
-from ampersim.patterns import NMPattern
-from ampersim.prune.policy import Coverage, PolicyRule, SparsityPolicy, coverage, resolve_policy
-from ampersim.prune.scoring import static_factor
+from ampersim.core.patterns import NMPattern
+from ampersim.sparsity.policy import Coverage, PolicyRule, SparsityPolicy, coverage, resolve_policy
+from ampersim.sparsity.scoring import static_factor
 
 if TYPE_CHECKING:
     import torch
@@ -48,16 +48,16 @@ _HANDLE_ATTR = "_ampersim_sparsify_handle"
 
 def prune_activation(x: "torch.Tensor", pattern: NMPattern, factor: Any) -> "torch.Tensor":
     """Pruned copy of activation ``x``: numba kernels on CPU, the fused GPU kernel on CUDA (Triton),
-    eager torch (:func:`ampersim.prune.kernels_gpu.prune_torch`) on other devices or without Triton.
+    eager torch (:func:`ampersim.kernels.gpu.pruner.prune_torch`) on other devices or without Triton.
 
     ``factor``: per-input-channel static score factor (float32 numpy array or tensor) or None.
     """
     import torch
 
-    from ampersim.prune.kernels_gpu import prune_gpu, prune_torch, triton_available
+    from ampersim.kernels.gpu.pruner import prune_gpu, prune_torch, triton_available
 
     if x.device.type == "cpu" and x.dtype in (torch.float32, torch.float16, torch.bfloat16):
-        from ampersim.prune.nm import prune
+        from ampersim.kernels.cpu.pruner import prune
 
         return prune(x, pattern, factor=factor)
     if x.is_cuda and x.dtype in (torch.float32, torch.float16, torch.bfloat16) and triton_available():
@@ -161,7 +161,7 @@ def sparsify(model: "torch.nn.Module", policy: SparsityPolicy | str | Path = "am
     their module names; in a model without decoder layers (a plain tree of nn.Linear) also by a
     rule covering every kind and layer (the ``all`` preset). lm_head and routers are never pruned. ``prefill_only=False`` starts in mode "always".
     ``outstanding=True`` adds inverse SmoothQuant (alpha 0.10) and simulated W8A8 to the selected
-    layers (see :mod:`ampersim.prune.outstanding`); ``calibration``: iterable of input-id batches
+    layers (see :mod:`ampersim.runtime.outstanding`); ``calibration``: iterable of input-id batches
     for its activation statistics (required then).
     """
     if getattr(model, _HANDLE_ATTR, None) is not None:
@@ -337,7 +337,7 @@ def _linear_pre_hook(handle: SparsifyHandle, t: _Target):
         prune = handle.prunes(x)
         if t.smooth is None:
             return (prune_activation(x, pattern, t.factor), *args[1:]) if prune else None
-        from ampersim.prune.outstanding import fake_quant_rows
+        from ampersim.runtime.outstanding import fake_quant_rows
 
         x = x * t.smooth.to(x.dtype)
         if prune:
@@ -387,7 +387,7 @@ def _experts_forward(handle: SparsifyHandle, t: _Target):
 
 def _prepare_outstanding(model: Any, selected: list[_Target], calibration: Any) -> None:
     """Compute inverse-SmoothQuant multipliers for every selected linear from calibration data."""
-    from ampersim.prune.outstanding import calibrate_input_absmax, smoothing_scales
+    from ampersim.runtime.outstanding import calibrate_input_absmax, smoothing_scales
 
     if calibration is None:
         raise InvalidArgument("outstanding=True needs calibration= (batches of input ids) for activation maxima")
@@ -406,7 +406,7 @@ def _swap_quantized_weight(t: _Target) -> None:
     """Replace the weight by the simulated INT8 per-output-channel Q(W / s); remove() restores it."""
     import torch
 
-    from ampersim.prune.outstanding import fake_quant_rows
+    from ampersim.runtime.outstanding import fake_quant_rows
 
     module = t.target.module
     t.original_weight = module.weight

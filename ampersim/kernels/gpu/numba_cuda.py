@@ -14,8 +14,8 @@ if not hasattr(np, "row_stack"):  # numba-cuda 0.30 still calls np.row_stack, re
 
 from numba import cuda, float32, int32, int64  # noqa: E402
 
-from ampersim.errors import InvalidArgument  # noqa: E402
-from ampersim.prune import gpu_layout  # noqa: E402
+from ampersim.core.errors import InvalidArgument  # noqa: E402
+from ampersim.kernels.gpu import cslt_layout as gpu_layout  # noqa: E402
 
 MAX_M = 32
 _FORMATS = {"bf16": (8, 7), "fp16": (5, 10)}  # exponent bits, mantissa bits

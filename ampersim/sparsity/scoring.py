@@ -18,7 +18,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from ampersim.errors import InvalidArgument
+from ampersim.core.errors import InvalidArgument
 
 SCORINGS = ("magnitude", "amber")
 CLIP_QUANTILES = (0.005, 0.995)

@@ -21,8 +21,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from ampersim.errors import InvalidArgument, not_found
-from ampersim.resources import package_data
+from ampersim.core.errors import InvalidArgument, not_found
+from ampersim.core.resources import package_data
 
 if TYPE_CHECKING:
     import torch

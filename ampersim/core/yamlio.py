@@ -10,7 +10,7 @@ from typing import Any, TypeVar
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from ampersim.errors import InvalidData, NotFound
+from ampersim.core.errors import InvalidData, NotFound
 
 M = TypeVar("M", bound=BaseModel)
 

@@ -10,11 +10,11 @@ from typing import Any
 
 import numpy as np
 
-from ampersim.errors import InvalidArgument
-from ampersim.patterns import NMPattern
-from ampersim.prune import kernels_cpu
-from ampersim.prune.compressed import CompressedNM
-from ampersim.prune.tensors import Rows, as_factor, as_rows, empty_rows, wrap_like
+from ampersim.core.errors import InvalidArgument
+from ampersim.core.patterns import NMPattern
+from ampersim.kernels.cpu import rows as kernels_cpu
+from ampersim.kernels.cpu.compressed import CompressedNM
+from ampersim.kernels.cpu.tensors import Rows, as_factor, as_rows, empty_rows, wrap_like
 
 MAX_M = 32
 

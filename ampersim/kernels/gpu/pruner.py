@@ -1,6 +1,6 @@
 """N:M activation pruning on CUDA GPUs: fused Triton kernels (default), numba.cuda kernels, eager torch.
 
-Semantics are the CPU pruner's (``ampersim.prune``): score = |x| (times a static per-channel factor,
+Semantics are the CPU pruner's (``ampersim.kernels.cpu``): score = |x| (times a static per-channel factor,
 in fp32); in every group of M consecutive elements of the last dim the N best scores are kept, equal
 scores go to the lower index, NaN scores rank highest; pruned elements become +0.
 
@@ -24,9 +24,9 @@ import os
 import warnings
 from typing import TYPE_CHECKING, Any
 
-from ampersim.errors import InvalidArgument, MissingDependency
-from ampersim.patterns import NMPattern
-from ampersim.prune import gpu_layout
+from ampersim.core.errors import InvalidArgument, MissingDependency
+from ampersim.core.patterns import NMPattern
+from ampersim.kernels.gpu import cslt_layout as gpu_layout
 
 if TYPE_CHECKING:
     import torch
@@ -72,7 +72,7 @@ def _check_input(x: "torch.Tensor", dtypes: tuple[str, ...], what: str) -> None:
     if x.dim() < 1 or x.shape[-1] == 0:
         raise InvalidArgument(f"{what}: x must have a non-empty last dimension, got shape {tuple(x.shape)}")
     if not (x.is_cuda or _interpreting()):
-        raise InvalidArgument(f"{what}: x must be a CUDA tensor (device {x.device}); use ampersim.prune.prune on CPU")
+        raise InvalidArgument(f"{what}: x must be a CUDA tensor (device {x.device}); use ampersim.kernels.cpu.prune on CPU")
 
 
 def _factor(factor: Any, x: "torch.Tensor", what: str) -> "torch.Tensor | None":
@@ -134,11 +134,11 @@ def prune_gpu(x: "torch.Tensor", pattern: str | NMPattern, *, factor: Any = None
     x2 = _rows2d(x)
     out = _torch().empty_like(x2)
     if backend == "numba" and x2.element_size() == 2:
-        from ampersim.prune import gpu_numba
+        from ampersim.kernels.gpu import numba_cuda as gpu_numba
 
         gpu_numba.mask(x2, f, out, nm.n, nm.m)
         return out.reshape(x.shape)
-    from ampersim.prune import gpu_triton as T
+    from ampersim.kernels.gpu import triton_prune as T
 
     cfg = CONFIG["mask24" if (nm.n, nm.m) == (2, 4) else "mask"]
     bk = max(cfg["BK"], nm.m)
@@ -177,11 +177,11 @@ def _fused_compress24(x2: "torch.Tensor", f: "torch.Tensor | None", rows_out: in
     k = x2.shape[1]
     out, flat, meta = _compressed_buffer(rows_out, k, x2.dtype, x2.device)
     if backend == "numba":
-        from ampersim.prune import gpu_numba
+        from ampersim.kernels.gpu import numba_cuda as gpu_numba
 
         gpu_numba.compress24(x2, f, flat, meta, rows_out)
         return out
-    from ampersim.prune import gpu_triton as T
+    from ampersim.kernels.gpu import triton_prune as T
 
     cfg = CONFIG["compress24"]
     bk = cfg["BK"] if k % cfg["BK"] == 0 else gpu_layout.K_MULTIPLE
@@ -239,7 +239,7 @@ def quantize_int8(x: "torch.Tensor", *, prune_24: bool = False, factor: Any = No
     q = torch.empty(x2.shape, dtype=torch.int8, device=x2.device)
     scale = torch.empty(x2.shape[0], dtype=torch.float32, device=x2.device)
     amax = _absmax(x2, f, x2.shape[0], prune_24)
-    from ampersim.prune import gpu_triton as T
+    from ampersim.kernels.gpu import triton_prune as T
 
     cfg = CONFIG["quant"]
     T.quant_kernel[(-(-x2.shape[0] // cfg["BR"]), -(-k // cfg["BK"]))](
@@ -277,7 +277,7 @@ def prune_quant_compress_24_int8(x: "torch.Tensor", *, factor: Any = None,
 def _absmax(x2: "torch.Tensor", f: "torch.Tensor | None", rows_out: int, prune_24: bool) -> "torch.Tensor":
     """int32 bits of each row's max |x| (of the 2:4-kept values if ``prune_24``), zero past the input rows."""
     torch = _torch()
-    from ampersim.prune import gpu_triton as T
+    from ampersim.kernels.gpu import triton_prune as T
 
     amax = torch.zeros(rows_out, dtype=torch.int32, device=x2.device)
     cfg = CONFIG["absmax"]
@@ -289,7 +289,7 @@ def _absmax(x2: "torch.Tensor", f: "torch.Tensor | None", rows_out: int, prune_2
 
 def _fused_quant_compress24(x2: "torch.Tensor", f: "torch.Tensor | None", rows_out: int) -> tuple["torch.Tensor", "torch.Tensor"]:
     torch = _torch()
-    from ampersim.prune import gpu_triton as T
+    from ampersim.kernels.gpu import triton_prune as T
 
     k = x2.shape[1]
     out, flat, meta = _compressed_buffer(rows_out, k, torch.int8, x2.device)

@@ -22,9 +22,9 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from ampersim.errors import InvalidArgument
-from ampersim.patterns import NMPattern
-from ampersim.prune import kernels_gpu
+from ampersim.core.errors import InvalidArgument
+from ampersim.core.patterns import NMPattern
+from ampersim.kernels.gpu import pruner as kernels_gpu
 
 _ALGS: dict[tuple, tuple[int, int, int]] = {}
 _WARNED: set[str] = set()

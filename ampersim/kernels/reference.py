@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ampersim.prune.tensors import decode_float32
+from ampersim.kernels.cpu.tensors import decode_float32
 
 
 def group_keep(scores: np.ndarray, n: int, m: int) -> np.ndarray:

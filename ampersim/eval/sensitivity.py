@@ -22,13 +22,13 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from ampersim.errors import InvalidArgument
-from ampersim.models.eval import calibration_forward
+from ampersim.core.errors import InvalidArgument
+from ampersim.eval.metrics import calibration_forward
 from ampersim.models.hf_names import LINEAR_KINDS, linear_targets
-from ampersim.patterns import NMPattern
-from ampersim.prune.policy import AMBER_SPARSE_KINDS, AmberSkipList
-from ampersim.prune.scoring import static_factor
-from ampersim.yamlio import write_text_atomic
+from ampersim.core.patterns import NMPattern
+from ampersim.sparsity.policy import AMBER_SPARSE_KINDS, AmberSkipList
+from ampersim.sparsity.scoring import static_factor
+from ampersim.core.yamlio import write_text_atomic
 
 if TYPE_CHECKING:
     import torch
@@ -50,7 +50,7 @@ class Sensitivity:
     calibration: str  # what the calibration data was
 
     def skip_list(self) -> AmberSkipList:
-        """The result in the amber skip-list file format of :mod:`ampersim.prune.policy`."""
+        """The result in the amber skip-list file format of :mod:`ampersim.sparsity.policy`."""
         k = len(self.skip_layers)
         method = (
             f"ampersim sensitivity pass: relative output error ||Y - Y'||_F / (||Y||_F + {EPS:g}) of each "
@@ -59,7 +59,7 @@ class Sensitivity:
             f"(k = round(num_layers * 5/32), the paper's Llama-3.1-8B proportion)"
         )
         return AmberSkipList(model=self.model, skip_layers=self.skip_layers,
-                             source="measured: ampersim.prune.sensitivity (ampersim prune --sensitivity)",
+                             source="measured: ampersim.eval.sensitivity (ampersim prune --sensitivity)",
                              method=method, sensitivity={k: round(v, 6) for k, v in self.errors.items()})
 
 
@@ -68,7 +68,7 @@ def relative_errors(model: "torch.nn.Module", batches: Iterable["torch.Tensor"],
     """``||Y - Y'|| / (||Y|| + eps)`` of every decoder linear of ``kinds`` over calibration ``batches``."""
     import torch
 
-    from ampersim.prune.torch_integration import prune_activation
+    from ampersim.runtime.sparsify import prune_activation
 
     nm = NMPattern.parse(pattern)
     targets = [t for t in linear_targets(model) if t.kind in kinds and t.layer is not None]
@@ -127,7 +127,7 @@ def write_skip_list(record: AmberSkipList, path: str | Path) -> Path:
         return yaml.safe_dump(data, sort_keys=False, width=100)
 
     text = (
-        "# Amber skip list chosen by ampersim's sensitivity pass (format: ampersim/prune/policy.py).\n"
+        "# Amber skip list chosen by ampersim's sensitivity pass (format: ampersim/sparsity/policy.py).\n"
         "# sensitivity: relative output error of each linear under pruning (see 'method').\n"
         + dump({"model": record.model})
         + f"skip_layers: {list(record.skip_layers)}\n"

@@ -16,7 +16,7 @@ import numba
 import numpy as np
 from numba import njit, prange
 
-from ampersim.prune import simd
+from ampersim.kernels.cpu import simd
 
 STREAM_MIN_BYTES = 64 << 20  # out-of-place outputs from this size on are written with streaming stores
 PARALLEL_MIN_BYTES = 4 << 20  # smaller inputs run on the calling thread only (see _threads_for)

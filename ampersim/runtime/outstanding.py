@@ -21,7 +21,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from ampersim.errors import InvalidArgument
+from ampersim.core.errors import InvalidArgument
 
 if TYPE_CHECKING:
     import torch
@@ -66,7 +66,7 @@ def calibrate_input_absmax(model: "torch.nn.Module", modules: Mapping[str, Any],
             stats[name] = amax if name not in stats else torch.maximum(stats[name], amax)
         return hook
 
-    from ampersim.models.eval import calibration_forward
+    from ampersim.eval.metrics import calibration_forward
 
     calibration_forward(model, batches, [m.register_forward_pre_hook(hook_for(n)) for n, m in modules.items()])
     return stats

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ampersim.errors import InvalidArgument
+from ampersim.core.errors import InvalidArgument
 
 ROW_TILE = 64
 K_MULTIPLE = 64

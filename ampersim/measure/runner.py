@@ -18,12 +18,12 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
-from ampersim.errors import InvalidArgument
-from ampersim.measure import ops_torch
+from ampersim.core.errors import InvalidArgument
+from ampersim.measure import ops as ops_torch
 from ampersim.measure.harness import Timing, time_calls
 from ampersim.measure.records import MeasurementWriter
 from ampersim.models.spec import ModelSpec
-from ampersim.prune.policy import SparsityPolicy, resolve_policy
+from ampersim.sparsity.policy import SparsityPolicy, resolve_policy
 from ampersim.sim.graph import Op, build_graph
 
 GEMM_KINDS = ("gemm", "sparse_gemm")
@@ -236,7 +236,7 @@ def _sparse_paths(prune_impls: Sequence[str], pattern: str, gpu_pruner: Any) -> 
     """Layer/model sparse paths: every available compressing implementation."""
     import torch
 
-    from ampersim.measure.model_torch import SparsePath
+    from ampersim.measure.model import SparsePath
 
     n, m = (int(v) for v in pattern.split(":"))
     paths = []
@@ -250,7 +250,7 @@ def _sparse_paths(prune_impls: Sequence[str], pattern: str, gpu_pruner: Any) -> 
 
 def _layer_items(wl: Workload, policy: SparsityPolicy, T: int, dtype: str, pattern: str,
                  prune_impls: Sequence[str]) -> list[Item]:
-    from ampersim.measure.model_torch import layer_kinds
+    from ampersim.measure.model import layer_kinds
     from ampersim.sim.graph import layer_groups
 
     items = []
@@ -273,7 +273,7 @@ def _layer_runner(base: dict[str, Any], wl: Workload, policy: SparsityPolicy, la
     def run(ctx: Context) -> list[dict[str, Any]]:
         import torch
 
-        from ampersim.measure.model_torch import DecoderLayer, rotary_tables
+        from ampersim.measure.model import DecoderLayer, rotary_tables
 
         device = ctx.config.device
         path = _path_or_fail(impl, ctx, pattern)
@@ -333,7 +333,7 @@ def _model_runner(base: dict[str, Any], wl: Workload, policy: SparsityPolicy, T:
     def run(ctx: Context) -> list[dict[str, Any]]:
         import torch
 
-        from ampersim.measure.model_torch import DecoderModel, rotary_tables
+        from ampersim.measure.model import DecoderModel, rotary_tables
 
         device = ctx.config.device
         path = _path_or_fail(impl, ctx, pattern)

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from ampersim.errors import InvalidArgument
+from ampersim.core.errors import InvalidArgument
 
 FORMATS = ("float32", "float16", "bfloat16")
 STORAGE = {"float32": np.dtype(np.uint32), "float16": np.dtype(np.uint16), "bfloat16": np.dtype(np.uint16)}

@@ -1,0 +1,3 @@
+"""N:M pruning kernels: one semantics (``reference``, plain numpy), a numba CPU implementation
+(``cpu``), Triton GPU kernels and the cuSPARSELt operand layout (``gpu``), and eager torch
+(``torch_eager``). Every implementation is tested against ``reference``."""
