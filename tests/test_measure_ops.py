@@ -7,14 +7,14 @@ from ampersim.cli import main  # noqa: E402
 from ampersim.core.errors import InvalidArgument  # noqa: E402
 from ampersim.measure import ops as ops_torch  # noqa: E402
 from ampersim.measure.records import MeasurementWriter, header_record, read_measurements  # noqa: E402
-from ampersim.measure.runner import MeasureConfig, Workload, execute, graph_ops, op_dict, op_from_dict, plan  # noqa: E402
+from ampersim.measure.runner import MeasureConfig, MeasureTarget, execute, graph_ops, op_dict, op_from_dict, plan  # noqa: E402
 from ampersim.measure.validate import Predictor  # noqa: E402
 from ampersim.hardware.registry import load_profile  # noqa: E402
 from ampersim.models.registry import load_model_spec  # noqa: E402
 from ampersim.models.spec import ModelSpec  # noqa: E402
 
 CUDA = torch.cuda.is_available()
-SMALL = Workload("smollm2-135m", load_model_spec("smollm2-135m"))
+SMALL = MeasureTarget("smollm2-135m", load_model_spec("smollm2-135m"))
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -97,7 +97,7 @@ def test_plan_covers_the_graph():
     assert not any(label.endswith("lm_head sparse") for label in labels)
 
 
-TINY = Workload("tiny", ModelSpec(name="tiny", display_name="tiny", family="llama", source="config: test",
+TINY = MeasureTarget("tiny", ModelSpec(name="tiny", display_name="tiny", family="llama", source="config: test",
                                   num_layers=2, hidden_size=64, intermediate_size=128, num_heads=2,
                                   num_kv_heads=1, head_dim=32, vocab_size=256))
 

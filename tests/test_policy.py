@@ -3,7 +3,7 @@ import pytest
 
 from ampersim.core.errors import InvalidArgument, InvalidData, NotFound
 from ampersim.models.registry import load_model_spec
-from ampersim.models.spec import DECODER_LINEAR_KINDS
+from ampersim.core.vocab import DECODER_LINEAR_KINDS
 from ampersim.sparsity import policy as policy_mod
 from ampersim.sparsity.policy import coverage, load_amber_skip_list, resolve_policy
 

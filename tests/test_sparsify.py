@@ -13,7 +13,7 @@ from ampersim.sparsity.policy import PolicyRule, SparsityPolicy, coverage, resol
 from ampersim.kernels.gpu.pruner import prune_torch  # noqa: E402
 from ampersim.runtime.sparsify import prune_activation  # noqa: E402
 
-KINDS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+from ampersim.core.vocab import DECODER_LINEAR_KINDS as KINDS  # noqa: E402
 
 
 def tiny_llama(layers=3, hidden=64, inter=128):

@@ -4,6 +4,7 @@ from __future__ import annotations
 from typing import Any
 
 from ampersim.cli.output import add_format_argument, emit, render_csv, render_table, to_json
+from ampersim.core.vocab import SCORINGS
 
 COLUMNS = ("kind", "macs_per_token", "share_pct", "sparsified_pct", "sparse_layers", "dense_layers")
 HEADERS = {"macs_per_token": "MACs/token", "share_pct": "% of MACs", "sparsified_pct": "% sparsified",
@@ -20,7 +21,7 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--policy", default="amber", metavar="amber|all|none|FILE",
                         help="preset or custom policy YAML (default: amber)")
     parser.add_argument("--pattern", default="8:16", metavar="N:M", help="N:M pattern (default: 8:16)")
-    parser.add_argument("--scoring", choices=("magnitude", "amber"), default="amber", help="pruning score")
+    parser.add_argument("--scoring", choices=SCORINGS, default="amber", help="pruning score")
     add_format_argument(parser)
     parser.set_defaults(run=run)
 

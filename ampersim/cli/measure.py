@@ -71,13 +71,13 @@ def _words(text: str, flag: str, allowed: tuple[str, ...]) -> list[str]:
 
 def _workload(name: str, policy: str | None) -> Any:
     from ampersim.core.errors import NotFound
-    from ampersim.measure.runner import Workload
+    from ampersim.measure.runner import MeasureTarget
     from ampersim.models.registry import load_model_spec
     from ampersim.sim.scenario import load_scenario
 
     try:
         spec = load_model_spec(name)
-        return Workload(name=name, spec=spec, policy=policy or "amber")
+        return MeasureTarget(name=name, spec=spec, policy=policy or "amber")
     except NotFound:
         pass
     try:
@@ -85,7 +85,7 @@ def _workload(name: str, policy: str | None) -> Any:
     except NotFound:
         raise NotFound(f"--workload: '{name}' is neither a model spec nor a scenario "
                        "(see `ampersim predict --help`, workloads/models, workloads/scenarios)") from None
-    return Workload(name=scenario.name, spec=load_model_spec(scenario.model), policy=policy or scenario.policy,
+    return MeasureTarget(name=scenario.name, spec=load_model_spec(scenario.model), policy=policy or scenario.policy,
                     scoring=scenario.scoring)
 
 
@@ -93,19 +93,19 @@ def run(args: Any) -> int:
     from ampersim.core.errors import InvalidArgument
     from ampersim.measure.env import capture_environment, require_cuda
     from ampersim.measure.gpu_pruner import load_gpu_pruner
-    from ampersim.measure.ops import TORCH_DTYPES
+    from ampersim.core.vocab import MEASURED_DTYPES, MEASURED_PRUNE_IMPLS
     from ampersim.measure.records import MeasurementWriter, header_record
-    from ampersim.measure.runner import PROFILE_PRUNE_IMPLS, MeasureConfig, execute
+    from ampersim.measure.runner import MeasureConfig, execute
     from ampersim.core.patterns import NMPattern
 
     pattern = str(NMPattern.parse(args.pattern))
     config = MeasureConfig(
         workloads=[_workload(w.strip(), args.policy) for w in args.workload.split(",") if w.strip()],
         tokens=_ints(args.tokens, "--tokens"),
-        dtypes=_words(args.dtype, "--dtype", tuple(TORCH_DTYPES)),
+        dtypes=_words(args.dtype, "--dtype", MEASURED_DTYPES),
         pattern=pattern,
         what=frozenset(_words(args.what, "--what", ("ops", "layers", "model"))),
-        prune_impls=_words(args.prune_impls, "--prune-impls", PROFILE_PRUNE_IMPLS + ("cslt_compress_only",))
+        prune_impls=_words(args.prune_impls, "--prune-impls", MEASURED_PRUNE_IMPLS + ("cslt_compress_only",))
         if args.prune_impls else None,
         layer_tokens=_ints(args.layer_tokens, "--layer-tokens"),
         model_tokens=_ints(args.model_tokens, "--model-tokens"),

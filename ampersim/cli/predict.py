@@ -4,6 +4,7 @@ from __future__ import annotations
 from typing import Any
 
 from ampersim.cli.output import add_format_argument, emit, render_csv, render_table, to_json
+from ampersim.core.vocab import MEASURED_DTYPES, SCORINGS
 from ampersim.sim.scenario import DEFAULT_SCENARIO
 
 OP_COLUMNS = ("name", "kind", "M", "N", "K", "dense_us", "sparse_us", "bound", "sparse_bound")
@@ -28,8 +29,8 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--batch", type=int, metavar="B", help="prompts per prefill step")
     parser.add_argument("--pattern", metavar="N:M", help="N:M pattern (default: the workload's, 8:16)")
     parser.add_argument("--policy", metavar="amber|all|none|FILE", help="which linears are sparsified")
-    parser.add_argument("--scoring", choices=("magnitude", "amber"), help="pruning score (no effect on time)")
-    parser.add_argument("--dtype", choices=("bf16", "fp16", "int8", "fp8"), help="GEMM data type")
+    parser.add_argument("--scoring", choices=SCORINGS, help="pruning score (no effect on time)")
+    parser.add_argument("--dtype", choices=MEASURED_DTYPES, help="GEMM data type")
     parser.add_argument("--tp", type=int, metavar="N", help="tensor-parallel degree")
     parser.add_argument("--prune-impl", metavar="NAME",
                         help="runtime pruning implementation from the profile's prune_impls "

@@ -13,6 +13,7 @@ from typing import Any
 
 from ampersim.cli.output import add_format_argument, emit, render_csv, render_table, to_json
 from ampersim.core.errors import InvalidArgument
+from ampersim.core.vocab import MODEL_DTYPES, SCORINGS
 
 EVALS = ("ppl", "quiz")
 COLUMNS = ("variant", "ppl", "quiz_acc", "coverage", "tokens_per_s")
@@ -29,7 +30,7 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--model", default="smollm2-135m", metavar="NAME|PATH",
                         help="smollm2-135m (default), gemma-3-270m, or a local Hugging Face folder / .gguf")
     parser.add_argument("--pattern", default="8:16", metavar="N:M", help="N:M pattern (default: 8:16)")
-    parser.add_argument("--scoring", choices=("magnitude", "amber"), default="amber",
+    parser.add_argument("--scoring", choices=SCORINGS, default="amber",
                         help="score = |x| (magnitude) or |x| * robust-norm weight factor (amber, default)")
     parser.add_argument("--policy", default="amber", metavar="amber|all|none|FILE",
                         help="which linear layers are pruned (default: amber)")
@@ -44,8 +45,8 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--seed", type=int, default=0, help="quiz construction seed (default: 0)")
     parser.add_argument("--outstanding", action="store_true",
                         help="add inverse SmoothQuant (alpha 0.10) + simulated W8A8 to the pruned layers")
-    parser.add_argument("--dtype", choices=("float32", "bfloat16", "float16"), default="float32",
-                        help="weights/activations dtype (default: float32)")
+    parser.add_argument("--dtype", choices=MODEL_DTYPES, default="fp32",
+                        help="weights/activations dtype (default: fp32)")
     parser.add_argument("--sensitivity", action="store_true",
                         help="run the sensitivity pass choosing amber skip layers instead of evaluating")
     parser.add_argument("--calibration-windows", type=int, default=8, metavar="N",

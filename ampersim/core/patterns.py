@@ -7,9 +7,9 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, model_serializer, model_validator
 
 from ampersim.core.errors import InvalidArgument
+from ampersim.core.vocab import MAX_M
 
 _PATTERN_RE = re.compile(r"^\s*(\d+)\s*:\s*(\d+)\s*$")
-MAX_M = 1024
 
 
 class NMPattern(BaseModel):

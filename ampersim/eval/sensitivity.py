@@ -24,7 +24,8 @@ import yaml
 
 from ampersim.core.errors import InvalidArgument
 from ampersim.eval.metrics import calibration_forward
-from ampersim.models.hf_names import LINEAR_KINDS, linear_targets
+from ampersim.core.vocab import DECODER_LINEAR_KINDS
+from ampersim.models.hf_names import linear_targets
 from ampersim.core.patterns import NMPattern
 from ampersim.sparsity.policy import AMBER_SPARSE_KINDS, AmberSkipList
 from ampersim.sparsity.scoring import static_factor
@@ -64,7 +65,7 @@ class Sensitivity:
 
 
 def relative_errors(model: "torch.nn.Module", batches: Iterable["torch.Tensor"], pattern: str | NMPattern,
-                    scoring: str = "amber", kinds: tuple[str, ...] = LINEAR_KINDS) -> dict[str, float]:
+                    scoring: str = "amber", kinds: tuple[str, ...] = DECODER_LINEAR_KINDS) -> dict[str, float]:
     """``||Y - Y'|| / (||Y|| + eps)`` of every decoder linear of ``kinds`` over calibration ``batches``."""
     import torch
 

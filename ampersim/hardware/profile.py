@@ -12,12 +12,9 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from ampersim.core.patterns import NMPattern
+from ampersim.core.vocab import DType
 from ampersim.core.sourced import FractionSourced, PositiveSourced, Sourced
 
-DType = Literal["fp32", "tf32", "fp16", "bf16", "fp8", "int8", "fp4"]
-DTYPE_BYTES: dict[str, float] = {
-    "fp32": 4, "tf32": 4, "fp16": 2, "bf16": 2, "fp8": 1, "int8": 1, "fp4": 0.5,
-}
 
 _Frozen = ConfigDict(frozen=True, extra="forbid")
 

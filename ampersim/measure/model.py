@@ -18,13 +18,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from ampersim.core.errors import InvalidArgument
+from ampersim.core.vocab import DECODER_LINEAR_KINDS
 from ampersim.measure.ops import eager_prune, rel_err, rope_eager, torch_dtype
 from ampersim.models.spec import ModelSpec
 from ampersim.sparsity.policy import SparsityPolicy
 
 Pruner = Callable[[Any], Any]  # activation [T, K] -> compressed operand or masked dense activation
-_INPUT_OF = {"q_proj": "attn_in", "k_proj": "attn_in", "v_proj": "attn_in", "o_proj": "attn_out",
-             "gate_proj": "mlp_in", "up_proj": "mlp_in", "down_proj": "mlp_mid"}
 
 
 @dataclass(frozen=True)
@@ -138,7 +137,7 @@ def rotary_tables(T: int, D: int, device: str, dtype: str, theta: float = 500000
 
 
 def layer_kinds(policy: SparsityPolicy, layer: int) -> frozenset[str]:
-    return frozenset(k for k in _INPUT_OF if policy.is_sparse(layer, k))
+    return frozenset(k for k in DECODER_LINEAR_KINDS if policy.is_sparse(layer, k))
 
 
 class DecoderModel:

@@ -19,11 +19,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ampersim.core.errors import InvalidArgument
+from ampersim.core.vocab import MEASURED_DTYPES, TORCH_DTYPE_NAMES
 from ampersim.measure.harness import rotation_sets
 from ampersim.models.spec import ModelSpec
 from ampersim.sim.graph import Op
 
-TORCH_DTYPES = {"bf16": "bfloat16", "fp16": "float16", "int8": "int8", "fp8": "float8_e4m3fn"}
 # Sparse operand rows/cols must be multiples of this (cuSPARSELt): 16 for 16-bit, 32 for 8-bit.
 SPARSE_MULTIPLE = {"bf16": 16, "fp16": 16, "int8": 32, "fp8": 32}
 # Relative-error bounds vs a float64 reference (bf16 operands with fp32 accumulation land near 1e-3..1e-2).
@@ -55,9 +55,9 @@ class Prepared:
 def torch_dtype(dtype: str) -> Any:
     import torch
 
-    if dtype not in TORCH_DTYPES:
-        raise InvalidArgument(f"--dtype {dtype}: measurable dtypes are {', '.join(TORCH_DTYPES)}")
-    return getattr(torch, TORCH_DTYPES[dtype])
+    if dtype not in MEASURED_DTYPES:
+        raise InvalidArgument(f"dtype {dtype}: measurable dtypes are {', '.join(MEASURED_DTYPES)}")
+    return getattr(torch, TORCH_DTYPE_NAMES[dtype])
 
 
 def round_up(value: float, multiple: int) -> int:

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any, TextIO
 
 from ampersim.core.errors import InvalidArgument
+from ampersim.core.vocab import MEASURED_PRUNE_IMPLS
 from ampersim.measure import ops as ops_torch
 from ampersim.measure.harness import Timing, time_calls
 from ampersim.measure.records import MeasurementWriter
@@ -28,14 +29,13 @@ from ampersim.sim.graph import Op, build_graph
 
 GEMM_KINDS = ("gemm", "sparse_gemm")
 STREAM_KINDS = ("norm", "elementwise", "embedding")
-PROFILE_PRUNE_IMPLS = ("torch_eager_mask", "torch_eager_cslt", "fused_mask", "fused_cslt")
 EAGER_PRUNE_MAX_ELEMENTS = 2**26  # eager torch masking beyond this many elements costs ~0.1 s per call
 EAGER_WHOLE_MAX_TOKENS = 4096     # whole layers with eager-torch pruning: larger ones cost seconds per run
 EAGER_MODEL_MAX_TOKENS = 1024     # whole model with eager-torch pruning in every layer: ~0.4 s per run at 1024
 
 
 @dataclass(frozen=True)
-class Workload:
+class MeasureTarget:
     """A model measured under a policy (the policy picks the sparsified linears of layers / model)."""
 
     name: str
@@ -46,7 +46,7 @@ class Workload:
 
 @dataclass(frozen=True)
 class MeasureConfig:
-    workloads: Sequence[Workload]
+    workloads: Sequence[MeasureTarget]
     tokens: Sequence[int]
     dtypes: Sequence[str] = ("bf16",)          # first: every op; others: GEMMs only
     pattern: str = "2:4"
@@ -94,7 +94,7 @@ def op_from_dict(data: dict[str, Any]) -> Op:
     return Op(**data)
 
 
-def _base(workload: Workload, tokens: int, dtype: str, pattern: str, policy: str) -> dict[str, Any]:
+def _base(workload: MeasureTarget, tokens: int, dtype: str, pattern: str, policy: str) -> dict[str, Any]:
     return {"workload": workload.name, "model": workload.spec.name, "tokens": tokens, "batch": 1,
             "dtype": dtype, "tp": 1, "pattern": pattern, "policy": policy, "scoring": workload.scoring}
 
@@ -133,7 +133,7 @@ def _stream_key(op: Op) -> tuple:
     return (family, op.kind, round(float(op.M), 6), float(op.K))
 
 
-def graph_ops(workload: Workload, tokens: int, dtype: str, pattern: str) -> list[Op]:
+def graph_ops(workload: MeasureTarget, tokens: int, dtype: str, pattern: str) -> list[Op]:
     """The op graph with every decoder linear sparsified (policy 'all') at ``pattern``."""
     policy = resolve_policy("all", workload.spec, pattern, workload.scoring)
     return build_graph(workload.spec, policy, tokens, 1, dtype, 1)
@@ -248,7 +248,7 @@ def _sparse_paths(prune_impls: Sequence[str], pattern: str, gpu_pruner: Any) -> 
     return paths
 
 
-def _layer_items(wl: Workload, policy: SparsityPolicy, T: int, dtype: str, pattern: str,
+def _layer_items(wl: MeasureTarget, policy: SparsityPolicy, T: int, dtype: str, pattern: str,
                  prune_impls: Sequence[str]) -> list[Item]:
     from ampersim.measure.model import layer_kinds
     from ampersim.sim.graph import layer_groups
@@ -268,7 +268,7 @@ def _layer_items(wl: Workload, policy: SparsityPolicy, T: int, dtype: str, patte
     return items
 
 
-def _layer_runner(base: dict[str, Any], wl: Workload, policy: SparsityPolicy, layers: tuple[int, ...],
+def _layer_runner(base: dict[str, Any], wl: MeasureTarget, policy: SparsityPolicy, layers: tuple[int, ...],
                   kinds: frozenset[str], T: int, dtype: str, pattern: str, impl: str | None) -> Callable:
     def run(ctx: Context) -> list[dict[str, Any]]:
         import torch
@@ -314,7 +314,7 @@ def _layer_check(forward: Callable[[bool], Any], path: Any, tol: float = 2e-2) -
             "what": "sparse path vs eager masking + F.linear on the same pruned activations"}
 
 
-def _model_items(wl: Workload, policy: SparsityPolicy, T: int, dtype: str, pattern: str,
+def _model_items(wl: MeasureTarget, policy: SparsityPolicy, T: int, dtype: str, pattern: str,
                  prune_impls: Sequence[str]) -> list[Item]:
     base = _base(wl, T, dtype, pattern, policy.name)
     items = []
@@ -328,7 +328,7 @@ def _model_items(wl: Workload, policy: SparsityPolicy, T: int, dtype: str, patte
     return items
 
 
-def _model_runner(base: dict[str, Any], wl: Workload, policy: SparsityPolicy, T: int, dtype: str,
+def _model_runner(base: dict[str, Any], wl: MeasureTarget, policy: SparsityPolicy, T: int, dtype: str,
                   pattern: str, impl: str | None) -> Callable:
     def run(ctx: Context) -> list[dict[str, Any]]:
         import torch
@@ -390,7 +390,7 @@ class Progress:
 def execute(config: MeasureConfig, writer: MeasurementWriter, l2_bytes: float, gpu_pruner: Any = None,
             stream: TextIO | None = None) -> dict[str, int]:
     """Run every planned item, appending its records (or a skip record) as it finishes."""
-    available = [i for i in PROFILE_PRUNE_IMPLS if not i.startswith("fused") or
+    available = [i for i in MEASURED_PRUNE_IMPLS if not i.startswith("fused") or
                  (gpu_pruner is not None and i in gpu_pruner.impls)] + ["cslt_compress_only"]
     impls = [i for i in (config.prune_impls or available) if i in available]
     for wanted in config.prune_impls or ():

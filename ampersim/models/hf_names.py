@@ -19,12 +19,13 @@ import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from ampersim.core.vocab import DECODER_LINEAR_KINDS
+
 if TYPE_CHECKING:
     import torch
 
     from ampersim.models.spec import ModelSpec
 
-LINEAR_KINDS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 _ROUTER_NAMES = {"gate", "router", "shared_expert_gate"}  # inside an MoE block
 _LAYER_RE = re.compile(r"(?:^|\.)layers\.(\d+)\.")
 _EXPERT_RE = re.compile(r"\.experts\.\d+\.")
@@ -37,7 +38,7 @@ class LinearTarget:
     name: str  # qualified module name
     module: Any  # torch.nn.Module
     layer: int | None
-    kind: str | None  # a LINEAR_KINDS entry, "router", "lm_head", "experts" (fused), or None
+    kind: str | None  # a DECODER_LINEAR_KINDS entry, "router", "lm_head", "experts" (fused), or None
     expert: bool = False  # a routed expert (its inputs are per expert)
 
     @property
@@ -79,7 +80,7 @@ def linear_targets(model: "torch.nn.Module") -> list[LinearTarget]:
             kind = "experts"
         elif leaf == "lm_head":
             kind, layer = "lm_head", None
-        elif leaf in LINEAR_KINDS:
+        elif leaf in DECODER_LINEAR_KINDS:
             kind = leaf
         elif leaf in _ROUTER_NAMES and layer is not None:
             kind = "router"

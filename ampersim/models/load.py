@@ -29,13 +29,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ampersim.core.errors import InvalidArgument, MissingDependency, NotFound
+from ampersim.core.vocab import MODEL_DTYPES, TORCH_DTYPE_NAMES
 
 if TYPE_CHECKING:
     import torch
 
     from ampersim.models.spec import ModelSpec
 
-_DTYPES = ("float32", "bfloat16", "float16")
 _CACHE_FORMAT = 1  # bump when the layout of a converted folder changes
 
 
@@ -117,11 +117,11 @@ def builtin_model(name: str) -> BuiltinModel | None:
     return None
 
 
-def load_model(name_or_path: str | Path, *, dtype: str = "float32",
+def load_model(name_or_path: str | Path, *, dtype: str = "fp32",
                cache_dir: str | Path | None = None) -> LoadedModel:
     """Load a built-in model (``smollm2-135m``, ``gemma-3-270m``) or a local folder / .gguf file."""
-    if dtype not in _DTYPES:
-        raise InvalidArgument(f"invalid dtype '{dtype}': choose one of {', '.join(_DTYPES)}")
+    if dtype not in MODEL_DTYPES:
+        raise InvalidArgument(f"invalid dtype '{dtype}': choose one of {', '.join(MODEL_DTYPES)}")
     builtin = builtin_model(str(name_or_path))
     if builtin is not None:
         return _load_builtin(builtin, dtype, Path(cache_dir) if cache_dir else cache_root())
@@ -191,7 +191,7 @@ def _convert_gguf(gguf: Path, folder: Path, source: str) -> None:
     import torch
     from transformers import AutoModelForCausalLM
 
-    loaded = _from_gguf(gguf, "float32", name=gguf.stem, add_bos=False)
+    loaded = _from_gguf(gguf, "fp32", name=gguf.stem, add_bos=False)
     config = loaded.model.config
     if hasattr(config, "quantization_config"):
         # A GGUF-loaded model refuses save_pretrained; a fresh model with the same weights saves fine.
@@ -217,7 +217,7 @@ def _convert_gguf(gguf: Path, folder: Path, source: str) -> None:
 def _torch_dtype(dtype: str) -> "torch.dtype":
     import torch
 
-    return getattr(torch, dtype)
+    return getattr(torch, TORCH_DTYPE_NAMES[dtype])
 
 
 def _from_gguf(path: Path, dtype: str, *, name: str, add_bos: bool) -> LoadedModel:

@@ -32,7 +32,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ampersim.core.errors import InvalidArgument, NotFound
-from ampersim.models.hf_names import LINEAR_KINDS, LinearTarget, linear_targets, model_spec
+from ampersim.core.vocab import DECODER_LINEAR_KINDS
+from ampersim.models.hf_names import LinearTarget, linear_targets, model_spec
 from ampersim.core.patterns import NMPattern
 from ampersim.sparsity.policy import Coverage, PolicyRule, SparsityPolicy, coverage, resolve_policy
 from ampersim.sparsity.scoring import static_factor
@@ -257,7 +258,7 @@ def _describe_names(targets: list[LinearTarget]) -> str:
     present = {t.kind for t in targets}
     if "experts" in present:
         present |= {"gate_proj", "up_proj", "down_proj"}
-    kinds = [k for k in LINEAR_KINDS if k in present]
+    kinds = [k for k in DECODER_LINEAR_KINDS if k in present]
     parts = [f"layers.{{{layers[0]}..{layers[-1]}}}.{{{','.join(kinds)}}}"] if layers and kinds else []
     others = [t.canonical for t in targets if t.layer is None]
     parts += others[:20] + ([f"... ({len(others) - 20} more)"] if len(others) > 20 else [])
@@ -290,7 +291,7 @@ def _unmapped_selected(name: str, policy: SparsityPolicy, *, globs_only: bool) -
             if any(fnmatch.fnmatchcase(name, g) for g in rule.modules):
                 return rule.sparse
         elif (not globs_only and rule.layers is None and not rule.skip_layers
-              and set(rule.kinds) == set(LINEAR_KINDS)):
+              and set(rule.kinds) == set(DECODER_LINEAR_KINDS)):
             return rule.sparse
     return False
 

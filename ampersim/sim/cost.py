@@ -12,9 +12,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from ampersim.core.errors import InvalidArgument
-from ampersim.hardware.profile import DTYPE_BYTES, GemmEfficiency, HardwareProfile, PruneImpl
+from ampersim.core.vocab import DTYPE_BYTES, OP_KINDS
+from ampersim.hardware.profile import GemmEfficiency, HardwareProfile, PruneImpl
 from ampersim.sim.execution import SparseExecution
-from ampersim.sim.graph import KINDS, Op
+from ampersim.sim.graph import Op
 
 BOUNDS = ("compute", "memory", "overhead", "interconnect")
 NO_BOUND = -1  # an op that costs nothing on this path (a prune op on the dense path)
@@ -173,7 +174,7 @@ def cost_graph(cols: OpColumns, profile: HardwareProfile, dtype: str, execution:
     """Cost every op of a graph on ``profile`` for the dense path and the sparse path.
 
     ``execution`` None: a graph without sparse GEMMs or prune ops (both paths are the dense one)."""
-    unknown = set(cols.kind.tolist()) - set(KINDS)
+    unknown = set(cols.kind.tolist()) - set(OP_KINDS)
     if unknown:
         raise ValueError(f"op kinds without a cost function: {sorted(unknown)}")
     if execution is None and np.isin(cols.kind, ("sparse_gemm", "prune")).any():

@@ -12,7 +12,8 @@ import math
 from dataclasses import dataclass
 
 from ampersim.core.errors import InvalidArgument, not_found
-from ampersim.hardware.profile import DTYPE_BYTES, HardwareProfile, PruneImpl
+from ampersim.core.vocab import DTYPE_BYTES
+from ampersim.hardware.profile import HardwareProfile, PruneImpl
 from ampersim.core.patterns import NMPattern
 
 

@@ -33,13 +33,12 @@ from typing import Any, Union
 import numpy as np
 
 from ampersim.core.errors import InvalidArgument
-from ampersim.hardware.profile import DTYPE_BYTES
-from ampersim.models.spec import DECODER_LINEAR_KINDS, ModelSpec
+from ampersim.core.vocab import DECODER_LINEAR_KINDS, DTYPE_BYTES
+from ampersim.models.spec import ModelSpec
 from ampersim.sparsity.policy import SparsityPolicy, canonical_name
 
 Num = Union[float, np.ndarray]
 
-KINDS = ("gemm", "sparse_gemm", "prune", "attention", "norm", "elementwise", "embedding", "allreduce")  # Op.kind
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,8 @@ from dataclasses import dataclass
 import numpy as np
 from pydantic import BaseModel, ConfigDict
 
-from ampersim.hardware.profile import DTYPE_BYTES, HardwareProfile
+from ampersim.core.vocab import DTYPE_BYTES
+from ampersim.hardware.profile import HardwareProfile
 from ampersim.models.spec import ModelSpec
 from ampersim.core.patterns import NMPattern
 from ampersim.sparsity.policy import SparsityPolicy, coverage, resolve_policy

@@ -10,11 +10,11 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from ampersim.core.catalog import looks_like_path
 from ampersim.core.errors import InvalidArgument, not_found
-from ampersim.hardware.profile import DType
+from ampersim.core.vocab import DType, Scoring
 from ampersim.core.patterns import NMPattern
 from ampersim.core.resources import data_dir
 from ampersim.core.yamlio import load_model
@@ -47,7 +47,7 @@ class Scenario(BaseModel):
     )
     policy: str = Field(default="amber", description="amber | all | none | path to a policy YAML.")
     pattern: str = "8:16"
-    scoring: str = "amber"
+    scoring: Scoring = "amber"
 
     @field_validator("prompt_tokens")
     @classmethod
@@ -65,12 +65,6 @@ class Scenario(BaseModel):
     @classmethod
     def _pattern_valid(cls, value: str) -> str:
         return str(NMPattern.parse(value))
-
-    @model_validator(mode="after")
-    def _check(self) -> "Scenario":
-        if self.scoring not in ("magnitude", "amber"):
-            raise ValueError(f"scoring must be magnitude or amber; got '{self.scoring}'")
-        return self
 
     def sequence_lengths(self) -> list[int]:
         """Prompt length of every sequence in the step (largest-remainder apportionment of a mix)."""

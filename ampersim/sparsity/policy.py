@@ -43,25 +43,23 @@ from __future__ import annotations
 
 import fnmatch
 from pathlib import Path
-from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from ampersim.core.errors import InvalidArgument, InvalidData, NotFound
-from ampersim.models.spec import DECODER_LINEAR_KINDS, ModelSpec
+from ampersim.core.vocab import (
+    DECODER_LINEAR_KINDS, NEVER_SPARSE_KINDS, POLICY_PRESETS, SCORINGS, DecoderLinearKind, Scoring,
+)
+from ampersim.models.spec import ModelSpec
 from ampersim.core.patterns import NMPattern
 from ampersim.core.resources import data_dir
 from ampersim.core.sourced import Sourced
 from ampersim.core.yamlio import load_model, load_model_cached
 
-PRESETS = ("amber", "all", "none")
-SCORINGS = ("magnitude", "amber")
-NEVER_SPARSE = ("router", "lm_head")
 AMBER_SPARSE_KINDS = ("q_proj", "gate_proj")  # sparse except in the model's skip layers
 AMBER_ALWAYS_SPARSE = ("down_proj",)
 PAPER_URL = "https://arxiv.org/abs/2508.02128"
 
-DecoderKind = Literal["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 _Frozen = ConfigDict(frozen=True, extra="forbid")
 
 
@@ -75,7 +73,7 @@ class PolicyRule(BaseModel):
 
     model_config = _Frozen
 
-    kinds: tuple[DecoderKind, ...] = DECODER_LINEAR_KINDS  # type: ignore[assignment]
+    kinds: tuple[DecoderLinearKind, ...] = DECODER_LINEAR_KINDS  # type: ignore[assignment]
     layers: tuple[int, ...] | None = Field(default=None, description="Layers matched; None = all.")
     skip_layers: tuple[int, ...] = ()
     modules: tuple[str, ...] | None = Field(
@@ -101,7 +99,7 @@ class SparsityPolicy(BaseModel):
 
     name: str
     pattern: NMPattern
-    scoring: Literal["magnitude", "amber"] = "amber"
+    scoring: Scoring = "amber"
     rules: tuple[PolicyRule, ...] = ()
     prefill_only: bool = True
     model: str = Field(default="", description="Model the policy was resolved for (layer ranges checked).")
@@ -109,7 +107,7 @@ class SparsityPolicy(BaseModel):
 
     def is_sparse(self, layer: int, kind: str) -> bool:
         """True if the input of linear ``kind`` in decoder layer ``layer`` is pruned."""
-        if kind in NEVER_SPARSE:
+        if kind in NEVER_SPARSE_KINDS:
             return False
         for rule in reversed(self.rules):
             if rule.matches(layer, kind):
@@ -185,7 +183,7 @@ def resolve_policy(policy: str | Path, model: ModelSpec, pattern: str | NMPatter
     path = Path(policy)
     if not path.is_file():
         raise NotFound(
-            f"policy '{policy}' is neither a preset ({', '.join(PRESETS)}) nor an existing YAML file"
+            f"policy '{policy}' is neither a preset ({', '.join(POLICY_PRESETS)}) nor an existing YAML file"
         )
     custom = load_model(path, _CustomPolicyFile)
     for index, rule in enumerate(custom.rules):
@@ -255,5 +253,5 @@ def coverage(spec: ModelSpec, policy: SparsityPolicy) -> Coverage:
 
 __all__ = [
     "AmberSkipList", "Coverage", "PolicyRule", "SparsityPolicy", "canonical_name", "coverage",
-    "load_amber_skip_list", "resolve_policy", "PRESETS",
+    "load_amber_skip_list", "resolve_policy",
 ]

@@ -19,8 +19,8 @@ from typing import Any, Literal
 import numpy as np
 
 from ampersim.core.errors import InvalidArgument
+from ampersim.core.vocab import SCORINGS
 
-SCORINGS = ("magnitude", "amber")
 CLIP_QUANTILES = (0.005, 0.995)
 
 

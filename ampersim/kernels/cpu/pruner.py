@@ -16,20 +16,10 @@ from ampersim.kernels.cpu import rows as kernels_cpu
 from ampersim.kernels.cpu.compressed import CompressedNM
 from ampersim.kernels.cpu.tensors import Rows, as_factor, as_rows, empty_rows, wrap_like
 
-MAX_M = 32
-
-
-def parse_pattern(pattern: str | NMPattern) -> NMPattern:
-    """Parse an "N:M" pattern and check the CPU pruner supports it (M <= 32)."""
-    p = NMPattern.parse(pattern)
-    if p.m > MAX_M:
-        raise InvalidArgument(f"pattern {p}: the CPU pruner supports M <= {MAX_M} (e.g. 2:4, 8:16, 16:32)")
-    return p
-
 
 def _prepare(x: Any, pattern: str | NMPattern, factor: Any, pad: bool, *,
              writable: bool = False) -> tuple[Rows, NMPattern, np.ndarray | None]:
-    p = parse_pattern(pattern)
+    p = NMPattern.parse(pattern)
     rows = as_rows(x, "x", writable=writable)
     k = rows.shape[-1]
     if k % p.m and not pad:

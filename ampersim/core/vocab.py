@@ -1,0 +1,58 @@
+"""The project's vocabulary: every name that more than one package uses, defined once.
+
+Types are ``Literal`` aliases (pydantic validates them; type checkers see them) and each has a
+tuple of its values for CLI ``choices`` and error messages. Nothing here imports anything else.
+"""
+from __future__ import annotations
+
+from typing import Literal, get_args
+
+# -- linear layers ------------------------------------------------------------------------------
+DecoderLinearKind = Literal["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+DECODER_LINEAR_KINDS: tuple[str, ...] = get_args(DecoderLinearKind)
+"""The projections of a decoder layer a sparsity policy can select (MoE experts share these names)."""
+
+LinearKind = Literal["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj",
+                     "router", "lm_head"]
+LINEAR_KINDS: tuple[str, ...] = get_args(LinearKind)
+NEVER_SPARSE_KINDS: tuple[str, ...] = ("router", "lm_head")
+"""Linears whose input is never pruned (the MoE router decides routing; lm_head is not a decoder layer)."""
+
+Activation = Literal["attn_in", "attn_out", "mlp_in", "mlp_mid"]
+ACTIVATION_OF: dict[str, str] = {
+    "q_proj": "attn_in", "k_proj": "attn_in", "v_proj": "attn_in", "o_proj": "attn_out",
+    "gate_proj": "mlp_in", "up_proj": "mlp_in", "down_proj": "mlp_mid",
+}
+"""The activation each decoder linear reads: linears sharing an input share one prune op."""
+
+# -- sparsity -----------------------------------------------------------------------------------
+Scoring = Literal["magnitude", "amber"]
+SCORINGS: tuple[str, ...] = get_args(Scoring)
+"""magnitude: score |x|; amber: |x| times the weight's robust-norm channel factor (arXiv 2508.02128)."""
+
+PolicyPreset = Literal["amber", "all", "none"]
+POLICY_PRESETS: tuple[str, ...] = get_args(PolicyPreset)
+
+MAX_M = 32
+"""Largest group size M of an N:M pattern (every pruner implementation supports 0 < N < M <= 32)."""
+
+# -- numbers --------------------------------------------------------------------------------------
+DType = Literal["fp32", "tf32", "fp16", "bf16", "fp8", "int8", "fp4"]
+DTYPES: tuple[str, ...] = get_args(DType)
+DTYPE_BYTES: dict[str, float] = {"fp32": 4, "tf32": 4, "fp16": 2, "bf16": 2, "fp8": 1, "int8": 1, "fp4": 0.5}
+TORCH_DTYPE_NAMES: dict[str, str] = {
+    "fp32": "float32", "fp16": "float16", "bf16": "bfloat16", "int8": "int8", "fp8": "float8_e4m3fn",
+}
+"""torch.<name> of each dtype torch can hold (tf32 is a matmul mode, fp4 has no torch dtype)."""
+MODEL_DTYPES: tuple[str, ...] = ("fp32", "bf16", "fp16")
+"""Dtypes a real model is loaded and evaluated in (``ampersim prune --dtype``)."""
+MEASURED_DTYPES: tuple[str, ...] = ("bf16", "fp16", "int8", "fp8")
+"""GEMM dtypes the GPU harness measures and ``predict`` offers on the command line."""
+
+# -- the op graph ---------------------------------------------------------------------------------
+OpKind = Literal["gemm", "sparse_gemm", "prune", "attention", "norm", "elementwise", "embedding", "allreduce"]
+OP_KINDS: tuple[str, ...] = get_args(OpKind)
+
+# -- runtime pruning implementations the harness measures (profile ``prune_impls`` keys) -----------
+PruneImplName = Literal["torch_eager_mask", "torch_eager_cslt", "fused_mask", "fused_cslt"]
+MEASURED_PRUNE_IMPLS: tuple[str, ...] = get_args(PruneImplName)
