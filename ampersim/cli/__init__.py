@@ -45,12 +45,40 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def flag_for(parser: argparse.ArgumentParser, args: argparse.Namespace, field: str | None) -> str | None:
+    """The command-line flag that sets library field ``field`` in the command ``args`` ran, if any.
+
+    A command maps fields whose name differs from its flags' dests with
+    ``set_defaults(field_flags={"prompt_tokens": "--tokens"})``; otherwise the flag whose dest is
+    ``field`` is used."""
+    if field is None:
+        return None
+    explicit = getattr(args, "field_flags", {}).get(field)
+    if explicit:
+        return explicit
+    sub = next((a for a in parser._actions if isinstance(a, argparse._SubParsersAction)), None)
+    command = sub.choices.get(args.command) if sub is not None else None
+    for action in command._actions if command is not None else ():
+        if action.dest == field and action.option_strings:
+            return action.option_strings[0]
+    return None
+
+
+def error_line(exc: AmpersimError, flag: str | None) -> str:
+    """``error: [flag: ]message`` (the flag only when the message does not already start with it)."""
+    text = str(exc)
+    if flag and not text.startswith(flag):
+        text = f"{flag}: {text}"
+    return f"error: {text}"
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
     try:
         return int(args.run(args) or 0)
     except AmpersimError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(error_line(exc, flag_for(parser, args, exc.field)), file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)

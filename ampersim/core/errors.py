@@ -1,7 +1,9 @@
 """Error hierarchy: every user-facing failure is an AmpersimError with a one-line message.
 
 The CLI prints ``error: <message>`` on stderr and exits with status 2; messages name the file,
-field or argument at fault and say what is allowed.
+field or argument at fault and say what is allowed. The library never names command-line flags:
+an error about an input value carries ``field`` (the parameter or schema field name), and the CLI
+prefixes the flag that sets that field (see ``ampersim.cli.main``).
 """
 from __future__ import annotations
 
@@ -14,8 +16,9 @@ class AmpersimError(Exception):
 
     exit_code = 2
 
-    def __init__(self, message: str) -> None:
+    def __init__(self, message: str, *, field: str | None = None) -> None:
         super().__init__(" ".join(str(message).split()))
+        self.field = field  # the input field at fault, for the CLI to name its flag
 
 
 class InvalidArgument(AmpersimError, ValueError):
