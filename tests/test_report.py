@@ -150,7 +150,7 @@ def test_every_table_says_where_its_numbers_come_from(with_accuracy):
         if section.anchor != "sources":  # that section's tables are the sources (and the inputs)
             assert all(t.source for t in section.tables), section.title
     summary = with_accuracy.sections[0].tables[0].source
-    assert "predicted by ampersim" in summary and "h100-sxm (official)" in summary and "simulated" in summary
+    assert "predicted by ampersim" in summary and "h100-sxm, a100-sxm (official)" in summary and "simulated" in summary
     frontier = next(s for s in with_accuracy.sections if s.anchor == "frontier")
     assert frontier.tables[0].source.startswith("measured on smollm2-135m")
 

@@ -55,18 +55,17 @@ def document(study: Study) -> Document:
 
 # -- provenance -----------------------------------------------------------------------------------
 def _predicted(study: Study, profiles: Iterable[ProfileStudy] | None = None) -> str:
+    """'predicted by ampersim V with profiles a, b (official)': who computed it, from which profiles."""
     chosen = list(profiles) if profiles is not None else list(study.profiles)
-    names = ", ".join(f"{p.name} ({p.profile.status})" for p in chosen)
-    return (
-        f"predicted by ampersim {study.version} (analytical cost model) with profile{'s' if len(chosen) > 1 else ''} "
-        f"{names}; every number of a profile and its source is listed under Assumptions and sources"
-    )
+    statuses = {p.profile.status for p in chosen}
+    if len(statuses) == 1:
+        names = f"{', '.join(p.name for p in chosen)} ({statuses.pop()})"
+    else:
+        names = ", ".join(f"{p.name} ({p.profile.status})" for p in chosen)
+    return f"predicted by ampersim {study.version} with profile{'s' if len(chosen) > 1 else ''} {names}"
 
 
-PRICED = (
-    "prices, lifetime, electricity price and utilization: profile values or the command line, each with "
-    "its source and date under Assumptions and sources"
-)
+PRICED = "prices and economic assumptions with their sources and dates under Assumptions and sources"
 
 
 def _simulated(study: Study) -> str:
@@ -138,8 +137,8 @@ def summary(study: Study) -> Section:
         "gpus_sparse": f"GPUs sparse @{top:g}/s",
     }
     source = (
-        f"speedups and tokens/s {_predicted(study)}. Cloud $/M tokens: those tokens/s and the cloud price "
-        f"({PRICED}). GPUs: {_simulated(study)}."
+        f"speedups and tokens/s {_predicted(study)}; cloud $/M tokens from those tokens/s and the cloud price "
+        f"({PRICED}); GPUs {_simulated(study)}"
     )
     return Section("Summary", "summary", paragraphs, tables=[Table(rows, list(rows[0]), headers, source=source)])
 
@@ -287,8 +286,8 @@ def cost(study: Study) -> Section:
         f"Payback: {PAYBACK_DEFINITION}; baseline {econ[0].profile}.",
     ]
     source = (
-        f"tokens/s {_predicted(study, [p for p in study.profiles if p.economics is not None])}; energy: TDP × "
-        f"prefill power fraction of each profile; {PRICED}"
+        f"tokens/s {_predicted(study, [p for p in study.profiles if p.economics is not None])}; power: each "
+        f"profile's TDP × prefill power fraction; {PRICED}"
     )
     return Section(
         title,
@@ -297,7 +296,12 @@ def cost(study: Study) -> Section:
         [Figure("cost_per_m_tokens", png, "cost per million prompt tokens per profile")],
         [
             Table(rows, list(rows[0]), source=source),
-            Table(back_rows, list(back_rows[0]), caption=f"payback vs renting {econ[0].profile}", source=source),
+            Table(
+                back_rows,
+                list(back_rows[0]),
+                caption=f"payback vs renting {econ[0].profile}",
+                source="the tokens/s, power and prices of the table above",
+            ),
         ],
         notes,
     )
