@@ -1,6 +1,7 @@
 """The report: the study computed once, every section's content, self-contained HTML, Markdown, bad input."""
 
 import collections
+import itertools
 import json
 import re
 
@@ -62,7 +63,7 @@ ACCURACY = {
 
 
 def _inputs(tmp_path, accuracy: bool) -> ReportInputs:
-    profiles = [load_profile("h100-sxm"), load_profile("a100-sxm")]
+    profiles = (load_profile("h100-sxm"), load_profile("a100-sxm"))
     scenario = load_scenario("prefill-4k")
     path = tmp_path / "accuracy.json"
     if accuracy:
@@ -70,9 +71,9 @@ def _inputs(tmp_path, accuracy: bool) -> ReportInputs:
     return ReportInputs(
         profiles=profiles,
         scenario=scenario,
-        bases=[price_basis(p) for p in profiles],
-        price_notes=[],
-        rates=[2.0, 10.0],
+        bases=tuple(price_basis(p) for p in profiles),
+        price_notes=(),
+        rates=(2.0, 10.0),
         slo_ttft_s=1.0,
         percentile=95.0,
         prompts=scenario_prompts(scenario),
@@ -213,7 +214,7 @@ def test_frontier_uses_accuracy(with_accuracy):
     assert len(every) == 4 * 2  # every option on both profiles
     assert min(every, key=lambda r: r["cloud $/M tokens"]) == best[0]  # the cheapest option is on the frontier
     assert max(r["quiz_acc"] for r in every) == best[-1]["quiz_acc"]  # and so is the most accurate
-    assert all(a["quiz_acc"] < b["quiz_acc"] for a, b in zip(best, best[1:]))
+    assert all(a["quiz_acc"] < b["quiz_acc"] for a, b in itertools.pairwise(best))
 
 
 def test_pareto_frontier():

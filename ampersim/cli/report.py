@@ -67,7 +67,7 @@ def run(args: argparse.Namespace) -> int:
     rates = _rates(args.rates)
     for rate in rates:
         check_rate(rate)
-    profiles = [load_profile(name) for name in args.profile]
+    profiles = tuple(load_profile(name) for name in args.profile)
     scenario = load_workload(args)
     prompts = parse_prompt_dist(args.prompt_dist) if args.prompt_dist else scenario_prompts(scenario)
     bases, price_notes = price_bases(
@@ -86,7 +86,7 @@ def run(args: argparse.Namespace) -> int:
         scenario=scenario,
         bases=bases,
         price_notes=price_notes,
-        rates=rates,
+        rates=tuple(rates),
         slo_ttft_s=args.slo_ttft_ms / 1e3,
         percentile=percentile,
         prompts=prompts,

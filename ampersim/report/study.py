@@ -10,7 +10,7 @@ filled by build_study) and a formatting function there.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -50,11 +50,11 @@ PATHS = ("dense", "sparse")
 class ReportInputs:
     """Everything the report is computed from (the CLI builds it from its arguments)."""
 
-    profiles: list[HardwareProfile]
+    profiles: tuple[HardwareProfile, ...]
     scenario: Scenario
-    bases: list[PriceBasis | None]  # None: the profile has no price (see price_notes)
-    price_notes: list[str]
-    rates: list[float]
+    bases: tuple[PriceBasis | None, ...]  # None: the profile has no price (see price_notes)
+    price_notes: tuple[str, ...]
+    rates: tuple[float, ...]  # increasing
     slo_ttft_s: float
     percentile: float
     prompts: PromptDist
@@ -68,11 +68,11 @@ class ReportInputs:
 
 
 def price_bases(
-    profiles: list[HardwareProfile],
-    usd_per_hour: list[float | None],
-    purchase_usd: list[float | None],
+    profiles: Sequence[HardwareProfile],
+    usd_per_hour: Sequence[float | None],
+    purchase_usd: Sequence[float | None],
     **ownership: float | None,
-) -> tuple[list[PriceBasis | None], list[str]]:
+) -> tuple[tuple[PriceBasis | None, ...], tuple[str, ...]]:
     """Price basis per profile (overrides applied; ``ownership``: lifetime_years, usd_per_kwh, utilization).
 
     A profile with no price at all and no override gets None and a note instead of an error, so the
@@ -89,7 +89,7 @@ def price_bases(
             )
         else:
             bases.append(price_basis(profile, usd_per_hour=hourly, purchase_usd=bought, **ownership))
-    return bases, notes
+    return tuple(bases), tuple(notes)
 
 
 @dataclass(frozen=True)
