@@ -45,7 +45,7 @@ def document(study: Study) -> Document:
                 f"policy {sc.policy}, pattern {sc.pattern}, scoring {sc.scoring}"
             ),
         ),
-        ("profiles", ", ".join(f"{p.name} ({p.profile.status})" for p in study.profiles)),
+        ("profiles", ", ".join(f"{p.name} ({_status(p)})" for p in study.profiles)),
         ("computed by", f"ampersim {study.version}: {study.predictions} predictions of the workload's variants"),
         ("generated", study.inputs.generated),
         ("command", study.inputs.command),
@@ -63,6 +63,12 @@ def _predicted(study: Study, profiles: Iterable[ProfileStudy] | None = None) -> 
     else:
         names = ", ".join(f"{p.name} ({p.profile.status})" for p in chosen)
     return f"predicted by ampersim {study.version} with profile{'s' if len(chosen) > 1 else ''} {names}"
+
+
+def _status(p: ProfileStudy) -> str:
+    """'official', 'hypothetical', or 'calibrated from <measurement file>'."""
+    calibrated = p.profile.status == "calibrated" and p.profile.calibrated_from
+    return f"calibrated from {p.profile.calibrated_from}" if calibrated else p.profile.status
 
 
 PRICED = "prices and economic assumptions with their sources and dates under Assumptions and sources"
