@@ -3,7 +3,9 @@
     python benchmarks/bench_report.py [--repeat 3] [--wait-idle SECONDS] [-- REPORT ARGS...]
 
 Runs the report through the CLI entry point in this process ``--repeat`` times (the first run also
-pays imports and numba's cache load; it is reported apart) and counts every call of
+pays imports and numba's cache load; it is reported apart), timing each run's wall clock and the
+process's CPU time (user + system of all its threads: less sensitive than the wall clock to other
+work on a shared machine, though not immune to it), and counts every call of
 ``ampersim.sim.predict.predict`` (per-op prediction of one step) and ``step_seconds`` (the vectorized
 step model: one call per speedup sweep line and per capacity step table), keyed by
 (profile, scenario, pattern, policy, scoring, prompt lengths) for ``predict``. The load average is
@@ -102,7 +104,7 @@ def main() -> None:
 
     wait_idle(args.wait_idle, args.idle_load)
     load_before = os.getloadavg()
-    runs = []
+    runs, cpu = [], []
     counts: collections.Counter = collections.Counter()
     keys: collections.Counter = collections.Counter()
     with tempfile.TemporaryDirectory() as tmp:
@@ -118,14 +120,17 @@ def main() -> None:
             counts.clear()
             keys.clear()
             with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
-                start = time.perf_counter()
+                start, start_cpu = time.perf_counter(), time.process_time()
                 cli(["report", *report_args, "--out", out])
                 runs.append(time.perf_counter() - start)
+                cpu.append(time.process_time() - start_cpu)
     result = {
         "report_args": " ".join(report_args),
         "first_run_s": round(first, 3),
         "runs_s": [round(r, 3) for r in runs],
         "median_s": round(statistics.median(runs), 3) if runs else None,
+        "cpu_s": [round(c, 3) for c in cpu],
+        "min_cpu_s": round(min(cpu), 3) if cpu else None,
         "calls": dict(counts),
         "predict_keys": len(keys),
         "max_predictions_per_key": max(keys.values()) if keys else 0,
