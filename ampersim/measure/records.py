@@ -18,6 +18,7 @@ import os
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any, Literal, TextIO
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -173,10 +174,11 @@ class SkipRecord(_Record):
 
 Result = OpMeasurement | LayerMeasurement | ModelMeasurement
 Record = HeaderRecord | OpMeasurement | LayerMeasurement | ModelMeasurement | SkipRecord
-RECORD_TYPES: dict[str, type[Record]] = {
+RECORD_TYPES: Mapping[str, type[Record]] = MappingProxyType({
     "header": HeaderRecord, "op": OpMeasurement, "layer": LayerMeasurement, "model": ModelMeasurement,
     "skip": SkipRecord,
-}
+})
+"""Each record kind (the ``record`` field) -> its model."""
 
 
 @dataclass(frozen=True)
