@@ -1,7 +1,7 @@
 """Core types and the CLI shell: patterns, errors, YAML loading."""
 import pytest
 
-from ampersim.cli import main
+from ampersim.cli import build_parser, error_line, flag_for, main
 from ampersim.core.errors import InvalidArgument, InvalidData
 from ampersim.hardware.profile import HardwareProfile
 from ampersim.core.patterns import NMPattern
@@ -42,6 +42,27 @@ def test_cli_usage_error_exit_2(capsys):
         main(["no-such-command"])
     assert info.value.code == 2
     assert capsys.readouterr().err.startswith("error:")
+
+
+@pytest.mark.parametrize("message,field,flag,line", [
+    ("tp 3 does not divide 32", "tp", "--tp", "error: --tp 3 does not divide 32"),
+    ("prompt_tokens: must be > 0", "prompt_tokens", "--tokens", "error: --tokens: must be > 0"),
+    ("the TTFT SLO must be > 0", "slo_ttft_s", "--slo-ttft-ms", "error: --slo-ttft-ms: the TTFT SLO must be > 0"),
+    ("tp_size 3 is odd", "tp", "--tp", "error: --tp: tp_size 3 is odd"),  # a longer name is not the field
+    ("unknown profile 'x'", None, None, "error: unknown profile 'x'"),
+])
+def test_error_line_names_the_flag_of_the_field(message, field, flag, line):
+    assert error_line(InvalidArgument(message, field=field), flag) == line
+
+
+def test_flag_for_uses_declared_fields_then_dests():
+    parser = build_parser()
+    args = parser.parse_args(["predict", "--profile", "a100"])
+    assert flag_for(parser, args, "prompt_tokens") == "--tokens"  # declared with map_fields
+    assert flag_for(parser, args, "prune_impl") == "--prune-impl"  # the flag whose dest is the field
+    assert flag_for(parser, args, "no_such_field") is None
+    plan = parser.parse_args(["plan", "--profile", "a100", "--rate", "1", "--slo-ttft-ms", "9"])
+    assert flag_for(parser, plan, "rate_per_s") == "--rate" and flag_for(parser, plan, "max_seqs") == "--max-seqs"
 
 
 def test_write_text_atomic_normal_permissions(tmp_path):

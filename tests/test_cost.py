@@ -177,12 +177,15 @@ def test_bounds_label_the_largest_term():
 
 def test_dtype_and_impl_errors():
     a100 = load_profile("a100")
-    with pytest.raises(InvalidArgument, match=r"--dtype fp8 is not supported by profile a100-sxm; it has: fp16, bf16, int8"):
+    with pytest.raises(InvalidArgument, match=r"^dtype fp8 is not supported by profile a100-sxm; it has: fp16, bf16, int8") as info:
         predict(a100, _scenario(dtype="fp8"))
-    with pytest.raises(InvalidArgument, match="--prune-impl fused_cslt produces a compressed operand.*fused_mask"):
+    assert info.value.field == "dtype"
+    with pytest.raises(InvalidArgument, match="^prune_impl fused_cslt produces a compressed operand.*fused_mask") as info:
         sparse_execution(a100, "bf16", "8:16", "fused_cslt")
-    with pytest.raises(NotFound, match="did you mean: fused_cslt"):
+    assert info.value.field == "prune_impl"
+    with pytest.raises(NotFound, match="did you mean: fused_cslt") as info:
         sparse_execution(a100, "bf16", "2:4", "fused_cslf")
+    assert info.value.field == "prune_impl"
     masked = predict(a100, _scenario(), prune_impl="fused_mask")
     assert masked.native and masked.speedup < 1.0 and "only masks" in masked.note
     eager = predict(a100, _scenario(), prune_impl="torch_eager_cslt")
@@ -192,8 +195,9 @@ def test_dtype_and_impl_errors():
 
 def test_no_interconnect_means_no_tp():
     profile = _changed(load_profile("h100-sxm"), interconnect=None)
-    with pytest.raises(InvalidArgument, match="has no interconnect: --tp must be 1"):
+    with pytest.raises(InvalidArgument, match="has no interconnect: tp must be 1") as info:
         predict(profile, _scenario(tp=2))
+    assert info.value.field == "tp"
 
 
 def test_eight_bit_uses_compressed_8bit_operand_and_16bit_attention():

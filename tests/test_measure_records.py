@@ -86,8 +86,9 @@ def test_missing_file(tmp_path):
 def test_append_needs_flag_and_same_gpu(tmp_path):
     path = tmp_path / "m.jsonl"
     _write(path)
-    with pytest.raises(InvalidData, match="--append"):
+    with pytest.raises(InvalidData, match="file exists and append is off") as info:
         MeasurementWriter(path, header_record(ENV, [], "t"))
+    assert info.value.field == "append"
     with pytest.raises(InvalidData, match="cannot append a run on 'NVIDIA H100 80GB HBM3'"):
         MeasurementWriter(path, header_record({"gpu": "NVIDIA H100 80GB HBM3"}, [], "t"), append=True)
     path.write_text(path.read_text() + '{"record": "op", "trunc')  # an interrupted run: cut, then append

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ampersim.cli import map_fields
 from ampersim.cli.output import add_format_argument, emit, render_csv, render_table, to_json
 from ampersim.core.vocab import MEASURED_DTYPES, SCORINGS
 from ampersim.sim.scenario import DEFAULT_SCENARIO
@@ -36,6 +37,7 @@ def register(subparsers: Any) -> None:
                         help="runtime pruning implementation from the profile's prune_impls "
                              "(default: default_prune_impl for native patterns, default_mask_impl otherwise)")
     add_format_argument(parser)
+    map_fields(parser, prompt_tokens="--tokens")
     parser.set_defaults(run=run)
 
 

@@ -66,7 +66,7 @@ def load_checked(args: Any) -> tuple[list[Any], Any, list[str] | None]:
         try:
             warning = check_gpu_matches_profile(mfile.gpu, profile.name, force=args.force)
         except InvalidArgument as exc:
-            raise InvalidArgument(f"{mfile.path}: {exc}") from None
+            raise InvalidArgument(f"{mfile.path}: {exc}; pass --force to compare anyway") from None
         if warning:
             print("!" * 100 + f"\n{mfile.path}: {warning}\n" + "!" * 100, file=sys.stderr)
         files.append(mfile)

@@ -77,8 +77,8 @@ class MeasurementWriter:
         self.path = Path(path)
         if self.path.exists() and self.path.stat().st_size > 0:
             if not append:
-                raise InvalidData(f"{self.path}: file exists; pass --append to add a run to it "
-                                  "or choose another --out")
+                raise InvalidData(f"{self.path}: file exists and append is off: append a run to it "
+                                  "or choose another file", field="append")
             existing = read_measurements(self.path)
             new_gpu = header["environment"].get("gpu")
             if existing.gpu != new_gpu:

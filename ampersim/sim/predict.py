@@ -176,7 +176,7 @@ def predict(profile: HardwareProfile, scenario: Scenario, *, prune_impl: str | N
     fits = weights_gb <= profile.memory.capacity_gb.value
     if not fits:
         note += (f"; the weights alone need {weights_gb:.1f} GB per GPU, more than the "
-                 f"{profile.memory.capacity_gb.value:g} GB of {profile.name}: raise --tp")
+                 f"{profile.memory.capacity_gb.value:g} GB of {profile.name}: raise the tensor-parallel degree tp")
     return Prediction(
         profile=profile.name, model=step.spec.name, scenario=scenario.name, tokens=tokens,
         tokens_per_seq=lengths, batch=len(lengths), pattern=str(step.policy.pattern), dtype=scenario.dtype,
@@ -196,9 +196,9 @@ def timing_note(profile: HardwareProfile, execution: SparseExecution, ops: list)
     sparse path's kernels run where that differs from what eager torch or a grouped kernel would do."""
     parts = ["GPU time: kernels back to back as in CUDA-graph replay (no host gaps between kernels)"]
     if execution.compressed and any(op.kind == "sparse_gemm" for op in ops):
-        parts.append("eager torch 2.11 adds host time: _cslt_sparse_mm rebuilds its cuSPARSELt plan on the CPU "
-                     "at every call (about 1 ms per sparse linear measured on H200 and H100 hosts, "
-                     "docs/validation.md), so eager 2:4 prefill is CPU-bound until the GEMMs are long")
+        parts.append("eager torch adds host time where _cslt_sparse_mm rebuilds its cuSPARSELt plan on the CPU "
+                     "at every call: about 1 ms per sparse linear, measured with torch 2.11 on H200 and H100 "
+                     "hosts (docs/validation.md), which makes eager 2:4 prefill CPU-bound until the GEMMs are long")
     grouped = [op for op in ops if op.kind == "sparse_gemm" and np.any(np.asarray(op.groups) > 1)]
     if execution.compressed and grouped and not profile.efficiency.sparse_gemm.grouped:
         parts.append(f"grouped 2:4 GEMMs (MoE experts) run as one sparse GEMM launch per group: {profile.name} "
