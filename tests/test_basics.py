@@ -3,6 +3,7 @@ import pytest
 
 from ampersim.cli import build_parser, error_line, flag_for, main
 from ampersim.core.errors import InvalidArgument, InvalidData
+from ampersim.core.formatting import layer_ranges
 from ampersim.hardware.profile import HardwareProfile
 from ampersim.core.patterns import NMPattern
 from ampersim.core.yamlio import load_model
@@ -77,3 +78,8 @@ def test_write_text_atomic_normal_permissions(tmp_path):
     assert path.read_text() == "hello"
     assert path.stat().st_mode & 0o777 == 0o666 & ~mask
     assert not list(tmp_path.glob(".out.txt.*"))
+
+
+def test_layer_ranges():
+    assert layer_ranges([0, 1, 2, 5, 7, 8]) == "0-2,5,7-8"
+    assert layer_ranges([3]) == "3" and layer_ranges([]) == "" and layer_ranges(range(4)) == "0-3"

@@ -4,7 +4,6 @@ import json
 import pytest
 
 from ampersim.cli import main
-from ampersim.cli.predict import layer_ranges
 
 
 def _run(capsys, *argv):
@@ -112,7 +111,14 @@ def test_coverage_cli(capsys, tmp_path):
     assert "19,21,28,30-31" in out
     code, out, _ = _run(capsys, "coverage", "--model", "qwen3-30b-a3b", "--policy", "all", "--format", "json")
     data = json.loads(out)
-    assert data["policy"] == "all" and data["by_kind"]["router"] == 0 and 0.99 < data["fraction"] < 1
+    assert data["policy"] == "all" and data["fraction"] == 1 and "router" not in data["by_kind"]
+    assert data["definition"] == "MoE router excluded from the total, as in the Amber paper"
+    code, out, _ = _run(capsys, "coverage", "--model", "qwen3-30b-a3b", "--policy", "all", "--include-router",
+                        "--format", "json")
+    data = json.loads(out)
+    assert data["by_kind"]["router"] == 0 and 0.99 < data["fraction"] < 1 and data["router_included"]
+    assert data["kinds"][0] == {"kind": "q_proj", "macs_per_token": 48 * 2048 * 4096, "sparse_macs_per_token":
+                                48 * 2048 * 4096, "sparse_layers": list(range(48)), "dense_layers": [], "fraction": 1.0}
     code, out, _ = _run(capsys, "coverage", "--model", "smollm2-135m", "--format", "csv")
     assert out.splitlines()[0].startswith("kind,macs_per_token")
     bad = tmp_path / "p.yaml"
@@ -122,7 +128,3 @@ def test_coverage_cli(capsys, tmp_path):
     code, _, err = _run_catching(capsys, ["coverage", "--model", "llama-3.1-8b", "--pattern", "4:4"])
     assert code == 2 and "invalid N:M pattern '4:4'" in err
 
-
-def test_layer_ranges():
-    assert layer_ranges([0, 1, 2, 5, 7, 8]) == "0-2,5,7-8"
-    assert layer_ranges([3]) == "3" and layer_ranges([]) == ""
