@@ -2,6 +2,7 @@
 import numpy as np
 import pytest
 
+from ampersim.core.resources import data_dir
 from ampersim.core.errors import InvalidArgument, NotFound
 from ampersim.hardware.profile import HardwareProfile
 from ampersim.hardware.registry import load_profile
@@ -224,9 +225,8 @@ def test_selection_rate_predicts_2_4_and_8_16_masking_from_one_measurement_each(
     """h200's fused_mask: bandwidth from 2:4 at 16384x14336, selection rate from 8:16 at the same shape; both
     patterns at 8192x4096 are predicted (held out) within 5 %. 2:4 stays memory-bound, 8:16 is selection-bound."""
     import json
-    from pathlib import Path
 
-    results = json.loads((Path(__file__).resolve().parent.parent / "validation" / "gpu_pruner" /
+    results = json.loads((data_dir("validation") / "gpu_pruner" /
                           "results-h200.json").read_text())
     profile = load_profile("h200")
     impl = profile.prune_impls["fused_mask"]

@@ -3,6 +3,7 @@ import json
 
 import pytest
 
+from ampersim.core.resources import data_dir
 from ampersim.core.errors import InvalidData, NotFound
 from ampersim.measure.records import FORMAT, MeasurementWriter, header_record, read_measurements
 
@@ -109,11 +110,10 @@ def test_mixed_gpus_in_one_file_are_refused(tmp_path):
 
 
 def test_records_name_their_file_relative_to_the_repository():
-    from pathlib import Path
 
     from ampersim.measure.records import display_path
 
-    committed = Path(__file__).resolve().parent.parent / "validation" / "h200x2-allreduce.jsonl"
+    committed = data_dir("validation") / "h200x2-allreduce.jsonl"
     m = read_measurements(committed)
     assert m.label == "validation/h200x2-allreduce.jsonl"  # whatever the working directory
     assert {r["_file"] for r in m.records} == {"validation/h200x2-allreduce.jsonl"}

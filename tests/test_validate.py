@@ -4,18 +4,17 @@ The bounds are the ones docs/validation.md reports (measured values rounded up a
 fail if a change to the cost model, the graph or the calibrated profile makes the fit worse.
 """
 import json
-from pathlib import Path
 
 import pytest
 
+from ampersim.core.resources import data_dir
 from ampersim.cli import main
 from ampersim.hardware.registry import load_profile
 from ampersim.measure.records import read_measurements
 from ampersim.measure.validate import validate
 
-ROOT = Path(__file__).resolve().parent.parent
-H200 = ROOT / "validation" / "h200.jsonl"
-CALIBRATED = ROOT / "hardware_profiles" / "calibrated" / "h200-calibrated.yaml"
+H200 = data_dir("validation") / "h200.jsonl"
+CALIBRATED = data_dir("hardware_profiles") / "calibrated" / "h200-calibrated.yaml"
 
 
 @pytest.fixture(scope="module")

@@ -17,11 +17,11 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from ampersim.core.errors import InvalidData, NotFound
+from ampersim.core.resources import repository_root
 
 FORMAT = "ampersim-measurements"
 SCHEMA_VERSION = 1
 RECORD_KINDS = ("header", "op", "layer", "model", "skip")
-_REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 @dataclass(frozen=True)
@@ -56,7 +56,7 @@ def display_path(path: str | Path) -> str:
     """``path`` relative to the repository root when it lies inside it (e.g. 'validation/h200.jsonl',
     whatever the working directory), else as given: the name profile sources and reports cite."""
     try:
-        return Path(path).resolve().relative_to(_REPO_ROOT).as_posix()
+        return Path(path).resolve().relative_to(repository_root()).as_posix()
     except ValueError:
         return str(path)
 
