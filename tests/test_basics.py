@@ -1,4 +1,6 @@
-"""Core types and the CLI shell: patterns, errors, YAML loading."""
+"""Core types and the CLI shell: patterns, errors, YAML loading, the public API."""
+import re
+
 import pytest
 
 from ampersim.cli import build_parser, error_line, flag_for, main
@@ -83,3 +85,21 @@ def test_write_text_atomic_normal_permissions(tmp_path):
 def test_layer_ranges():
     assert layer_ranges([0, 1, 2, 5, 7, 8]) == "0-2,5,7-8"
     assert layer_ranges([3]) == "3" and layer_ranges([]) == "" and layer_ranges(range(4)) == "0-3"
+
+
+def test_import_ampersim_is_light_and_its_public_names_resolve():
+    import subprocess
+    import sys
+
+    import ampersim
+
+    code = ("import sys, ampersim\n"
+            "heavy = ('torch', 'numba', 'transformers', 'triton')\n"
+            "assert not [m for m in heavy if m in sys.modules], 'import ampersim loaded a heavy module'\n"
+            "p = ampersim.predict(ampersim.load_profile('a100'), ampersim.load_scenario('prefill-4k'))\n"
+            "assert p.speedup > 0 and not [m for m in heavy if m in sys.modules], 'the simulator loaded one'\n")
+    subprocess.run([sys.executable, "-c", code], check=True)
+    assert set(re.findall(r"``(\w+)\(", ampersim.__doc__)) == set(ampersim.__all__)  # the docstring lists them all
+    assert all(callable(getattr(ampersim, name)) for name in ampersim.__all__)
+    with pytest.raises(AttributeError):
+        ampersim.no_such_name  # noqa: B018
