@@ -138,7 +138,7 @@ def test_cli_checks_every_file_against_the_profile(tmp_path, capsys):
     argv = ["calibrate", "--measurements", f"{H200},{H100}", "--profile", "h200", "--out", str(tmp_path / "x.yaml")]
     assert main(argv) == 2
     err = capsys.readouterr().err
-    assert err.startswith(f"error: {H100}: measurements from 'NVIDIA H100 80GB HBM3'") and "GPU mismatch" in err
+    assert err.startswith(f"error: --force: {H100}: measurements from 'NVIDIA H100 80GB HBM3'") and "GPU mismatch" in err
     assert not (tmp_path / "x.yaml").exists()
 
 
