@@ -4,6 +4,8 @@ prefill of the whole Llama-3.1-8B, W8A8 + 2:4 layers and model, searched vs defa
 Run on the device: ``PYTHONPATH=. python3 benchmarks/gpu_eager_prefill.py $OUT [--deadline S] [--sections a,b]``.
 Sections run in priority order; each is independent (a failure is recorded with its traceback and
 the next runs) and skipped once the deadline is near: env, correct, host, gemm, model, w8a8, compile.
+The ctypes binding is first exercised in a child process (probe): if that fails or crashes, the
+sections use torch's ``_cslt_sparse_mm`` instead of the plans and say so.
 Outputs: $OUT/results.json (rewritten after every section), $OUT/log.txt, and the GEMM timings as
 ampersim measurement files $OUT/gemm-searched.jsonl and $OUT/gemm-default.jsonl (same dense rows;
 2:4 rows with cuSPARSELt's searched resp. default algorithm) for ``ampersim validate``. A short table
@@ -100,12 +102,34 @@ def cslt_torch(c, w, alg=None):
     return torch._cslt_sparse_mm(c, w.t(), alg_id=alg[0], split_k=alg[1], split_k_mode=alg[2])
 
 
+PROBE = """
+import torch
+from ampersim.kernels.gpu import cusparselt, pruner as kernels_gpu
+x = torch.randn(64, 256, device="cuda").to(torch.bfloat16)
+w = (torch.randn(128, 256, device="cuda") / 16).to(torch.bfloat16)
+c = kernels_gpu.prune_compress_24(x, rows_out=64)
+y = cusparselt.sparse_mm(c, w, algorithm="default")
+ref = kernels_gpu.prune_gpu(x, "2:4").float() @ w.float().t()
+assert ((y.float() - ref).norm() / ref.norm()).item() < 2e-2
+cusparselt.compress(kernels_gpu.prune_gpu(x, "2:4"))
+torch.cuda.synchronize()
+print("probe ok", cusparselt.library().path, cusparselt.library().version())
+"""
+PLANS_OK = True  # set by the probe: False -> sections fall back to torch._cslt_sparse_mm
+
+
 # -- sections ------------------------------------------------------------------------------------
+def probe() -> dict:
+    """The ctypes binding in a child process first: a crash there must not end this run."""
+    global PLANS_OK
+    done = subprocess.run([sys.executable, "-c", PROBE], capture_output=True, text=True, timeout=120)
+    PLANS_OK = done.returncode == 0
+    return {"returncode": done.returncode, "stdout": done.stdout[-500:], "stderr": done.stderr[-2000:]}
+
+
 def env() -> dict:
     out = capture_environment("cuda")
-    lib = cusparselt.library()
-    out["cusparselt_library"] = lib.path
-    out["cusparselt_binding"] = f"ctypes (ampersim.kernels.gpu.cusparselt), library {lib.version()}"
+    out["cusparselt_library"] = cusparselt.library_path()
     out["cusparselt_torch"] = torch.backends.cusparselt.version()
     import triton
 
@@ -118,8 +142,11 @@ def env() -> dict:
             out[name] = f"absent ({type(exc).__name__})"
     out["fused_layout_ok_bf16"] = kernels_gpu.fused_layout_ok("cuda", 2)
     out["fused_layout_ok_int8"] = kernels_gpu.fused_layout_ok("cuda", 1)
-    out["plan_layout_ok_bf16"] = cusparselt.layout_ok("cuda", 2)
-    out["plan_layout_ok_int8"] = cusparselt.layout_ok("cuda", 1)
+    if PLANS_OK:
+        out["cusparselt_binding"] = (f"ctypes (ampersim.kernels.gpu.cusparselt), library "
+                                     f"{cusparselt.library().version()}")
+        out["plan_layout_ok_bf16"] = cusparselt.layout_ok("cuda", 2)
+        out["plan_layout_ok_int8"] = cusparselt.layout_ok("cuda", 1)
     RESULTS["env"] = out
     save()
     return out
@@ -127,6 +154,8 @@ def env() -> dict:
 
 def correct() -> dict:
     """Plans vs dense products of the same pruned input (bf16, int8 -> int32 exact, int8 alpha -> bf16)."""
+    if not PLANS_OK:
+        return {"skipped": "binding probe failed"}
     rows_out = []
     for rows, n, k in ((64, 128, 256), (1000, 4096, 4096), (256, 1024, 4096), (2048, 4096, 14336)):
         x = fresh((rows, k))
@@ -191,15 +220,20 @@ def host() -> dict:
         c = kernels_gpu.prune_compress_24(x, rows_out=4096)
         alg = torch._C._cusparselt.mm_search(c, w.t(), None, None, None, False)
         alg = (int(alg[0]), int(alg[1]), int(alg[2]))
-        cusparselt.sparse_mm(c, w)
         out[name] = {
-            "sparse_linear_us": _host_loop(lambda: SL.sparse_linear(x, w)) * 1e6,
             "prune_compress_us": _host_loop(lambda: kernels_gpu.prune_compress_24(x, rows_out=4096)) * 1e6,
-            "plan_matmul_us": _host_loop(lambda: cusparselt.sparse_mm(c, w)) * 1e6,
             "torch_cslt_sparse_mm_us": _host_loop(lambda: cslt_torch(c, w, alg), calls=20) * 1e6,
             "dense_linear_us": _host_loop(lambda: F.linear(x, w)) * 1e6,
-            "custom_op_us": _host_loop(lambda: torch.ops.ampersim.sparse_linear_24(x, [w], None)) * 1e6,
         }
+        if PLANS_OK:
+            cusparselt.sparse_mm(c, w)
+            module = SL.ActivationSparseLinear(w)
+            out[name].update({
+                "sparse_linear_us": _host_loop(lambda: SL.sparse_linear(x, w)) * 1e6,
+                "module_forward_us": _host_loop(lambda: module(x)) * 1e6,
+                "plan_matmul_us": _host_loop(lambda: cusparselt.sparse_mm(c, w)) * 1e6,
+                "custom_op_us": _host_loop(lambda: torch.ops.ampersim.sparse_linear_24(x, [w], None)) * 1e6,
+            })
         try:
             pruned = kernels_gpu.prune_gpu(x, "2:4")
             xs = torch.sparse.SparseSemiStructuredTensorCUTLASS.from_dense(pruned)
@@ -266,20 +300,29 @@ def _gemm_point(model, tokens, op, M, N, K, l2, writers) -> dict:
     for algorithm, writer in writers.items():
         writer.write({**base, "variant": "dense", "prune_impl": None, "impl": "F.linear",
                       "check": {"rel_err": dense_err, "tol": TOL, "ok": dense_err <= TOL}, "timing": t_dense})
-        plan = cusparselt.get_plan(cs[0], ws[0], algorithm=algorithm)
-        err = rel_err(cusparselt.sparse_mm(cs[0], ws[0])[:256] if algorithm == "searched" else
-                      cusparselt.sparse_mm(cs[0], ws[0], algorithm="default")[:256], ref)
+        if PLANS_OK:
+            plan = cusparselt.get_plan(cs[0], ws[0], algorithm=algorithm)
+            config = plan.describe()
+            mm = lambda c, w, a=algorithm: cusparselt.sparse_mm(c, w, algorithm=a)  # noqa: E731
+            impl = (f"cuSPARSELt plan ({algorithm}: alg_id={plan.alg_id}, split_k={plan.split_k}, "
+                    f"split_k_mode={plan.split_k_mode})")
+        else:  # torch's per-call plans: the same kernels in a graph replay
+            found = torch._C._cusparselt.mm_search(cs[0], ws[0].t(), None, None, None, False)
+            alg = (int(found[0]), int(found[1]), int(found[2])) if algorithm == "searched" else None
+            config = {"algorithm": algorithm, "alg_id": alg[0] if alg else 0, "split_k": alg[1] if alg else 1,
+                      "split_k_mode": alg[2] if alg else -1}
+            mm = lambda c, w, a=alg: cslt_torch(c, w, a)  # noqa: E731
+            impl = f"torch._cslt_sparse_mm ({algorithm}: {config})"
+        err = rel_err(mm(cs[0], ws[0])[:256], ref)
         if not err <= TOL:
             row[f"{algorithm}_error"] = f"check failed: rel_err {err:.3g}"
             continue
-        t = _graph_time([lambda c=c, w=w: cusparselt.sparse_mm(c, w, algorithm=algorithm) for c, w in zip(cs, ws)])
+        t = _graph_time([lambda c=c, w=w: mm(c, w) for c, w in zip(cs, ws)])
         row[f"{algorithm}_s"] = t["median_s"]
-        row[f"{algorithm}_alg"] = [plan.alg_id, plan.split_k, plan.split_k_mode]
-        writer.write({**base, "variant": "sparse", "prune_impl": None,
-                      "impl": f"cuSPARSELt plan ({algorithm}: alg_id={plan.alg_id}, split_k={plan.split_k}, "
-                              f"split_k_mode={plan.split_k_mode})",
+        row[f"{algorithm}_alg"] = [config["alg_id"], config["split_k"], config["split_k_mode"]]
+        writer.write({**base, "variant": "sparse", "prune_impl": None, "impl": impl,
                       "check": {"rel_err": err, "tol": TOL, "ok": True}, "timing": t,
-                      "extra": {"sparse_gemm_impl": algorithm, **plan.describe()}})
+                      "extra": {"sparse_gemm_impl": algorithm, **config}})
     if (M, K) in CUTLASS_POINTS or (model == "llama-3.1-70b" and op.attrs.get("linear") == "down_proj" and M == 4096):
         try:
             t0 = time.perf_counter()
@@ -301,6 +344,8 @@ def _gemm_point(model, tokens, op, M, N, K, l2, writers) -> dict:
 def _plans_path() -> SparsePath:
     """Amber 2:4 with persistent plans: the matmul prunes + compresses + multiplies (one custom op
     under torch.compile), so ``prune`` passes the activation through."""
+    if not PLANS_OK:
+        raise RuntimeError("cuSPARSELt binding probe failed: no plans path")
     return SparsePath("fused_cslt_plans", lambda x: x, True, (2, 4),
                       matmul=lambda x, lin, T: SL.sparse_linears_24(x, [lin.w])[0])
 
@@ -310,8 +355,15 @@ def _torch_cslt_path() -> SparsePath:
 
 
 def _int8_path() -> SparsePath:
-    return SparsePath("w8a8_fused_cslt_plans", lambda x: x, True, (2, 4),
-                      matmul=lambda x, lin, T: SL.sparse_linear_int8(x, lin.w_q, lin.w_scale))
+    if PLANS_OK:
+        return SparsePath("w8a8_fused_cslt_plans", lambda x: x, True, (2, 4),
+                          matmul=lambda x, lin, T: SL.sparse_linear_int8(x, lin.w_q, lin.w_scale))
+
+    def torch_int8(x, lin, T):  # torch's per-call plan, default algorithm
+        c, s = kernels_gpu.prune_quant_compress_24_int8(x, rows_out=SL.token_bucket(T, 32))
+        y = torch._cslt_sparse_mm(c, lin.w_q.t(), alpha=s, out_dtype=x.dtype)[:T]
+        return y.mul_(lin.w_scale.to(x.dtype))
+    return SparsePath("w8a8_fused_cslt_torch", lambda x: x, True, (2, 4), matmul=torch_int8)
 
 
 def _model_inputs(spec, T):
@@ -321,7 +373,12 @@ def _model_inputs(spec, T):
 
 
 def _time_model(fn, T, use_graph) -> dict:
-    t = harness.time_calls([fn], use_graph=use_graph, min_runs=5 if T >= 4096 else 10, warmup=2)
+    """Timing of one forward (errors recorded, not raised: the next configuration still runs)."""
+    try:
+        t = harness.time_calls([fn], use_graph=use_graph, min_runs=5 if T >= 4096 else 10, warmup=2)
+    except Exception as exc:  # noqa: BLE001
+        torch.cuda.synchronize()
+        return {"median_s": math.nan, "error": repr(exc)[:400]}
     out = timing(t)
     if not use_graph:  # host enqueue time of one forward (the GPU may still be busy)
         t0 = time.perf_counter()
@@ -344,13 +401,20 @@ def model() -> dict:
     spec = get_model("llama-3.1-8b")
     policy = resolve_policy("amber", spec, pattern="2:4")
     m = STATE["bf16"] = DecoderModel(spec, policy, "bf16", "cuda")
-    plans, old = _plans_path(), _torch_cslt_path()
-    out = {"policy_note": policy.note, "check_plans": _errors(m, spec, plans), "rows": []}
-    if not out["check_plans"]["ok"]:
-        return out
+    old = _torch_cslt_path()
+    out = {"policy_note": policy.note, "rows": []}
+    variants = [("dense", None)]
+    if PLANS_OK:
+        plans = _plans_path()
+        out["check_plans"] = _errors(m, spec, plans)
+        if out["check_plans"]["ok"]:
+            variants.append(("amber_2:4_plans", plans))
+    if len(variants) == 1:  # no plans: torch's per-call plans in every mode instead
+        out["check_torch_cslt"] = _errors(m, spec, old)
+        variants.append(("amber_2:4_torch_cslt", old))
     for T in MODEL_TOKENS:
         ids, cos, sin = _model_inputs(spec, T)
-        for variant, path in (("dense", None), ("amber_2:4_plans", plans)):
+        for variant, path in variants:
             for mode in ("eager", "graph"):
                 if left() < 40:
                     out["stopped"] = "deadline"
@@ -358,7 +422,9 @@ def model() -> dict:
                 t = _time_model(lambda p=path: m(ids, cos, sin, p), T, mode == "graph")
                 out["rows"].append({"tokens": T, "variant": variant, "mode": mode, **t})
                 log(f"model bf16 T={T} {variant} {mode}: {t['median_s'] * 1e3:.2f} ms")
-        if T == 1024:  # torch's per-call plans, eagerly: the number this issue started from
+                RESULTS["model"] = out
+                save()
+        if T == 1024 and variants[-1][1] is not old:  # torch's per-call plans, eagerly: this issue's start
             t = _time_model(lambda: m(ids, cos, sin, old), T, False)
             out["rows"].append({"tokens": T, "variant": "amber_2:4_torch_cslt", "mode": "eager", **t})
     return out
@@ -385,8 +451,7 @@ def w8a8() -> dict:
         for variant, fn in (("bf16_dense", lambda: dense_bf16.layers[0](x, cos, sin, None)),
                             ("int8_dense", lambda: layer(x, cos, sin, None)),
                             ("int8_amber_2:4", lambda: layer(x, cos, sin, path))):
-            t = harness.time_calls([fn], use_graph=True, min_runs=10)
-            out["layers"].append({"tokens": T, "variant": variant, "mode": "graph", **timing(t)})
+            out["layers"].append({"tokens": T, "variant": variant, "mode": "graph", **_time_model(fn, 1024, True)})
         for variant, model_, p in (("bf16_dense", dense_bf16, None), ("int8_dense", m, None),
                                    ("int8_amber_2:4", m, path)):
             for mode in ("eager", "graph"):
@@ -396,6 +461,8 @@ def w8a8() -> dict:
                 t = _time_model(lambda mm=model_, pp=p: mm(ids, cos, sin, pp), T, mode == "graph")
                 out["rows"].append({"tokens": T, "variant": variant, "mode": mode, **t})
                 log(f"model w8a8 T={T} {variant} {mode}: {t['median_s'] * 1e3:.2f} ms")
+                RESULTS["w8a8"] = out
+                save()
     return out
 
 
@@ -429,12 +496,19 @@ def compile_() -> dict:
                 out["stopped"] = "deadline"
                 return out
             t0 = time.perf_counter()
-            m(ids, cos, sin, path, run_layer=compiled)
+            try:
+                m(ids, cos, sin, path, run_layer=compiled)
+            except Exception as exc:  # noqa: BLE001
+                out["rows"].append({"tokens": T, "variant": variant, "mode": "compile", "median_s": math.nan,
+                                    "error": repr(exc)[:400]})
+                continue
             torch.cuda.synchronize()
             first = time.perf_counter() - t0
             t = _time_model(lambda p=path: m(ids, cos, sin, p, run_layer=compiled), T, False)
             out["rows"].append({"tokens": T, "variant": variant, "mode": "compile", "first_call_s": first, **t})
             log(f"model compile T={T} {variant}: {t['median_s'] * 1e3:.2f} ms (first call {first:.1f} s)")
+            RESULTS["compile"] = out
+            save()
     out["graph_breaks"] = dict(counters["graph_break"])
     out["unique_graphs"] = counters["stats"].get("unique_graphs")
     return out
@@ -479,6 +553,7 @@ def main() -> None:
     OUT.mkdir(parents=True, exist_ok=True)
     wanted = args.sections.split(",")
     needs = {"env": 10, "correct": 15, "host": 10, "gemm": 90, "model": 60, "w8a8": 60, "compile": 60}
+    section(probe, 5)
     for fn in (env, correct, host, gemm, model, w8a8, compile_):
         if fn.__name__ in wanted:
             section(fn, needs[fn.__name__])

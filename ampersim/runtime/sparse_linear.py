@@ -165,7 +165,7 @@ def _linear_24(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
 def sparse_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None, *,
                   pattern: str | NMPattern = "2:4", factor: Any = None) -> torch.Tensor:
     """``F.linear(prune(x, pattern, factor), weight, bias)``, through the 2:4 sparse GEMM when possible."""
-    nm = NMPattern.parse(pattern)
+    nm = NATIVE if pattern == "2:4" else NMPattern.parse(pattern)  # the common case skips parsing (host time)
     if x.shape[-1] != weight.shape[-1]:
         raise InvalidArgument(f"sparse_linear: x has {x.shape[-1]} features, weight expects {weight.shape[-1]}")
     if nm != NATIVE:
