@@ -5,7 +5,7 @@ activations (``kernels_gpu.prune_compress_24``), padded with zero rows to the to
 (:func:`token_bucket`), then the cuSPARSELt GEMM through a plan cached per (bucket, N, K, dtype)
 (:mod:`ampersim.kernels.gpu.cusparselt`, searched algorithm), then the bias (cuSPARSELt's bias would
 run along tokens here, so it is added afterwards). Buckets bound the plans a serving engine with
-variable token counts creates (8 per doubling) at a padding cost of at most 1/8 of the rows.
+variable token counts creates (8 per doubling) at a padding cost below 1/8 of the rows.
 
 Modes: eager (the host cost per sparse linear is two launches and a few tensor allocations);
 ``torch.compile`` (the 2:4 path is the custom op ``ampersim::sparse_linear_24`` /
@@ -47,11 +47,11 @@ def _warn_once(reason: str) -> None:
 
 
 def token_bucket(rows: int, multiple: int) -> int:
-    """Rows of the padded sparse operand for ``rows`` tokens: a multiple of ``multiple`` and of
-    2^(bits(rows - 1) - 3), i.e. 8 buckets per doubling, at most 1/8 padding above 8 x ``multiple``."""
+    """Rows of the padded sparse operand for ``rows`` tokens: a multiple of ``multiple`` and of 1/16 of
+    the next power of two: 8 buckets (plans) per doubling, less than rows/8 of padding."""
     if rows < 1:
         raise InvalidArgument(f"token_bucket: rows must be >= 1, got {rows}", field="rows")
-    granule = max(multiple, 1 << max((rows - 1).bit_length() - 3, 0))
+    granule = max(multiple, 1 << max((rows - 1).bit_length() - 4, 0))
     return -(-rows // granule) * granule
 
 
