@@ -161,3 +161,44 @@ def test_compiled_sparse_linear_has_no_graph_break_and_matches_eager():
         compiled = torch.compile(module, backend="eager", fullgraph=True)(x)
     assert torch.equal(compiled, eager)
     assert not counters["graph_break"]
+
+
+def _tiny_llama():
+    transformers = pytest.importorskip("transformers")
+    torch.manual_seed(0)
+    config = transformers.LlamaConfig(vocab_size=96, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                                      num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=64)
+    return transformers.LlamaForCausalLM(config).eval()
+
+
+def test_sparsify_cuda_backend_prunes_prefill_and_restores(recwarn):
+    """On the CPU the cuda backend computes the same function densely (one warning says why)."""
+    import ampersim
+
+    model = _tiny_llama()
+    ids = torch.randint(0, 96, (2, 12), generator=torch.Generator().manual_seed(1))
+    with torch.inference_mode():
+        dense = model(input_ids=ids).logits
+        with ampersim.sparsify(model, "amber", pattern="2:4") as masked:
+            want = model(input_ids=ids).logits
+        handle = ampersim.sparsify(model, "amber", pattern="2:4", backend="cuda")
+        got = model(input_ids=ids).logits
+        decode = model(input_ids=ids[:, :1]).logits
+        assert handle.layers == masked.layers
+        handle.remove()
+        assert torch.equal(model(input_ids=ids).logits, dense)
+        assert torch.equal(decode, model(input_ids=ids[:, :1]).logits)  # decode steps stay dense
+    assert ((got - want).norm() / want.norm()).item() < 1e-5  # bias added after the GEMM: fp32 rounding only
+    assert not torch.allclose(got, dense)
+
+
+def test_sparsify_cuda_backend_rejects_what_it_cannot_run():
+    import ampersim
+
+    model = _tiny_llama()
+    with pytest.raises(InvalidArgument, match="pattern 8:16 is not accelerated") as err:
+        ampersim.sparsify(model, "amber", pattern="8:16", backend="cuda")
+    assert err.value.field == "backend"
+    with pytest.raises(InvalidArgument, match="unknown sparsify backend 'triton'; allowed: mask, cuda"):
+        ampersim.sparsify(model, "amber", pattern="2:4", backend="triton")
+    assert not hasattr(model, "_ampersim_sparsify_handle")

@@ -56,3 +56,8 @@ OP_KINDS: tuple[str, ...] = get_args(OpKind)
 # -- runtime pruning implementations the harness measures (profile ``prune_impls`` keys) -----------
 PruneImplName = Literal["torch_eager_mask", "torch_eager_cslt", "fused_mask", "fused_cslt"]
 MEASURED_PRUNE_IMPLS: tuple[str, ...] = get_args(PruneImplName)
+
+# How ``sparsify`` runs a pruned linear: "mask" prunes the input and keeps the dense GEMM (any
+# device, any N:M); "cuda" runs 2:4 on sparse tensor cores (fused prune + compress, cuSPARSELt).
+SparsifyBackend = Literal["mask", "cuda"]
+SPARSIFY_BACKENDS: tuple[str, ...] = get_args(SparsifyBackend)
