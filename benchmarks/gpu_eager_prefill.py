@@ -122,6 +122,7 @@ PLANS_OK = True  # set by the probe: False -> sections fall back to torch._cslt_
 def probe() -> dict:
     """The ctypes binding in a child process first: a crash there must not end this run."""
     global PLANS_OK
+    PLANS_OK = False  # until the child says otherwise (a timeout raises and leaves it False)
     done = subprocess.run([sys.executable, "-c", PROBE], capture_output=True, text=True, timeout=120)
     PLANS_OK = done.returncode == 0
     return {"returncode": done.returncode, "stdout": done.stdout[-500:], "stderr": done.stderr[-2000:]}
