@@ -39,7 +39,7 @@ from ampersim.measure import harness
 from ampersim.measure.env import capture_environment
 from ampersim.measure.model import DecoderModel, SparsePath, rotary_tables, silu_mul_eager
 from ampersim.measure.ops import rel_err, rope_eager
-from ampersim.measure.records import MeasurementWriter, header_record
+from ampersim.measure.records import Check, GemmChoice, MeasuredShape, MeasurementWriter, OpMeasurement, header_record
 from ampersim.models.registry import load_model_spec as get_model
 from ampersim.runtime import sparse_linear as SL
 from ampersim.sim.graph import build_graph
@@ -88,7 +88,7 @@ def section(fn, need_s: float) -> None:
 
 
 def timing(t: harness.Timing) -> dict:
-    return t.as_dict()
+    return t.model_dump()
 
 
 def fresh(shape, dtype=torch.bfloat16, scale=1.0):
@@ -129,7 +129,7 @@ def probe() -> dict:
 
 
 def env() -> dict:
-    out = capture_environment("cuda")
+    out = capture_environment("cuda").model_dump()
     out["cusparselt_library"] = cusparselt.library_path()
     out["cusparselt_torch"] = torch.backends.cusparselt.version()
     import triton
@@ -245,18 +245,16 @@ def host() -> dict:
     return out
 
 
-def _graph_time(calls, min_runs: int = harness.MIN_RUNS) -> dict:
-    return timing(harness.time_calls(calls, use_graph=True, min_runs=min_runs))
+def _graph_time(calls, min_runs: int = harness.MIN_RUNS) -> harness.Timing:
+    return harness.time_calls(calls, use_graph=True, min_runs=min_runs)
 
 
 def gemm() -> dict:
     """Dense vs 2:4 with searched and default plans (+ CUTLASS at a few points), as measurement files."""
     l2 = torch.cuda.get_device_properties(0).L2_cache_size
-    env_ = RESULTS.get("env") or capture_environment("cuda")
     created = datetime.now(timezone.utc).isoformat(timespec="seconds")
-    writers = {a: MeasurementWriter(OUT / f"gemm-{a}.jsonl", header_record(
-        {**{k: v for k, v in env_.items() if not k.startswith(("plan_", "fused_"))}, "sparse_gemm_impl": a},
-        sys.argv, created)) for a in cusparselt.ALGORITHMS}
+    header = header_record(capture_environment("cuda"), sys.argv, created)
+    writers = {a: MeasurementWriter(OUT / f"gemm-{a}.jsonl", header) for a in cusparselt.ALGORITHMS}
     rows = []
     seen = set()
     for model, plan in GEMM_POINTS.items():
@@ -283,8 +281,6 @@ def gemm() -> dict:
 
 
 def _gemm_point(model, tokens, op, M, N, K, l2, writers) -> dict:
-    from ampersim.measure.runner import op_dict
-
     sets = harness.rotation_sets((M * K + N * K) * 2, l2)
     xs = [fresh((M, K)) for _ in range(sets)]
     ws = [fresh((N, K), scale=K ** -0.5) for _ in range(sets)]
@@ -292,15 +288,16 @@ def _gemm_point(model, tokens, op, M, N, K, l2, writers) -> dict:
     cs = [kernels_gpu.prune_compress_24(x, rows_out=M) for x in xs]
     ref = pruned[0][:256].double() @ ws[0].double().t()
     dense_calls = [lambda x=x, w=w: F.linear(x, w) for x, w in zip(xs, ws)]
-    base = {"record": "op", "workload": model, "model": model, "tokens": tokens, "batch": 1, "dtype": "bf16", "tp": 1,
-            "pattern": "2:4", "policy": "all", "scoring": "amber", "op": op_dict(op), "also": [],
-            "measured": {"M": M, "N": N, "K": K, "groups": 1, "sets": sets}, "note": ""}
+    base = dict(workload=model, model=model, tokens=tokens, batch=1, dtype="bf16", tp=1, pattern="2:4", policy="all",
+                scoring="amber", prune_impl=None, op=op.to_record(), also=[],
+                measured=MeasuredShape(M=M, N=N, K=K, groups=1, sets=sets, launches=1))
     dense_err = rel_err(F.linear(pruned[0][:256], ws[0]), ref)
     t_dense = _graph_time(dense_calls)
-    row = {"model": model, "name": op.name, "tokens": tokens, "M": M, "N": N, "K": K, "dense_s": t_dense["median_s"]}
+    row = {"model": model, "name": op.name, "tokens": tokens, "M": M, "N": N, "K": K, "dense_s": t_dense.median_s}
     for algorithm, writer in writers.items():
-        writer.write({**base, "variant": "dense", "prune_impl": None, "impl": "F.linear",
-                      "check": {"rel_err": dense_err, "tol": TOL, "ok": dense_err <= TOL}, "timing": t_dense})
+        if dense_err <= TOL:
+            writer.write(OpMeasurement(**base, variant="dense", impl="F.linear", timing=t_dense,
+                                       check=Check(rel_err=dense_err, tol=TOL, ok=True)))
         if PLANS_OK:
             plan = cusparselt.get_plan(cs[0], ws[0], algorithm=algorithm)
             config = plan.describe()
@@ -319,11 +316,11 @@ def _gemm_point(model, tokens, op, M, N, K, l2, writers) -> dict:
             row[f"{algorithm}_error"] = f"check failed: rel_err {err:.3g}"
             continue
         t = _graph_time([lambda c=c, w=w: mm(c, w) for c, w in zip(cs, ws)])
-        row[f"{algorithm}_s"] = t["median_s"]
+        row[f"{algorithm}_s"] = t.median_s
         row[f"{algorithm}_alg"] = [config["alg_id"], config["split_k"], config["split_k_mode"]]
-        writer.write({**base, "variant": "sparse", "prune_impl": None, "impl": impl,
-                      "check": {"rel_err": err, "tol": TOL, "ok": True}, "timing": t,
-                      "extra": {"sparse_gemm_impl": algorithm, **config}})
+        writer.write(OpMeasurement(**base, variant="sparse", impl=impl, timing=t, note=f"sparse GEMM: {algorithm}",
+                                   check=Check(rel_err=err, tol=TOL, ok=True),
+                                   extra=GemmChoice(alg=tuple(row[f"{algorithm}_alg"]))))
     if (M, K) in CUTLASS_POINTS or (model == "llama-3.1-70b" and op.attrs.get("linear") == "down_proj" and M == 4096):
         try:
             t0 = time.perf_counter()
@@ -335,7 +332,7 @@ def _gemm_point(model, tokens, op, M, N, K, l2, writers) -> dict:
             row["cutlass_rel_err"] = err
             if err <= TOL:
                 row["cutlass_s"] = _graph_time([lambda p=p, wt=wt: torch._sparse_semi_structured_mm(p.packed, p.meta, wt)
-                                                for p, wt in zip(packed, wts)])["median_s"]
+                                                for p, wt in zip(packed, wts)]).median_s
         except Exception as exc:  # noqa: BLE001
             row["cutlass_error"] = repr(exc)[:300]
     return row
@@ -369,7 +366,7 @@ def _int8_path() -> SparsePath:
 
 def _model_inputs(spec, T):
     ids = torch.randint(0, spec.vocab_size, (T,), device="cuda")
-    cos, sin = rotary_tables(T, spec.head_dim, "cuda", "bf16")
+    cos, sin = rotary_tables(T, spec.head_dim, "cuda", "bf16", spec.rope_theta)
     return ids, cos, sin
 
 
