@@ -202,3 +202,26 @@ def test_sparsify_cuda_backend_rejects_what_it_cannot_run():
     with pytest.raises(InvalidArgument, match="unknown sparsify backend 'triton'; allowed: mask, cuda"):
         ampersim.sparsify(model, "amber", pattern="2:4", backend="triton")
     assert not hasattr(model, "_ampersim_sparsify_handle")
+
+
+def test_w8a8_decoder_layer_reference_tracks_the_bf16_layer():
+    """The W8A8 model's float reference (what its int8 kernels are checked against on the GPU) is the
+    bf16 layer up to int8 rounding, with and without the 2:4-pruned linears."""
+    from ampersim.measure.model import DecoderLayer, SparsePath, rotary_tables
+    from ampersim.measure.ops import rel_err
+    from ampersim.models.spec import ModelSpec
+
+    spec = ModelSpec(name="tiny", display_name="tiny", family="llama", source="config: test", num_layers=1,
+                     hidden_size=128, intermediate_size=256, num_heads=2, num_kv_heads=1, head_dim=64, vocab_size=256)
+    torch.manual_seed(3)
+    kinds = frozenset({"q_proj", "gate_proj", "down_proj"})
+    layer = DecoderLayer(spec, kinds, "bf16", "cpu", int8=True)
+    x = torch.randn(48, 128).to(torch.bfloat16)
+    cos, sin = rotary_tables(48, 64, "cpu", "bf16", 500000.0)
+    path = SparsePath("w8a8", lambda t: t, True, (2, 4))
+    layer.int8 = False  # the same weights as a bf16 layer (the int8 kernels themselves need a GPU)
+    dense, pruned = layer(x, cos, sin, None), layer(x, cos, sin, path, reference=True)
+    layer.int8 = True
+    w8a8_dense, w8a8_pruned = layer(x, cos, sin, None, reference=True), layer(x, cos, sin, path, reference=True)
+    assert rel_err(w8a8_dense, dense) < 5e-2 and rel_err(w8a8_pruned, pruned) < 5e-2  # int8 weights and inputs
+    assert rel_err(w8a8_pruned, w8a8_dense) > 5 * rel_err(w8a8_dense, dense)  # pruning changes the layer
