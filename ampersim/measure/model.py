@@ -84,11 +84,12 @@ class _Linear:
         return triton_elementwise.dequant(self.torch._int_mm(q, self.w_q.t()), scale, self.w_scale, self.w.dtype)
 
     def reference_int8(self, x: Any) -> Any:
-        """Float model of the W8A8 product: eager per-token quantization, float product, both scales."""
+        """Float model of the W8A8 product: eager per-token quantization with the kernels' arithmetic
+        (round half to even of x · (1/s) in fp32, s = absmax / 127), float product, both scales."""
         xf = x.float()
         amax = xf.abs().amax(dim=1)
         s = self.torch.where(amax > 0, amax / 127.0, self.torch.ones_like(amax))
-        q = self.torch.round(xf / s[:, None]).clamp(-127, 127)
+        q = self.torch.round(xf * (1.0 / s)[:, None]).clamp(-127, 127)
         return ((q @ self.w_q.float().t()) * s[:, None] * self.w_scale[None, :]).to(self.w.dtype)
 
     def sparse(self, compressed: Any) -> Any:
