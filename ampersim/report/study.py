@@ -13,14 +13,12 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
-from pydantic import BaseModel
 
 from ampersim import __version__
 from ampersim.core.errors import AmpersimError
-from ampersim.core.sourced import Sourced
+from ampersim.core.sourced import Sourced, sourced_numbers
 from ampersim.econ.capacity import CapacityPlan, Traffic, auto_duration_s, plan_capacity, step_tables
 from ampersim.econ.roi import Payback, PriceBasis, ProfileEconomics, paybacks, price_basis, profile_economics
 from ampersim.econ.traffic import PromptDist
@@ -231,7 +229,7 @@ def build_study(inputs: ReportInputs, progress: Callable[[str], None]) -> Study:
         paybacks=tuple(paybacks(priced)) if priced else (),
         accuracy=accuracy,
         prices=_prices(inputs),
-        hardware={p.name: tuple(SourcedItem(p.name, k, v) for k, v in sourced_numbers(p)) for p in inputs.profiles},
+        hardware={p.name: _hardware_sources(p) for p in inputs.profiles},
         predictions=len(predicted),
         version=__version__,
     )
@@ -342,6 +340,15 @@ def pareto(points: list[tuple[float, float]], higher_better: bool) -> list[tuple
     return best
 
 
+def _hardware_sources(profile: HardwareProfile) -> tuple[SourcedItem, ...]:
+    """Every number of the profile that carries a source (structural counts have none)."""
+    return tuple(
+        SourcedItem(profile.name, path, Sourced(value=value, date=date, source=source))
+        for path, value, date, source in sourced_numbers(profile)
+        if source is not None
+    )
+
+
 def _prices(inputs: ReportInputs) -> tuple[SourcedItem, ...]:
     """Every price and economic assumption; one 'all' row for a value every priced profile shares."""
     items = [(p.name, k, v) for p, b in zip(inputs.profiles, inputs.bases) if b is not None for k, v in b.items()]
@@ -352,16 +359,3 @@ def _prices(inputs: ReportInputs) -> tuple[SourcedItem, ...]:
     rows = [SourcedItem(name, k, v) for name, k, v in items if k not in shared]
     rows += [SourcedItem("all", k, values[0]) for k, values in owners.items() if k in shared]
     return tuple(rows)
-
-
-def sourced_numbers(obj: Any, prefix: str = "") -> list[tuple[str, Sourced]]:
-    """Every Sourced value inside a pydantic model, with its dotted field path."""
-    if isinstance(obj, Sourced):
-        return [(prefix, obj)]
-    if isinstance(obj, BaseModel):
-        items = [(name, getattr(obj, name)) for name in type(obj).model_fields]
-    elif isinstance(obj, dict):
-        items = list(obj.items())
-    else:
-        return []
-    return [pair for key, value in items for pair in sourced_numbers(value, f"{prefix}.{key}" if prefix else str(key))]
