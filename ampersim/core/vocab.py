@@ -56,3 +56,5 @@ OP_KINDS: tuple[str, ...] = get_args(OpKind)
 # -- runtime pruning implementations the harness measures (profile ``prune_impls`` keys) -----------
 PruneImplName = Literal["torch_eager_mask", "torch_eager_cslt", "fused_mask", "fused_cslt"]
 MEASURED_PRUNE_IMPLS: tuple[str, ...] = get_args(PruneImplName)
+DIAGNOSTIC_PRUNE_IMPLS: tuple[str, ...] = ("cslt_compress_only",)
+"""Measured for comparison only (torch._cslt_compress of an already pruned input); no profile prices them."""

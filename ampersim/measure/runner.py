@@ -19,9 +19,9 @@ from dataclasses import dataclass, field
 from typing import Any, TextIO
 
 from ampersim.core.errors import InvalidArgument
-from ampersim.core.vocab import MEASURED_PRUNE_IMPLS
 from ampersim.measure import ops as ops_torch
 from ampersim.measure.harness import Timing, time_calls
+from ampersim.measure.prune_impls import PRUNE_IMPLS, runnable_impl, unavailable_impls
 from ampersim.measure.records import MeasurementWriter
 from ampersim.models.spec import ModelSpec
 from ampersim.sparsity.policy import SparsityPolicy, resolve_policy
@@ -63,7 +63,6 @@ class MeasureConfig:
 class Context:
     config: MeasureConfig
     l2_bytes: float
-    gpu_pruner: Any
     writer: MeasurementWriter
 
 
@@ -161,7 +160,7 @@ def plan(config: MeasureConfig, prune_impls: Sequence[str]) -> list[Item]:
                         others.append(_stream_item(base, wl.spec, op, also, eager=True))
                 for op, also in _unique((o for o in ops if o.kind == "prune"), _stream_key_prune):
                     for impl in prune_impls:
-                        if not impl.startswith("fused") and (wl is not config.workloads[0] or
+                        if not PRUNE_IMPLS[impl].fused and (wl is not config.workloads[0] or
                                                                float(op.M) * float(op.K) > EAGER_PRUNE_MAX_ELEMENTS):
                             continue  # stock-torch paths: the first workload, moderate sizes
                         prunes.append(_prune_item(base, op, also, impl, config.pattern))
@@ -227,25 +226,18 @@ def _stream_item(base: dict[str, Any], spec: ModelSpec, op: Op, also: list[str],
 
 def _prune_item(base: dict[str, Any], op: Op, also: list[str], impl: str, pattern: str) -> Item:
     def run(ctx: Context) -> list[dict[str, Any]]:
-        prepared = ops_torch.prepare_prune(op, impl, ctx.config.device, ctx.l2_bytes, pattern, ctx.gpu_pruner)
+        prepared = ops_torch.prepare_prune(op, impl, ctx.config.device, ctx.l2_bytes, pattern)
         return [_op_record(base, op, also, "prune", impl, prepared, _timed(ctx, prepared))]
     return Item(_label(base, f"{op.name} {impl}"), run)
 
 
-def _sparse_paths(prune_impls: Sequence[str], pattern: str, gpu_pruner: Any) -> list[Any]:
-    """Layer/model sparse paths: every available compressing implementation."""
-    import torch
-
+def _sparse_path(impl: str, pattern: str, device: str) -> Any:
+    """How the sparsified linears of a layer or model run with compressing implementation ``impl``."""
     from ampersim.measure.model import SparsePath
 
+    chosen = runnable_impl(impl, device)
     n, m = (int(v) for v in pattern.split(":"))
-    paths = []
-    if "torch_eager_cslt" in prune_impls:
-        paths.append(SparsePath("torch_eager_cslt",
-                                lambda x: torch._cslt_compress(ops_torch.eager_prune(x, n, m)), True, (n, m)))
-    if "fused_cslt" in prune_impls and gpu_pruner is not None and "fused_cslt" in gpu_pruner.impls:
-        paths.append(SparsePath("fused_cslt", gpu_pruner.pruner("fused_cslt", n, m), True, (n, m)))
-    return paths
+    return SparsePath(impl, chosen.pruner(pattern), chosen.compressed, (n, m))
 
 
 def _layer_items(wl: MeasureTarget, policy: SparsityPolicy, T: int, dtype: str, pattern: str,
@@ -276,7 +268,7 @@ def _layer_runner(base: dict[str, Any], wl: MeasureTarget, policy: SparsityPolic
         from ampersim.measure.model import DecoderLayer, rotary_tables
 
         device = ctx.config.device
-        path = _path_or_fail(impl, ctx, pattern)
+        path = None if impl is None else _sparse_path(impl, pattern, device)
         layer = DecoderLayer(wl.spec, kinds if impl else frozenset(), dtype, device)
         cos, sin = rotary_tables(T, wl.spec.head_dim, device, dtype)
         x = torch.randn(T, wl.spec.hidden_size, device=device, dtype=ops_torch.torch_dtype(dtype))
@@ -289,15 +281,6 @@ def _layer_runner(base: dict[str, Any], wl: MeasureTarget, policy: SparsityPolic
                  "prune_impl": impl, "check": check, "timing": timing.as_dict(), "timing_eager": eager.as_dict(),
                  "note": "timing: CUDA-graph replay (GPU time); timing_eager: back-to-back eager calls"}]
     return run
-
-
-def _path_or_fail(impl: str | None, ctx: Context, pattern: str) -> Any:
-    if impl is None:
-        return None
-    paths = {p.name: p for p in _sparse_paths([impl], pattern, ctx.gpu_pruner)}
-    if impl not in paths:
-        raise InvalidArgument(f"prune impl {impl} is not available here")
-    return paths[impl]
 
 
 def _layer_check(forward: Callable[[bool], Any], path: Any, tol: float = 2e-2) -> dict[str, Any]:
@@ -336,7 +319,7 @@ def _model_runner(base: dict[str, Any], wl: MeasureTarget, policy: SparsityPolic
         from ampersim.measure.model import DecoderModel, rotary_tables
 
         device = ctx.config.device
-        path = _path_or_fail(impl, ctx, pattern)
+        path = None if impl is None else _sparse_path(impl, pattern, device)
         model = _MODEL_CACHE.get((wl.spec.name, policy.name, dtype))
         if model is None:
             _MODEL_CACHE.clear()
@@ -387,18 +370,17 @@ class Progress:
         self.stream.flush()
 
 
-def execute(config: MeasureConfig, writer: MeasurementWriter, l2_bytes: float, gpu_pruner: Any = None,
+def execute(config: MeasureConfig, writer: MeasurementWriter, l2_bytes: float,
             stream: TextIO | None = None) -> dict[str, int]:
     """Run every planned item, appending its records (or a skip record) as it finishes."""
-    available = [i for i in MEASURED_PRUNE_IMPLS if not i.startswith("fused") or
-                 (gpu_pruner is not None and i in gpu_pruner.impls)] + ["cslt_compress_only"]
-    impls = [i for i in (config.prune_impls or available) if i in available]
-    for wanted in config.prune_impls or ():
-        if wanted not in available:
-            writer.write({"record": "skip", "what": f"prune impl {wanted}",
-                          "reason": "not available here (the project's GPU pruner did not import)"})
+    unavailable = unavailable_impls(config.device)
+    wanted = list(config.prune_impls or PRUNE_IMPLS)
+    impls = [i for i in wanted if i not in unavailable]
+    for name in wanted:
+        if name in unavailable:
+            writer.write({"record": "skip", "what": f"prune impl {name}", "reason": unavailable[name]})
     items = plan(config, impls)
-    ctx = Context(config, l2_bytes, gpu_pruner, writer)
+    ctx = Context(config, l2_bytes, writer)
     progress = Progress(len(items), stream)
     counts = {"measured": 0, "skipped": 0}
     start = time.monotonic()

@@ -1,8 +1,8 @@
 """Activation-sparse linear layers on NVIDIA sparse tensor cores (cuSPARSELt through torch).
 
 ``sparse_linear(x, W, b)`` computes ``prune(x) @ W.T + b`` as: fused 2:4 prune + compress of the
-activations (``kernels_gpu.prune_compress_24``), the cuSPARSELt sparse GEMM with the algorithm found
-by ``torch._C._cusparselt.mm_search`` (cached per shape), then the bias (cuSPARSELt's bias would run
+activations (``ampersim.kernels.gpu.pruner.prune_compress_24``), the cuSPARSELt sparse GEMM with the
+algorithm found by ``torch._C._cusparselt.mm_search`` (cached per shape), then the bias (cuSPARSELt's bias would run
 along tokens here, so it is added afterwards). Tokens are padded to the multiple cuSPARSELt needs
 inside the kernel (zero rows). Whenever the sparse path cannot run, the same function is computed
 densely, ``F.linear(prune(x), W, b)``, with a one-time warning that says why:
@@ -24,6 +24,7 @@ import torch.nn.functional as F
 
 from ampersim.core.errors import InvalidArgument
 from ampersim.core.patterns import NMPattern
+from ampersim.kernels import gpu, torch_eager
 from ampersim.kernels.gpu import pruner as kernels_gpu
 
 _ALGS: dict[tuple, tuple[int, int, int]] = {}
@@ -80,9 +81,10 @@ def sparse_mm(c: torch.Tensor, weight: torch.Tensor, *, out_dtype: torch.dtype |
 
 
 def _prune_any(x: torch.Tensor, pattern: NMPattern, factor: Any) -> torch.Tensor:
-    if x.is_cuda and x.dtype in (torch.float16, torch.bfloat16, torch.float32):
+    """The fused kernel where Triton runs on x's device, eager torch elsewhere (same result)."""
+    if gpu.available(x.device) is None:
         return kernels_gpu.prune_gpu(x, pattern, factor=factor)
-    return kernels_gpu.prune_torch(x, pattern, factor=factor)
+    return torch_eager.prune(x, pattern, factor=factor)
 
 
 def sparse_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None, *,
@@ -130,8 +132,8 @@ def sparse_linear_int8(x: torch.Tensor, w_q: torch.Tensor, w_scale: torch.Tensor
     if reason is not None:
         _warn_once(reason)
         xp = _prune_any(x2, NATIVE, factor)
-        q, s = (kernels_gpu.quantize_int8(xp) if x.is_cuda and x.dtype in (torch.float16, torch.bfloat16)
-                else _quantize_rows(xp))
+        fused = gpu.available(x.device) is None and x.dtype in (torch.float16, torch.bfloat16)
+        q, s = kernels_gpu.quantize_int8(xp) if fused else _quantize_rows(xp)
         acc = q.float() @ w_q.float().t()
         y = (acc * s[:, None] * w_scale[None, :]).to(x.dtype)
     else:
