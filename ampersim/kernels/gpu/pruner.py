@@ -194,27 +194,28 @@ def _launch_compress24(x2: "torch.Tensor", f: "torch.Tensor | None", rows_out: i
     return out
 
 
-def _compress_operands(x: "torch.Tensor", factor: Any, rows_out: int | None, multiple: int,
-                       what: str) -> tuple["torch.Tensor", "torch.Tensor | None", int]:
-    """Checked 2-D input, float32 factor and output rows of a compressing call."""
+def _fusable(k: int) -> bool:
+    return k % gpu_layout.K_MULTIPLE == 0
+
+
+def _compress_operands(x: "torch.Tensor", factor: Any, rows_out: int | None, multiple: int, what: str, *,
+                       fused_only: bool = False) -> tuple["torch.Tensor", "torch.Tensor | None", int]:
+    """Checked 2-D input, float32 factor and output rows of a compressing call (``fused_only``: K
+    must suit the fused kernels)."""
     _check_input(x, ("float16", "bfloat16"), what)
     if x.dim() != 2:
         raise InvalidArgument(f"{what}: x must be 2-D [tokens, K], got shape {tuple(x.shape)}", field="x")
+    if fused_only and not _fusable(x.shape[1]):
+        raise InvalidArgument(f"{what}: last dimension {x.shape[1]} is not a multiple of {gpu_layout.K_MULTIPLE}",
+                              field="x")
     x2 = _rows2d(x)
     return x2, torch_eager.factor_tensor(factor, x.shape[-1], x.device), _rows_out(x2.shape[0], rows_out, multiple, what)
-
-
-def _fusable(k: int) -> bool:
-    return k % gpu_layout.K_MULTIPLE == 0
 
 
 def fused_compress_24(x: "torch.Tensor", *, factor: Any = None, rows_out: int | None = None,
                       launch: LaunchConfig = DEFAULT_LAUNCH) -> "torch.Tensor":
     """The fused 2:4 prune + compress kernel alone, without the layout check (K a multiple of 64)."""
-    x2, f, rows_out = _compress_operands(x, factor, rows_out, 16, "fused_compress_24")
-    if not _fusable(x2.shape[1]):
-        raise InvalidArgument(f"fused_compress_24: last dimension {x2.shape[1]} is not a multiple of "
-                              f"{gpu_layout.K_MULTIPLE}", field="x")
+    x2, f, rows_out = _compress_operands(x, factor, rows_out, 16, "fused_compress_24", fused_only=True)
     return _launch_compress24(x2, f, rows_out, launch)
 
 
@@ -266,10 +267,7 @@ def quantize_int8(x: "torch.Tensor", *, prune_24: bool = False, factor: Any = No
 def fused_quant_compress_24_int8(x: "torch.Tensor", *, factor: Any = None, rows_out: int | None = None,
                                  launch: LaunchConfig = DEFAULT_LAUNCH) -> tuple["torch.Tensor", "torch.Tensor"]:
     """The fused 2:4 prune + int8 quantize + compress kernels alone, without the layout check."""
-    x2, f, rows_out = _compress_operands(x, factor, rows_out, 32, "fused_quant_compress_24_int8")
-    if not _fusable(x2.shape[1]):
-        raise InvalidArgument(f"fused_quant_compress_24_int8: last dimension {x2.shape[1]} is not a multiple "
-                              f"of {gpu_layout.K_MULTIPLE}", field="x")
+    x2, f, rows_out = _compress_operands(x, factor, rows_out, 32, "fused_quant_compress_24_int8", fused_only=True)
     return _launch_quant_compress24(x2, f, rows_out, launch)
 
 
