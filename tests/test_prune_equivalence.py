@@ -27,7 +27,7 @@ from ampersim.kernels import reference, torch_eager  # noqa: E402
 from ampersim.kernels.cpu import compress, prune, prune_mask  # noqa: E402
 from ampersim.kernels.gpu import cslt_layout  # noqa: E402
 
-pytestmark = pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning")  # inf * 0 scores
+pytestmark = pytest.mark.filterwarnings("ignore:(invalid value|overflow) encountered:RuntimeWarning")  # inf*0, x*f
 
 TRITON_DEVICE = "cuda" if HAS_CUDA else "cpu"
 INTERPRETED = not HAS_CUDA
