@@ -65,11 +65,10 @@ def score_keys(x: "torch.Tensor", factor: "torch.Tensor | None") -> "torch.Tenso
 
     score = x.to(torch.float32).abs()
     if factor is not None:
-        score = score * factor
+        score.mul_(factor)
     bits = score.view(torch.int32)
     key = torch.where(bits < 0, bits ^ 0x7FFFFFFF, bits)  # negative scores (negative factor) order too
-    key = torch.where(score == 0, 0, key)
-    return torch.where(score.isnan(), _NAN_KEY, key)
+    return key.masked_fill_(score == 0, 0).masked_fill_(score.isnan(), _NAN_KEY)
 
 
 def keep_mask(x: "torch.Tensor", pattern: str | NMPattern, *, factor: Any = None,
@@ -85,7 +84,7 @@ def keep_mask(x: "torch.Tensor", pattern: str | NMPattern, *, factor: Any = None
         keys = torch.nn.functional.pad(keys, (0, padded - k))
     groups = keys.reshape(*x.shape[:-1], padded // nm.m, nm.m)
     later = torch.arange(nm.m - 1, -1, -1, device=x.device, dtype=torch.int64)  # lower channel ranks first
-    best = (groups * nm.m + later).topk(nm.n, dim=-1, sorted=False).indices
+    best = groups.mul_(nm.m).add_(later).topk(nm.n, dim=-1, sorted=False).indices
     keep = torch.zeros(groups.shape, dtype=torch.bool, device=x.device).scatter_(-1, best, True)
     return keep.reshape(*x.shape[:-1], padded)[..., :k]
 
