@@ -33,7 +33,7 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--what", default="ops,layers,model", metavar="LIST",
                         help="any of ops,layers,model (default: all three)")
     parser.add_argument("--prune-impls", metavar="LIST",
-                        help=f"{','.join(MEASURED_PRUNE_IMPLS + DIAGNOSTIC_PRUNE_IMPLS)} "
+                        help=f"any of {','.join(MEASURED_PRUNE_IMPLS + DIAGNOSTIC_PRUNE_IMPLS)} "
                              "(default: every one available here)")
     parser.add_argument("--layer-tokens", metavar="N[,N...]", help="token counts of whole layers (default: --tokens)")
     parser.add_argument("--model-tokens", default="1024,4096", metavar="N[,N...]",
@@ -71,7 +71,7 @@ def _words(text: str, flag: str, allowed: tuple[str, ...]) -> list[str]:
     return values
 
 
-def _workload(name: str, policy: str | None) -> Any:
+def _target(name: str, policy: str | None) -> Any:
     from ampersim.core.errors import NotFound
     from ampersim.measure.runner import MeasureTarget
     from ampersim.models.registry import load_model_spec
@@ -88,21 +88,21 @@ def _workload(name: str, policy: str | None) -> Any:
         raise NotFound(f"--workload: '{name}' is neither a model spec nor a scenario "
                        "(see `ampersim predict --help`, workloads/models, workloads/scenarios)") from None
     return MeasureTarget(name=scenario.name, spec=load_model_spec(scenario.model), policy=policy or scenario.policy,
-                    scoring=scenario.scoring)
+                         scoring=scenario.scoring)
 
 
 def run(args: Any) -> int:
     from ampersim.core.errors import InvalidArgument
-    from ampersim.measure.env import capture_environment, require_cuda
+    from ampersim.core.patterns import NMPattern
     from ampersim.core.vocab import MEASURED_DTYPES
+    from ampersim.measure.env import capture_environment, require_cuda
     from ampersim.measure.prune_impls import unavailable_impls
     from ampersim.measure.records import MeasurementWriter, header_record
     from ampersim.measure.runner import MeasureConfig, execute
-    from ampersim.core.patterns import NMPattern
 
     pattern = str(NMPattern.parse(args.pattern))
     config = MeasureConfig(
-        workloads=[_workload(w.strip(), args.policy) for w in args.workload.split(",") if w.strip()],
+        targets=[_target(w.strip(), args.policy) for w in args.workload.split(",") if w.strip()],
         tokens=_ints(args.tokens, "--tokens"),
         dtypes=_words(args.dtype, "--dtype", MEASURED_DTYPES),
         pattern=pattern,
@@ -115,7 +115,7 @@ def run(args: Any) -> int:
         deadline_s=args.deadline,
         device=args.device,
     )
-    if not config.workloads:
+    if not config.targets:
         raise InvalidArgument("--workload: give at least one model or scenario")
     if args.device == "cuda":
         require_cuda()
@@ -125,10 +125,10 @@ def run(args: Any) -> int:
     header = header_record(env, ["ampersim", *sys.argv[1:]] if sys.argv else [],
                            datetime.now(timezone.utc).isoformat(timespec="seconds"))
     unavailable = unavailable_impls(args.device)
-    print(f"measuring on {env['gpu']}" + "".join(f"\n  prune impl {name} not available: {reason}"
-                                                 for name, reason in unavailable.items()), file=sys.stderr)
+    print(f"measuring on {env.gpu}" + "".join(f"\n  prune impl {name} not available: {reason}"
+                                             for name, reason in unavailable.items()), file=sys.stderr)
     with MeasurementWriter(args.out, header, append=args.append) as writer:
-        counts = execute(config, writer, float(env.get("l2_bytes") or 50e6))
+        counts = execute(config, writer, float(env.l2_bytes or 50e6))
     print(f"wrote {counts['measured']} records to {args.out} ({counts['skipped']} skipped; see 'skip' lines)",
           file=sys.stderr)
     return 0
