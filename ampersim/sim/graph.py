@@ -176,15 +176,16 @@ def experts_touched(tokens: Num, num_experts: int, top_k: int) -> Num:
 def check_tp(spec: ModelSpec, tp: int) -> None:
     """Raise InvalidArgument unless ``tp`` splits heads, KV heads and FFN widths evenly."""
     if tp < 1:
-        raise InvalidArgument(f"--tp must be >= 1; got {tp}")
+        raise InvalidArgument(f"tp must be >= 1; got {tp}", field="tp")
     ffn = spec.moe.expert_intermediate_size if spec.moe else spec.intermediate_size
     shared = spec.moe.shared_expert_intermediate_size if spec.moe else 0
     for what, value in (("attention heads", spec.num_heads), ("KV heads", spec.num_kv_heads),
                         ("FFN width", ffn), ("shared-expert FFN width", shared)):
         if value % tp:
             raise InvalidArgument(
-                f"--tp {tp} does not divide the {what} of {spec.name} ({value}); "
-                f"allowed tp: {', '.join(str(d) for d in _divisors(spec))}"
+                f"tp {tp} does not divide the {what} of {spec.name} ({value}); "
+                f"allowed tp: {', '.join(str(d) for d in _divisors(spec))}",
+                field="tp",
             )
 
 
@@ -200,21 +201,21 @@ def build_graph(spec: ModelSpec, policy: SparsityPolicy, tokens_per_seq: int | S
     """The op graph of prefilling ``batch`` prompts (``tokens_per_seq`` each, or one length per prompt)."""
     if isinstance(tokens_per_seq, (int, np.integer)):
         if tokens_per_seq <= 0:
-            raise InvalidArgument(f"--tokens must be > 0; got {tokens_per_seq}")
+            raise InvalidArgument(f"tokens_per_seq must be > 0; got {tokens_per_seq}", field="tokens_per_seq")
         if batch <= 0:
-            raise InvalidArgument(f"--batch must be > 0; got {batch}")
+            raise InvalidArgument(f"batch must be > 0; got {batch}", field="batch")
         lengths = [int(tokens_per_seq)] * batch
     else:
         lengths = list(tokens_per_seq)
         if len(lengths) != batch:
-            raise InvalidArgument(f"got {len(lengths)} sequence lengths for batch {batch}")
+            raise InvalidArgument(f"got {len(lengths)} sequence lengths for batch {batch}", field="tokens_per_seq")
     return graph_for_shape(spec, policy, BatchShape.from_lengths(lengths), dtype, tp)
 
 
 def graph_for_shape(spec: ModelSpec, policy: SparsityPolicy, shape: BatchShape, dtype: str, tp: int) -> list[Op]:
     """The op graph for a batch shape whose quantities may be numpy arrays (vectorized sweeps)."""
     if dtype not in DTYPE_BYTES:
-        raise InvalidArgument(f"unknown dtype '{dtype}'; allowed: {', '.join(DTYPE_BYTES)}")
+        raise InvalidArgument(f"unknown dtype '{dtype}'; allowed: {', '.join(DTYPE_BYTES)}", field="dtype")
     check_tp(spec, tp)
     builder = _Builder(spec, policy, shape, dtype, tp)
     builder.model_start()

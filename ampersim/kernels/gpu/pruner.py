@@ -18,7 +18,8 @@ Public functions (they need torch and, for the fused paths, Triton with a CUDA d
 - ``prune_quant_compress_24_int8(x, factor=None, rows_out=None)`` -> (int8 operand, fp32 per-row scales).
 - ``quantize_int8(x, prune_24=False, factor=None)`` -> (dense int8, fp32 per-row scales).
 - ``fused_layout_ok(device, itemsize)`` -> whether this GPU's ``_cslt_compress`` matches the fused
-  writer bit-for-bit (checked once per process, device and width; a mismatch warns and falls back).
+  writer bit-for-bit (checked once per process, device and width; a mismatch warns and falls back);
+  ``fused_writer_matches(device, itemsize, compress)`` runs that check against any compressor.
 
 Every kernel-launching function takes ``launch`` (a ``LaunchConfig``; default ``DEFAULT_LAUNCH``,
 the configurations tuned on an H200, docs/gpu-pruner.md).
@@ -27,6 +28,7 @@ from __future__ import annotations
 
 import os
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -343,29 +345,40 @@ def fused_layout_ok(device: Any, itemsize: int) -> bool:
 
 
 def _self_check(device: "torch.device", itemsize: int) -> bool:
-    """Fused writer vs ``_cslt_compress`` on inputs of magnitude 0.5..1 with random signs: every kept
-    value quantizes to |q| >= 64, so cuSPARSELt sees exactly two non-zeros in every group (where a
-    kept value rounds to 0 it may pick another position: same product, other metadata bytes)."""
+    return fused_writer_matches(device, itemsize, _torch()._cslt_compress)
+
+
+def fused_writer_matches(device: Any, itemsize: int, compress: Callable[["torch.Tensor"], "torch.Tensor"]) -> bool:
+    """True if the fused writer (2: bf16 prune + compress; 1: prune + int8 quantize + compress) gives,
+    bit for bit, what ``compress`` (a cuSPARSELt compression of an already pruned matrix) gives.
+
+    Inputs: bf16 of each of the SELF_CHECK_SHAPES from the fixed seeds ``SELF_CHECK_SEED + i``,
+    magnitudes 0.5..1 with random signs: every kept value quantizes to |q| >= 64, so cuSPARSELt sees
+    exactly two non-zeros in every group (where a kept value rounds to 0 it may pick another
+    position: same product, other metadata bytes).
+    """
     torch = _torch()
+    dev = torch.device(device)
     for index, (rows, k) in enumerate(SELF_CHECK_SHAPES):
-        gen = torch.Generator(device=device).manual_seed(SELF_CHECK_SEED + index)
-        magnitude = torch.rand(rows, k, generator=gen, device=device) * 0.5 + 0.5
-        sign = torch.randint(0, 2, (rows, k), generator=gen, device=device) * 2 - 1
+        gen = torch.Generator(device=dev).manual_seed(SELF_CHECK_SEED + index)
+        magnitude = torch.rand(rows, k, generator=gen, device=dev) * 0.5 + 0.5
+        sign = torch.randint(0, 2, (rows, k), generator=gen, device=dev) * 2 - 1
         x = (magnitude * sign).to(torch.bfloat16)
         if itemsize == 2:
             got = _launch_compress24(x, None, rows, DEFAULT_LAUNCH)
-            ref = torch._cslt_compress(prune_gpu(x, "2:4"))
+            ref = compress(prune_gpu(x, "2:4"))
         else:
             got, _ = _launch_quant_compress24(x, None, rows, DEFAULT_LAUNCH)
-            ref = torch._cslt_compress(quantize_int8(x, prune_24=True)[0])
+            ref = compress(quantize_int8(x, prune_24=True)[0])
         n = gpu_layout.compressed_nbytes(rows, k, itemsize)
-        if got.shape != ref.shape or not torch.equal(got.view(-1).view(torch.uint8)[:n], ref.view(-1).view(torch.uint8)[:n]):
+        if got.shape != ref.shape or not torch.equal(got.reshape(-1).view(torch.uint8)[:n],
+                                                     ref.reshape(-1).view(torch.uint8)[:n]):
             return False
     return True
 
 
 __all__ = [
-    "DEFAULT_LAUNCH", "Launch", "LaunchConfig", "fused_compress_24", "fused_layout_ok",
+    "DEFAULT_LAUNCH", "Launch", "LaunchConfig", "fused_compress_24", "fused_layout_ok", "fused_writer_matches",
     "fused_quant_compress_24_int8", "prune_compress_24", "prune_gpu", "prune_quant_compress_24_int8",
     "quantize_int8",
 ]
