@@ -225,11 +225,12 @@ def check_tp(spec: ModelSpec, tp: int) -> None:
         if value % tp:
             raise InvalidArgument(
                 f"--tp {tp} does not divide the {what} of {spec.name} ({value}); "
-                f"allowed tp: {', '.join(str(d) for d in _divisors(spec))}"
+                f"allowed tp: {', '.join(str(d) for d in allowed_tp(spec))}"
             )
 
 
-def _divisors(spec: ModelSpec) -> list[int]:
+def allowed_tp(spec: ModelSpec) -> list[int]:
+    """Tensor-parallel degrees that split heads, KV heads and FFN widths evenly."""
     ffn = spec.moe.expert_intermediate_size if spec.moe else spec.intermediate_size
     shared = spec.moe.shared_expert_intermediate_size if spec.moe else 0
     return [d for d in range(1, spec.num_kv_heads + 1)
