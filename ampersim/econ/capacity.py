@@ -343,14 +343,16 @@ def plan_capacity(profile: HardwareProfile, scenario: Scenario, requests: Reques
             replicas[d] = build_replica(profile, scenario, spec, d, engine)
     if not replicas:
         raise _no_fit(profile, spec, scenario, engine, candidate_tps(profile, spec, tp), longest)
-    rate = requests.counts()[0] / max(getattr(requests, "duration_s", 1.0), 1e-9)
+    guesses = {d: _first_guess(r, engine, requests.rate_per_s, prompts, outputs) for d, r in replicas.items()}
+    for d, guess in guesses.items():  # refuse before simulating anything too large to hold
+        check_state_memory(max(1, math.ceil(guess)), engine, what="rate")
+    requests.counts()  # refuses a window in which no request arrives
     sample = _sample(requests, FLOOR_SAMPLE)
     candidates: list[PathPlan] = []
     best: dict[str, PathPlan] = {}
     bounds: dict[str, float] = {}
     for path in paths:
         floors = {d: _floors(sample, r, engine, path, slo.percentile) for d, r in replicas.items()}
-        guesses = {d: _first_guess(r, engine, rate, prompts, outputs) for d, r in replicas.items()}
         queue_bound = QUEUE_BOUND_FACTOR * min(f[0] for f in floors.values())
         bounds[path] = queue_bound
         path_slo = slo if slo.ttft_s is not None else replace(slo, ttft_s=queue_bound)

@@ -60,6 +60,7 @@ class Requests(Protocol):
     """A source of requests (ampersim.econ.traffic.Traffic or RequestTrace)."""
 
     warmup_s: float
+    rate_per_s: float
 
     def counts(self) -> tuple[int, int]: ...
 

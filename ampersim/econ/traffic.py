@@ -123,19 +123,16 @@ def parse_length_dist(text: str, *, what: str = "prompt", field: str = "prompt_d
     """Parse ``fixed:N``, ``lognormal:MEAN,SIGMA[,MAX]`` or ``trace:FILE`` (outputs may be ``fixed:0``)."""
     kind, _, arg = text.partition(":")
     kind = kind.strip().lower()
-    try:
-        if kind == "fixed":
-            return fixed(int(arg), field=field, minimum=1 if what == "prompt" else 0)
-        if kind == "lognormal":
-            parts = [p.strip() for p in arg.split(",")]
-            if len(parts) not in (2, 3):
-                raise ValueError
-            cap = int(parts[2]) if len(parts) == 3 else None
-            return lognormal(float(parts[0]), float(parts[1]), cap, field=field)
-    except ValueError:
-        raise InvalidArgument(f"'{text}': expected {DIST_FORMS}", field=field) from None
     if kind == "trace" and arg:
         return read_trace(arg, what=what, field=field)
+    try:
+        numbers = [float(p) for p in arg.split(",")] if kind in ("fixed", "lognormal") else []
+    except ValueError:
+        numbers = []
+    if kind == "fixed" and len(numbers) == 1 and numbers[0].is_integer():
+        return fixed(int(numbers[0]), field=field, minimum=1 if what == "prompt" else 0)
+    if kind == "lognormal" and len(numbers) in (2, 3) and (len(numbers) == 2 or numbers[2].is_integer()):
+        return lognormal(numbers[0], numbers[1], int(numbers[2]) if len(numbers) == 3 else None, field=field)
     raise InvalidArgument(f"'{text}': expected {DIST_FORMS}", field=field)
 
 
