@@ -11,7 +11,7 @@ from ampersim.econ.capacity import (
     build_replica, parse_percentile, plan_capacity, require_feasible, scenario_outputs, scenario_prompts,
 )
 from ampersim.econ.serving import H_E2E, H_TPOT, H_TTFT, SLO, simulate
-from ampersim.econ.traffic import Traffic, fixed, lognormal
+from ampersim.econ.traffic import Traffic, fixed
 from ampersim.hardware.registry import load_profile
 from ampersim.models.registry import load_model_spec
 from ampersim.sim.engine import engine_for

@@ -156,6 +156,10 @@ def _effect(plan: Any, key: str) -> dict[str, Any] | None:
     }
 
 
+def _with_mean(description: str, mean: float) -> str:
+    return description if "mean" in description else f"{description} (mean {mean:,.0f} tokens)"
+
+
 def _text(info: dict[str, Any], rows: list[dict[str, Any]], candidates: list[dict[str, Any]],
           effect: dict[str, Any] | None, key: str, pattern: str, engine: Any) -> str:
     slos = " and ".join(f"{key} {name} <= {v:g} ms" for name, v in (("TTFT", info["slo_ttft_ms"]),
@@ -164,8 +168,8 @@ def _text(info: dict[str, Any], rows: list[dict[str, Any]], candidates: list[dic
         f"profile {info['profile']}  model {info['model']}  {info['dtype']}  pattern {pattern} "
         f"(policy {info['policy']})",
         f"workload {info['workload']}: {info['traffic']}",
-        f"  prompts: {info['prompt_dist']} (mean {info['mean_prompt_tokens']:,.0f} tokens)",
-        f"  outputs: {info['output_dist']} (mean {info['mean_output_tokens']:,.0f} tokens)"
+        f"  prompts: {_with_mean(info['prompt_dist'], info['mean_prompt_tokens'])}",
+        f"  outputs: {_with_mean(info['output_dist'], info['mean_output_tokens'])}"
         + (f"; {info['output_source']}" if info["output_source"] else ""),
         f"SLO: {slos}" + (f"; no TTFT SLO: fleets whose {key} TTFT exceeds 10x an idle replica's "
                           f"({', '.join(f'{p} {v:.4g} ms' for p, v in info['queue_bound_ms'].items())}) count as "

@@ -19,7 +19,7 @@ import numpy as np
 
 from ampersim.core.errors import InvalidArgument
 from ampersim.econ.serving import (
-    C_IN_TOKENS, C_OUT_TOKENS, C_PREEMPT, H_E2E, H_ITL, H_TPOT, H_TTFT, SLO, Requests, SimResult,
+    C_FINISHED, C_IN_TOKENS, C_OUT_TOKENS, C_PREEMPT, H_E2E, H_ITL, H_TPOT, H_TTFT, SLO, Requests, SimResult,
     check_state_memory, simulate, solo_times,
 )
 from ampersim.econ.traffic import LengthDist, empirical, fixed, lognormal
@@ -144,7 +144,7 @@ def fleet_stats(result: SimResult, tp: int, percentile: float) -> FleetStats:
         return out
 
     return FleetStats(result.replicas, tp, pcts(H_TTFT), pcts(H_TPOT), pcts(H_ITL), pcts(H_E2E), result.goodput,
-                      result.requests / result.horizon_s if result.horizon_s else math.nan,
+                      result.per_second(C_FINISHED),
                       result.per_second(C_IN_TOKENS), result.per_second(C_OUT_TOKENS), result.prefill_share,
                       result.utilization, result.busy_s_per_request * tp, int(result.counters[C_PREEMPT]),
                       result.requests)
