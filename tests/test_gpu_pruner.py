@@ -7,7 +7,6 @@ import os
 import subprocess
 import sys
 import textwrap
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -18,6 +17,7 @@ HAS_TRITON = importlib.util.find_spec("triton") is not None
 if HAS_TRITON and not HAS_CUDA:
     os.environ.setdefault("TRITON_INTERPRET", "1")  # run the Triton kernels' logic on the CPU
 
+from ampersim.core.resources import repository_root  # noqa: E402
 from ampersim.core.errors import InvalidArgument  # noqa: E402
 from ampersim.kernels.gpu import cslt_layout as gpu_layout  # noqa: E402
 from ampersim.kernels.gpu import pruner as kernels_gpu  # noqa: E402
@@ -236,7 +236,7 @@ def test_numba_kernels_in_cuda_simulator():
     env = {**os.environ, "NUMBA_ENABLE_CUDASIM": "1"}
     env.pop("TRITON_INTERPRET", None)
     run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=300,
-                         cwd=Path(__file__).resolve().parents[1])
+                         cwd=repository_root())
     assert run.returncode == 0 and run.stdout.strip().endswith("ok"), run.stderr[-2000:]
 
 

@@ -152,8 +152,8 @@ def test_solo_times():
 def test_state_memory_is_refused_above_the_limit():
     check_state_memory(1000, engine(max_seqs=1024))
     with pytest.raises(InvalidArgument, match=r"needs \d+\.\d GB of state, more than the 2 GB limit") as err:
-        check_state_memory(100_000, engine(max_seqs=1024), what="rate")
-    assert err.value.field == "rate"
+        check_state_memory(100_000, engine(max_seqs=1024), what="rate_per_s")
+    assert err.value.field == "rate_per_s"
 
 
 def test_histogram_percentiles_match_numpy():

@@ -94,7 +94,7 @@ def test_rate_must_be_positive():
     for rate in (0.0, -3.0):
         with pytest.raises(InvalidArgument, match="rate .*must be > 0") as err:
             Traffic(rate, lognormal(100, 0.5), 60)
-        assert err.value.field == "rate"
+        assert err.value.field == "rate_per_s"
 
 
 def test_poisson_arrival_rate():

@@ -7,6 +7,7 @@ import argparse
 import math
 from typing import Any
 
+from ampersim.cli import map_fields
 from ampersim.cli.econ_args import add_traffic_arguments, add_workload_arguments, load_engine, load_workload
 from ampersim.cli.output import add_format_argument, emit, render_csv, render_table, to_json
 
@@ -35,6 +36,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--usd-per-hour", type=float, default=None,
                    help="cloud price, $ per GPU-hour, for the cost per day (default: the profile's)")
     add_format_argument(p)
+    map_fields(p, rate_per_s="--rate", slo_ttft_s="--slo-ttft-ms", slo_tpot_s="--slo-tpot-ms")
     p.set_defaults(run=run)
 
 

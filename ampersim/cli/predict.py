@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from ampersim.cli import map_fields
 from ampersim.cli.output import add_format_argument, emit, render_csv, render_table, to_json
+from ampersim.core.formatting import layer_ranges
 from ampersim.core.vocab import MEASURED_DTYPES, SCORINGS
 from ampersim.sim.scenario import DEFAULT_SCENARIO
 
@@ -41,6 +43,7 @@ def register(subparsers: Any) -> None:
                         help="runtime pruning implementation from the profile's prune_impls "
                              "(default: default_prune_impl for native patterns, default_mask_impl otherwise)")
     add_format_argument(parser)
+    map_fields(parser, prompt_tokens="--tokens")
     parser.set_defaults(run=run)
 
 
@@ -65,20 +68,6 @@ def run(args: Any) -> int:
         return 0
     emit(_render(result, comparison, profile.display_name))
     return 0
-
-
-def layer_ranges(layers: list[int]) -> str:
-    """[0, 1, 2, 5, 7, 8] -> '0-2,5,7-8'."""
-    parts: list[str] = []
-    start = prev = None
-    for i in layers + [None]:  # type: ignore[list-item]
-        if start is not None and (i is None or i != prev + 1):
-            parts.append(str(start) if start == prev else f"{start}-{prev}")
-            start = None
-        if i is not None and start is None:
-            start = i
-        prev = i
-    return ",".join(parts)
 
 
 def _csv_row(op: Any) -> dict[str, Any]:
@@ -112,7 +101,8 @@ def _render(result: Any, comparison: list[Any], display_name: str) -> str:
         f"{result.model} prefill on {result.profile} ({display_name}), per GPU",
         f"workload {result.scenario}: {shape} = {result.tokens} tokens, {result.dtype}, tp {result.tp}",
         f"policy {result.policy}, pattern {result.pattern} ({result.scoring} scoring): "
-        f"{100 * result.coverage:.1f} % of decoder linear MACs sparsified; pruning: {result.prune_impl}",
+        f"{100 * result.coverage:.1f} % of decoder linear MACs sparsified ({result.coverage_definition}); "
+        f"pruning: {result.prune_impl}",
         f"weights: {result.weights_gb_per_gpu:.1f} GB per GPU"
         + ("" if result.fits_memory else " (MORE THAN THE GPU'S MEMORY: see note)"),
         f"note: {result.note}",

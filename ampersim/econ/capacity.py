@@ -46,13 +46,15 @@ def parse_percentile(text: str) -> float:
     match = _PCT_RE.match(str(text).strip())
     value = float(match.group(1)) if match else -1.0
     if not 0 < value < 100:
-        raise InvalidArgument(f"'{text}': expected pNN with 0 < NN < 100, e.g. p50, p95, p99", field="percentile")
+        raise InvalidArgument(f"percentile '{text}': expected pNN with 0 < NN < 100, e.g. p50, p95, p99",
+                              field="percentile")
     return value
 
 
 def check_rate(rate_per_s: float) -> None:
     if not rate_per_s > 0:
-        raise InvalidArgument(f"rate {rate_per_s:g}: the request rate must be > 0 requests/s", field="rate")
+        raise InvalidArgument(f"rate_per_s {rate_per_s:g}: the request rate must be > 0 requests/s",
+                              field="rate_per_s")
 
 
 def auto_duration_s(rate_per_s: float) -> float:
@@ -327,10 +329,10 @@ def plan_capacity(profile: HardwareProfile, scenario: Scenario, requests: Reques
                   progress: Callable[[str], None] | None = None) -> CapacityPlan:
     """The fewest GPUs per path serving ``requests`` under ``slo`` (see the module docstring)."""
     if slo.ttft_s is None and slo.tpot_s is None:
-        raise InvalidArgument("give a TTFT SLO, a TPOT SLO or both", field="slo_ttft_ms")
-    for value, name in ((slo.ttft_s, "slo_ttft_ms"), (slo.tpot_s, "slo_tpot_ms")):
+        raise InvalidArgument("give a TTFT SLO, a TPOT SLO or both", field="slo_ttft_s")
+    for value, what, name in ((slo.ttft_s, "TTFT", "slo_ttft_s"), (slo.tpot_s, "TPOT", "slo_tpot_s")):
         if value is not None and not value > 0:
-            raise InvalidArgument(f"{name} {value * 1e3:g}: must be > 0", field=name)
+            raise InvalidArgument(f"the {what} SLO must be > 0; got {value * 1e3:g} ms", field=name)
     if spec is None:
         from ampersim.models.registry import load_model_spec
 
@@ -345,7 +347,7 @@ def plan_capacity(profile: HardwareProfile, scenario: Scenario, requests: Reques
         raise _no_fit(profile, spec, scenario, engine, candidate_tps(profile, spec, tp), longest)
     guesses = {d: _first_guess(r, engine, requests.rate_per_s, prompts, outputs) for d, r in replicas.items()}
     for d, guess in guesses.items():  # refuse before simulating anything too large to hold
-        check_state_memory(max(1, math.ceil(guess)), engine, what="rate")
+        check_state_memory(max(1, math.ceil(guess)), engine, what="rate_per_s")
     requests.counts()  # refuses a window in which no request arrives
     sample = _sample(requests, FLOOR_SAMPLE)
     candidates: list[PathPlan] = []
@@ -426,7 +428,7 @@ def require_feasible(plan: CapacityPlan) -> CapacityPlan:
             tpot = min(tpots, key=lambda c: c.min_tpot_s)
             text += f", TPOT {tpot.min_tpot_s * 1e3:.4g} ms (tp {tpot.tp})"
         lows.append(text)
-    field_name = "slo_ttft_ms" if slo.ttft_s is not None else "slo_tpot_ms"
+    field_name = "slo_ttft_s" if slo.ttft_s is not None else "slo_tpot_s"
     raise InvalidArgument(
         f"no fleet meets {key} {wanted}; the lowest achievable ({key} of each request alone on an idle replica) "
         f"is {'; '.join(lows)}: relax the SLO, or shorten prompts or outputs", field=field_name)

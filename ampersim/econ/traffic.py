@@ -76,7 +76,7 @@ class LengthDist:
 def fixed(tokens: int, *, field: str = "prompt_dist", minimum: int = 1) -> LengthDist:
     """Every length is ``tokens`` (>= ``minimum``: 1 for prompts, 0 for outputs, 0 meaning prefill only)."""
     if tokens < minimum:
-        raise InvalidArgument(f"fixed:{tokens}: tokens must be >= {minimum}", field=field)
+        raise InvalidArgument(f"{field} fixed:{tokens}: tokens must be >= {minimum}", field=field)
     return LengthDist("fixed", f"fixed {tokens:,} tokens", np.array([tokens], dtype=np.int64), np.ones(1))
 
 
@@ -84,7 +84,7 @@ def lognormal(mean_tokens: float, sigma: float, cap: int | None = None, *, field
     """Lognormal lengths with arithmetic mean ``mean_tokens`` and log-space std ``sigma``."""
     if not mean_tokens >= 1 or not sigma >= 0 or (cap is not None and cap < 1):
         raise InvalidArgument(
-            f"lognormal:{mean_tokens:g},{sigma:g}{'' if cap is None else f',{cap}'}: "
+            f"{field} lognormal:{mean_tokens:g},{sigma:g}{'' if cap is None else f',{cap}'}: "
             "need MEAN >= 1 token, SIGMA >= 0 and MAX >= 1", field=field)
     mu = math.log(mean_tokens) - sigma**2 / 2
     capped = "" if cap is None else f", capped at {cap}"
@@ -133,7 +133,7 @@ def parse_length_dist(text: str, *, what: str = "prompt", field: str = "prompt_d
         return fixed(int(numbers[0]), field=field, minimum=1 if what == "prompt" else 0)
     if kind == "lognormal" and len(numbers) in (2, 3) and (len(numbers) == 2 or numbers[2].is_integer()):
         return lognormal(numbers[0], numbers[1], int(numbers[2]) if len(numbers) == 3 else None, field=field)
-    raise InvalidArgument(f"'{text}': expected {DIST_FORMS}", field=field)
+    raise InvalidArgument(f"{field} '{text}': expected {DIST_FORMS}", field=field)
 
 
 def poisson_arrivals(rng: np.random.Generator, rate_per_s: float, duration_s: float) -> np.ndarray:
@@ -151,7 +151,8 @@ def _arrival_chunks(rng: np.random.Generator, rate_per_s: float, duration_s: flo
     """Arrival times in chunks, identical to one vectorized draw: exponential gaps in blocks of the
     expected count plus 8 standard deviations, until the window is covered."""
     if not (rate_per_s > 0 and duration_s > 0):
-        raise InvalidArgument(f"rate {rate_per_s:g}/s over {duration_s:g} s: both must be > 0", field="rate")
+        raise InvalidArgument(f"rate_per_s {rate_per_s:g} over duration_s {duration_s:g}: both must be > 0",
+                              field="rate_per_s")
     block, last, covered = _draw_size(rate_per_s, duration_s), 0.0, False
     while not covered:
         left = block
@@ -181,7 +182,8 @@ class Traffic:
 
     def __post_init__(self) -> None:
         if not self.rate_per_s > 0:
-            raise InvalidArgument(f"rate {self.rate_per_s:g}: the request rate must be > 0 requests/s", field="rate")
+            raise InvalidArgument(f"rate_per_s {self.rate_per_s:g}: the request rate must be > 0 requests/s",
+                                  field="rate_per_s")
         if not self.duration_s > 0:
             raise InvalidArgument(f"duration_s {self.duration_s:g}: must be > 0 seconds", field="duration_s")
 
@@ -196,8 +198,8 @@ class Traffic:
             total += len(times)
             measured += int(np.count_nonzero(times >= self.warmup_s))
         if total == 0:
-            raise InvalidArgument(f"rate {self.rate_per_s:g} over {self.duration_s:g} s: no request arrives; "
-                                  "lengthen the window", field="duration_s")
+            raise InvalidArgument(f"duration_s {self.duration_s:g}: no request arrives at {self.rate_per_s:g} "
+                                  "requests/s; lengthen the window", field="duration_s")
         return total, measured
 
     def chunks(self, size: int = CHUNK) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
@@ -255,7 +257,8 @@ class RequestTrace:
     def scaled_to(self, rate_per_s: float) -> "RequestTrace":
         """The same requests with arrival times stretched or compressed to a mean rate of ``rate_per_s``."""
         if not rate_per_s > 0:
-            raise InvalidArgument(f"rate {rate_per_s:g}: the request rate must be > 0 requests/s", field="rate")
+            raise InvalidArgument(f"rate_per_s {rate_per_s:g}: the request rate must be > 0 requests/s",
+                                  field="rate_per_s")
         return RequestTrace(self.name, self.arrival_s * (self.rate_per_s / rate_per_s), self.prompt, self.output,
                             self.warmup_fraction)
 
@@ -304,7 +307,7 @@ def _read_rows(path: str | Path, field: str) -> list[tuple[int, list[str]]]:
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise NotFound(f"trace {path}: file not found", field=field) from None
+        raise NotFound(f"{field} {path}: file not found", field=field) from None
     except (OSError, UnicodeDecodeError) as exc:
         reason = getattr(exc, "strerror", None) or "not UTF-8 text"
         raise InvalidData(f"{path}: cannot read trace ({reason})") from None

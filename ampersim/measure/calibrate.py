@@ -256,7 +256,7 @@ def profile_yaml(profile: HardwareProfile) -> str:
     import yaml
 
     header = (f"# {profile.display_name}: written by `ampersim calibrate`; efficiency numbers say "
-              f"'measured: <file>'. Load it with --profile {profile.name} (from hardware_profiles/calibrated/) "
-              f"or --profile <this file>.\n")
+              f"'measured: <file>'. Load it as profile {profile.name} (from hardware_profiles/calibrated/) "
+              f"or by this file's path.\n")
     return header + yaml.safe_dump(profile.model_dump(mode="json", exclude_none=True), sort_keys=False,
                                    allow_unicode=True, width=110)

@@ -25,7 +25,7 @@ from typing import Any, Literal, TextIO
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ampersim.core.errors import InvalidData, NotFound
-from ampersim.core.resources import checkout_root
+from ampersim.core.resources import repository_root
 from ampersim.core.vocab import DecoderLinearKind, DiagnosticPruneImpl, DType, MixedStepMode, PruneImplName, Scoring
 from ampersim.measure.harness import Timing
 from ampersim.sim.graph import BatchShape, DecodeShape, OpRecord, StepShape
@@ -232,7 +232,7 @@ def display_path(path: str | Path) -> str:
     """``path`` relative to the repository root when it lies inside it (e.g. 'validation/h200.jsonl',
     whatever the working directory), else as given: the name profile sources and reports cite."""
     try:
-        return Path(path).resolve().relative_to(checkout_root()).as_posix()
+        return Path(path).resolve().relative_to(repository_root()).as_posix()
     except ValueError:
         return str(path)
 
@@ -252,8 +252,8 @@ class MeasurementWriter:
         self.path = Path(path)
         if self.path.exists() and self.path.stat().st_size > 0:
             if not append:
-                raise InvalidData(f"{self.path}: file exists; append to it or choose another output file",
-                                  field="append")
+                raise InvalidData(f"{self.path}: file exists and append is off: append a run to it "
+                                  "or choose another file", field="append")
             existing = read_measurements(self.path)
             if existing.gpu != header.environment.gpu:
                 raise InvalidData(f"{self.path}: holds measurements of '{existing.gpu}', "

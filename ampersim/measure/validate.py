@@ -17,13 +17,18 @@ import dataclasses
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Union
 
 import numpy as np
 
+from ampersim.core.errors import InvalidArgument, InvalidData
 from ampersim.core.vocab import DIAGNOSTIC_PRUNE_IMPLS
 from ampersim.hardware.profile import HardwareProfile
-from ampersim.measure.records import LayerMeasurement, MeasurementFile, ModelMeasurement, OpMeasurement, Result
+from ampersim.measure.env import check_gpu_matches_profile
+from ampersim.measure.records import (
+    LayerMeasurement, MeasurementFile, ModelMeasurement, OpMeasurement, Result, read_measurements,
+)
 from ampersim.sim.cost import OpColumns, cost_graph
 from ampersim.sim.execution import sparse_execution
 from ampersim.sim.graph import Op, build_graph, graph_for_step
@@ -34,6 +39,30 @@ Measurements = Union[MeasurementFile, Sequence[MeasurementFile]]
 
 def as_files(measurements: Measurements) -> list[MeasurementFile]:
     return [measurements] if isinstance(measurements, MeasurementFile) else list(measurements)
+
+
+def read_for_profile(paths: Sequence[str | Path], profile: HardwareProfile, *,
+                     force: bool = False) -> tuple[list[MeasurementFile], list[str]]:
+    """The measurement files at ``paths`` checked for comparison with ``profile``, and GPU-mismatch warnings.
+
+    Every file must hold records and come from the profile's GPU: InvalidArgument naming the file
+    otherwise, unless ``force``, which turns the refusal into a warning.
+    """
+    if not paths:
+        raise InvalidArgument("no measurement file given", field="measurements")
+    files, warnings = [], []
+    for path in paths:
+        mfile = read_measurements(path)
+        if not mfile.records:
+            raise InvalidData(f"{mfile.path}: holds no measurement records")
+        try:
+            mismatch = check_gpu_matches_profile(mfile.gpu, profile.name, force=force)
+        except InvalidArgument as exc:
+            raise InvalidArgument(f"{mfile.path}: {exc}", field=exc.field) from None
+        if mismatch:
+            warnings.append(f"{mfile.path}: {mismatch}")
+        files.append(mfile)
+    return files, warnings
 
 
 def all_records(measurements: Measurements) -> list[Result]:

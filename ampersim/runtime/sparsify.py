@@ -35,7 +35,8 @@ from ampersim.core.errors import InvalidArgument, NotFound
 from ampersim.core.vocab import DECODER_LINEAR_KINDS
 from ampersim.models.hf_names import LinearTarget, linear_targets, model_spec
 from ampersim.core.patterns import NMPattern
-from ampersim.sparsity.policy import Coverage, PolicyRule, SparsityPolicy, coverage, resolve_policy
+from ampersim.sparsity.coverage import Coverage, coverage
+from ampersim.sparsity.policy import PolicyRule, SparsityPolicy, resolve_policy
 from ampersim.sparsity.scoring import static_factor
 
 if TYPE_CHECKING:
@@ -84,7 +85,7 @@ class SparsifyHandle:
     model: Any
     policy: SparsityPolicy
     layers: list[str]  # canonical names of the pruned linears, in module order
-    coverage: Coverage | None  # share of linear MACs sparsified (None without a ModelSpec)
+    coverage: Coverage | None  # share of decoder linear MACs sparsified, the paper's definition (None without a ModelSpec)
     outstanding: bool = False
     _mode: str = "prefill"
     _step: str | None = None  # "prefill" | "decode" while the root model runs, else None

@@ -266,15 +266,16 @@ def experts_touched(tokens: Num, num_experts: int, top_k: int) -> Num:
 def check_tp(spec: ModelSpec, tp: int) -> None:
     """Raise InvalidArgument unless ``tp`` splits heads, KV heads and FFN widths evenly."""
     if tp < 1:
-        raise InvalidArgument(f"--tp must be >= 1; got {tp}")
+        raise InvalidArgument(f"tp must be >= 1; got {tp}", field="tp")
     ffn = spec.moe.expert_intermediate_size if spec.moe else spec.intermediate_size
     shared = spec.moe.shared_expert_intermediate_size if spec.moe else 0
     for what, value in (("attention heads", spec.num_heads), ("KV heads", spec.num_kv_heads),
                         ("FFN width", ffn), ("shared-expert FFN width", shared)):
         if value % tp:
             raise InvalidArgument(
-                f"--tp {tp} does not divide the {what} of {spec.name} ({value}); "
-                f"allowed tp: {', '.join(str(d) for d in allowed_tp(spec))}"
+                f"tp {tp} does not divide the {what} of {spec.name} ({value}); "
+                f"allowed tp: {', '.join(str(d) for d in allowed_tp(spec))}",
+                field="tp",
             )
 
 
@@ -291,14 +292,14 @@ def build_graph(spec: ModelSpec, policy: SparsityPolicy, tokens_per_seq: int | S
     """The op graph of prefilling ``batch`` prompts (``tokens_per_seq`` each, or one length per prompt)."""
     if isinstance(tokens_per_seq, (int, np.integer)):
         if tokens_per_seq <= 0:
-            raise InvalidArgument(f"--tokens must be > 0; got {tokens_per_seq}")
+            raise InvalidArgument(f"tokens_per_seq must be > 0; got {tokens_per_seq}", field="tokens_per_seq")
         if batch <= 0:
-            raise InvalidArgument(f"--batch must be > 0; got {batch}")
+            raise InvalidArgument(f"batch must be > 0; got {batch}", field="batch")
         lengths = [int(tokens_per_seq)] * batch
     else:
         lengths = list(tokens_per_seq)
         if len(lengths) != batch:
-            raise InvalidArgument(f"got {len(lengths)} sequence lengths for batch {batch}")
+            raise InvalidArgument(f"got {len(lengths)} sequence lengths for batch {batch}", field="tokens_per_seq")
     return graph_for_shape(spec, policy, BatchShape.from_lengths(lengths), dtype, tp)
 
 
@@ -315,15 +316,15 @@ def graph_for_step(spec: ModelSpec, policy: SparsityPolicy, step: StepShape, dty
     sparse path runs a step with both prefill and decode rows (core.vocab.MIXED_STEP_MODES; under
     ``separate`` such a step does not exist)."""
     if dtype not in DTYPE_BYTES:
-        raise InvalidArgument(f"unknown dtype '{dtype}'; allowed: {', '.join(DTYPE_BYTES)}")
+        raise InvalidArgument(f"unknown dtype '{dtype}'; allowed: {', '.join(DTYPE_BYTES)}", field="dtype")
     if kv_dtype is not None and kv_dtype not in DTYPE_BYTES:
-        raise InvalidArgument(f"unknown KV-cache dtype '{kv_dtype}'; allowed: {', '.join(DTYPE_BYTES)}",
+        raise InvalidArgument(f"kv_dtype '{kv_dtype}' is unknown; allowed: {', '.join(DTYPE_BYTES)}",
                               field="kv_dtype")
     if mixed not in MIXED_STEP_MODES:
-        raise InvalidArgument(f"unknown mixed-step mode '{mixed}'; allowed: {', '.join(MIXED_STEP_MODES)}",
+        raise InvalidArgument(f"mixed '{mixed}' is not a mixed-step mode; allowed: {', '.join(MIXED_STEP_MODES)}",
                               field="mixed")
     if mixed == "separate" and step.prefill is not None and step.decode is not None:
-        raise InvalidArgument("mixed-step mode 'separate' never puts prefill and decode in one step", field="mixed")
+        raise InvalidArgument("mixed 'separate' never puts prefill and decode in one step", field="mixed")
     check_tp(spec, tp)
     builder = _Builder(spec, policy, step, dtype, tp, kv_dtype, mixed)
     builder.model_start()

@@ -19,7 +19,8 @@ from ampersim.core.vocab import MIXED_STEP_MODES
 from ampersim.hardware.profile import HardwareProfile
 from ampersim.models.spec import ModelSpec
 from ampersim.core.patterns import NMPattern
-from ampersim.sparsity.policy import SparsityPolicy, coverage, resolve_policy
+from ampersim.sparsity.coverage import coverage
+from ampersim.sparsity.policy import SparsityPolicy, resolve_policy
 from ampersim.sim.cost import BOUNDS, GraphCost, OpColumns, cost_graph
 from ampersim.sim.engine import EngineConfig, engine_for
 from ampersim.sim.execution import SparseExecution, sparse_execution
@@ -111,6 +112,7 @@ class Prediction(BaseModel):
     native: bool
     runs_as: str | None
     coverage: float
+    coverage_definition: str
     dense_total_s: float
     sparse_total_s: float
     speedup: float
@@ -216,8 +218,8 @@ def predict(profile: HardwareProfile, scenario: Scenario, *, prune_impl: str | N
     rows, cost = _rows(ops, profile, scenario.dtype, step.execution, scenario.tp)
     dense_total, sparse_total = (float(t[0]) for t in cost.totals(np.array([op.count for op in ops], float)))
     tokens = sum(lengths)
-    cover = coverage(step.spec, step.policy).fraction
-    note = step.execution.note if cover > 0 else f"policy '{step.policy.name}' sparsifies no linear layer"
+    cover = coverage(step.spec, step.policy)
+    note = step.execution.note if cover.fraction > 0 else f"policy '{step.policy.name}' sparsifies no linear layer"
     outputs = scenario.output_lengths() if scenario.has_outputs else [0] * len(lengths)
     fit = memory_fit(profile, step.spec, scenario.dtype, scenario.tp, engine)
     context = max(p + max(o, 1) - 1 for p, o in zip(lengths, outputs))
@@ -227,10 +229,10 @@ def predict(profile: HardwareProfile, scenario: Scenario, *, prune_impl: str | N
     weights_gb = weights_gb_per_gpu(step.spec, scenario.dtype, scenario.tp)
     if weights_gb > profile.memory.capacity_gb.value:
         note += (f"; the weights alone need {weights_gb:.1f} GB per GPU, more than the "
-                 f"{profile.memory.capacity_gb.value:g} GB of {profile.name}: raise --tp")
+                 f"{profile.memory.capacity_gb.value:g} GB of {profile.name}: raise the tensor-parallel degree tp")
     elif not fits:
         note += (f"; weights, activations and the batch's KV cache need {needed:.1f} GB per GPU, more than the "
-                 f"{usable:.1f} GB usable on {profile.name}: raise --tp or shorten the batch")
+                 f"{usable:.1f} GB usable on {profile.name}: raise the tensor-parallel degree tp or shorten the batch")
     decode = request = mixed = None
     if scenario.has_outputs:
         decode = _decode_step(step, profile, lengths, outputs, engine)
@@ -241,7 +243,8 @@ def predict(profile: HardwareProfile, scenario: Scenario, *, prune_impl: str | N
         tokens_per_seq=lengths, batch=len(lengths), pattern=str(step.policy.pattern), dtype=scenario.dtype,
         tp=scenario.tp, policy=step.policy.name, scoring=step.policy.scoring,
         prune_impl=step.execution.prune_impl_name, native=step.execution.native is not None,
-        runs_as=str(step.execution.native) if step.execution.native else None, coverage=cover,
+        runs_as=str(step.execution.native) if step.execution.native else None, coverage=cover.fraction,
+        coverage_definition=cover.definition,
         dense_total_s=dense_total, sparse_total_s=sparse_total, speedup=dense_total / sparse_total,
         ttft_dense_s=dense_total, ttft_sparse_s=sparse_total,
         tokens_per_s_dense=tokens / dense_total, tokens_per_s_sparse=tokens / sparse_total,
@@ -343,9 +346,9 @@ def timing_note(profile: HardwareProfile, execution: SparseExecution, ops: list)
     sparse path's kernels run where that differs from what eager torch or a grouped kernel would do."""
     parts = ["GPU time: kernels back to back as in CUDA-graph replay (no host gaps between kernels)"]
     if execution.compressed and any(op.kind == "sparse_gemm" for op in ops):
-        parts.append("eager torch 2.11 adds host time: _cslt_sparse_mm rebuilds its cuSPARSELt plan on the CPU "
-                     "at every call (about 1 ms per sparse linear measured on H200 and H100 hosts, "
-                     "docs/validation.md), so eager 2:4 prefill is CPU-bound until the GEMMs are long")
+        parts.append("eager torch adds host time where _cslt_sparse_mm rebuilds its cuSPARSELt plan on the CPU "
+                     "at every call: about 1 ms per sparse linear, measured with torch 2.11 on H200 and H100 "
+                     "hosts (docs/validation.md), which makes eager 2:4 prefill CPU-bound until the GEMMs are long")
     grouped = [op for op in ops if op.kind == "sparse_gemm" and np.any(np.asarray(op.groups) > 1)]
     if execution.compressed and grouped and not profile.efficiency.sparse_gemm.grouped:
         parts.append(f"grouped 2:4 GEMMs (MoE experts) run as one sparse GEMM launch per group: {profile.name} "
