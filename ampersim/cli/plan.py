@@ -159,7 +159,8 @@ def _effect(plan: Any, key: str) -> dict[str, Any] | None:
 
 
 def _with_mean(description: str, mean: float) -> str:
-    return description if "mean" in description else f"{description} (mean {mean:,.0f} tokens)"
+    plain = "mean" in description or description.startswith("fixed")
+    return description if plain else f"{description} (mean {mean:,.0f} tokens)"
 
 
 def _text(info: dict[str, Any], rows: list[dict[str, Any]], candidates: list[dict[str, Any]],
