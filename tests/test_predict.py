@@ -168,3 +168,20 @@ def test_decode_side_of_a_workload_with_outputs():
 def test_prefill_only_workload_has_no_decode_side():
     p = predict(load_profile("h100"), load_scenario(DEFAULT_SCENARIO))
     assert p.output_tokens == [0] and p.decode is None and p.request is None and p.mixed_steps is None
+
+
+def test_scenario_output_lengths_are_validated(tmp_path):
+    from ampersim.core.errors import InvalidData
+
+    base = "name: w\nmodel: llama-3.1-8b\nprompt_tokens: 512\n"
+    good = tmp_path / "good.yaml"
+    good.write_text(base + "output_tokens: {lognormal: {mean: 120, sigma: 0.5, max: 900}}\n"
+                    "output_source: 'assumed: a test'\n")
+    assert load_scenario(good).mean_output_tokens() == 120
+    for bad, match in (("output_tokens: -5\n", r"bad.yaml:4: field 'output_tokens'.*must be >= 0"),
+                       ("output_tokens: [{tokens: 10, share: 0.4}]\n", "shares must sum to 1"),
+                       ("output_tokens: 10\noutput_source: somewhere\n", "field 'output_source'")):
+        path = tmp_path / "bad.yaml"
+        path.write_text(base + bad)
+        with pytest.raises(InvalidData, match=match):
+            load_scenario(path)

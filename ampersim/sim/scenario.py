@@ -78,10 +78,8 @@ class Scenario(BaseModel):
         if isinstance(value, int):
             if value <= 0:
                 raise ValueError(f"must be > 0; got {value}")
-        elif not value:
-            raise ValueError("the mix needs at least one {tokens, share} entry")
-        elif not math.isclose(sum(b.share for b in value), 1.0, abs_tol=1e-6):
-            raise ValueError(f"shares must sum to 1; got {sum(b.share for b in value):g}")
+        else:
+            _check_mix(value)
         return value
 
     @field_validator("pattern")
@@ -96,10 +94,7 @@ class Scenario(BaseModel):
         if isinstance(value, int) and value < 0:
             raise ValueError(f"must be >= 0 (0: prefill only); got {value}")
         if isinstance(value, tuple):
-            if not value:
-                raise ValueError("the mix needs at least one {tokens, share} entry")
-            if not math.isclose(sum(b.share for b in value), 1.0, abs_tol=1e-6):
-                raise ValueError(f"shares must sum to 1; got {sum(b.share for b in value):g}")
+            _check_mix(value)
         return value
 
     @field_validator("output_source")
@@ -148,6 +143,13 @@ class Scenario(BaseModel):
             err = exc.errors()[0]
             field = str(err["loc"][0]) if err["loc"] else "scenario"
             raise InvalidArgument(f"{field}: {err['msg'].removeprefix('Value error, ')}", field=field) from None
+
+
+def _check_mix(bins: tuple[PromptBin, ...]) -> None:
+    if not bins:
+        raise ValueError("the mix needs at least one {tokens, share} entry")
+    if not math.isclose(sum(b.share for b in bins), 1.0, abs_tol=1e-6):
+        raise ValueError(f"shares must sum to 1; got {sum(b.share for b in bins):g}")
 
 
 def _apportion(bins: tuple[PromptBin, ...], batch: int) -> list[int]:
