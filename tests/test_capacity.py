@@ -61,7 +61,10 @@ def test_latency_grows_with_rate_and_output_length(replica):
     assert long.prefill_share < short.prefill_share
 
 
-def _plan(rate, outputs=None, slo=SLO(1.0, 0.05, 95.0), tp=1, duration=120.0):
+CHAT_SLO = SLO(1.0, 0.05, 95.0)
+
+
+def _plan(rate, outputs=None, slo=CHAT_SLO, tp=1, duration=120.0):
     prompts = scenario_prompts(CHAT)
     outputs = outputs or scenario_outputs(CHAT)
     return plan_capacity(H100, CHAT, _traffic(rate, outputs, duration), slo, ENGINE, prompts=prompts,

@@ -19,7 +19,7 @@ import numpy as np
 
 from ampersim.core.errors import InvalidArgument
 from ampersim.econ.serving import (
-    C_FINISHED, C_IN_TOKENS, C_OUT_TOKENS, C_PREEMPT, H_E2E, H_ITL, H_TPOT, H_TTFT, SLO, Requests, SimResult,
+    C_BUSY_PREFILL, C_FINISHED, C_IN_TOKENS, C_OUT_TOKENS, C_PREEMPT, H_E2E, H_ITL, H_TPOT, H_TTFT, SLO, Requests, SimResult,
     check_state_memory, simulate, solo_times,
 )
 from ampersim.econ.traffic import LengthDist, empirical, fixed, lognormal
@@ -389,8 +389,6 @@ def _effect(requests: Requests, replica: Replica, engine: EngineConfig, best: di
     runs = {p: simulate(requests, n, replica.costs, engine, replica.memory.kv_blocks, p, slo=replace(
         slo, ttft_s=math.inf if slo.ttft_s is None else slo.ttft_s)) for p in PATHS}
     stats = {p: fleet_stats(r, replica.tp, slo.percentile) for p, r in runs.items()}
-    from ampersim.econ.serving import C_BUSY_PREFILL
-
     prefill = {p: r.counters[C_BUSY_PREFILL] for p, r in runs.items()}
     speedup = prefill["dense"] / prefill["sparse"] if prefill["sparse"] else math.nan
     share = runs["dense"].prefill_share
