@@ -2,7 +2,7 @@
 
 Times (1) the compiled step costs of a replica, (2) one discrete-event simulation of the window (chat-like
 traffic with decode and chunked prefill) on the fleet the planner chose, dense and sparse, (3) its peak
-memory for a short and the full window (memory must not grow with the simulated duration), (4) the whole
+memory for half, one and two windows (memory must not grow with the simulated duration), (4) the whole
 `plan` search through the library, and (5) `ampersim plan` as a fresh process. The first simulation in a
 process also pays numba's compile (or cache load); it is reported separately. The load average is printed
 before and after: the numbers are only comparable on an idle machine (--wait-idle waits for one).
@@ -92,7 +92,7 @@ def main() -> None:
             sims[path].append(time.perf_counter() - start)
 
     peaks = {}
-    for seconds in (args.duration_s / 6, args.duration_s):
+    for seconds in (args.duration_s / 2, args.duration_s, 2 * args.duration_s):
         tracemalloc.start()
         run("dense", Traffic(args.rate, prompts, seconds, outputs=outputs, seed=0))
         peaks[f"{seconds:g} s"] = round(tracemalloc.get_traced_memory()[1] / 1e6, 2)

@@ -326,8 +326,13 @@ def _meets(stats: FleetStats, slo: SLO) -> bool:
 def plan_capacity(profile: HardwareProfile, scenario: Scenario, requests: Requests, slo: SLO, engine: EngineConfig,
                   *, prompts: LengthDist, outputs: LengthDist, spec: ModelSpec | None = None, tp: int | None = None,
                   paths: tuple[str, ...] = PATHS, usd_per_gpu_hour: float | None = None,
+                  built: dict[int, Replica] | None = None, with_effect: bool = True,
                   progress: Callable[[str], None] | None = None) -> CapacityPlan:
-    """The fewest GPUs per path serving ``requests`` under ``slo`` (see the module docstring)."""
+    """The fewest GPUs per path serving ``requests`` under ``slo`` (see the module docstring).
+
+    ``built``: replicas of this profile, scenario and engine already built, by tp (plans of several
+    rates share them); those missing are built and added. ``with_effect``: also simulate both paths on
+    the dense plan's fleet (``CapacityPlan.effect``)."""
     if slo.ttft_s is None and slo.tpot_s is None:
         raise InvalidArgument("give a TTFT SLO, a TPOT SLO or both", field="slo_ttft_s")
     for value, what, name in ((slo.ttft_s, "TTFT", "slo_ttft_s"), (slo.tpot_s, "TPOT", "slo_tpot_s")):
@@ -338,11 +343,14 @@ def plan_capacity(profile: HardwareProfile, scenario: Scenario, requests: Reques
 
         spec = load_model_spec(scenario.model)
     longest = longest_request(requests, prompts, outputs)
+    built = {} if built is None else built
     replicas = {}
     for d in candidate_tps(profile, spec, tp):
         fit = memory_fit(profile, spec, scenario.dtype, d, engine)
         if fit.kv_tokens >= longest:
-            replicas[d] = build_replica(profile, scenario, spec, d, engine)
+            if d not in built:
+                built[d] = build_replica(profile, scenario, spec, d, engine)
+            replicas[d] = built[d]
     if not replicas:
         raise _no_fit(profile, spec, scenario, engine, candidate_tps(profile, spec, tp), longest)
     guesses = {d: _first_guess(r, engine, requests.rate_per_s, prompts, outputs) for d, r in replicas.items()}
@@ -377,7 +385,7 @@ def plan_capacity(profile: HardwareProfile, scenario: Scenario, requests: Reques
             chosen = min((c for c in candidates if c.path == path), key=lambda c: (c.min_ttft_s, c.tp))
         best[path] = chosen
     effect = None
-    if set(paths) == set(PATHS) and best["dense"].feasible:
+    if with_effect and set(paths) == set(PATHS) and best["dense"].feasible:
         effect = _effect(requests, replicas[best["dense"].tp], engine, best, slo)
     return CapacityPlan(slo, engine, usd_per_gpu_hour, best, candidates, bounds, effect)
 

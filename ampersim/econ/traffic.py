@@ -20,6 +20,7 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -191,12 +192,20 @@ class Traffic:
     def warmup_s(self) -> float:
         return self.warmup_fraction * self.duration_s
 
-    def counts(self) -> tuple[int, int]:
-        """(requests, requests after the warm-up), without holding the arrival times."""
+    @cached_property
+    def _arrival_pass(self) -> tuple[int, int, dict]:
+        """One pass over the arrival stream, holding no times: (requests, requests after the warm-up,
+        the generator state the prompt lengths are drawn from: right after the last arrival gap)."""
+        rng = np.random.default_rng(self.seed)
         total = measured = 0
-        for times in _arrival_chunks(np.random.default_rng(self.seed), self.rate_per_s, self.duration_s, CHUNK):
+        for times in _arrival_chunks(rng, self.rate_per_s, self.duration_s, CHUNK):
             total += len(times)
             measured += int(np.count_nonzero(times >= self.warmup_s))
+        return total, measured, rng.bit_generator.state
+
+    def counts(self) -> tuple[int, int]:
+        """(requests, requests after the warm-up)."""
+        total, measured, _ = self._arrival_pass
         if total == 0:
             raise InvalidArgument(f"duration_s {self.duration_s:g}: no request arrives at {self.rate_per_s:g} "
                                   "requests/s; lengthen the window", field="duration_s")
@@ -205,9 +214,8 @@ class Traffic:
     def chunks(self, size: int = CHUNK) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
         """(arrival s, prompt tokens, output tokens) in arrival order, ``size`` requests at most per chunk."""
         arrivals = np.random.default_rng(self.seed)
-        lengths = np.random.default_rng(self.seed)  # prompt lengths follow the last arrival gap drawn
-        for _ in _arrival_chunks(lengths, self.rate_per_s, self.duration_s, size):
-            pass
+        lengths = np.random.default_rng(self.seed)
+        lengths.bit_generator.state = self._arrival_pass[2]
         outputs = np.random.default_rng([self.seed, _OUTPUT_STREAM])
         for times in _arrival_chunks(arrivals, self.rate_per_s, self.duration_s, size):
             if len(times):

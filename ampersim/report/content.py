@@ -140,6 +140,7 @@ def _plans(profile: HardwareProfile, inputs: ReportInputs, spec: ModelSpec) -> d
     basis = inputs.bases[inputs.profiles.index(profile)]
     cloud = basis.cloud_usd_per_gpu_hour.value if basis and basis.cloud_usd_per_gpu_hour else None
     slo = SLO(inputs.slo_ttft_s, None, inputs.percentile)
+    built: dict = {}  # the replica's step costs, shared by the plans of every rate
     return {
         rate: plan_capacity(
             profile,
@@ -153,6 +154,8 @@ def _plans(profile: HardwareProfile, inputs: ReportInputs, spec: ModelSpec) -> d
             spec=spec,
             tp=inputs.scenario.tp,
             usd_per_gpu_hour=cloud,
+            built=built,
+            with_effect=False,
         )
         for rate in inputs.rates
     }
