@@ -7,7 +7,7 @@ from typing import Any
 from ampersim.cli import map_fields
 from ampersim.cli.output import add_format_argument, emit, render_csv, render_table, to_json
 from ampersim.core.formatting import layer_ranges
-from ampersim.core.vocab import MEASURED_DTYPES, SCORINGS
+from ampersim.core.vocab import MEASURED_DTYPES, SCORINGS, SPARSE_GEMM_IMPLS
 from ampersim.sim.scenario import DEFAULT_SCENARIO
 
 OP_COLUMNS = ("name", "kind", "M", "N", "K", "dense_us", "sparse_us", "bound", "sparse_bound")
@@ -42,6 +42,9 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--prune-impl", metavar="NAME",
                         help="runtime pruning implementation from the profile's prune_impls "
                              "(default: default_prune_impl for native patterns, default_mask_impl otherwise)")
+    parser.add_argument("--sparse-gemm-impl", choices=SPARSE_GEMM_IMPLS,
+                        help="sparse-GEMM path to cost (default: the profile's efficiency.sparse_gemm_impl; "
+                             "others must be among its sparse_gemm_alternatives)")
     add_format_argument(parser)
     map_fields(parser, prompt_tokens="--tokens")
     parser.set_defaults(run=run)
@@ -58,7 +61,7 @@ def run(args: Any) -> int:
         model=args.model, prompt_tokens=args.tokens, batch=args.batch, pattern=args.pattern,
         policy=args.policy, scoring=args.scoring, dtype=args.dtype, tp=args.tp, output_tokens=args.output_tokens)
     spec = load_model_spec(scenario.model)
-    result = predict(profile, scenario, prune_impl=args.prune_impl, spec=spec)
+    result = predict(profile, scenario, prune_impl=args.prune_impl, spec=spec, sparse_gemm_impl=args.sparse_gemm_impl)
     if args.format == "csv":
         emit(render_csv([_csv_row(op) for op in result.ops], CSV_COLUMNS))
         return 0
@@ -102,7 +105,7 @@ def _render(result: Any, comparison: list[Any], display_name: str) -> str:
         f"workload {result.scenario}: {shape} = {result.tokens} tokens, {result.dtype}, tp {result.tp}",
         f"policy {result.policy}, pattern {result.pattern} ({result.scoring} scoring): "
         f"{100 * result.coverage:.1f} % of decoder linear MACs sparsified ({result.coverage_definition}); "
-        f"pruning: {result.prune_impl}",
+        f"pruning: {result.prune_impl}; sparse GEMM: {result.sparse_gemm_impl}",
         f"weights: {result.weights_gb_per_gpu:.1f} GB per GPU"
         + ("" if result.fits_memory else " (MORE THAN THE GPU'S MEMORY: see note)"),
         f"note: {result.note}",
