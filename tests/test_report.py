@@ -12,13 +12,14 @@ import ampersim.report.study
 import ampersim.sim.predict
 from ampersim.cli import main
 from ampersim.core.sourced import sourced_numbers
-from ampersim.econ.capacity import scenario_prompts
+from ampersim.econ.capacity import scenario_outputs, scenario_prompts
 from ampersim.econ.roi import price_basis
 from ampersim.hardware.registry import load_profile
 from ampersim.report.html import render_html
 from ampersim.report.markdown import render_markdown
 from ampersim.report.sections import document
 from ampersim.report.study import ReportInputs, build_study, pareto, price_bases
+from ampersim.sim.engine import engine_for
 from ampersim.sim.predict import comparison_patterns
 from ampersim.sim.scenario import load_scenario
 
@@ -78,8 +79,8 @@ def _inputs(tmp_path, accuracy: bool) -> ReportInputs:
         slo_ttft_s=1.0,
         percentile=95.0,
         prompts=scenario_prompts(scenario),
-        max_batched_tokens=8192,
-        max_seqs=256,
+        outputs=scenario_outputs(scenario),
+        engines=tuple(engine_for(p, max_batched_tokens=8192, max_seqs=256) for p in profiles),
         duration_s=300.0,
         seed=0,
         accuracy_path=path,
@@ -272,6 +273,8 @@ def test_report_cli_html_and_markdown(tmp_path, capsys):
     )
     assert out.read_text().startswith("<!DOCTYPE html>")
     assert (tmp_path / "report.md").is_file() and (tmp_path / "report_files" / "frontier.png").is_file()
+    # each profile plans with its own engine (vLLM's defaults differ by GPU), as `ampersim plan` does
+    assert "h100-sxm 8,192 / 1,024, l4 2,048 / 256" in (tmp_path / "report.md").read_text()
     assert f"wrote {out}" in capsys.readouterr().out
 
 

@@ -130,7 +130,8 @@ def summary(study: Study) -> Section:
     paragraphs.append(
         f"Costs and GPUs below are for {sc.pattern}. GPUs are the fewest meeting "
         f"p{inputs.percentile:g} TTFT ≤ {inputs.slo_ttft_s * 1e3:g} ms at {top:g} requests/s "
-        f"({inputs.prompts.description}); – means out of reach (or no price)."
+        f"(prompts {inputs.prompts.description}; outputs {inputs.outputs.description}); – means out of reach "
+        "(or no price)."
     )
     headers = {
         "speedup": f"speedup {sc.pattern}",
@@ -341,10 +342,10 @@ def capacity(study: Study) -> Section:
     ]
     text = (
         f"Fewest GPUs whose simulated {pct} time to first token stays within {inputs.slo_ttft_s * 1e3:g} ms, "
-        f"found by a seeded discrete-event simulation of a prefill fleet: Poisson arrivals, one FCFS queue, "
-        f"chunked prefill steps of at most {inputs.max_batched_tokens:,} tokens and {inputs.max_seqs} prompts, "
-        "step times from the simulator. TTFT counts queueing and the whole prompt's prefill; decode is not "
-        "modelled (a disaggregated prefill tier)."
+        "found by a seeded discrete-event simulation of a fleet with continuous batching: Poisson arrivals, one "
+        f"FCFS queue, {_step_limits(study)} (chunked prefill and the decode tokens of running requests; outputs: "
+        f"{inputs.outputs.description}), a paged KV cache, step times from the simulator. TTFT counts queueing "
+        "and the whole prompt's prefill."
     )
     return Section(
         "GPUs needed vs request rate",
@@ -487,7 +488,7 @@ def sources(study: Study) -> Section:
             ("policy / pattern / scoring", f"{sc.policy} / {sc.pattern} / {sc.scoring}"),
         )
     ]
-    windows = sorted({plan.traffic.duration_s for p in study.profiles for plan in p.plans.values()})
+    windows = sorted(set(study.windows_s.values()))
     duration = (
         f"{windows[0]:g} s" if len(windows) == 1 else f"{windows[0]:g}-{windows[-1]:g} s (~50,000 requests per rate)"
     )
@@ -496,21 +497,23 @@ def sources(study: Study) -> Section:
         for k, v in (
             ("arrivals", f"Poisson at {', '.join(f'{r:g}' for r in inputs.rates)} requests/s"),
             ("prompt lengths", inputs.prompts.description),
+            ("output lengths", inputs.outputs.description),
             ("SLO", f"p{inputs.percentile:g} TTFT <= {inputs.slo_ttft_s * 1e3:g} ms"),
             (
                 "scheduler",
                 (
-                    f"one FCFS queue, chunked prefill <= {inputs.max_batched_tokens:,} tokens and "
-                    f"<= {inputs.max_seqs} prompts per step"
+                    f"one FCFS queue, continuous batching with chunked prefill, {_step_limits(study)}; "
+                    "every engine setting per profile in the next table"
                 ),
             ),
             ("simulated window", f"{duration}, first 5% warm-up excluded, seed {inputs.seed}"),
-            ("not modelled", "decode, KV-cache limits, network and router delays, failures"),
+            ("not modelled", "prefix caching, network and router delays, failures"),
         )
     ]
     tables = [
         Table(workload, ["item", "value"], caption="workload"),
         Table(traffic, ["item", "value"], caption="traffic and capacity model"),
+        _engine_table(study),
         _sourced_table(study.prices, "prices and economic assumptions", owner=True),
     ]
     notes = [{"profile": p.name, "note": p.prediction.note} for p in study.profiles if p.prediction.note]
@@ -551,6 +554,23 @@ def _sourced_table(items: Iterable[Any], caption: str, *, owner: bool = False, c
     ]
     columns = ["profile", "item"] if owner else ["field"]
     return Table(rows, [*columns, "value", "date", "source"], caption=caption, collapsed=collapsed)
+
+
+def _engine_table(study: Study) -> Table:
+    settings = list(type(study.profiles[0].engine).model_fields)
+    rows = [{"profile": p.name, **{k: getattr(p.engine, k) for k in settings}} for p in study.profiles]
+    sources = dict.fromkeys(f"{k}: {p.engine_sources[k]}" for p in study.profiles for k in settings)
+    return Table(rows, ["profile", *settings], caption="serving engine per profile", source="; ".join(sources))
+
+
+def _step_limits(study: Study) -> str:
+    """'steps of at most 8,192 tokens and 1,024 sequences' (per profile when the engines differ)."""
+    limits = {p.name: (p.engine.max_batched_tokens, p.engine.max_seqs) for p in study.profiles}
+    if len(set(limits.values())) == 1:
+        tokens, seqs = next(iter(limits.values()))
+        return f"steps of at most {tokens:,} tokens and {seqs:,} sequences"
+    each = ", ".join(f"{name} {tokens:,} / {seqs:,}" for name, (tokens, seqs) in limits.items())
+    return f"steps of at most the engine's tokens / sequences ({each})"
 
 
 SECTIONS: tuple[Callable[[Study], Section], ...] = (summary, speedup, breakdown, cost, capacity, frontier, sources)

@@ -19,13 +19,15 @@ import numpy as np
 from ampersim import __version__
 from ampersim.core.errors import AmpersimError
 from ampersim.core.sourced import Sourced, sourced_numbers
-from ampersim.econ.capacity import CapacityPlan, Traffic, auto_duration_s, plan_capacity, step_tables
+from ampersim.econ.capacity import CapacityPlan, auto_duration_s, build_replica, plan_capacity
 from ampersim.econ.roi import Payback, PriceBasis, ProfileEconomics, paybacks, price_basis, profile_economics
-from ampersim.econ.traffic import PromptDist
+from ampersim.econ.serving import SLO
+from ampersim.econ.traffic import LengthDist, Traffic
 from ampersim.hardware.profile import HardwareProfile
 from ampersim.models.registry import load_model_spec
 from ampersim.models.spec import ModelSpec
 from ampersim.report.accuracy import AccuracyResults, AccuracyRow, load_accuracy
+from ampersim.sim.engine import EngineConfig, engine_for
 from ampersim.sim.predict import Prediction, comparison_patterns, predict, step_seconds
 from ampersim.sim.scenario import Scenario
 
@@ -55,9 +57,9 @@ class ReportInputs:
     rates: tuple[float, ...]  # increasing
     slo_ttft_s: float
     percentile: float
-    prompts: PromptDist
-    max_batched_tokens: int
-    max_seqs: int
+    prompts: LengthDist
+    outputs: LengthDist
+    engines: tuple[EngineConfig, ...]  # the serving engine of each profile (vLLM's defaults differ by GPU)
     duration_s: float | None  # None: auto per rate
     seed: int
     accuracy_path: Path | None
@@ -106,6 +108,8 @@ class ProfileStudy:
 
     profile: HardwareProfile
     basis: PriceBasis | None
+    engine: EngineConfig
+    engine_sources: Mapping[str, str]  # engine setting -> where its value comes from
     prediction: Prediction  # the workload as given
     by_pattern: tuple[Prediction, ...]  # comparison patterns (the workload's own among them)
     best: Prediction  # the fastest of by_pattern
@@ -164,6 +168,7 @@ class Study:
     accuracy: AccuracyStudy | None
     prices: tuple[SourcedItem, ...]
     hardware: Mapping[str, tuple[SourcedItem, ...]]  # profile -> every sourced number in it
+    windows_s: Mapping[float, float]  # request rate -> simulated seconds of the capacity plans
     predictions: int  # distinct per-op predictions made
     version: str  # ampersim version that computed it
 
@@ -178,16 +183,16 @@ class Study:
 
 
 class _Predictions:
-    """``predict`` memoized on (profile, scenario variant): each variant is predicted once."""
+    """``predict`` memoized on (profile, scenario variant, engine): each variant is predicted once."""
 
     def __init__(self, spec: ModelSpec) -> None:
         self._spec = spec
-        self._done: dict[tuple[str, str], Prediction] = {}
+        self._done: dict[tuple[str, str, str], Prediction] = {}
 
-    def __call__(self, profile: HardwareProfile, scenario: Scenario) -> Prediction:
-        key = (profile.name, scenario.model_dump_json())
+    def __call__(self, profile: HardwareProfile, scenario: Scenario, engine: EngineConfig) -> Prediction:
+        key = (profile.name, scenario.model_dump_json(), engine.model_dump_json())
         if key not in self._done:
-            self._done[key] = predict(profile, scenario, spec=self._spec)
+            self._done[key] = predict(profile, scenario, spec=self._spec, engine=engine)
         return self._done[key]
 
     def __len__(self) -> int:
@@ -200,21 +205,25 @@ def build_study(inputs: ReportInputs, progress: Callable[[str], None]) -> Study:
     spec = load_model_spec(sc.model)
     predicted = _Predictions(spec)
     profiles = []
-    for profile, basis in zip(inputs.profiles, inputs.bases, strict=True):
+    for profile, basis, engine in zip(inputs.profiles, inputs.bases, inputs.engines, strict=True):
         progress(f"predicting, sweeping and planning {sc.name} on {profile.name}")
-        by_pattern = tuple(predicted(profile, sc.with_overrides(pattern=p)) for p in comparison_patterns(profile, sc))
-        prediction = predicted(profile, sc)
+        by_pattern = tuple(
+            predicted(profile, sc.with_overrides(pattern=p), engine) for p in comparison_patterns(profile, sc)
+        )
+        prediction = predicted(profile, sc, engine)
         profiles.append(
             ProfileStudy(
                 profile=profile,
                 basis=basis,
+                engine=engine,
+                engine_sources=_engine_sources(profile, engine),
                 prediction=prediction,
                 by_pattern=by_pattern,
                 best=max(by_pattern, key=lambda p: p.speedup),
                 breakdown_ms=_breakdown_ms(prediction),
                 economics=None if basis is None else _economics(profile, prediction, basis),
                 sweep=_sweep(profile, sc, spec),
-                plans=_plans(profile, basis, inputs),
+                plans=_plans(profile, basis, engine, prediction, spec, inputs),
             )
         )
     priced = [p.economics for p in profiles if p.economics is not None]
@@ -230,9 +239,19 @@ def build_study(inputs: ReportInputs, progress: Callable[[str], None]) -> Study:
         accuracy=accuracy,
         prices=_prices(inputs),
         hardware={p.name: _hardware_sources(p) for p in inputs.profiles},
+        windows_s={rate: _window_s(rate, inputs) for rate in inputs.rates},
         predictions=len(predicted),
         version=__version__,
     )
+
+
+def _engine_sources(profile: HardwareProfile, engine: EngineConfig) -> dict[str, str]:
+    """Each engine setting's source: vLLM's default for this GPU (with its source) or given by the user."""
+    default, sources = engine_for(profile), engine.sources(profile)
+    return {
+        name: sources.get(name, "default") if getattr(engine, name) == getattr(default, name) else "given by the user"
+        for name in EngineConfig.model_fields
+    }
 
 
 def _economics(profile: HardwareProfile, pred: Prediction, basis: PriceBasis) -> ProfileEconomics:
@@ -260,21 +279,39 @@ def _sweep(profile: HardwareProfile, sc: Scenario, spec: ModelSpec) -> tuple[Swe
     return tuple(out)
 
 
-def _plans(profile: HardwareProfile, basis: PriceBasis | None, inputs: ReportInputs) -> dict[float, CapacityPlan]:
-    tables = step_tables(profile, inputs.scenario, inputs.max_batched_tokens, inputs.prompts)
+def _plans(
+    profile: HardwareProfile,
+    basis: PriceBasis | None,
+    engine: EngineConfig,
+    prediction: Prediction,
+    spec: ModelSpec,
+    inputs: ReportInputs,
+) -> dict[float, CapacityPlan]:
+    """The capacity plan at every rate, on one replica (at the workload's tp) built from ``prediction``."""
+    sc = inputs.scenario
     cloud = basis.cloud_usd_per_gpu_hour.value if basis and basis.cloud_usd_per_gpu_hour else None
+    built = {sc.tp: build_replica(profile, sc, spec, sc.tp, engine, step=prediction)}  # shared by every rate
     return {
         rate: plan_capacity(
-            tables,
-            Traffic(rate, inputs.prompts, inputs.duration_s or auto_duration_s(rate), seed=inputs.seed),
-            slo_ttft_s=inputs.slo_ttft_s,
-            percentile=inputs.percentile,
-            max_seqs=inputs.max_seqs,
-            tp=inputs.scenario.tp,
+            profile,
+            sc,
+            Traffic(rate, inputs.prompts, _window_s(rate, inputs), outputs=inputs.outputs, seed=inputs.seed),
+            SLO(inputs.slo_ttft_s, None, inputs.percentile),
+            engine,
+            prompts=inputs.prompts,
+            outputs=inputs.outputs,
+            spec=spec,
+            tp=sc.tp,
             usd_per_gpu_hour=cloud,
+            built=built,
+            with_effect=False,
         )
         for rate in inputs.rates
     }
+
+
+def _window_s(rate: float, inputs: ReportInputs) -> float:
+    return inputs.duration_s or auto_duration_s(rate)
 
 
 def _accuracy_study(
@@ -296,7 +333,7 @@ def _accuracy_study(
         name = option_name(row)
         variant = inputs.scenario.with_overrides(pattern=row.pattern, policy=row.policy, scoring=row.scoring)
         try:
-            preds = [(p, predicted(p.profile, variant)) for p in clouds]
+            preds = [(p, predicted(p.profile, variant, p.engine)) for p in clouds]
         except AmpersimError as exc:
             refused.append(f"{name}: not simulated ({exc})")
             continue
