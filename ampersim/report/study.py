@@ -249,8 +249,10 @@ def _engine_sources(profile: HardwareProfile, engine: EngineConfig) -> dict[str,
     """Each engine setting's source: vLLM's default for this GPU (with its source) or given by the user."""
     default, sources = engine_for(profile), engine.sources(profile)
     return {
-        name: sources.get(name, "default") if getattr(engine, name) == getattr(default, name) else "given by the user"
-        for name in EngineConfig.model_fields
+        name: sources.get(name, f"default: {field.description}")
+        if getattr(engine, name) == getattr(default, name)
+        else "given by the user"
+        for name, field in EngineConfig.model_fields.items()
     }
 
 
