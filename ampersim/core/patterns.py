@@ -4,18 +4,17 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, model_serializer, model_validator
+from pydantic import model_serializer, model_validator
 
 from ampersim.core.errors import InvalidArgument
+from ampersim.core.schema import Frozen
 from ampersim.core.vocab import MAX_M
 
 _PATTERN_RE = re.compile(r"^\s*(\d+)\s*:\s*(\d+)\s*$")
 
 
-class NMPattern(BaseModel):
+class NMPattern(Frozen):
     """An N:M pattern (0 < n < m). Written and parsed as the string "n:m" (e.g. "8:16")."""
-
-    model_config = ConfigDict(frozen=True)
 
     n: int
     m: int

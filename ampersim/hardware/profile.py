@@ -9,21 +9,17 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from ampersim.core.patterns import NMPattern
 from ampersim.core.errors import not_found
+from ampersim.core.schema import Frozen
 from ampersim.core.vocab import DType, SparseGemmImpl
 from ampersim.core.sourced import FractionSourced, PositiveSourced, Sourced
 
 
-_Frozen = ConfigDict(frozen=True, extra="forbid")
-
-
-class MatrixRates(BaseModel):
+class MatrixRates(Frozen):
     """Peak matrix throughput for one dtype: dense, and sparse per natively accelerated pattern."""
-
-    model_config = _Frozen
 
     dense_tflops: PositiveSourced
     sparse_tflops: dict[str, PositiveSourced] = Field(
@@ -41,35 +37,27 @@ class MatrixRates(BaseModel):
         return self.sparse_tflops.get(str(pattern))
 
 
-class Memory(BaseModel):
-    model_config = _Frozen
-
+class Memory(Frozen):
     capacity_gb: PositiveSourced
     bandwidth_gbps: PositiveSourced = Field(description="Peak device-memory bandwidth, GB/s (1e9 B/s).")
 
 
-class Interconnect(BaseModel):
+class Interconnect(Frozen):
     """GPU-to-GPU link used by tensor-parallel all-reduce."""
-
-    model_config = _Frozen
 
     name: str
     bandwidth_gbps: PositiveSourced = Field(description="Per-GPU unidirectional bandwidth, GB/s.")
     latency_us: PositiveSourced
 
 
-class Power(BaseModel):
-    model_config = _Frozen
-
+class Power(Frozen):
     tdp_w: PositiveSourced
     prefill_power_fraction: FractionSourced = Field(
         description="Average board power during prefill as a fraction of TDP (energy model)."
     )
 
 
-class Prices(BaseModel):
-    model_config = _Frozen
-
+class Prices(Frozen):
     cloud_usd_per_gpu_hour: PositiveSourced | None = None
     purchase_usd: PositiveSourced | None = None
 
@@ -93,15 +81,13 @@ class TileSize(PositiveSourced):
         return value
 
 
-class GemmEfficiency(BaseModel):
+class GemmEfficiency(Frozen):
     """Shape-dependent efficiency of a GEMM library path (dense cuBLAS-like or sparse cuSPARSELt-like).
 
     Achieved rate = peak · peak_fraction · w · M / (M + w · m_half), with w the wave efficiency of
     tile_m × tile_n output tiles over compute_units (split-K below one wave); plus ``overhead_us``
     per kernel. Equations: docs/cost-model.md (ampersim.sim.cost.gemm_efficiency).
     """
-
-    model_config = _Frozen
 
     peak_fraction: FractionSourced
     tile_m: TileSize = Field(description="Output tile rows (tokens) per thread block (wave quantization).")
@@ -121,10 +107,8 @@ class GemmEfficiency(BaseModel):
     )
 
 
-class PruneImpl(BaseModel):
+class PruneImpl(Frozen):
     """A runtime N:M prune (+ compress) implementation of activations: a memory-bound op."""
-
-    model_config = _Frozen
 
     description: str
     bytes_per_input_byte: PositiveSourced = Field(
@@ -143,9 +127,7 @@ class PruneImpl(BaseModel):
     )
 
 
-class Efficiency(BaseModel):
-    model_config = _Frozen
-
+class Efficiency(Frozen):
     dense_gemm: GemmEfficiency
     sparse_gemm: GemmEfficiency
     sparse_gemm_impl: SparseGemmImpl = Field(
@@ -191,10 +173,8 @@ class Efficiency(BaseModel):
                                        "sparse_gemm_alternatives": others})
 
 
-class HardwareProfile(BaseModel):
+class HardwareProfile(Frozen):
     """One accelerator. See hardware_profiles/*.yaml and `ampersim profiles schema`."""
-
-    model_config = _Frozen
 
     name: str = Field(pattern=r"^[a-z0-9][a-z0-9.\-]*$")
     display_name: str

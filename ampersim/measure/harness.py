@@ -18,7 +18,8 @@ from collections.abc import Callable, Sequence
 from typing import Any, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict
+
+from ampersim.core.schema import Frozen
 
 MIN_RUNS = 20
 MAX_RUNS = 200
@@ -30,13 +31,11 @@ WARMUP_SECONDS = 0.2
 MAX_WARMUP_STEPS = 5000
 
 
-class Timing(BaseModel):
+class Timing(Frozen):
     """Seconds per call: median and spread over ``runs`` timed runs of ``calls_per_run`` calls.
 
     ``warmup_s``: busy time before the timed runs; 0 where there was none (files written before the
     settle warm-up existed, such as validation/h200-run1.jsonl, do not carry the field)."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
 
     method: Literal["cuda_graph", "cuda_events", "cpu_clock"]
     median_s: float

@@ -22,10 +22,11 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Literal, TextIO
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import ConfigDict, Field, ValidationError
 
 from ampersim.core.errors import InvalidData, NotFound
 from ampersim.core.resources import repository_root
+from ampersim.core.schema import Frozen
 from ampersim.core.vocab import DecoderLinearKind, DiagnosticPruneImpl, DType, MixedStepMode, PruneImplName, Scoring
 from ampersim.measure.harness import Timing
 from ampersim.sim.graph import BatchShape, DecodeShape, OpRecord, StepShape
@@ -34,8 +35,8 @@ FORMAT = "ampersim-measurements"
 SCHEMA_VERSION = 1
 
 
-class _Model(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
+class _Model(Frozen):
+    model_config = ConfigDict(populate_by_name=True)
 
 
 class _Record(_Model):

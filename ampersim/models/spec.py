@@ -7,15 +7,14 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 
+from ampersim.core.schema import Frozen
 from ampersim.core.vocab import LinearKind
 
 
-class MoESpec(BaseModel):
+class MoESpec(Frozen):
     """Mixture-of-experts FFN: ``experts_per_token`` of ``num_experts`` routed experts per token."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
 
     num_experts: int = Field(gt=1)
     experts_per_token: int = Field(gt=0)
@@ -29,14 +28,12 @@ class MoESpec(BaseModel):
         return self
 
 
-class LinearSpec(BaseModel):
+class LinearSpec(Frozen):
     """One linear projection of a decoder layer (or lm_head), per token.
 
     ``instances`` is how many copies run per token on average: 1 for dense layers, top-k for
     routed experts (each token visits top-k of num_experts); ``count`` is how many exist.
     """
-
-    model_config = ConfigDict(frozen=True)
 
     kind: LinearKind
     layer: int
@@ -51,10 +48,8 @@ class LinearSpec(BaseModel):
         return self.in_features * self.out_features * self.instances_per_token
 
 
-class ModelSpec(BaseModel):
+class ModelSpec(Frozen):
     """Architecture of a decoder-only transformer. See workloads/models/*.yaml."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
 
     name: str = Field(pattern=r"^[a-z0-9][a-z0-9.\-]*$")
     display_name: str

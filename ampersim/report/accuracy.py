@@ -6,14 +6,15 @@ import json
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import ConfigDict, ValidationError
 
 from ampersim.core.errors import InvalidData
 from ampersim.core.resources import data_dir
+from ampersim.core.schema import Frozen
 
 
-class Scores(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="allow")
+class Scores(Frozen):
+    model_config = ConfigDict(extra="allow")
 
     ppl: float | None = None
     quiz_acc: float | None = None
@@ -28,8 +29,8 @@ class AccuracyRow(Scores):
     quiz_acc_delta: float | None = None
 
 
-class AccuracyResults(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="allow")
+class AccuracyResults(Frozen):
+    model_config = ConfigDict(extra="allow")
 
     model: str
     environment: dict[str, Any] = {}

@@ -39,9 +39,9 @@ from dataclasses import dataclass, field, fields
 from typing import Any, Union
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict
 
 from ampersim.core.errors import InvalidArgument
+from ampersim.core.schema import Frozen
 from ampersim.core.vocab import DECODER_LINEAR_KINDS, DTYPE_BYTES, MIXED_STEP_MODES, DType, OpKind, OpPath
 from ampersim.models.spec import ModelSpec
 from ampersim.sparsity.policy import SparsityPolicy, canonical_name
@@ -233,10 +233,8 @@ def _plain(value: Any) -> Any:
     return value
 
 
-class OpRecord(BaseModel):
+class OpRecord(Frozen):
     """An Op as stored in measurement files: the same fields, with scalar quantities."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
 
     name: str
     kind: OpKind

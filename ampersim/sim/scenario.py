@@ -12,10 +12,11 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import Field, ValidationError, field_validator
 
 from ampersim.core.catalog import looks_like_path
 from ampersim.core.errors import InvalidArgument, not_found
+from ampersim.core.schema import Frozen
 from ampersim.core.vocab import DType, Scoring
 from ampersim.core.patterns import NMPattern
 from ampersim.core.resources import data_dir
@@ -25,35 +26,27 @@ from ampersim.core.yamlio import load_model
 DEFAULT_SCENARIO = "prefill-4k"  # the workload when none is named; see workloads/scenarios/prefill-4k.yaml
 
 
-class PromptBin(BaseModel):
+class PromptBin(Frozen):
     """Prompts of ``tokens`` tokens make up ``share`` of the requests."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
 
     tokens: int = Field(gt=0)
     share: float = Field(gt=0, le=1)
 
 
-class LognormalParams(BaseModel):
+class LognormalParams(Frozen):
     """Lognormal lengths: arithmetic ``mean`` tokens, ``sigma`` the std of log-length, optional ``max``."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
 
     mean: float = Field(ge=1)
     sigma: float = Field(ge=0)
     max: int | None = Field(default=None, ge=1)
 
 
-class LognormalLengths(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
+class LognormalLengths(Frozen):
     lognormal: LognormalParams
 
 
-class Scenario(BaseModel):
+class Scenario(Frozen):
     """A workload. See workloads/scenarios/*.yaml."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
 
     name: str
     description: str = ""

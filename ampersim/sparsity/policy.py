@@ -45,9 +45,10 @@ from __future__ import annotations
 import fnmatch
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import Field, ValidationError, field_validator
 
 from ampersim.core.errors import InvalidArgument, InvalidData, NotFound
+from ampersim.core.schema import Frozen
 from ampersim.core.vocab import (
     DECODER_LINEAR_KINDS, NEVER_SPARSE_KINDS, POLICY_PRESETS, SCORINGS, DecoderLinearKind, Scoring,
 )
@@ -61,7 +62,6 @@ AMBER_SPARSE_KINDS = ("q_proj", "gate_proj")  # sparse except in the model's ski
 AMBER_ALWAYS_SPARSE = ("down_proj",)
 PAPER_URL = "https://arxiv.org/abs/2508.02128"
 
-_Frozen = ConfigDict(frozen=True, extra="forbid")
 
 
 def canonical_name(layer: int, kind: str) -> str:
@@ -69,10 +69,8 @@ def canonical_name(layer: int, kind: str) -> str:
     return f"layers.{layer}.{kind}"
 
 
-class PolicyRule(BaseModel):
+class PolicyRule(Frozen):
     """Linears matched by every given selector (kinds AND layers AND modules, minus skip_layers)."""
-
-    model_config = _Frozen
 
     kinds: tuple[DecoderLinearKind, ...] = DECODER_LINEAR_KINDS  # type: ignore[assignment]
     layers: tuple[int, ...] | None = Field(default=None, description="Layers matched; None = all.")
@@ -93,10 +91,8 @@ class PolicyRule(BaseModel):
         return True
 
 
-class SparsityPolicy(BaseModel):
+class SparsityPolicy(Frozen):
     """Which linear inputs are N:M-pruned (prefill only), with which pattern and score."""
-
-    model_config = _Frozen
 
     name: str
     pattern: NMPattern
@@ -120,18 +116,14 @@ class SparsityPolicy(BaseModel):
         return [i for i in range(spec.num_layers) if not self.is_sparse(i, kind)]
 
 
-class _CustomPolicyFile(BaseModel):
-    model_config = _Frozen
-
+class _CustomPolicyFile(Frozen):
     name: str | None = None
     description: str = ""
     rules: tuple[PolicyRule, ...]
 
 
-class AmberSkipList(BaseModel):
+class AmberSkipList(Frozen):
     """Layers whose q_proj and gate_proj stay dense under the amber policy, for one model."""
-
-    model_config = _Frozen
 
     model: str
     skip_layers: tuple[int, ...]
