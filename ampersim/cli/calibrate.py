@@ -20,20 +20,24 @@ def register(subparsers: Any) -> None:
                     "Several measurement files can be combined (e.g. a single-GPU op run and a multi-GPU all-reduce "
                     "run of the same GPU, which calibrates the interconnect).")
     add_common_arguments(parser)
-    parser.add_argument("--out", required=True, metavar="FILE", help="calibrated profile YAML to write")
+    parser.add_argument("--out", required=True, metavar="FILE",
+                        help="calibrated profile YAML to write; the profile is named after the file (h100-mine.yaml: "
+                             "h100-mine), which must not be another profile's name")
     add_format_argument(parser)
     parser.set_defaults(run=run)
 
 
 def run(args: Any) -> int:
-    from ampersim.measure.calibrate import calibrate, profile_yaml
-    from ampersim.measure.validate import validate
     from ampersim.cli.validate import load_checked
+    from ampersim.core.outputs import check_output
     from ampersim.core.yamlio import write_text_atomic
+    from ampersim.measure.calibrate import calibrate, calibrated_name, profile_yaml
+    from ampersim.measure.validate import validate
 
+    name = calibrated_name(check_output(args.out, "out", suffixes=(".yaml", ".yml")))
     files, profile, holdout = load_checked(args)
     before = validate(files, profile, holdout)
-    calibrated, stages, holdout = calibrate(files, profile, holdout)
+    calibrated, stages, holdout = calibrate(files, profile, holdout, name=name)
     after = validate(files, calibrated, holdout)
     write_text_atomic(args.out, profile_yaml(calibrated))
     labels = [f.label for f in files]

@@ -141,7 +141,7 @@ def _write_markdown(doc, md_path: Path) -> list[Path]:
 
     text, files = render_markdown(doc, md_path)
     for rel, data in files.items():
-        write_bytes_atomic(md_path.parent / rel, data)
+        write_bytes_atomic(md_path.parent / rel, data, parents=True)  # the report's own figure folder
     write_text_atomic(md_path, text)
     return [md_path]
 

@@ -62,8 +62,12 @@ def load_checked(args: Any) -> tuple[list[Any], Any, list[str] | None]:
 
 
 def run(args: Any) -> int:
+    from ampersim.core.outputs import check_output
+    from ampersim.measure.plots import PLOT_SUFFIXES
     from ampersim.measure.validate import validate
 
+    if args.plot:
+        check_output(args.plot, "plot", suffixes=PLOT_SUFFIXES)
     files, profile, holdout = load_checked(args)
     result = validate(files, profile, holdout)
     if args.plot:

@@ -201,6 +201,9 @@ class HardwareProfile(Frozen):
         description="prune_impls entry used when the pattern is not accelerated (masking only, then dense GEMM)."
     )
     calibrated_from: str | None = Field(default=None, description="Measurement file(s) behind a calibration.")
+    base_profile: str | None = Field(
+        default=None, description="Calibrated profiles: the shipped profile they were fitted from (its GPU, peaks, "
+                                  "prices); absent: the name without '-calibrated'.")
 
     @model_validator(mode="after")
     def _consistent(self) -> "HardwareProfile":

@@ -5,10 +5,13 @@ import platform
 import re
 import shutil
 import subprocess
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ampersim.core.errors import InvalidArgument, MissingDependency
 from ampersim.measure.records import Environment
+
+if TYPE_CHECKING:
+    from ampersim.hardware.profile import HardwareProfile
 
 # GPU name as the driver reports it (regex, case-insensitive) -> shipped base profile name.
 GPU_PROFILES: tuple[tuple[str, str], ...] = (
@@ -35,9 +38,10 @@ def profile_for_gpu(gpu_name: str) -> str | None:
     return None
 
 
-def base_profile_name(profile_name: str) -> str:
-    """'h200-calibrated' -> 'h200': the shipped profile a calibrated one was derived from."""
-    return profile_name.removesuffix("-calibrated")
+def base_profile_name(profile: HardwareProfile) -> str:
+    """The shipped profile ``profile`` was calibrated from (its ``base_profile``; 'h200-calibrated' -> 'h200'
+    for profiles written before the field), or its own name."""
+    return profile.base_profile or profile.name.removesuffix("-calibrated")
 
 
 def require_cuda() -> Any:
@@ -99,16 +103,15 @@ def _cusparselt_version(torch: Any) -> int | None:
     return int(backend.version())
 
 
-def check_gpu_matches_profile(gpu_name: str, profile_name: str, *, force: bool) -> str | None:
+def check_gpu_matches_profile(gpu_name: str, profile: HardwareProfile, *, force: bool) -> str | None:
     """Refuse comparing a measurement of one GPU with another GPU's profile.
 
     Returns a warning text when ``force`` overrides a mismatch, None when they match.
     """
     expected = profile_for_gpu(gpu_name)
-    actual = base_profile_name(profile_name)
-    if expected == actual:
+    if expected == base_profile_name(profile):
         return None
-    what = f"measurements from '{gpu_name}' (profile {expected or 'unknown'}) vs profile '{profile_name}'"
+    what = f"measurements from '{gpu_name}' (profile {expected or 'unknown'}) vs profile '{profile.name}'"
     if not force:
         raise InvalidArgument(f"{what}: GPU mismatch; set force to compare anyway", field="force")
     return f"WARNING: {what}: GPU MISMATCH, comparing anyway because force is set; the errors mean nothing for either GPU"

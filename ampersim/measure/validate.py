@@ -56,7 +56,7 @@ def read_for_profile(paths: Sequence[str | Path], profile: HardwareProfile, *,
         if not mfile.records:
             raise InvalidData(f"{mfile.path}: holds no measurement records")
         try:
-            mismatch = check_gpu_matches_profile(mfile.gpu, profile.name, force=force)
+            mismatch = check_gpu_matches_profile(mfile.gpu, profile, force=force)
         except InvalidArgument as exc:
             raise InvalidArgument(f"{mfile.path}: {exc}", field=exc.field) from None
         if mismatch:
@@ -216,6 +216,18 @@ def default_holdout(models: Sequence[str], fit_model: str = DEFAULT_FIT_MODEL) -
     return [m for m in unique if m != fit]
 
 
+def resolve_holdout(holdout: Sequence[str] | None, models: Sequence[str]) -> list[str]:
+    """The held-out models: ``holdout`` (each must have been measured), else ``default_holdout``."""
+    if holdout is None:
+        return default_holdout(models)
+    measured = list(dict.fromkeys(models))
+    unknown = [m for m in holdout if m not in measured]
+    if unknown:
+        raise InvalidArgument(f"holdout: '{unknown[0]}' was not measured; the measured models are "
+                              f"{', '.join(measured)}", field="holdout")
+    return list(dict.fromkeys(holdout))
+
+
 def error_stats(predicted: np.ndarray, measured: np.ndarray) -> dict[str, float]:
     err = predicted / measured - 1.0
     return {"n": int(err.size), "mape_pct": float(np.mean(np.abs(err)) * 100) if err.size else float("nan"),
@@ -278,7 +290,7 @@ def validate(measurements: Measurements, profile: HardwareProfile,
     predictor = Predictor(all_records(files))
     predicted = predictor.predict(profile)
     rows = predictor.rows
-    holdout = list(holdout) if holdout is not None else default_holdout([r.model for r in rows])
+    holdout = resolve_holdout(holdout, [r.model for r in rows])
     pairs = speedups(rows, predicted, holdout)
     return {
         "measurements": [f.label for f in files], "gpu": ", ".join(dict.fromkeys(f.gpu for f in files)),

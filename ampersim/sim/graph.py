@@ -39,6 +39,7 @@ from dataclasses import dataclass, field, fields
 from typing import Any, Union
 
 import numpy as np
+from pydantic import Field
 
 from ampersim.core.errors import InvalidArgument
 from ampersim.core.schema import Frozen
@@ -240,13 +241,13 @@ class OpRecord(Frozen):
     kind: OpKind
     layer: int | None
     layers: tuple[int, ...]
-    M: float
-    N: float
-    K: float
-    flops: float
-    bytes: float
+    M: float = Field(ge=0)
+    N: float = Field(ge=0)
+    K: float = Field(ge=0)
+    flops: float = Field(ge=0)
+    bytes: float = Field(ge=0)
     dtype: DType
-    groups: float = 1.0
+    groups: float = Field(1.0, gt=0)
     sparse: bool = False
     attrs: dict[str, Any] = {}
     path: OpPath = "both"  # absent in files written before decode and mixed steps: both paths

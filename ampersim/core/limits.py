@@ -1,0 +1,49 @@
+"""Resource bounds: how much work or memory one command may be asked for, checked before work starts.
+
+Each bound is an assumption (documented here and in README "Limits"), set far above any real
+workload and far below what would exhaust a laptop: an input beyond one is refused in one line that
+names the bound, instead of running for hours, printing meaningless numbers or being killed for
+memory. The per-model bound (tokens of one sequence <= the model's context length) lives on the
+model spec (``ModelSpec.check_context``).
+"""
+from __future__ import annotations
+
+import math
+
+from ampersim.core.errors import InvalidArgument, InvalidData
+
+MAX_YAML_BYTES = 8 << 20
+"""Profiles, workloads, model specs, policies and accuracy results are a few kB each."""
+MAX_DATA_FILE_BYTES = 256 << 20
+"""Measurement files and request/length traces are read whole: the committed ones are < 1 MB, the
+Azure LLM inference traces ~10-30 MB."""
+MAX_STEP_TOKENS = 1 << 24
+"""Tokens in one prefill step (batch x prompt tokens, 16.8 M): serving engines schedule 2-64 k per step."""
+MAX_STEP_SEQUENCES = 1 << 16
+"""Sequences in one step (the batch, 65,536): vLLM runs at most 256-1,024."""
+MAX_SIMULATED_REQUESTS = 1_000_000
+"""Requests in one serving simulation (rate x duration): ~11 s per simulation on two cores (docs/benchmarks.md:
+an hour at 50 req/s, 180,000 requests, takes ~2 s); a plan search runs several."""
+MAX_SIMULATION_STATE_BYTES = 2e9
+"""In-flight state of one serving simulation (replicas x running sequences)."""
+MAX_REPORT_RATES = 20
+"""Request rates in one report's capacity sweep (each is a plan search of its own)."""
+
+
+def check_positive(value: float, field: str, what: str) -> None:
+    """Refuse ``value`` unless it is a finite number > 0; ``what`` says what it is (with its unit)."""
+    if not (isinstance(value, (int, float)) and 0 < value < math.inf):
+        raise InvalidArgument(f"{field} {value!r}: {what} must be a finite number > 0", field=field)
+
+
+def check_at_most(value: float, limit: float, field: str, what: str) -> None:
+    """Refuse ``value`` above the bound ``limit``; ``what`` names the quantity and the bound."""
+    if value > limit:
+        raise InvalidArgument(f"{field}: {what} is {value:,.0f}, above the bound of {limit:,.0f} "
+                              "(README, Limits)", field=field)
+
+
+def check_file_size(path: object, size: int, limit: int, kind: str) -> None:
+    """Refuse a ``kind`` file of ``size`` bytes above ``limit`` (read whole, it would fill memory)."""
+    if size > limit:
+        raise InvalidData(f"{path}: {size:,} bytes is larger than a {kind} may be ({limit:,} bytes; README, Limits)")
