@@ -39,7 +39,7 @@ def check_positive(value: float, field: str, what: str) -> None:
 def check_at_most(value: float, limit: float, field: str, what: str) -> None:
     """Refuse ``value`` above the bound ``limit``; ``what`` names the quantity and the bound."""
     if value > limit:
-        raise InvalidArgument(f"{field}: {what} is {value:,.0f}, above the bound of {limit:,.0f} "
+        raise InvalidArgument(f"{field}: {what}: {value:,.0f}, above the bound of {limit:,.0f} "
                               "(README, Limits)", field=field)
 
 

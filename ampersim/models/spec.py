@@ -9,6 +9,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
+from ampersim.core.errors import InvalidArgument
 from ampersim.core.schema import Frozen
 from ampersim.core.vocab import LinearKind
 
@@ -63,6 +64,10 @@ class ModelSpec(Frozen):
     num_kv_heads: int = Field(gt=0)
     head_dim: int = Field(gt=0)
     vocab_size: int = Field(gt=0)
+    max_position_embeddings: int | None = Field(
+        default=None, gt=0,
+        description="Context length: the most tokens one sequence (prompt and output) may hold (config "
+                    "max_position_embeddings); None: not recorded, no bound.")
     tie_embeddings: bool = False
     mlp_activation: Literal["silu", "gelu_tanh"] = "silu"
     qk_norm: bool = False
@@ -91,6 +96,13 @@ class ModelSpec(Frozen):
                 f"num_heads ({self.num_heads}) must be a multiple of num_kv_heads ({self.num_kv_heads})"
             )
         return self
+
+    def check_context(self, tokens: int, field: str, what: str = "a sequence") -> None:
+        """Refuse ``tokens`` tokens in one sequence beyond the context length (InvalidArgument naming ``field``)."""
+        limit = self.max_position_embeddings
+        if limit is not None and tokens > limit:
+            raise InvalidArgument(f"{field}: {what} of {tokens:,} tokens is longer than {self.name}'s context length, "
+                                  f"{limit:,} tokens (max_position_embeddings)", field=field)
 
     def layer_linears(self, layer: int) -> list[LinearSpec]:
         """The linear projections of decoder layer ``layer`` (router and experts for MoE)."""

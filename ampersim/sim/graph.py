@@ -45,7 +45,7 @@ from ampersim.core.errors import InvalidArgument
 from ampersim.core.schema import Frozen
 from ampersim.core.vocab import DECODER_LINEAR_KINDS, DTYPE_BYTES, MIXED_STEP_MODES, DType, OpKind, OpPath
 from ampersim.models.spec import ModelSpec
-from ampersim.sparsity.policy import SparsityPolicy, canonical_name
+from ampersim.sparsity.policy import SparsityPolicy, check_pattern_fits
 
 Num = Union[float, np.ndarray]
 
@@ -325,6 +325,8 @@ def graph_for_step(spec: ModelSpec, policy: SparsityPolicy, step: StepShape, dty
     if mixed == "separate" and step.prefill is not None and step.decode is not None:
         raise InvalidArgument("mixed 'separate' never puts prefill and decode in one step", field="mixed")
     check_tp(spec, tp)
+    if step.prefill is not None and tp > 1:  # resolve_policy checked tp 1
+        check_pattern_fits(spec, policy, tp)
     builder = _Builder(spec, policy, step, dtype, tp, kv_dtype, mixed)
     builder.model_start()
     groups = layer_groups(spec, policy)
@@ -380,12 +382,6 @@ class _Builder:
 
     def gemm(self, name: str, kind: str, M: Num, N: int, K: int, *, sparse: bool = False,
              groups: Num = 1.0, parallel: str = "replicated", path: str = "both", **attrs: Any) -> None:
-        if sparse and K % self.policy.pattern.m:
-            where = canonical_name(self.layers[0], kind) if self.layers else kind
-            raise InvalidArgument(
-                f"pattern {self.policy.pattern} needs the input features of every sparsified linear to be "
-                f"a multiple of {self.policy.pattern.m}; {where} has {K} per GPU (tp={self.tp})"
-            )
         flops = 2.0 * M * N * K * groups
         nbytes = groups * ((M * K + N * K) * self.in_b + M * N * self.act_b)
         self._add(name, "sparse_gemm" if sparse else "gemm", M, N, K, flops, nbytes, groups=groups,

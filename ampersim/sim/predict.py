@@ -171,6 +171,7 @@ def compile_step(profile: HardwareProfile, scenario: Scenario, *, prune_impl: st
             raise
         profile = profile.model_copy(update={"efficiency": efficiency})
     spec = spec or _load_spec(scenario)
+    scenario.check_bounds(spec)
     policy = resolve_policy(scenario.policy, spec, scenario.pattern, scenario.scoring)
     execution = sparse_execution(profile, scenario.dtype, policy.pattern, prune_impl)
     return StepModel(profile, scenario, spec, policy, execution)

@@ -16,12 +16,14 @@ from pydantic import Field, ValidationError, field_validator
 
 from ampersim.core.catalog import looks_like_path
 from ampersim.core.errors import InvalidArgument, not_found
+from ampersim.core.limits import MAX_STEP_SEQUENCES, MAX_STEP_TOKENS, check_at_most
 from ampersim.core.schema import Frozen
 from ampersim.core.vocab import DType, Scoring
 from ampersim.core.patterns import NMPattern
 from ampersim.core.resources import data_dir
 from ampersim.core.sourced import SOURCE_RULE, is_source
 from ampersim.core.yamlio import load_model
+from ampersim.models.spec import ModelSpec
 
 DEFAULT_SCENARIO = "prefill-4k"  # the workload when none is named; see workloads/scenarios/prefill-4k.yaml
 
@@ -124,6 +126,29 @@ class Scenario(Frozen):
         if isinstance(self.prompt_tokens, int):
             return [self.prompt_tokens] * self.batch
         return _apportion(self.prompt_tokens, self.batch)
+
+    def longest_prompt(self) -> int:
+        """Tokens of the longest prompt (of the mix)."""
+        return self.prompt_tokens if isinstance(self.prompt_tokens, int) else max(b.tokens for b in self.prompt_tokens)
+
+    def longest_output(self) -> int:
+        """Tokens of the longest output: the number, the mix's largest, a lognormal's cap (else its mean)."""
+        out = self.output_tokens
+        if isinstance(out, int):
+            return out
+        if isinstance(out, LognormalLengths):
+            return out.lognormal.max if out.lognormal.max is not None else round(out.lognormal.mean)
+        return max(b.tokens for b in out)
+
+    def check_bounds(self, spec: ModelSpec) -> None:
+        """Refuse, before any work, a step beyond the resource bounds (ampersim.core.limits) or a sequence
+        beyond ``spec``'s context length; errors name the field (batch, prompt_tokens, output_tokens)."""
+        spec.check_context(self.longest_prompt(), "prompt_tokens", "a prompt")
+        spec.check_context(self.longest_prompt() + self.longest_output(), "output_tokens",
+                           f"a request ({self.longest_prompt():,} prompt + {self.longest_output():,} output tokens)")
+        check_at_most(self.batch, MAX_STEP_SEQUENCES, "batch", "the prompts in one prefill step")
+        check_at_most(self.batch * self.longest_prompt(), MAX_STEP_TOKENS, "batch",
+                      f"the tokens in one prefill step ({self.batch:,} prompts of up to {self.longest_prompt():,})")
 
     def with_overrides(self, **changes: object) -> "Scenario":
         """A validated copy with some fields replaced (None values are ignored)."""

@@ -50,7 +50,7 @@ from pydantic import Field, ValidationError, field_validator
 from ampersim.core.errors import InvalidArgument, InvalidData, NotFound
 from ampersim.core.schema import Frozen
 from ampersim.core.vocab import (
-    DECODER_LINEAR_KINDS, NEVER_SPARSE_KINDS, POLICY_PRESETS, SCORINGS, DecoderLinearKind, Scoring,
+    DECODER_LINEAR_KINDS, NEVER_SPARSE_KINDS, POLICY_PRESETS, ROW_PARALLEL_KINDS, SCORINGS, DecoderLinearKind, Scoring,
 )
 from ampersim.models.spec import ModelSpec
 from ampersim.core.patterns import NMPattern
@@ -156,13 +156,36 @@ def load_amber_skip_list(model_name: str, folder: Path | None = None) -> tuple[A
     return skip, path
 
 
+def check_pattern_fits(model: ModelSpec, policy: SparsityPolicy, tp: int = 1) -> None:
+    """Refuse a pattern that cannot prune ``policy``'s linears of ``model``: every sparsified linear's
+    input features per GPU (row-parallel linears split them ``tp`` ways) must be a multiple of M.
+    The one check of pattern against model shapes, for every command (InvalidArgument, field 'pattern')."""
+    m = policy.pattern.m
+    for layer in range(model.num_layers):
+        for linear in model.layer_linears(layer):
+            features = linear.in_features // tp if linear.kind in ROW_PARALLEL_KINDS else linear.in_features
+            if features % m and policy.is_sparse(layer, linear.kind):
+                per_gpu = f" per GPU (tp {tp})" if tp > 1 else ""
+                raise InvalidArgument(
+                    f"pattern {policy.pattern} needs the input features of every sparsified linear to be a multiple "
+                    f"of {m}; {canonical_name(layer, linear.kind)} of {model.name} has {features}{per_gpu}",
+                    field="pattern")
+
+
 def resolve_policy(policy: str | Path, model: ModelSpec, pattern: str | NMPattern = "8:16",
                    scoring: str = "amber") -> SparsityPolicy:
     """Build the policy ``policy`` (preset name or custom YAML path) for ``model``.
 
-    Raises InvalidArgument for an unknown scoring, InvalidData for a malformed file or a layer out
-    of the model's range, NotFound for a missing file.
+    Raises InvalidArgument for an unknown scoring or a pattern the sparsified linears' shapes do not
+    allow (check_pattern_fits), InvalidData for a malformed file or a layer out of the model's range,
+    NotFound for a missing file.
     """
+    resolved = _resolve(policy, model, pattern, scoring)
+    check_pattern_fits(model, resolved)
+    return resolved
+
+
+def _resolve(policy: str | Path, model: ModelSpec, pattern: str | NMPattern, scoring: str) -> SparsityPolicy:
     nm = NMPattern.parse(pattern)
     if scoring not in SCORINGS:
         raise InvalidArgument(f"unknown scoring '{scoring}'; allowed: {', '.join(SCORINGS)}")
@@ -208,4 +231,5 @@ def _check_layers(layers: tuple[int, ...], model: ModelSpec, where: str) -> None
         )
 
 
-__all__ = ["AmberSkipList", "PolicyRule", "SparsityPolicy", "canonical_name", "load_amber_skip_list", "resolve_policy"]
+__all__ = ["AmberSkipList", "PolicyRule", "SparsityPolicy", "canonical_name", "check_pattern_fits", "load_amber_skip_list",
+           "resolve_policy"]
