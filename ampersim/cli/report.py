@@ -53,6 +53,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ampersim.cli.econ_args import load_engine
+    from ampersim.core.outputs import check_output
     from ampersim.econ.capacity import check_rate, parse_percentile, scenario_outputs, scenario_prompts
     from ampersim.econ.traffic import parse_length_dist
     from ampersim.hardware.registry import load_profile
@@ -61,9 +62,9 @@ def run(args: argparse.Namespace) -> int:
     from ampersim.report.study import ReportInputs, price_bases
 
     start = time.perf_counter()
-    out = Path(args.out)
-    if out.suffix.lower() not in (".html", ".htm", ".md"):
-        raise InvalidArgument(f"--out {out}: must end in .html or .md")
+    out = check_output(args.out, "out", suffixes=(".html", ".htm", ".md"))
+    if args.markdown:
+        check_output(out.with_suffix(".md"), "out")
     percentile = parse_percentile(args.percentile)
     if not args.slo_ttft_ms > 0:
         raise InvalidArgument(f"--slo-ttft-ms {args.slo_ttft_ms:g}: must be > 0")

@@ -33,7 +33,7 @@ MAX_REPORT_RATES = 20
 def check_positive(value: float, field: str, what: str) -> None:
     """Refuse ``value`` unless it is a finite number > 0; ``what`` says what it is (with its unit)."""
     if not (isinstance(value, (int, float)) and 0 < value < math.inf):
-        raise InvalidArgument(f"{field} {value!r}: {what} must be a finite number > 0", field=field)
+        raise InvalidArgument(f"{field} {value!r}: {what} must be > 0 and finite", field=field)
 
 
 def check_at_most(value: float, limit: float, field: str, what: str) -> None:

@@ -26,6 +26,9 @@ from pathlib import Path
 import numpy as np
 
 from ampersim.core.errors import InvalidArgument, InvalidData, NotFound
+from ampersim.core.limits import (
+    MAX_DATA_FILE_BYTES, MAX_SIMULATED_REQUESTS, check_at_most, check_file_size, check_positive,
+)
 
 DIST_FORMS = "fixed:TOKENS, lognormal:MEAN,SIGMA[,MAX] or trace:FILE"
 # Header names accepted for a CSV trace's columns (the Azure LLM inference traces call them
@@ -151,9 +154,8 @@ def _arrival_chunks(rng: np.random.Generator, rate_per_s: float, duration_s: flo
                     chunk: float) -> Iterator[np.ndarray]:
     """Arrival times in chunks, identical to one vectorized draw: exponential gaps in blocks of the
     expected count plus 8 standard deviations, until the window is covered."""
-    if not (rate_per_s > 0 and duration_s > 0):
-        raise InvalidArgument(f"rate_per_s {rate_per_s:g} over duration_s {duration_s:g}: both must be > 0",
-                              field="rate_per_s")
+    check_positive(rate_per_s, "rate_per_s", "the request rate (requests/s)")
+    check_positive(duration_s, "duration_s", "the simulated time (s)")
     block, last, covered = _draw_size(rate_per_s, duration_s), 0.0, False
     while not covered:
         left = block
@@ -182,11 +184,12 @@ class Traffic:
     warmup_fraction: float = 0.05
 
     def __post_init__(self) -> None:
-        if not self.rate_per_s > 0:
-            raise InvalidArgument(f"rate_per_s {self.rate_per_s:g}: the request rate must be > 0 requests/s",
-                                  field="rate_per_s")
-        if not self.duration_s > 0:
-            raise InvalidArgument(f"duration_s {self.duration_s:g}: must be > 0 seconds", field="duration_s")
+        check_positive(self.rate_per_s, "rate_per_s", "the request rate (requests/s)")
+        check_positive(self.duration_s, "duration_s", "the simulated time (s)")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
+            raise InvalidArgument(f"seed {self.seed!r}: must be a whole number >= 0", field="seed")
+        check_at_most(self.rate_per_s * self.duration_s, MAX_SIMULATED_REQUESTS, "duration_s",
+                      f"requests to simulate ({self.rate_per_s:g} requests/s for {self.duration_s:g} s)")
 
     @property
     def warmup_s(self) -> float:
@@ -264,9 +267,7 @@ class RequestTrace:
 
     def scaled_to(self, rate_per_s: float) -> "RequestTrace":
         """The same requests with arrival times stretched or compressed to a mean rate of ``rate_per_s``."""
-        if not rate_per_s > 0:
-            raise InvalidArgument(f"rate_per_s {rate_per_s:g}: the request rate must be > 0 requests/s",
-                                  field="rate_per_s")
+        check_positive(rate_per_s, "rate_per_s", "the request rate (requests/s)")
         return RequestTrace(self.name, self.arrival_s * (self.rate_per_s / rate_per_s), self.prompt, self.output,
                             self.warmup_fraction)
 
@@ -298,6 +299,7 @@ def read_request_trace(path: str | Path, *, field: str = "trace") -> RequestTrac
             ((ARRIVAL_COLUMNS, "arrival-time"), (PROMPT_COLUMNS, "input-length"), (OUTPUT_COLUMNS, "output-length"))]
     if not rows:
         raise InvalidData(f"{path}: the trace has a header but no requests")
+    check_at_most(len(rows), MAX_SIMULATED_REQUESTS, field, f"requests in {path}")
     arrival, prompt, output = [], [], []
     for line, row in rows:
         arrival.append(_time(path, line, row, cols[0]))
@@ -313,6 +315,9 @@ def read_request_trace(path: str | Path, *, field: str = "trace") -> RequestTrac
 def _read_rows(path: str | Path, field: str) -> list[tuple[int, list[str]]]:
     path = Path(path)
     try:
+        if path.is_dir():
+            raise InvalidData(f"{path}: is a directory, not a trace file")
+        check_file_size(path, path.stat().st_size, MAX_DATA_FILE_BYTES, "trace")
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise NotFound(f"{field} {path}: file not found", field=field) from None

@@ -97,12 +97,12 @@ class ModelSpec(Frozen):
             )
         return self
 
-    def check_context(self, tokens: int, field: str, what: str = "a sequence") -> None:
+    def check_context(self, tokens: int, field: str, what: str = "a sequence", hint: str = "") -> None:
         """Refuse ``tokens`` tokens in one sequence beyond the context length (InvalidArgument naming ``field``)."""
         limit = self.max_position_embeddings
         if limit is not None and tokens > limit:
-            raise InvalidArgument(f"{field}: {what} of {tokens:,} tokens is longer than {self.name}'s context length, "
-                                  f"{limit:,} tokens (max_position_embeddings)", field=field)
+            raise InvalidArgument(f"{field}: {what} has {tokens:,} tokens, more than {self.name}'s context length "
+                                  f"of {limit:,} (max_position_embeddings){'; ' + hint if hint else ''}", field=field)
 
     def layer_linears(self, layer: int) -> list[LinearSpec]:
         """The linear projections of decoder layer ``layer`` (router and experts for MoE)."""

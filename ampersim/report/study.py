@@ -18,8 +18,9 @@ import numpy as np
 
 from ampersim import __version__
 from ampersim.core.errors import AmpersimError
+from ampersim.core.limits import MAX_REPORT_RATES, check_at_most
 from ampersim.core.sourced import Sourced, sourced_numbers
-from ampersim.econ.capacity import CapacityPlan, auto_duration_s, build_replica, plan_capacity
+from ampersim.econ.capacity import CapacityPlan, auto_duration_s, build_replica, check_context, plan_capacity
 from ampersim.econ.roi import Payback, PriceBasis, ProfileEconomics, paybacks, price_basis, profile_economics
 from ampersim.econ.serving import SLO
 from ampersim.econ.traffic import LengthDist, Traffic
@@ -30,6 +31,7 @@ from ampersim.report.accuracy import AccuracyResults, AccuracyRow, load_accuracy
 from ampersim.sim.engine import EngineConfig, engine_for
 from ampersim.sim.predict import Prediction, comparison_patterns, predict, step_seconds
 from ampersim.sim.scenario import Scenario
+from ampersim.sparsity.policy import resolve_policy
 
 TOKEN_SWEEP = tuple(2**k for k in range(7, 16))  # 128 .. 32,768 tokens
 OP_GROUPS = {  # op kind -> breakdown category, in stacking order
@@ -199,10 +201,24 @@ class _Predictions:
         return len(self._done)
 
 
+def check_inputs(inputs: ReportInputs, spec: ModelSpec) -> None:
+    """Refuse, before any work, what the report would refuse halfway: a workload beyond the bounds or the
+    model's context, a pattern the model's shapes do not allow, too many rates, a rate or window beyond
+    the simulation bounds (ampersim.core.limits)."""
+    sc = inputs.scenario
+    sc.check_bounds(spec)
+    resolve_policy(sc.policy, spec, sc.pattern, sc.scoring)
+    check_context(spec, inputs.prompts, inputs.outputs)
+    check_at_most(len(inputs.rates), MAX_REPORT_RATES, "rate_per_s", "request rates in one report")
+    for rate in inputs.rates:
+        Traffic(rate, inputs.prompts, _window_s(rate, inputs), outputs=inputs.outputs, seed=inputs.seed)
+
+
 def build_study(inputs: ReportInputs, progress: Callable[[str], None]) -> Study:
-    """Compute every number of the report (progress: one line per stage)."""
+    """Compute every number of the report (progress: one line per stage, after ``check_inputs``)."""
     sc = inputs.scenario
     spec = load_model_spec(sc.model)
+    check_inputs(inputs, spec)
     predicted = _Predictions(spec)
     profiles = []
     for profile, basis, engine in zip(inputs.profiles, inputs.bases, inputs.engines, strict=True):
@@ -293,7 +309,7 @@ def _plans(
     sc = inputs.scenario
     cloud = basis.cloud_usd_per_gpu_hour.value if basis and basis.cloud_usd_per_gpu_hour else None
     built = {sc.tp: build_replica(profile, sc, spec, sc.tp, engine, step=prediction)}  # shared by every rate
-    return {
+    plans = {  # the highest rate first: a rate too high to simulate is refused before the others' work
         rate: plan_capacity(
             profile,
             sc,
@@ -308,8 +324,9 @@ def _plans(
             built=built,
             with_effect=False,
         )
-        for rate in inputs.rates
+        for rate in sorted(inputs.rates, reverse=True)
     }
+    return {rate: plans[rate] for rate in inputs.rates}
 
 
 def _window_s(rate: float, inputs: ReportInputs) -> float:

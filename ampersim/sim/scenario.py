@@ -145,7 +145,7 @@ class Scenario(Frozen):
         beyond ``spec``'s context length; errors name the field (batch, prompt_tokens, output_tokens)."""
         spec.check_context(self.longest_prompt(), "prompt_tokens", "a prompt")
         spec.check_context(self.longest_prompt() + self.longest_output(), "output_tokens",
-                           f"a request ({self.longest_prompt():,} prompt + {self.longest_output():,} output tokens)")
+                           f"a request of {self.longest_prompt():,} prompt and {self.longest_output():,} output tokens")
         check_at_most(self.batch, MAX_STEP_SEQUENCES, "batch", "the prompts in one prefill step")
         check_at_most(self.batch * self.longest_prompt(), MAX_STEP_TOKENS, "batch",
                       f"the tokens in one prefill step ({self.batch:,} prompts of up to {self.longest_prompt():,})")
