@@ -15,7 +15,8 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from ampersim.core.errors import AmpersimError
+from ampersim.core.deps import is_optional, missing
+from ampersim.core.errors import AmpersimError, MissingDependency
 
 # subcommand name -> module (imported when the parser is built; heavy imports stay inside run()).
 COMMANDS: dict[str, str] = {
@@ -136,6 +137,12 @@ def main(argv: list[str] | None = None) -> int:
     except AmpersimError as exc:
         print(error_line(exc, flag_for(parser, args, exc.field)), file=sys.stderr)
         return exc.exit_code
+    except ModuleNotFoundError as exc:  # an optional dependency imported where no require() guards it
+        name = (exc.name or "").split(".")[0]
+        if not is_optional(name):
+            raise
+        print(f"error: {missing(name, f'ampersim {args.command}')}", file=sys.stderr)
+        return MissingDependency.exit_code
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)
         return 130

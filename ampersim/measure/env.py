@@ -7,6 +7,7 @@ import shutil
 import subprocess
 from typing import TYPE_CHECKING, Any
 
+from ampersim.core.deps import require
 from ampersim.core.errors import InvalidArgument, MissingDependency
 from ampersim.measure.records import Environment
 
@@ -44,13 +45,14 @@ def base_profile_name(profile: HardwareProfile) -> str:
     return profile.base_profile or profile.name.removesuffix("-calibrated")
 
 
+def require_torch(purpose: str) -> Any:
+    """Import torch and return it; otherwise a one-line error naming the extra that installs it."""
+    return require("torch", purpose)
+
+
 def require_cuda() -> Any:
     """Import torch and return it if a CUDA device is usable; otherwise a one-line error."""
-    try:
-        import torch
-    except ImportError:
-        raise MissingDependency("ampersim measure needs torch with CUDA (pip install 'ampersim[models]' "
-                                "with a CUDA build of torch)") from None
+    torch = require_torch("ampersim measure (with a CUDA build of torch)")
     if not torch.cuda.is_available():
         raise MissingDependency(f"ampersim measure needs a CUDA GPU; torch {torch.__version__} sees none "
                                 "(CUDA_VISIBLE_DEVICES, driver, or a CPU-only torch build)")

@@ -29,6 +29,7 @@ from ampersim.measure.env import check_gpu_matches_profile
 from ampersim.measure.records import (
     LayerMeasurement, MeasurementFile, ModelMeasurement, OpMeasurement, Result, read_measurements,
 )
+from ampersim.models.spec import ModelSpec
 from ampersim.sim.cost import OpColumns, cost_graph
 from ampersim.sim.execution import sparse_execution
 from ampersim.sim.graph import Op, build_graph, graph_for_step
@@ -123,6 +124,18 @@ def measured_op(record: OpMeasurement) -> Op:
     return dataclasses.replace(op, M=M, bytes=float(op.bytes) * scale)
 
 
+def measured_spec(name: str) -> ModelSpec:
+    """The spec of a measured model: a shipped one, or the tiny shape of one that a CPU dry run measured
+    (ampersim.measure.runner.tiny_spec: '<model>-tiny')."""
+    from ampersim.measure.runner import DRY_RUN_SUFFIX, tiny_spec
+    from ampersim.models.registry import load_model_spec, model_names
+
+    base = name.removesuffix(DRY_RUN_SUFFIX)
+    if name.endswith(DRY_RUN_SUFFIX) and name not in model_names() and base in model_names():
+        return tiny_spec(load_model_spec(base))
+    return load_model_spec(name)
+
+
 @dataclass
 class _Group:
     """Ops sharing dtype, pattern, prune implementation and TP degree: one cost_graph call."""
@@ -140,7 +153,6 @@ class Predictor:
     """Predicted seconds of every usable record of a measurement file, for any profile."""
 
     def __init__(self, records: Iterable[Result]) -> None:
-        from ampersim.models.registry import load_model_spec
         from ampersim.sparsity.policy import resolve_policy
 
         self.rows: list[Row] = []
@@ -161,7 +173,7 @@ class Predictor:
                 gkey = (record.model, record.policy, record.pattern, record.scoring, record.tokens, record.batch,
                         record.dtype, record.tp, record.step)
                 if gkey not in graphs:
-                    spec = load_model_spec(record.model)
+                    spec = measured_spec(record.model)
                     policy = resolve_policy(record.policy, spec, record.pattern, record.scoring)
                     graphs[gkey] = (build_graph(spec, policy, record.tokens, record.batch, record.dtype, record.tp)
                                     if record.step is None else
