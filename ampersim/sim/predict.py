@@ -12,7 +12,6 @@ from dataclasses import dataclass
 import numpy as np
 from pydantic import BaseModel, ConfigDict
 
-from ampersim.core.errors import NotFound
 from ampersim.core.vocab import DTYPE_BYTES, SPARSE_GEMM_IMPL_DESCRIPTIONS
 from ampersim.hardware.profile import HardwareProfile
 from ampersim.models.spec import ModelSpec
@@ -122,12 +121,7 @@ def compile_step(profile: HardwareProfile, scenario: Scenario, *, prune_impl: st
     """Resolve model, policy and sparse path once (spec: an already-loaded ModelSpec;
     ``sparse_gemm_impl``: one of the profile's sparse-GEMM paths instead of its own)."""
     if sparse_gemm_impl is not None:
-        try:
-            efficiency = profile.efficiency.with_sparse_gemm(sparse_gemm_impl)
-        except NotFound as exc:
-            exc.field = "sparse_gemm_impl"
-            raise
-        profile = profile.model_copy(update={"efficiency": efficiency})
+        profile = profile.with_sparse_gemm(sparse_gemm_impl)
     spec = spec or _load_spec(scenario)
     policy = resolve_policy(scenario.policy, spec, scenario.pattern, scenario.scoring)
     execution = sparse_execution(profile, scenario.dtype, policy.pattern, prune_impl)
