@@ -210,7 +210,9 @@ def timing_note(profile: HardwareProfile, execution: SparseExecution, ops: list)
         parts.append("eager torch adds host time where _cslt_sparse_mm rebuilds its cuSPARSELt plan on the CPU "
                      "at every call: about 1 ms per sparse linear, measured with torch 2.11 on H200 and H100 "
                      "hosts (docs/validation.md), which makes eager 2:4 prefill CPU-bound until the GEMMs are long; "
-                     "ampersim.runtime.sparse_linear keeps its plans (docs/gpu-pruner.md)")
+                     "ampersim.runtime.sparse_linear keeps its plans and still spends ~180 µs of host time per "
+                     "call (H200 host): eager Llama-3.1-8B was host-bound at 1024 tokens, GPU-bound from 4096 "
+                     "(docs/gpu-pruner.md)")
     grouped = [op for op in ops if op.kind == "sparse_gemm" and np.any(np.asarray(op.groups) > 1)]
     if execution.compressed and grouped and not profile.efficiency.sparse_gemm.grouped:
         parts.append(f"grouped 2:4 GEMMs (MoE experts) run as one sparse GEMM launch per group: {profile.name} "
