@@ -42,7 +42,7 @@ def _ratio(base: float | None, value: float | None) -> float:
 def gating_check(results: dict[str, Any], section: str, variant: str) -> tuple[str, bool | None]:
     """The correctness check that must pass before ``variant`` of ``section`` is timed: (what, passed);
     passed is None where the file holds no such check."""
-    if variant in ("amber_2:4_plans",):  # the compile rows run the same custom op as the eager rows
+    if variant == "amber_2:4_plans":  # the compile rows run the same custom op as the eager rows
         check = results.get("model", {}).get("check_plans")
         return "model.check_plans (whole model, layer by layer, vs eager masking + F.linear)", \
             None if check is None else bool(check.get("ok"))
@@ -52,7 +52,7 @@ def gating_check(results: dict[str, Any], section: str, variant: str) -> tuple[s
             return "model.check_torch_cslt", bool(check.get("ok"))
         errs = [r["torch_cslt_rel_err"] for r in results.get("correct", {}).get("rows", []) if "torch_cslt_rel_err" in r]
         return ("correct: torch._cslt_sparse_mm on the fused operand vs the dense product",
-                bool(errs) and all(e <= TOL for e in errs) if errs else None)
+                all(e <= TOL for e in errs) if errs else None)
     if section == "w8a8":
         w8 = results.get("w8a8", {})
         check, dense = w8.get("check_sparse"), w8.get("check_dense_int8_layer0")
@@ -99,7 +99,7 @@ def gaps(results: dict[str, Any]) -> list[str]:
     for name, key in (("model", "check_plans"), ("model", "check_torch_cslt"), ("w8a8", "check_sparse")):
         check = results.get(name, {}).get(key)
         if check is not None and not check.get("ok"):
-            out.append(f"{name}: {key} failed (max layer rel err {check.get('max_layer_rel_err'):.4g} > {TOL:g}): "
+            out.append(f"{name}: {key} failed (max layer rel err {check.get('max_layer_rel_err', math.nan):.4g} > {TOL:g}): "
                        f"its sparse variants were not timed")
     dense_int8 = results.get("w8a8", {}).get("check_dense_int8_layer0")
     if dense_int8 is not None and dense_int8 > TOL:
