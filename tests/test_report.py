@@ -6,7 +6,8 @@ import re
 import pytest
 
 from ampersim.cli import main
-from ampersim.econ.capacity import scenario_prompts
+from ampersim.econ.capacity import scenario_outputs, scenario_prompts
+from ampersim.sim.engine import engine_for
 from ampersim.econ.roi import price_basis
 from ampersim.hardware.registry import load_profile
 from ampersim.report.content import ReportInputs, _pareto, _sourced, build_document
@@ -70,8 +71,8 @@ def _inputs(tmp_path, accuracy: bool) -> ReportInputs:
         slo_ttft_s=1.0,
         percentile=95.0,
         prompts=scenario_prompts(scenario),
-        max_batched_tokens=8192,
-        max_seqs=256,
+        outputs=scenario_outputs(scenario),
+        engine=engine_for(profiles[0], max_batched_tokens=8192, max_seqs=256),
         duration_s=300.0,
         seed=0,
         accuracy_path=path,

@@ -52,9 +52,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ampersim.econ.capacity import check_rate, parse_percentile, scenario_prompts
+    from ampersim.cli.econ_args import load_engine
+    from ampersim.econ.capacity import check_rate, parse_percentile, scenario_outputs, scenario_prompts
     from ampersim.econ.roi import price_basis
-    from ampersim.econ.traffic import parse_prompt_dist
+    from ampersim.econ.traffic import parse_length_dist
     from ampersim.hardware.registry import load_profile
     from ampersim.report.accuracy import default_accuracy_path
     from ampersim.report.content import ReportInputs, build_document
@@ -71,7 +72,9 @@ def run(args: argparse.Namespace) -> int:
         check_rate(rate)
     profiles = [load_profile(name) for name in args.profile]
     scenario = load_workload(args)
-    prompts = parse_prompt_dist(args.prompt_dist) if args.prompt_dist else scenario_prompts(scenario)
+    prompts = parse_length_dist(args.prompt_dist) if args.prompt_dist else scenario_prompts(scenario)
+    outputs = (parse_length_dist(args.output_dist, what="output", field="output_dist") if args.output_dist
+               else scenario_outputs(scenario))
     hourly = per_profile(args.usd_per_hour, "--usd-per-hour", len(profiles))
     bought = per_profile(args.purchase_usd, "--purchase-usd", len(profiles))
     bases, price_errors = [], []
@@ -104,8 +107,8 @@ def run(args: argparse.Namespace) -> int:
         slo_ttft_s=args.slo_ttft_ms / 1e3,
         percentile=percentile,
         prompts=prompts,
-        max_batched_tokens=args.max_batched_tokens,
-        max_seqs=args.max_seqs,
+        outputs=outputs,
+        engine=load_engine(args, profiles[0]),
         duration_s=args.duration_s,
         seed=args.seed,
         accuracy_path=accuracy,
@@ -154,7 +157,7 @@ def _write_markdown(doc, md_path: Path) -> list[Path]:
 
 def _command(args: argparse.Namespace, workload: str) -> str:
     parts = ["ampersim report", f"--workload {workload}", *(f"--profile {p}" for p in args.profile)]
-    for flag in ("pattern", "policy", "dtype", "tp", "tokens", "batch", "prompt_dist", "accuracy"):
+    for flag in ("pattern", "policy", "dtype", "tp", "tokens", "batch", "prompt_dist", "output_dist", "accuracy"):
         value = getattr(args, flag)
         if value is not None:
             parts.append(f"--{flag.replace('_', '-')} {value}")

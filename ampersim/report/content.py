@@ -15,7 +15,8 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel
 
-from ampersim.econ.capacity import CapacityPlan, Traffic, auto_duration_s, plan_capacity, step_tables
+from ampersim.econ.capacity import CapacityPlan, auto_duration_s, plan_capacity
+from ampersim.econ.serving import SLO
 from ampersim.econ.roi import (
     PAYBACK_DEFINITION,
     PriceBasis,
@@ -24,7 +25,7 @@ from ampersim.econ.roi import (
     paybacks,
     usd_per_million_tokens,
 )
-from ampersim.econ.traffic import PromptDist
+from ampersim.econ.traffic import LengthDist, Traffic
 from ampersim.core.errors import AmpersimError
 from ampersim.hardware.profile import HardwareProfile
 from ampersim.models.registry import load_model_spec
@@ -33,6 +34,7 @@ from ampersim.report import plots
 from ampersim.report.accuracy import AccuracyResults, load_accuracy
 from ampersim.report.document import Document, Figure, Section, Table
 from ampersim.sim.predict import Prediction, comparison_patterns, predict, step_seconds
+from ampersim.sim.engine import EngineConfig
 from ampersim.sim.scenario import Scenario
 from ampersim.core.sourced import Sourced
 
@@ -59,9 +61,9 @@ class ReportInputs:
     rates: list[float]
     slo_ttft_s: float
     percentile: float
-    prompts: PromptDist
-    max_batched_tokens: int
-    max_seqs: int
+    prompts: LengthDist
+    outputs: LengthDist
+    engine: EngineConfig
     duration_s: float | None  # None: auto per rate
     seed: int
     accuracy_path: Path | None
@@ -87,7 +89,7 @@ def build_document(inputs: ReportInputs, progress: Callable[[str], None]) -> Doc
     plans = {}
     for profile in inputs.profiles:
         progress(f"planning capacity on {profile.name} at {len(inputs.rates)} request rates")
-        plans[profile.name] = _plans(profile, inputs)
+        plans[profile.name] = _plans(profile, inputs, spec)
     sections = [
         _summary(inputs, preds, alternatives, econ, plans),
         _speedup_section(sc, sweep),
@@ -134,19 +136,26 @@ def _speedup_sweep(profiles: Sequence[HardwareProfile], sc: Scenario, spec: Mode
     return out
 
 
-def _plans(profile: HardwareProfile, inputs: ReportInputs) -> dict[float, CapacityPlan]:
-    tables = step_tables(profile, inputs.scenario, inputs.max_batched_tokens, inputs.prompts)
+def _plans(profile: HardwareProfile, inputs: ReportInputs, spec: ModelSpec) -> dict[float, CapacityPlan]:
     basis = inputs.bases[inputs.profiles.index(profile)]
     cloud = basis.cloud_usd_per_gpu_hour.value if basis and basis.cloud_usd_per_gpu_hour else None
+    slo = SLO(inputs.slo_ttft_s, None, inputs.percentile)
+    built: dict = {}  # the replica's step costs, shared by the plans of every rate
     return {
         rate: plan_capacity(
-            tables,
-            Traffic(rate, inputs.prompts, inputs.duration_s or auto_duration_s(rate), seed=inputs.seed),
-            slo_ttft_s=inputs.slo_ttft_s,
-            percentile=inputs.percentile,
-            max_seqs=inputs.max_seqs,
+            profile,
+            inputs.scenario,
+            Traffic(rate, inputs.prompts, inputs.duration_s or auto_duration_s(rate), outputs=inputs.outputs,
+                    seed=inputs.seed),
+            slo,
+            inputs.engine,
+            prompts=inputs.prompts,
+            outputs=inputs.outputs,
+            spec=spec,
             tp=inputs.scenario.tp,
             usd_per_gpu_hour=cloud,
+            built=built,
+            with_effect=False,
         )
         for rate in inputs.rates
     }
@@ -441,10 +450,11 @@ def _capacity_section(inputs: ReportInputs, plans: dict[str, dict[float, Capacit
                 )
     text = (
         f"Fewest GPUs whose simulated {pct} time to first token stays within {inputs.slo_ttft_s * 1e3:g} ms, "
-        f"found by a seeded discrete-event simulation of a prefill fleet: Poisson arrivals, one FCFS queue, "
-        f"chunked prefill steps of at most {inputs.max_batched_tokens:,} tokens and {inputs.max_seqs} prompts, "
-        "step times from the simulator. TTFT counts queueing and the whole prompt's prefill; decode is not "
-        "modelled (a disaggregated prefill tier)."
+        f"found by a seeded discrete-event simulation of a fleet with continuous batching: Poisson arrivals, one "
+        f"FCFS queue, steps of at most {inputs.engine.max_batched_tokens:,} tokens and {inputs.engine.max_seqs} "
+        f"sequences (chunked prefill and the decode tokens of running requests, outputs: "
+        f"{inputs.outputs.description}), a paged KV cache, step times from the simulator. TTFT counts queueing "
+        "and the whole prompt's prefill."
     )
     return Section(
         "GPUs needed vs request rate",
@@ -612,14 +622,16 @@ def _assumptions_section(
         for k, v in (
             ("arrivals", f"Poisson at {', '.join(f'{r:g}' for r in inputs.rates)} requests/s"),
             ("prompt lengths", inputs.prompts.description),
+            ("output lengths", inputs.outputs.description),
             ("SLO", f"p{inputs.percentile:g} TTFT <= {inputs.slo_ttft_s * 1e3:g} ms"),
             (
                 "scheduler",
-                f"one FCFS queue, chunked prefill <= {inputs.max_batched_tokens:,} tokens and "
-                f"<= {inputs.max_seqs} prompts per step",
+                f"one FCFS queue, continuous batching with chunked prefill, <= {inputs.engine.max_batched_tokens:,} "
+                f"tokens and <= {inputs.engine.max_seqs} sequences per step, KV blocks of {inputs.engine.block_size} "
+                "tokens",
             ),
             ("simulated window", f"{duration}, first 5% warm-up excluded, seed {inputs.seed}"),
-            ("not modelled", "decode, KV-cache limits, network and router delays, failures"),
+            ("not modelled", "prefix caching, network and router delays, failures"),
         )
     ]
     items = [(p.name, k, v) for p, b in zip(inputs.profiles, inputs.bases) if b is not None for k, v in b.items()]
