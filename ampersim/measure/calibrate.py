@@ -20,6 +20,7 @@ not fitted: the profile has one GEMM efficiency per path for all dtypes and shap
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 import re
 from collections.abc import Callable, Sequence
@@ -221,15 +222,20 @@ def calibrated_name(path: str | Path) -> str:
     return name
 
 
-def calibrate(measurements: Measurements, profile: HardwareProfile, holdout: Sequence[str] | None = None, *,
-              name: str | None = None) -> tuple[HardwareProfile, list[dict[str, Any]], list[str]]:
+def calibrate(measurements: Measurements, profile: HardwareProfile, holdout: Sequence[str] | None = None,
+              sparse_gemm_impl: str | None = None, *, name: str | None = None
+              ) -> tuple[HardwareProfile, list[dict[str, Any]], list[str]]:
     """Fit every stage that has fit-split rows; return (calibrated profile, stage reports, holdout).
 
     ``measurements``: one file or several (e.g. single-GPU ops plus a multi-GPU all-reduce run); each
-    fitted number's source names the file(s) whose rows fitted it. ``name``: the calibrated profile's
-    name (default ``<profile>-calibrated``; `ampersim calibrate` uses ``calibrated_name`` of its output).
-    Refused (InvalidArgument/InvalidData, nothing returned): a holdout naming an unmeasured model or
-    leaving no rows to fit, and a fit whose error is not a finite number."""
+    fitted number's source names the file(s) whose rows fitted it. ``sparse_gemm_impl``: the sparse-GEMM
+    implementation the measured 2:4 GEMMs ran, when it is not the profile's own (``efficiency.sparse_gemm_impl``):
+    then only the 2:4 GEMM stage is fitted, into ``efficiency.sparse_gemm_alternatives[sparse_gemm_impl]``,
+    and every other number of ``profile`` is kept (how a second implementation joins a calibrated profile).
+    ``name``: the calibrated profile's name (default ``<profile>-calibrated``, or the calibrated profile's own;
+    `ampersim calibrate` uses ``calibrated_name`` of its output). Refused (InvalidArgument/InvalidData, nothing
+    returned): a holdout naming an unmeasured model or leaving no rows to fit, and a fit that fails its check
+    (an error or value that is not a finite number, a profile that does not validate)."""
     files = as_files(measurements)
     records = all_records(files)
     holdout = resolve_holdout(holdout, [r.model for r in records])
@@ -239,6 +245,9 @@ def calibrate(measurements: Measurements, profile: HardwareProfile, holdout: Seq
         raise InvalidArgument(f"holdout: holding out {', '.join(holdout) or 'nothing'} leaves no 16-bit op rows to "
                               f"fit (fit rows come from the models not held out; measured: "
                               f"{', '.join(dict.fromkeys(r.model for r in records))})", field="holdout")
+    if sparse_gemm_impl not in (None, profile.efficiency.sparse_gemm_impl):
+        calibrated, report = _calibrate_alternative(files, profile, fit_rows, sparse_gemm_impl, name)
+        return calibrated, [report], holdout
     measured_impls = sorted({r.prune_impl for r in fit_rows if r.variant == "prune"
                              and r.prune_impl in profile.prune_impls})
     current = profile
@@ -251,20 +260,8 @@ def calibrate(measurements: Measurements, profile: HardwareProfile, holdout: Seq
         if not rows:
             reports.append({"stage": stage.name, "n": 0, "note": "no fit rows: parameters kept"})
             continue
-        before = error_stats(Predictor(rows).predict(current), Predictor(rows).measured)
-        values, _ = fit_stage(current, stage, rows)
-        values = {k: v if isinstance(v, bool) else float(f"{v:.4g}") for k, v in values.items()}
-        where = ", ".join(dict.fromkeys(r.file for r in rows))
-        models = ", ".join(sorted({r.model for r in rows}))
-        sources = {path: (f"measured: {where} (ampersim calibrate, stage '{stage.name}': fit on {len(rows)} "
-                          f"{models} rows; MAPE before {before['mape_pct']:.1f} %)") for path in values}
-        current = with_values(current, values, sources)
-        after = error_stats(Predictor(rows).predict(current), Predictor(rows).measured)
-        if not all(math.isfinite(v) for v in (before["mape_pct"], after["mape_pct"], *values.values())):
-            raise InvalidData(f"calibration stage '{stage.name}' failed its check: fit MAPE {after['mape_pct']:g} % "
-                              f"on {len(rows)} rows, values {values}; no profile written")
-        reports.append({"stage": stage.name, "n": len(rows), "fit_mape_before_pct": before["mape_pct"],
-                        "fit_mape_after_pct": after["mape_pct"], "values": values})
+        current, report = _fit_and_source(current, stage, rows)
+        reports.append(report)
     if any(isinstance(r, OpMeasurement) and r.op.kind in ("gemm", "sparse_gemm") for r in records):
         current = with_values(current, {f"efficiency.{path}_gemm.grouped": grouped
                                         for path, grouped in GROUPED_KERNEL.items()})
@@ -279,11 +276,67 @@ def calibrate(measurements: Measurements, profile: HardwareProfile, holdout: Seq
     data.update(name=name or f"{profile.name}-calibrated", display_name=f"{profile.display_name} (calibrated)",
                 aliases=[], status="calibrated", calibrated_from=labels, notes=notes,
                 base_profile=profile.base_profile or profile.name)
+    return _validated(data), reports, holdout
+
+
+def _validated(data: dict[str, Any]) -> HardwareProfile:
+    """The calibrated profile, or InvalidData: a fit that does not make a valid profile failed its check."""
     try:
-        return HardwareProfile.model_validate(data), reports, holdout
+        return HardwareProfile.model_validate(data)
     except ValidationError as exc:
         raise InvalidData(f"calibration failed its check: {validation_message('the calibrated profile', exc)}; "
                           "no profile written") from None
+
+
+def _calibrate_alternative(files: list[MeasurementFile], profile: HardwareProfile, fit_rows: list[OpMeasurement],
+                           name: str, profile_name: str | None) -> tuple[HardwareProfile, dict[str, Any]]:
+    """``profile`` with its sparse-GEMM implementation ``name`` (an alternative) fitted on the 2:4 GEMM rows
+    (named ``profile_name`` if given)."""
+    own = profile.efficiency.sparse_gemm_impl
+    eff = profile.efficiency
+    if name not in eff.sparse_gemm_alternatives:  # a new one starts as a copy of the profile's own (every fitted
+        alternatives = {**eff.sparse_gemm_alternatives, name: eff.sparse_gemm}  # value is searched from mid-range)
+        eff = eff.model_copy(update={"sparse_gemm_alternatives": alternatives})
+    current = profile.model_copy(update={"efficiency": eff}).with_sparse_gemm(name)
+    stage = next(s for s in stages(()) if s.categories == ("sparse_gemm",))
+    stage = dataclasses.replace(stage, name=f"{stage.name} ({name})")
+    rows = [r for r in fit_rows if stage.takes(r)]
+    if not rows:
+        raise InvalidData(f"{', '.join(f.label for f in files)}: no 16-bit 2:4 GEMM rows of a fit model to calibrate "
+                          f"sparse-GEMM implementation {name} on")
+    current, report = _fit_and_source(current, stage, rows)
+    current = with_values(current, {"efficiency.sparse_gemm.grouped": GROUPED_KERNEL["sparse"]}).with_sparse_gemm(own)
+    sources = [*(profile.calibrated_from or "").split(", "), *(f.label for f in files)]
+    note = (f"Sparse-GEMM implementation {name} calibrated by `ampersim calibrate` on "
+            f"{'; '.join(_run_description(f) for f in files)}.")
+    data = current.model_dump(mode="python")
+    data.update(calibrated_from=", ".join(dict.fromkeys(x for x in sources if x)),
+                notes=profile.notes if note in profile.notes else f"{profile.notes} {note}".strip())
+    if profile.status != "calibrated":
+        data.update(name=f"{profile.name}-calibrated", display_name=f"{profile.display_name} (calibrated)",
+                    aliases=[], status="calibrated", base_profile=profile.name)
+    if profile_name is not None:
+        data.update(name=profile_name, aliases=[] if profile_name != profile.name else profile.aliases)
+    return _validated(data), report
+
+
+def _fit_and_source(current: HardwareProfile, stage: Stage, rows: list[OpMeasurement]
+                    ) -> tuple[HardwareProfile, dict[str, Any]]:
+    """``current`` with ``stage`` fitted on ``rows`` (each value sourced to their files), and the stage report."""
+    before = error_stats(Predictor(rows).predict(current), Predictor(rows).measured)
+    values, _ = fit_stage(current, stage, rows)
+    values = {k: v if isinstance(v, bool) else float(f"{v:.4g}") for k, v in values.items()}
+    where = ", ".join(dict.fromkeys(r.file for r in rows))
+    models = ", ".join(sorted({r.model for r in rows}))
+    sources = {path: (f"measured: {where} (ampersim calibrate, stage '{stage.name}': fit on {len(rows)} "
+                      f"{models} rows; MAPE before {before['mape_pct']:.1f} %)") for path in values}
+    current = with_values(current, values, sources)
+    after = error_stats(Predictor(rows).predict(current), Predictor(rows).measured)
+    if not all(math.isfinite(v) for v in (before["mape_pct"], after["mape_pct"], *values.values())):
+        raise InvalidData(f"calibration stage '{stage.name}' failed its check: fit MAPE {after['mape_pct']:g} % on "
+                          f"{len(rows)} rows, values {values}; no profile written")
+    return current, {"stage": stage.name, "n": len(rows), "fit_mape_before_pct": before["mape_pct"],
+                     "fit_mape_after_pct": after["mape_pct"], "values": values}
 
 
 def _run_description(measured: MeasurementFile) -> str:

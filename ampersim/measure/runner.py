@@ -84,19 +84,19 @@ class MeasureConfig:
         (ampersim.core.limits), and a deadline that is not a positive number of seconds."""
         if self.deadline_s is not None:
             check_positive(self.deadline_s, "deadline", "the deadline (s)")
-        for field, values, limit in (("tokens", self.tokens, MAX_STEP_TOKENS),
-                                     ("layer_tokens", self.layer_tokens or (), MAX_STEP_TOKENS),
-                                     ("model_tokens", self.model_tokens, MAX_STEP_TOKENS),
-                                     ("extra_dtype_tokens", self.extra_dtype_tokens or (), MAX_STEP_TOKENS),
-                                     ("mixed_tokens", self.mixed_tokens, MAX_STEP_TOKENS),
-                                     ("decode_batch", self.decode_batches, MAX_STEP_SEQUENCES)):
+        for name, values, limit in (("tokens", self.tokens, MAX_STEP_TOKENS),
+                                    ("layer_tokens", self.layer_tokens or (), MAX_STEP_TOKENS),
+                                    ("model_tokens", self.model_tokens, MAX_STEP_TOKENS),
+                                    ("extra_dtype_tokens", self.extra_dtype_tokens or (), MAX_STEP_TOKENS),
+                                    ("mixed_tokens", self.mixed_tokens, MAX_STEP_TOKENS),
+                                    ("decode_batch", self.decode_batches, MAX_STEP_SEQUENCES)):
             for value in values:
-                check_at_most(value, limit, field, "a step's size")
+                check_at_most(value, limit, name, "a step's size")
         for target in self.targets:
-            for field, values in (("tokens", self.tokens), ("layer_tokens", self.layer_tokens or ()),
-                                  ("model_tokens", self.model_tokens), ("decode_context", self.decode_contexts)):
+            for name, values in (("tokens", self.tokens), ("layer_tokens", self.layer_tokens or ()),
+                                 ("model_tokens", self.model_tokens), ("decode_context", self.decode_contexts)):
                 for value in values:
-                    target.spec.check_context(value, field, "a sequence")
+                    target.spec.check_context(value, name, "a sequence")
 
     def step_points(self) -> list[tuple[int, StepPoint]]:
         """(prefill tokens, step) of every decode step, and of every mixed step under split and prune_all:
