@@ -7,7 +7,7 @@ from typing import Any
 
 from ampersim.cli import map_fields
 from ampersim.core.errors import InvalidArgument
-from ampersim.core.vocab import DTYPES, MIXED_STEP_MODES
+from ampersim.core.vocab import DTYPES, MEASURED_DTYPES, MIXED_STEP_MODES
 
 PRICE_FLAGS = (
     ("usd_per_hour", "--usd-per-hour", "cloud price, $ per GPU-hour"),
@@ -18,18 +18,19 @@ PRICE_FLAGS = (
 def add_workload_arguments(parser: argparse.ArgumentParser, *, lengths: bool = True,
                            default_workload: str = "prefill-4k",
                            tp_help: str = "tensor-parallel degree (default: the workload's)") -> None:
-    parser.add_argument(
-        "--workload",
-        default=None,
-        help=f"scenario name or YAML (default: {default_workload})",
-    )
-    parser.add_argument("--pattern", default=None, help="N:M sparsity pattern (default: the workload's, 8:16)")
-    parser.add_argument("--policy", default=None, help="amber | all | none | policy YAML (default: the workload's)")
-    parser.add_argument("--dtype", default=None, help="bf16 | fp16 | fp8 | int8 (default: the workload's)")
-    parser.add_argument("--tp", type=int, default=None, help=tp_help)
+    parser.add_argument("--workload", default=None, metavar="NAME|FILE",
+                        help=f"scenario name or YAML (default: {default_workload})")
+    parser.add_argument("--pattern", default=None, metavar="N:M",
+                        help="N:M sparsity pattern (default: the workload's, 8:16)")
+    parser.add_argument("--policy", default=None, metavar="amber|all|none|FILE",
+                        help="which linears are sparsified: a preset or a policy YAML (default: the workload's)")
+    parser.add_argument("--dtype", default=None, choices=MEASURED_DTYPES,
+                        help="GEMM data type (default: the workload's)")
+    parser.add_argument("--tp", type=int, default=None, metavar="N", help=tp_help)
     if lengths:
-        parser.add_argument("--tokens", type=int, default=None, help="tokens per prompt (overrides the workload)")
-        parser.add_argument("--batch", type=int, default=None, help="prompts per prefill step")
+        parser.add_argument("--tokens", type=int, default=None, metavar="N",
+                            help="tokens per prompt (overrides the workload)")
+        parser.add_argument("--batch", type=int, default=None, metavar="N", help="prompts per prefill step")
         map_fields(parser, prompt_tokens="--tokens")
 
 
@@ -52,16 +53,11 @@ def add_price_arguments(parser: argparse.ArgumentParser, *, repeatable: bool) ->
     """--usd-per-hour / --purchase-usd (once for all profiles, or once per --profile in order)."""
     for dest, flag, what in PRICE_FLAGS:
         if repeatable:
-            parser.add_argument(
-                flag,
-                dest=dest,
-                type=float,
-                action="append",
-                default=None,
-                help=f"{what}; once for every profile or once per --profile, in order",
-            )
+            parser.add_argument(flag, dest=dest, type=float, action="append", default=None, metavar="USD",
+                                help=f"{what}; once for every profile or once per --profile, in order")
         else:
-            parser.add_argument(flag, dest=dest, type=float, default=None, help=f"{what} (overrides the profile)")
+            parser.add_argument(flag, dest=dest, type=float, default=None, metavar="USD",
+                                help=f"{what} (overrides the profile)")
 
 
 def per_profile(values: list[float] | None, flag: str, n_profiles: int) -> list[float | None]:
@@ -80,52 +76,46 @@ def per_profile(values: list[float] | None, flag: str, n_profiles: int) -> list[
 
 def add_profiles_argument(parser: argparse.ArgumentParser) -> None:
     """Repeatable --profile; the first is the payback baseline."""
-    parser.add_argument(
-        "--profile",
-        action="append",
-        required=True,
-        help="hardware profile (repeat to compare; the first is the payback baseline)",
-    )
+    parser.add_argument("--profile", action="append", required=True, metavar="NAME|FILE",
+                        help="hardware profile name, alias or YAML (repeat to compare; the first is the payback "
+                             "baseline)")
 
 
 def add_ownership_arguments(parser: argparse.ArgumentParser) -> None:
     """Amortization and running-cost assumptions of owned GPUs."""
-    parser.add_argument("--lifetime-years", type=float, default=None,
+    parser.add_argument("--lifetime-years", type=float, default=None, metavar="YEARS",
                         help="amortization period of a purchase (default 5)")
-    parser.add_argument("--usd-per-kwh", type=float, default=None, help="electricity price (default 0.10)")
-    parser.add_argument("--utilization", type=float, default=None,
+    parser.add_argument("--usd-per-kwh", type=float, default=None, metavar="USD",
+                        help="electricity price (default 0.10)")
+    parser.add_argument("--utilization", type=float, default=None, metavar="FRACTION",
                         help="fraction of hours the GPUs run prefill, (0, 1] (default 1)")
 
 
 def add_traffic_arguments(parser: argparse.ArgumentParser, *, duration_help: str) -> None:
     """SLO percentile, prompt and output lengths, the serving engine's limits, simulated duration and seed."""
-    parser.add_argument("--percentile", default="p95", help="SLO percentile: p50, p95, p99 (any pNN; default p95)")
-    parser.add_argument(
-        "--prompt-dist",
-        default=None,
-        help="fixed:TOKENS | lognormal:MEAN,SIGMA[,MAX] | trace:FILE (default: the workload's lengths)",
-    )
-    parser.add_argument(
-        "--output-dist",
-        default=None,
-        help="output tokens per request: fixed:TOKENS (0: prefill only) | lognormal:MEAN,SIGMA[,MAX] | trace:FILE "
-        "(default: the workload's)",
-    )
+    parser.add_argument("--percentile", default="p95", metavar="pNN",
+                        help="SLO percentile: p50, p95, p99 (any pNN; default p95)")
+    parser.add_argument("--prompt-dist", default=None, metavar="DIST",
+                        help="fixed:TOKENS | lognormal:MEAN,SIGMA[,MAX] | trace:FILE (default: the workload's lengths)")
+    parser.add_argument("--output-dist", default=None, metavar="DIST",
+                        help="output tokens per request: fixed:TOKENS (0: prefill only) | lognormal:MEAN,SIGMA[,MAX] | "
+                             "trace:FILE (default: the workload's)")
     add_engine_arguments(parser)
-    parser.add_argument("--duration-s", type=float, default=None, help=duration_help)
-    parser.add_argument("--seed", type=int, default=0, help="random seed of arrivals and lengths (default 0)")
+    parser.add_argument("--duration-s", type=float, default=None, metavar="SECONDS", help=duration_help)
+    parser.add_argument("--seed", type=int, default=0, metavar="N",
+                        help="random seed of arrivals and lengths, >= 0 (default 0)")
 
 
 def add_engine_arguments(parser: argparse.ArgumentParser) -> None:
     """The serving engine's limits (defaults: vLLM's for the profile's GPU)."""
-    parser.add_argument("--max-batched-tokens", type=int, default=None,
+    parser.add_argument("--max-batched-tokens", type=int, default=None, metavar="N",
                         help="token budget of one step, prefill chunks and decode tokens together (default: vLLM's "
                              "for the GPU: 8192 on >= 70 GiB GPUs other than A100, else 2048)")
-    parser.add_argument("--max-seqs", type=int, default=None,
+    parser.add_argument("--max-seqs", type=int, default=None, metavar="N",
                         help="running sequences per replica at most (default: vLLM's: 1024 on >= 70 GiB GPUs other "
                              "than A100, else 256)")
-    parser.add_argument("--block-size", type=int, default=None, help="KV-cache block, tokens (default 16)")
-    parser.add_argument("--gpu-memory-utilization", type=float, default=None,
+    parser.add_argument("--block-size", type=int, default=None, metavar="N", help="KV-cache block, tokens (default 16)")
+    parser.add_argument("--gpu-memory-utilization", type=float, default=None, metavar="FRACTION",
                         help="share of each GPU's memory for weights, activations and KV cache (default 0.9)")
     parser.add_argument("--kv-dtype", choices=DTYPES, default=None,
                         help="KV-cache element type (default: the 16-bit activations)")

@@ -25,13 +25,13 @@ def register(subparsers: Any) -> None:
                         help=f"prompt tokens (one sequence) per measurement (default: {DEFAULT_TOKENS})")
     parser.add_argument("--out", required=True, metavar="FILE", help="measurement file (JSON lines)")
     parser.add_argument("--append", action="store_true", help="add a run to an existing file of the same GPU")
-    parser.add_argument("--dtype", default="bf16", metavar="D[,D...]",
+    parser.add_argument("--dtype", default="bf16", metavar="DTYPE[,DTYPE...]",
                         help="bf16|fp16|int8|fp8, comma-separated; the first for every op, others for GEMMs only")
     parser.add_argument("--pattern", default="2:4", metavar="N:M",
                         help="pattern of the sparse GEMMs and compressing pruners (default 2:4, the native one)")
     parser.add_argument("--policy", metavar="amber|all|none|FILE",
                         help="policy of whole layers/model (default: the workload's, amber for a model name)")
-    parser.add_argument("--what", default="ops,layers,model", metavar="LIST",
+    parser.add_argument("--what", default="ops,layers,model", metavar="WHAT[,WHAT...]",
                         help="any of ops,layers,model,decode,mixed (default: ops,layers,model; decode: decode steps, "
                              "mixed: chunked-prefill steps with decode tokens, their ops and whole layers)")
     parser.add_argument("--decode-batch", default="1,16,64,256", metavar="B[,B...]",
@@ -41,7 +41,7 @@ def register(subparsers: Any) -> None:
                              "in mixed steps)")
     parser.add_argument("--mixed-tokens", default="2048,8192", metavar="N[,N...]",
                         help="token budget of the mixed steps: decode tokens plus a prefill chunk (default 2048,8192)")
-    parser.add_argument("--prune-impls", metavar="LIST",
+    parser.add_argument("--prune-impls", metavar="NAME[,NAME...]",
                         help=f"any of {','.join(MEASURED_PRUNE_IMPLS + DIAGNOSTIC_PRUNE_IMPLS)} "
                              "(default: every one available here)")
     parser.add_argument("--layer-tokens", metavar="N[,N...]", help="token counts of whole layers (default: --tokens)")

@@ -22,18 +22,18 @@ CANDIDATE_COLUMNS = ("path", "tp", "gpus", "kv_tokens", "min_ttft_ms", "min_tpot
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("plan", help="minimum GPUs for a request rate under TTFT/TPOT SLOs, dense vs sparse",
                        description=__doc__)
-    p.add_argument("--profile", required=True, help="hardware profile name, alias or YAML")
+    p.add_argument("--profile", required=True, metavar="NAME|FILE", help="hardware profile name, alias or YAML")
     add_workload_arguments(p, lengths=False, default_workload=DEFAULT_WORKLOAD,
                            tp_help="tensor-parallel degree (default: search every degree up to 8 the model allows)")
-    p.add_argument("--rate", type=float, default=None,
+    p.add_argument("--rate", type=float, default=None, metavar="R",
                    help="arrival rate, requests/s (Poisson; with --trace: rescale the trace to this mean rate)")
-    p.add_argument("--trace", default=None,
+    p.add_argument("--trace", default=None, metavar="FILE",
                    help="replay a request trace: CSV with arrival (s or date-time), input and output token columns")
-    p.add_argument("--slo-ttft-ms", type=float, default=None, help="time-to-first-token target, ms")
-    p.add_argument("--slo-tpot-ms", type=float, default=None,
+    p.add_argument("--slo-ttft-ms", type=float, default=None, metavar="MS", help="time-to-first-token target, ms")
+    p.add_argument("--slo-tpot-ms", type=float, default=None, metavar="MS",
                    help="time-per-output-token target (mean gap after the first token), ms")
     add_traffic_arguments(p, duration_help="simulated seconds of traffic (default: ~50,000 requests, 600-3600 s)")
-    p.add_argument("--usd-per-hour", type=float, default=None,
+    p.add_argument("--usd-per-hour", type=float, default=None, metavar="USD",
                    help="cloud price, $ per GPU-hour, for the cost per day (default: the profile's)")
     add_format_argument(p)
     map_fields(p, rate_per_s="--rate", slo_ttft_s="--slo-ttft-ms", slo_tpot_s="--slo-tpot-ms")

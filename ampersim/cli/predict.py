@@ -31,7 +31,7 @@ def register(subparsers: Any) -> None:
                         help=f"scenario name or YAML (default: {DEFAULT_SCENARIO})")
     parser.add_argument("--model", metavar="NAME|FILE", help="model spec name/alias or YAML (overrides the workload's)")
     parser.add_argument("--tokens", type=int, metavar="N", help="tokens per prompt (replaces the workload's lengths)")
-    parser.add_argument("--batch", type=int, metavar="B", help="prompts per prefill step")
+    parser.add_argument("--batch", type=int, metavar="N", help="prompts per prefill step")
     parser.add_argument("--pattern", metavar="N:M", help="N:M pattern (default: the workload's, 8:16)")
     parser.add_argument("--policy", metavar="amber|all|none|FILE", help="which linears are sparsified")
     parser.add_argument("--scoring", choices=SCORINGS, help="pruning score (no effect on time)")

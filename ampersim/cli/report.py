@@ -32,19 +32,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     add_profiles_argument(p)
     add_workload_arguments(p)
-    p.add_argument("--out", required=True, help="output file: .html (self-contained) or .md (figures beside it)")
+    p.add_argument("--out", required=True, metavar="FILE",
+                   help="output file: .html (self-contained) or .md (figures beside it)")
     p.add_argument("--markdown", action="store_true", help="also write Markdown next to the HTML (same name, .md)")
-    p.add_argument(
-        "--rates", default=DEFAULT_RATES, help=f"request rates for GPUs vs rate, req/s (default {DEFAULT_RATES})"
-    )
-    p.add_argument(
-        "--slo-ttft-ms",
-        type=float,
-        default=DEFAULT_SLO_MS,
-        help=f"TTFT target for the capacity section, ms (default {DEFAULT_SLO_MS:g})",
-    )
+    p.add_argument("--rates", default=DEFAULT_RATES, metavar="R[,R...]",
+                   help=f"request rates for GPUs vs rate, req/s (default {DEFAULT_RATES})")
+    p.add_argument("--slo-ttft-ms", type=float, default=DEFAULT_SLO_MS, metavar="MS",
+                   help=f"TTFT target for the capacity section, ms (default {DEFAULT_SLO_MS:g})")
     add_traffic_arguments(p, duration_help="simulated seconds per rate (default: automatic)")
-    p.add_argument("--accuracy", default=None, help="accuracy results JSON (default: docs/accuracy.json if present)")
+    p.add_argument("--accuracy", default=None, metavar="FILE",
+                   help="accuracy results JSON (default: docs/accuracy.json if present)")
     add_price_arguments(p, repeatable=True)
     add_ownership_arguments(p)
     map_fields(p, rate_per_s="--rates")

@@ -20,7 +20,7 @@ def add_common_arguments(parser: Any) -> None:
                         help="measurement file from `ampersim measure` (or benchmarks/allreduce_bench.py); repeat "
                              "the option or separate files by commas to use several together")
     parser.add_argument("--profile", required=True, metavar="NAME|FILE", help="hardware profile name, alias or YAML")
-    parser.add_argument("--holdout", metavar="MODELS",
+    parser.add_argument("--holdout", metavar="NAME[,NAME...]",
                         help="models whose rows are held out (comma-separated; default: every model but "
                              "llama-3.1-8b, or but the first one measured)")
     parser.add_argument("--force", action="store_true",
