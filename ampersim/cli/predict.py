@@ -107,7 +107,8 @@ def _render(result: Any, comparison: list[Any], display_name: str) -> str:
         f"{100 * result.coverage:.1f} % of decoder linear MACs sparsified ({result.coverage_definition}); "
         f"pruning: {result.prune_impl}; sparse GEMM: {result.sparse_gemm_impl}",
         f"weights: {result.weights_gb_per_gpu:.1f} GB per GPU"
-        + ("" if result.fits_memory else " (MORE THAN THE GPU'S MEMORY: see note)"),
+        + ("" if result.fits_memory else "; weights, activations and the batch's KV cache DO NOT FIT in the GPU's "
+           "memory: see note"),
         f"note: {result.note}",
         *([f"policy: {result.policy_note}"] if result.policy_note else []),
         f"timing: {result.timing_note}",

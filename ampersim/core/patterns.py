@@ -67,13 +67,12 @@ def _split(text: str) -> tuple[int, int]:
     match = _PATTERN_RE.match(text)
     if not match:
         raise InvalidArgument(
-            f"invalid N:M pattern '{text}': expected two integers 'N:M' with 0 < N < M (e.g. 2:4, 8:16)"
-        )
+            f"invalid N:M pattern '{text}': expected two integers 'N:M' with 0 < N < M (e.g. 2:4, 8:16)",
+            field="pattern")
     return int(match.group(1)), int(match.group(2))
 
 
 def _validate(n: int, m: int, text: str) -> None:
     if not (0 < n < m <= MAX_M):
-        raise InvalidArgument(
-            f"invalid N:M pattern '{text}': need 0 < N < M <= {MAX_M} (e.g. 2:4, 8:16)"
-        )
+        raise InvalidArgument(f"invalid N:M pattern '{text}': need 0 < N < M <= {MAX_M} (e.g. 2:4, 8:16)",
+                              field="pattern")

@@ -204,14 +204,16 @@ class _Predictions:
 def check_inputs(inputs: ReportInputs, spec: ModelSpec) -> None:
     """Refuse, before any work, what the report would refuse halfway: a workload beyond the bounds or the
     model's context, a pattern the model's shapes do not allow, too many rates, a rate or window beyond
-    the simulation bounds (ampersim.core.limits)."""
+    the simulation bounds (ampersim.core.limits) or without a single request, a malformed accuracy file."""
     sc = inputs.scenario
     sc.check_bounds(spec)
     resolve_policy(sc.policy, spec, sc.pattern, sc.scoring)
     check_context(spec, inputs.prompts, inputs.outputs)
     check_at_most(len(inputs.rates), MAX_REPORT_RATES, "rate_per_s", "request rates in one report")
     for rate in inputs.rates:
-        Traffic(rate, inputs.prompts, _window_s(rate, inputs), outputs=inputs.outputs, seed=inputs.seed)
+        Traffic(rate, inputs.prompts, _window_s(rate, inputs), outputs=inputs.outputs, seed=inputs.seed).counts()
+    if inputs.accuracy_path is not None and inputs.accuracy_path.is_file():
+        load_accuracy(inputs.accuracy_path)
 
 
 def build_study(inputs: ReportInputs, progress: Callable[[str], None]) -> Study:

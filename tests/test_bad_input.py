@@ -1,0 +1,335 @@
+"""Bad input across every command: one line on stderr naming what is wrong, exit 2, nothing else.
+
+Each case runs ``ampersim.cli.main`` in-process (``--format json`` added where the command has it)
+and asserts: exit status 2; stdout empty; exactly one stderr line, ``error: ...``, containing the
+fragment that names the argument, file or field at fault; no traceback and no warning; and every
+pre-existing output file (``{keep...}``) byte for byte as it was.
+"""
+from __future__ import annotations
+
+import json
+import os
+import warnings
+from pathlib import Path
+
+import pytest
+import yaml
+
+from ampersim.cli import main
+from ampersim.core.limits import MAX_YAML_BYTES
+from ampersim.core.resources import data_dir, repository_root
+
+MEASUREMENTS = repository_root() / "validation" / "h100.jsonl"
+FORMAT_COMMANDS = {"predict", "coverage", "prune", "plan", "roi", "validate", "calibrate"}
+KEEP = {"keep.yaml": "name: keep\n", "keep.html": "<p>keep</p>\n", "keep.png": "keep\n", "keep.jsonl": "keep\n"}
+
+
+def _profile_with(tmp: Path, name: str, path: list[str], value: object) -> None:
+    data = yaml.safe_load((data_dir("hardware_profiles") / "a100-sxm.yaml").read_text())
+    node = data
+    for key in path[:-1]:
+        node = node[key]
+    node[path[-1]] = value
+    (tmp / name).write_text(yaml.safe_dump(data, sort_keys=False))
+
+
+def _measurements_with(tmp: Path, name: str, change: dict | None = None, *, line: str | None = None) -> None:
+    header, record = MEASUREMENTS.read_text().splitlines()[:2]
+    data = json.loads(record)
+    for dotted, value in (change or {}).items():
+        node = data
+        *parents, last = dotted.split(".")
+        for key in parents:
+            node = node[key]
+        node[last] = value
+    (tmp / name).write_text(f"{header}\n{line if line is not None else json.dumps(data)}\n")
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory) -> Path:
+    """The bad inputs the cases read, and the pre-existing outputs they must not touch."""
+    tmp = tmp_path_factory.mktemp("bad")
+    for name, text in KEEP.items():
+        (tmp / name).write_text(text)
+    (tmp / "folder").mkdir()
+    (tmp / "latin1.yaml").write_bytes("name: caf\u00e9\n".encode("latin-1"))
+    with open(tmp / "huge.yaml", "wb") as handle:  # sparse: no 8 MiB written
+        handle.truncate(MAX_YAML_BYTES + 1)
+    (tmp / "list.yaml").write_text("- a\n- b\n")
+    (tmp / "broken.yaml").write_text("name: [unclosed\n")
+    _profile_with(tmp, "inf.yaml", ["matrix", "bf16", "dense_tflops", "value"], float("inf"))
+    _profile_with(tmp, "nan.yaml", ["memory", "bandwidth_gbps", "value"], float("nan"))
+    _profile_with(tmp, "negative.yaml", ["power", "tdp_w", "value"], -400.0)
+    _profile_with(tmp, "nosource.yaml", ["compute_units", "source"], "trust me")
+    _profile_with(tmp, "fraction.yaml", ["efficiency", "memory_fraction", "value"], 1.5)
+    _profile_with(tmp, "extra.yaml", ["warp_drive"], 1)
+    scenario = yaml.safe_load((data_dir("workloads") / "scenarios" / "chat.yaml").read_text())
+    (tmp / "shares.yaml").write_text(yaml.safe_dump({**scenario, "prompt_tokens": [
+        {"tokens": 512, "share": 0.5}, {"tokens": 1024, "share": 0.2}]}))
+    (tmp / "nanshare.yaml").write_text(yaml.safe_dump({**scenario, "prompt_tokens": [
+        {"tokens": 512, "share": float("nan")}]}))
+    (tmp / "longctx.yaml").write_text(yaml.safe_dump({**scenario, "prompt_tokens": 200000}))
+    (tmp / "policy.yaml").write_text("rules:\n  - kinds: [q_proj]\n    layers: [99]\n")
+    (tmp / "badkind.yaml").write_text("rules:\n  - kinds: [w_proj]\n")
+    spec = yaml.safe_load((data_dir("workloads") / "models" / "llama-3.1-8b.yaml").read_text())
+    (tmp / "heads.yaml").write_text(yaml.safe_dump({**spec, "num_kv_heads": 5}))
+    (tmp / "ropeinf.yaml").write_text(yaml.safe_dump({**spec, "rope_theta": float("inf")}))
+    _measurements_with(tmp, "zero.jsonl", {"timing.median_s": 0})
+    _measurements_with(tmp, "string.jsonl", {"timing.median_s": "fast"})
+    _measurements_with(tmp, "negative.jsonl", {"timing.median_s": -1e-5})
+    _measurements_with(tmp, "unordered.jsonl", {"timing.max_s": 1e-9})
+    _measurements_with(tmp, "measured.jsonl", {"measured": "4096x4096"})
+    _measurements_with(tmp, "shape.jsonl", {"measured.M": -256})
+    _measurements_with(tmp, "dtype.jsonl", {"dtype": "fp64"})
+    header, record = MEASUREMENTS.read_text().splitlines()[:2]
+    _measurements_with(tmp, "nan.jsonl", line=record.replace(
+        f'"median_s": {json.loads(record)["timing"]["median_s"]!r}', '"median_s": NaN'))
+    _measurements_with(tmp, "infinity.jsonl", line=record.replace('"p90_s": ', '"p90_s": Infinity, "x": '))
+    _measurements_with(tmp, "kind.jsonl", {"record": "opp"})
+    (tmp / "headerless.jsonl").write_text(record + "\n")
+    (tmp / "empty.jsonl").write_text("")
+    (tmp / "bytes.jsonl").write_bytes(b"\xff\xfe\x00garbage")
+    (tmp / "onlyheader.jsonl").write_text(header + "\n")
+    (tmp / "trace.csv").write_text("arrival_s,input_tokens,output_tokens\n0,100,10\n1,abc,10\n")
+    (tmp / "notrace.csv").write_text("when,input_tokens,output_tokens\n0,100,10\n")
+    (tmp / "lengths.txt").write_text("100\n-5\n")
+    (tmp / "accuracy.json").write_text('{"model": "x", "dense": {"ppl": NaN}, "rows": []}')
+    (tmp / "garbage.gguf").write_bytes(b"GGUF" + os.urandom(64))
+    return tmp
+
+
+# (command line with {tmp} for the fixture folder, fragment the one error line must contain)
+CASES: list[tuple[str, str]] = [
+    # -- the parser: unknown, repeated, missing, non-finite, malformed --
+    ("predict", "--profile"),
+    ("predict --profile a100 --profile h100", "--profile: given more than once"),
+    ("predict --profile a100 --format json --format csv", "--format: given more than once"),
+    ("predict --profile a100 --tokens many", "--tokens"),
+    ("predict --profile a100 --tokens 1.5", "--tokens"),
+    ("predict --profile a100 --dtype fp64", "--dtype"),
+    ("predict --profile a100 --wibble", "--wibble"),
+    ("frobnicate", "frobnicate"),
+    ("plan --profile a100 --profile h100 --rate 1 --slo-ttft-ms 1000", "--profile: given more than once"),
+    ("plan --profile a100 --rate inf --slo-ttft-ms 1000", "--rate: expected a finite number"),
+    ("plan --profile a100 --rate nan --slo-ttft-ms 1000", "--rate: expected a finite number"),
+    ("plan --profile a100 --rate 1 --slo-ttft-ms=-inf", "--slo-ttft-ms: expected a finite number"),
+    ("plan --profile a100 --rate 1 --slo-tpot-ms nan", "--slo-tpot-ms: expected a finite number"),
+    ("plan --profile a100 --rate 1 --slo-ttft-ms 1000 --duration-s inf", "--duration-s: expected a finite number"),
+    ("plan --profile a100 --rate 1 --slo-ttft-ms 1000 --usd-per-hour inf", "--usd-per-hour: expected a finite"),
+    ("plan --profile a100 --rate 1 --slo-ttft-ms 1000 --gpu-memory-utilization nan", "--gpu-memory-utilization"),
+    ("roi --profile a100 --usd-per-hour inf", "--usd-per-hour: expected a finite number"),
+    ("roi --profile a100 --usd-per-kwh inf", "--usd-per-kwh: expected a finite number"),
+    ("roi --profile a100 --purchase-usd inf", "--purchase-usd: expected a finite number"),
+    ("roi --profile a100 --lifetime-years nan", "--lifetime-years: expected a finite number"),
+    ("roi --profile a100 --utilization 1e999", "--utilization: expected a finite number"),
+    ("report --profile a100 --out {tmp}/keep.html --slo-ttft-ms inf", "--slo-ttft-ms: expected a finite number"),
+    ("report --profile a100 --out {tmp}/keep.html --rates 1,inf", "--rates inf"),
+    ("report --profile a100 --out {tmp}/keep.html --rates 1,nan", "--rates nan"),
+    ("measure --out {tmp}/new.jsonl --deadline inf", "--deadline: expected a finite number"),
+    ("calibrate --measurements {tmp}/zero.jsonl --profile h100-sxm", "--out"),
+    # -- profiles --
+    ("profiles show nosuch", "unknown hardware profile 'nosuch'"),
+    ("profiles show {tmp}/latin1.yaml", "latin1.yaml:1: not UTF-8"),
+    ("profiles show {tmp}/folder/x.yaml", "x.yaml: file not found"),
+    ("profiles show {tmp}/huge.yaml", "huge.yaml"),
+    ("profiles show {tmp}/list.yaml", "list.yaml: expected a mapping"),
+    ("profiles show {tmp}/broken.yaml", "broken.yaml"),
+    ("profiles show {tmp}/inf.yaml", "matrix.bf16.dense_tflops.value"),
+    ("profiles show {tmp}/nan.yaml", "memory.bandwidth_gbps.value"),
+    ("profiles show {tmp}/negative.yaml", "power.tdp_w.value"),
+    ("profiles show {tmp}/nosource.yaml", "compute_units.source"),
+    ("profiles show {tmp}/fraction.yaml", "efficiency.memory_fraction.value"),
+    ("profiles show {tmp}/extra.yaml", "warp_drive"),
+    ("profiles show a100 --format xml", "--format"),
+    # -- predict --
+    ("predict --profile nosuch", "unknown hardware profile 'nosuch'"),
+    ("predict --profile {tmp}/inf.yaml", "inf.yaml"),
+    ("predict --profile {tmp}/latin1.yaml", "latin1.yaml"),
+    ("predict --profile {tmp}/folder", "folder"),
+    ("predict --profile a100 --workload nosuch", "unknown workload 'nosuch'"),
+    ("predict --profile a100 --workload {tmp}/shares.yaml", "shares.yaml"),
+    ("predict --profile a100 --workload {tmp}/nanshare.yaml", "nanshare.yaml"),
+    ("predict --profile a100 --workload {tmp}/longctx.yaml", "--tokens"),
+    ("predict --profile a100 --model nosuch", "unknown model 'nosuch'"),
+    ("predict --profile a100 --model {tmp}/heads.yaml", "heads.yaml"),
+    ("predict --profile a100 --model {tmp}/ropeinf.yaml", "rope_theta"),
+    ("predict --profile a100 --tokens 0", "--tokens"),
+    ("predict --profile a100 --tokens -5", "--tokens"),
+    ("predict --profile a100 --tokens 99999999999999999999", "--tokens: a prompt has"),
+    ("predict --profile a100 --tokens 200000", "context length of 131,072"),
+    ("predict --profile a100 --model smollm2 --tokens 9000", "context length of 8,192"),
+    ("predict --profile a100 --tokens 131072 --output-tokens 10", "--output-tokens"),
+    ("predict --profile a100 --output-tokens -1", "--output-tokens"),
+    ("predict --profile a100 --batch 0", "--batch"),
+    ("predict --profile a100 --batch 100000000", "--batch: the prompts in one prefill step"),
+    ("predict --profile a100 --batch 1000 --tokens 100000", "--batch: the tokens in one prefill step"),
+    ("predict --profile a100 --tp 0", "--tp"),
+    ("predict --profile a100 --tp 3", "--tp 3 does not divide"),
+    ("predict --profile a100 --pattern 3:7", "--pattern 3:7 needs"),
+    ("predict --profile a100 --pattern 4:4", "--pattern"),
+    ("predict --profile a100 --pattern 1:64", "--pattern"),
+    ("predict --profile a100 --pattern eight", "--pattern"),
+    ("predict --profile a100 --policy {tmp}/policy.yaml", "policy.yaml"),
+    ("predict --profile a100 --policy {tmp}/badkind.yaml", "badkind.yaml"),
+    ("predict --profile a100 --policy {tmp}/missing.yaml", "missing.yaml"),
+    ("predict --profile a100 --prune-impl nosuch", "--prune-impl"),
+    ("predict --profile a100 --prune-impl torch_eager_cslt", "--prune-impl torch_eager_cslt"),
+    ("predict --profile a100 --sparse-gemm-impl cusparselt_default", "--sparse-gemm-impl"),
+    # -- coverage --
+    ("coverage --model nosuch", "unknown model 'nosuch'"),
+    ("coverage --model llama-3.1-8b --pattern 3:7", "--pattern 3:7 needs"),
+    ("coverage --model llama-3.1-8b --pattern 9:8", "--pattern"),
+    ("coverage --model llama-3.1-8b --policy {tmp}/policy.yaml", "layer 99"),
+    ("coverage --model {tmp}/latin1.yaml", "latin1.yaml"),
+    ("coverage --model llama-3.1-8b --scoring loud", "--scoring"),
+    # -- plan --
+    ("plan --profile a100 --rate 1", "--slo-ttft-ms"),
+    ("plan --profile a100 --slo-ttft-ms 1000", "--rate"),
+    ("plan --profile a100 --rate 0 --slo-ttft-ms 1000", "--rate 0.0"),
+    ("plan --profile a100 --rate -3 --slo-ttft-ms 1000", "--rate -3.0"),
+    ("plan --profile a100 --rate 1 --slo-ttft-ms 0", "--slo-ttft-ms"),
+    ("plan --profile a100 --rate 1e6 --slo-ttft-ms 1000", "--rate: simulating"),
+    ("plan --profile a100 --rate 1 --slo-ttft-ms 1000 --duration-s 1e9", "--duration-s: requests to simulate"),
+    ("plan --profile a100 --rate 1 --slo-ttft-ms 1000 --duration-s 0", "--duration-s 0.0"),
+    ("plan --profile a100 --rate 1 --slo-ttft-ms 1000 --seed -1", "--seed -1"),
+    ("plan --profile a100 --rate 1 --slo-ttft-ms 1000 --percentile p100", "--percentile"),
+    ("plan --profile a100 --rate 1 --slo-ttft-ms 1000 --prompt-dist fixed:99999999999", "--prompt-dist"),
+    ("plan --profile a100 --rate 1 --slo-ttft-ms 1000 --prompt-dist fixed:0", "--prompt-dist"),
+    ("plan --profile a100 --rate 1 --slo-ttft-ms 1000 --prompt-dist lognormal:-5,1", "--prompt-dist"),
+    ("plan --profile a100 --rate 1 --slo-ttft-ms 1000 --prompt-dist poisson:5", "--prompt-dist"),
+    ("plan --profile a100 --rate 1 --slo-ttft-ms 1000 --prompt-dist trace:{tmp}/lengths.txt", "lengths.txt:2"),
+    ("plan --profile a100 --rate 1 --slo-ttft-ms 1000 --prompt-dist trace:{tmp}/folder", "folder"),
+    ("plan --profile a100 --rate 1 --slo-ttft-ms 1000 --output-dist fixed:131000", "--output-dist"),
+    ("plan --profile a100 --rate 1 --slo-ttft-ms 1000 --trace {tmp}/trace.csv", "trace.csv:3"),
+    ("plan --profile a100 --rate 1 --slo-ttft-ms 1000 --trace {tmp}/notrace.csv", "notrace.csv:1"),
+    ("plan --profile a100 --rate 1 --slo-ttft-ms 1000 --trace {tmp}/folder", "folder"),
+    ("plan --profile a100 --rate 1 --slo-ttft-ms 1000 --trace {tmp}/nothere.csv", "nothere.csv"),
+    ("plan --profile a100 --rate 1 --slo-ttft-ms 1000 --max-batched-tokens 0", "--max-batched-tokens"),
+    ("plan --profile a100 --rate 1 --slo-ttft-ms 1000 --gpu-memory-utilization 1.5", "--gpu-memory-utilization"),
+    ("plan --profile a100 --rate 1 --slo-ttft-ms 1000 --pattern 3:7", "--pattern 3:7"),
+    ("plan --profile a100 --rate 1 --slo-ttft-ms 1000 --tp 3", "--tp 3"),
+    ("plan --profile a100 --rate 1 --slo-ttft-ms 1000 --workload {tmp}/latin1.yaml", "latin1.yaml"),
+    # -- roi --
+    ("roi --profile a100 --usd-per-hour 0", "--usd-per-hour"),
+    ("roi --profile a100 --usd-per-hour -2", "--usd-per-hour"),
+    ("roi --profile a100 --profile h100 --usd-per-hour 1 --usd-per-hour 2 --usd-per-hour 3", "--usd-per-hour"),
+    ("roi --profile a100 --utilization 1.5", "--utilization"),
+    ("roi --profile a100 --lifetime-years 0", "--lifetime-years"),
+    ("roi --profile a100 --tokens 200000", "--tokens"),
+    ("roi --profile a100 --pattern 3:7", "--pattern 3:7"),
+    ("roi --profile nosuch", "unknown hardware profile 'nosuch'"),
+    # -- report --
+    ("report --profile a100 --out {tmp}/report.pdf", "--out"),
+    ("report --profile a100 --out {tmp}/folder", "--out"),
+    ("report --profile a100 --out {tmp}/nodir/r.html", "--out"),
+    ("report --profile a100 --out /proc/r.html", "--out /proc/r.html"),
+    ("report --profile a100 --out /sys/r.html", "--out /sys/r.html"),
+    ("report --profile a100 --out {tmp}/keep.html --rates 1,a", "--rates"),
+    ("report --profile a100 --out {tmp}/keep.html --rates 1,0", "--rates"),
+    ("report --profile a100 --out {tmp}/keep.html --rates " + ",".join(map(str, range(1, 22))), "--rates"),
+    ("report --profile a100 --out {tmp}/keep.html --duration-s 1e9", "--duration-s"),
+    ("report --profile a100 --out {tmp}/keep.html --tokens 200000", "--tokens"),
+    ("report --profile a100 --out {tmp}/keep.html --pattern 3:7", "--pattern 3:7"),
+    ("report --profile a100 --out {tmp}/keep.html --percentile 95", "--percentile"),
+    ("report --profile a100 --out {tmp}/keep.html --accuracy {tmp}/nothere.json", "--accuracy"),
+    ("report --profile a100 --out {tmp}/keep.html --accuracy {tmp}/accuracy.json", "accuracy.json"),
+    ("report --profile a100 --out {tmp}/keep.html --seed -1", "--seed"),
+    # -- measure --
+    ("measure --out {tmp}/folder --device cpu", "--out"),
+    ("measure --out {tmp}/keep.jsonl --device cpu", "keep.jsonl: file exists"),
+    ("measure --out {tmp}/nodir/m.jsonl --device cpu", "--out"),
+    ("measure --out /proc/m.jsonl --device cpu", "--out /proc/m.jsonl"),
+    ("measure --out {tmp}/new.jsonl --tokens 0,5", "--tokens"),
+    ("measure --out {tmp}/new.jsonl --tokens 200000", "--tokens"),
+    ("measure --out {tmp}/new.jsonl --decode-batch 100000", "--decode-batch"),
+    ("measure --out {tmp}/new.jsonl --deadline -1", "--deadline"),
+    ("measure --out {tmp}/new.jsonl --workload nosuch", "--workload"),
+    ("measure --out {tmp}/new.jsonl --dtype fp64", "--dtype"),
+    ("measure --out {tmp}/new.jsonl --what everything", "--what"),
+    ("measure --out {tmp}/new.jsonl --prune-impls magic", "--prune-impls"),
+    ("measure --out {tmp}/new.jsonl --pattern 5:4", "--pattern"),
+    ("measure --out {tmp}/new.jsonl --what mixed --mixed-tokens 50", "--mixed-tokens"),
+    # -- validate --
+    ("validate --measurements {tmp}/zero.jsonl --profile h100-sxm", "zero.jsonl:2: field 'timing.median_s'"),
+    ("validate --measurements {tmp}/string.jsonl --profile h100-sxm", "string.jsonl:2: field 'timing.median_s'"),
+    ("validate --measurements {tmp}/negative.jsonl --profile h100-sxm", "negative.jsonl:2: field 'timing.median_s'"),
+    ("validate --measurements {tmp}/nan.jsonl --profile h100-sxm", "nan.jsonl:2: field 'timing.median_s'"),
+    ("validate --measurements {tmp}/infinity.jsonl --profile h100-sxm", "infinity.jsonl:2: field 'timing"),
+    ("validate --measurements {tmp}/unordered.jsonl --profile h100-sxm", "unordered.jsonl:2: field 'timing'"),
+    ("validate --measurements {tmp}/measured.jsonl --profile h100-sxm", "measured.jsonl:2: field 'measured'"),
+    ("validate --measurements {tmp}/shape.jsonl --profile h100-sxm", "shape.jsonl:2: field 'measured.M'"),
+    ("validate --measurements {tmp}/dtype.jsonl --profile h100-sxm", "dtype.jsonl:2: field 'dtype'"),
+    ("validate --measurements {tmp}/kind.jsonl --profile h100-sxm", "kind.jsonl:2: field 'record'"),
+    ("validate --measurements {tmp}/headerless.jsonl --profile h100-sxm", "headerless.jsonl:1"),
+    ("validate --measurements {tmp}/empty.jsonl --profile h100-sxm", "empty.jsonl"),
+    ("validate --measurements {tmp}/bytes.jsonl --profile h100-sxm", "bytes.jsonl"),
+    ("validate --measurements {tmp}/onlyheader.jsonl --profile h100-sxm", "onlyheader.jsonl: holds no"),
+    ("validate --measurements {tmp}/folder --profile h100-sxm", "folder: is a directory"),
+    ("validate --measurements {tmp}/nothere.jsonl --profile h100-sxm", "nothere.jsonl"),
+    ("validate --measurements " + str(MEASUREMENTS) + " --profile h200", "--force"),
+    ("validate --measurements " + str(MEASUREMENTS) + " --profile h100-sxm --holdout nosuch", "--holdout: 'nosuch'"),
+    ("validate --measurements " + str(MEASUREMENTS) + " --profile h100-sxm --plot {tmp}/plot.xyz", "--plot"),
+    ("validate --measurements " + str(MEASUREMENTS) + " --profile h100-sxm --plot {tmp}/folder", "--plot"),
+    ("validate --measurements " + str(MEASUREMENTS) + " --profile h100-sxm --plot {tmp}/nodir/p.png", "--plot"),
+    ("validate --measurements " + str(MEASUREMENTS) + " --profile h100-sxm --plot /proc/p.png", "--plot /proc/p.png"),
+    # -- calibrate --
+    ("calibrate --measurements {tmp}/nan.jsonl --profile h100-sxm --out {tmp}/keep.yaml", "nan.jsonl:2"),
+    ("calibrate --measurements {tmp}/zero.jsonl --profile h100-sxm --out {tmp}/keep.yaml", "zero.jsonl:2"),
+    ("calibrate --measurements {tmp}/folder --profile h100-sxm --out {tmp}/keep.yaml", "folder: is a directory"),
+    ("calibrate --measurements " + str(MEASUREMENTS) + " --profile h100-sxm --out {tmp}/keep.yaml "
+     "--holdout llama-3.1-8b,llama-3.1-70b", "--holdout: holding out llama-3.1-8b, llama-3.1-70b leaves no"),
+    ("calibrate --measurements " + str(MEASUREMENTS) + " --profile h100-sxm --out {tmp}/keep.yaml --holdout nosuch",
+     "--holdout: 'nosuch' was not measured"),
+    ("calibrate --measurements " + str(MEASUREMENTS) + " --profile h100-sxm --out {tmp}/h100-sxm.yaml",
+     "--out " + "{tmp}/h100-sxm.yaml: the profile is named after its file"),
+    ("calibrate --measurements " + str(MEASUREMENTS) + " --profile h100-sxm --out {tmp}/Mine.yaml", "'Mine'"),
+    ("calibrate --measurements " + str(MEASUREMENTS) + " --profile h100-sxm --out {tmp}/keep.txt", "--out"),
+    ("calibrate --measurements " + str(MEASUREMENTS) + " --profile h100-sxm --out {tmp}/folder", "--out"),
+    ("calibrate --measurements " + str(MEASUREMENTS) + " --profile h100-sxm --out {tmp}/nodir/x.yaml", "--out"),
+    ("calibrate --measurements " + str(MEASUREMENTS) + " --profile h100-sxm --out /proc/x.yaml", "--out /proc"),
+    ("calibrate --measurements " + str(MEASUREMENTS) + " --profile h200 --out {tmp}/keep.yaml", "--force"),
+    # -- prune (arguments are checked before the model loads) --
+    ("prune --pattern 3:3", "--pattern"),
+    ("prune --windows 0", "--windows"),
+    ("prune --eval ppl,mmlu", "--eval"),
+    ("prune --scoring loud", "--scoring"),
+]
+
+
+def _argv(case: str, tmp: Path) -> list[str]:
+    argv = case.replace("{tmp}", str(tmp)).split()
+    if argv[0] in FORMAT_COMMANDS and "--format" not in argv:
+        argv += ["--format", "json"]
+    return argv
+
+
+def _run(argv: list[str], capsys) -> tuple[int, str, str, list[warnings.WarningMessage]]:
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            code = main(argv)
+        except SystemExit as exc:  # argparse ends with SystemExit(2)
+            code = exc.code
+    out, err = capsys.readouterr()
+    return code, out, err, caught
+
+
+def test_enough_cases_across_every_command():
+    from ampersim.cli import COMMANDS
+
+    assert len(CASES) >= 100
+    assert {case.split()[0] for case, _ in CASES} >= set(COMMANDS)
+
+
+@pytest.mark.parametrize("case,fragment", CASES, ids=[c for c, _ in CASES])
+def test_bad_input_is_one_line_exit_2(case, fragment, files, capsys):
+    before = {name: (files / name).read_bytes() for name in KEEP}
+    code, out, err, caught = _run(_argv(case, files), capsys)
+    assert code == 2, err
+    assert out == ""
+    assert err.startswith("error: ") and err.count("\n") == 1, err
+    assert fragment.replace("{tmp}", str(files)) in err
+    assert "Traceback" not in err
+    assert not [str(w.message) for w in caught if issubclass(w.category, (RuntimeWarning, UserWarning))]
+    assert {name: (files / name).read_bytes() for name in KEEP} == before
+    assert not (files / "nodir").exists()  # no folder made for a refused output
