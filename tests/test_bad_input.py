@@ -333,3 +333,114 @@ def test_bad_input_is_one_line_exit_2(case, fragment, files, capsys):
     assert not [str(w.message) for w in caught if issubclass(w.category, (RuntimeWarning, UserWarning))]
     assert {name: (files / name).read_bytes() for name in KEEP} == before
     assert not (files / "nodir").exists()  # no folder made for a refused output
+
+
+# -- the issue's items one by one, beyond the table ---------------------------------------------------------------
+def test_calibrated_profile_is_named_after_its_file_and_loads_by_path(tmp_path, capsys):
+    """`calibrate --out h100-mine.yaml` writes profile h100-mine (not the shipped h100-sxm-calibrated), whose
+    header says to load it by its path, and which validate compares with the H100 measurements it came from."""
+    from ampersim.hardware.registry import load_profile
+
+    out = tmp_path / "h100-mine.yaml"
+    assert main(["calibrate", "--measurements", str(MEASUREMENTS), "--profile", "h100-sxm", "--out", str(out),
+                 "--format", "json"]) == 0
+    capsys.readouterr()
+    profile = load_profile(out)
+    assert (profile.name, profile.base_profile, profile.status) == ("h100-mine", "h100-sxm", "calibrated")
+    assert "Load it by this file's path" in out.read_text().splitlines()[1]
+    assert main(["validate", "--measurements", str(MEASUREMENTS), "--profile", str(out), "--format", "json"]) == 0
+    assert json.loads(capsys.readouterr().out)["profile"] == "h100-mine"
+
+
+def test_measure_on_cpu_is_a_quick_dry_run_on_tiny_shapes(tmp_path, capsys):
+    from ampersim.measure.records import read_measurements
+
+    out = tmp_path / "dry.jsonl"
+    assert main(["measure", "--device", "cpu", "--out", str(out), "--what", "ops,layers"]) == 0
+    err = capsys.readouterr().err
+    assert "ERROR" not in err and "sparse GEMM measurements skipped" in err
+    records = read_measurements(out).records
+    assert records and {r.model for r in records} == {"llama-3.1-8b-tiny"} and {r.tokens for r in records} == {32}
+    assert main(["validate", "--measurements", str(out), "--profile", "h100-sxm", "--force", "--format", "json"]) == 0
+    assert json.loads(capsys.readouterr().out)["summary"]
+
+
+@pytest.mark.parametrize("module,argv,extra", [
+    ("torch", ["measure", "--device", "cpu", "--out", "{tmp}/m.jsonl"], "ampersim[models]"),
+    ("torch", ["measure", "--out", "{tmp}/m.jsonl"], "ampersim[models]"),
+])
+def test_missing_optional_dependency_is_one_line_naming_the_extra(module, argv, extra, tmp_path, capsys, monkeypatch):
+    monkeypatch.setitem(__import__("sys").modules, module, None)  # `import torch` now fails as if not installed
+    code, out, err, _ = _run([a.replace("{tmp}", str(tmp_path)) for a in argv], capsys)
+    assert code == 2 and out == "" and err.count("\n") == 1
+    assert f"needs {module}, which is not installed: pip install '{extra}'" in err
+
+
+def test_a_stray_import_of_an_optional_module_still_names_the_extra(capsys, monkeypatch):
+    """The CLI's safety net: a ModuleNotFoundError of an optional dependency outside any require()."""
+    import ampersim.cli.coverage as coverage_cli
+
+    def run(args):
+        import transformers  # noqa: F401
+
+    monkeypatch.setitem(__import__("sys").modules, "transformers", None)
+    monkeypatch.setattr(coverage_cli, "run", run)
+    code, out, err, _ = _run(["coverage", "--model", "llama-3.1-8b"], capsys)
+    assert (code, out) == (2, "")
+    assert err == "error: ampersim coverage needs transformers, which is not installed: pip install 'ampersim[models]'\n"
+
+
+def test_a_chart_with_nothing_drawn_makes_no_legend_warning():
+    from ampersim.report.plots import Series, line_chart
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        png = line_chart([Series("a100", "dense", "a100 dense", (1.0, 2.0), (None, None))], xlabel="x", ylabel="y",
+                         title="t")
+    assert png.startswith(b"\x89PNG")
+
+
+def test_every_option_has_a_uniform_placeholder():
+    """Options that take a value show a placeholder (NAME|FILE, N:M, N, FILE, ...) or their choices, never
+    argparse's default upper-cased destination (PROFILE, SLO_TTFT_MS)."""
+    import argparse
+
+    from ampersim.cli import build_parser
+
+    def options(parser: argparse.ArgumentParser, name: str):
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for sub, subparser in action.choices.items():
+                    yield from options(subparser, f"{name} {sub}")
+            elif action.option_strings and action.nargs != 0 and action.dest != "help":
+                yield name, action
+
+    for command, action in options(build_parser(), "ampersim"):
+        assert action.choices or (action.metavar and action.metavar != action.dest.upper()), (command, action.dest)
+    assert {a.metavar for c, a in options(build_parser(), "") if a.dest == "profile"} == {"NAME|FILE"}
+    assert {a.metavar for c, a in options(build_parser(), "") if a.dest == "pattern"} == {"N:M"}
+
+
+def test_every_resource_bound_is_listed_in_the_readme():
+    from ampersim.core import limits
+
+    readme = (repository_root() / "README.md").read_text()
+    section = readme[readme.index("## Limits"):]
+    section = section[:section.index("\n## ", 4)] if "\n## " in section[4:] else section
+    for name in (n for n in dir(limits) if n.startswith("MAX_")):
+        assert name in section, name
+    assert "max_position_embeddings" in section
+
+
+def test_every_shipped_model_records_its_context_length():
+    from ampersim.models.registry import list_model_specs
+
+    assert all(spec.max_position_embeddings for spec in list_model_specs())
+
+
+def test_auto_window_stays_within_the_simulation_bound():
+    from ampersim.core.limits import MAX_SIMULATED_REQUESTS
+    from ampersim.econ.capacity import auto_duration_s
+
+    assert auto_duration_s(20) == 2500  # ~50,000 requests, as before
+    assert auto_duration_s(1e5) * 1e5 <= MAX_SIMULATED_REQUESTS

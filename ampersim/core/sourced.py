@@ -66,6 +66,17 @@ class PositiveSourced(Sourced):
         return value
 
 
+class NonNegativeSourced(Sourced):
+    """A Sourced value that must be >= 0 (a time that may be zero, never negative)."""
+
+    @field_validator("value")
+    @classmethod
+    def _non_negative(cls, value: float) -> float:
+        if not value >= 0:
+            raise ValueError(f"value must be >= 0; got {value}")
+        return value
+
+
 class FractionSourced(Sourced):
     """A Sourced value in (0, 1]."""
 

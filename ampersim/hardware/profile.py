@@ -15,7 +15,7 @@ from ampersim.core.patterns import NMPattern
 from ampersim.core.errors import NotFound, not_found
 from ampersim.core.schema import Frozen
 from ampersim.core.vocab import DType, SparseGemmImpl
-from ampersim.core.sourced import FractionSourced, PositiveSourced, Sourced
+from ampersim.core.sourced import FractionSourced, NonNegativeSourced, PositiveSourced
 
 
 class MatrixRates(Frozen):
@@ -93,7 +93,7 @@ class GemmEfficiency(Frozen):
     tile_m: TileSize = Field(description="Output tile rows (tokens) per thread block (wave quantization).")
     tile_n: TileSize = Field(description="Output tile columns per thread block (wave quantization).")
     m_half: PositiveSourced = Field(description="Tokens at which the small-M ramp reaches half efficiency.")
-    overhead_us: Sourced = Field(description="Fixed per-kernel time (launch, prologue/epilogue), µs.")
+    overhead_us: NonNegativeSourced = Field(description="Fixed per-kernel time (launch, prologue/epilogue), µs.")
     split_k: bool = Field(
         default=True,
         description="Whether the library splits K to fill the GPU when a GEMM has fewer output tiles than "
@@ -146,7 +146,7 @@ class Efficiency(Frozen):
         description="Mean keys per query at which attention reaches half of attention_fraction (short-context "
                     "ramp: fraction · keys / (keys + keys_half)); absent: no ramp. Set by `ampersim calibrate`.",
     )
-    kernel_overhead_us: Sourced = Field(description="Fixed time per non-GEMM kernel, µs.")
+    kernel_overhead_us: NonNegativeSourced = Field(description="Fixed time per non-GEMM kernel, µs.")
     allreduce_fraction: FractionSourced = Field(description="Achieved fraction of interconnect bandwidth.")
 
     @model_validator(mode="after")

@@ -1,0 +1,128 @@
+"""Property-based fuzzing (hypothesis) of hardware profiles and measurement records.
+
+A profile with any one number replaced by any value, and a measurement record with any one field
+replaced by any JSON value, either loads, and then every number in it is finite and what uses it
+(predict, validate) gives finite results, or is refused with InvalidData naming the file and the
+field: never another exception, never a silent nan. Bounded for CI: a fixed number of examples,
+derandomized (the same examples on every run).
+"""
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from ampersim.core.errors import AmpersimError, InvalidData
+from ampersim.core.resources import data_dir, repository_root
+from ampersim.core.sourced import sourced_numbers
+from ampersim.hardware.registry import load_profile
+from ampersim.measure.records import read_measurements
+from ampersim.measure.validate import validate
+from ampersim.sim.predict import predict
+from ampersim.sim.scenario import load_scenario
+
+FUZZ = settings(max_examples=120, derandomize=True, deadline=None,
+                suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+PROFILE = yaml.safe_load((data_dir("hardware_profiles") / "h100-sxm.yaml").read_text())
+HEADER, RECORD = (repository_root() / "validation" / "h100.jsonl").read_text().splitlines()[:2]
+
+
+def _leaves(node: Any, path: tuple = ()) -> list[tuple]:
+    """Paths of every scalar in a parsed YAML/JSON tree."""
+    if isinstance(node, dict):
+        return [p for key, value in node.items() for p in _leaves(value, (*path, key))]
+    if isinstance(node, list):
+        return [p for i, value in enumerate(node) for p in _leaves(value, (*path, i))]
+    return [path]
+
+
+def _replaced(tree: Any, path: tuple, value: Any) -> Any:
+    if not path:
+        return value
+    head, rest = path[0], path[1:]
+    if isinstance(tree, dict):
+        return {**tree, head: _replaced(tree[head], rest, value)}
+    return [_replaced(v, rest, value) if i == head else v for i, v in enumerate(tree)]
+
+
+NUMBERS = st.one_of(st.floats(allow_nan=True, allow_infinity=True), st.integers(-10**30, 10**30),
+                    st.sampled_from([0, -1, 1e-300, 1e300, 0.5, 2]))
+VALUES = st.one_of(NUMBERS, st.text(max_size=12), st.none(), st.booleans(), st.lists(st.integers(), max_size=3))
+
+
+def _get(tree: Any, path: tuple) -> Any:
+    for key in path:
+        tree = tree[key]
+    return tree
+
+
+PROFILE_PATHS = [p for p in _leaves(PROFILE) if isinstance(_get(PROFILE, p), (int, float))
+                 and not isinstance(_get(PROFILE, p), bool)]
+
+
+@FUZZ
+@given(path=st.sampled_from(PROFILE_PATHS), value=VALUES)
+def test_fuzzed_profile_loads_finite_or_is_refused_naming_the_field(tmp_path_factory, path, value):
+    file = tmp_path_factory.mktemp("fuzz") / "p.yaml"
+    file.write_text(yaml.safe_dump(_replaced(PROFILE, path, value), sort_keys=False))
+    try:
+        profile = load_profile(file)
+    except InvalidData as exc:
+        assert str(exc).startswith(str(file)) and "field '" in str(exc)
+        return
+    assert all(math.isfinite(v) for _, v, _, _ in sourced_numbers(profile) if isinstance(v, float))
+    try:
+        result = predict(profile, load_scenario("prefill-4k"))
+    except AmpersimError:
+        return
+    assert math.isfinite(result.dense_total_s) and result.dense_total_s > 0
+    assert math.isfinite(result.sparse_total_s) and result.sparse_total_s > 0
+
+
+RECORD_TREE = json.loads(RECORD)
+RECORD_PATHS = _leaves(RECORD_TREE) + [("timing",), ("measured",), ("op",), ("check",)]
+JSON_VALUES = st.one_of(VALUES, st.sampled_from(["NaN", "Infinity", "-Infinity"]).map(lambda t: ("raw", t)),
+                        st.dictionaries(st.text(max_size=4), st.integers(), max_size=2))
+
+
+def _record_line(path: tuple, value: Any) -> str:
+    if isinstance(value, tuple) and value[:1] == ("raw",):  # JSON's non-standard NaN/Infinity tokens
+        marker = "__RAW__"
+        return json.dumps(_replaced(RECORD_TREE, path, marker)).replace(f'"{marker}"', value[1])
+    return json.dumps(_replaced(RECORD_TREE, path, value))
+
+
+@FUZZ
+@given(path=st.sampled_from(RECORD_PATHS), value=JSON_VALUES)
+def test_fuzzed_record_reads_and_validates_finite_or_is_refused_naming_line_and_field(tmp_path_factory, path, value):
+    file: Path = tmp_path_factory.mktemp("fuzz") / "m.jsonl"
+    file.write_text(f"{HEADER}\n{_record_line(path, value)}\n")
+    try:
+        measured = read_measurements(file)
+    except InvalidData as exc:
+        assert str(exc).startswith(f"{file}:2: ") or str(exc).startswith(f"{file}:1: "), str(exc)
+        return
+    try:
+        result = validate(measured, load_profile("h100-sxm"))
+    except AmpersimError:
+        return
+    for row in result["summary"]:
+        assert all(math.isfinite(row[k]) for k in ("mape_pct", "max_abs_err_pct", "bias_pct")), row
+
+
+def test_every_profile_number_is_fuzzed():
+    assert len(PROFILE_PATHS) > 40 and len(RECORD_PATHS) > 30
+
+
+@pytest.mark.parametrize("token", ["NaN", "Infinity", "-Infinity"])
+def test_non_finite_json_times_are_refused(tmp_path, token):
+    file = tmp_path / "m.jsonl"
+    file.write_text(f"{HEADER}\n{_record_line(('timing', 'median_s'), ('raw', token))}\n")
+    with pytest.raises(InvalidData, match=r"m\.jsonl:2: field 'timing\.median_s'"):
+        read_measurements(file)
