@@ -290,9 +290,21 @@ CASES: list[tuple[str, str]] = [
     ("calibrate --measurements " + str(MEASUREMENTS) + " --profile h200 --out {tmp}/keep.yaml", "--force"),
     # -- prune (arguments are checked before the model loads) --
     ("prune --pattern 3:3", "--pattern"),
+    ("prune --pattern 3:7", "--pattern 3:7 needs"),
     ("prune --windows 0", "--windows"),
+    ("prune --window-tokens 999999", "--window-tokens: a perplexity window has 999,999 tokens"),
     ("prune --eval ppl,mmlu", "--eval"),
     ("prune --scoring loud", "--scoring"),
+    ("prune --policy {tmp}/missing.yaml", "--policy"),
+    ("prune --policy {tmp}/policy.yaml", "layer 99"),
+    ("prune --out {tmp}/keep.yaml", "--out is where --sensitivity writes"),
+    ("prune --sensitivity --out {tmp}/keep.yaml", "keep.yaml exists; pass --force"),
+    ("prune --sensitivity --out {tmp}/folder", "--out"),
+    ("prune --sensitivity --out {tmp}/nodir/skip.yaml", "--out"),
+    ("prune --sensitivity --out /proc/skip.yaml --force", "--out /proc/skip.yaml"),
+    ("prune --model {tmp}/garbage.gguf", "garbage.gguf: not a readable GGUF model file"),
+    ("prune --model {tmp}/nothere.gguf", "nothere.gguf"),
+    ("prune --seed=-1 --dtype fp64", "--dtype"),
 ]
 
 
@@ -368,8 +380,12 @@ def test_measure_on_cpu_is_a_quick_dry_run_on_tiny_shapes(tmp_path, capsys):
 @pytest.mark.parametrize("module,argv,extra", [
     ("torch", ["measure", "--device", "cpu", "--out", "{tmp}/m.jsonl"], "ampersim[models]"),
     ("torch", ["measure", "--out", "{tmp}/m.jsonl"], "ampersim[models]"),
+    ("transformers", ["prune", "--model", "smollm2-135m"], "ampersim[models]"),
+    ("torch", ["prune", "--model", "smollm2-135m"], "ampersim[models]"),
+    ("gguf", ["prune", "--model", "{tmp}/m.gguf"], "ampersim[models]"),
 ])
 def test_missing_optional_dependency_is_one_line_naming_the_extra(module, argv, extra, tmp_path, capsys, monkeypatch):
+    (tmp_path / "m.gguf").write_bytes(b"GGUF")
     monkeypatch.setitem(__import__("sys").modules, module, None)  # `import torch` now fails as if not installed
     code, out, err, _ = _run([a.replace("{tmp}", str(tmp_path)) for a in argv], capsys)
     assert code == 2 and out == "" and err.count("\n") == 1

@@ -38,11 +38,11 @@ def register(subparsers: Any) -> None:
                         help="comma-separated evaluations (default: ppl,quiz)")
     parser.add_argument("--windows", type=int, default=8, metavar="N",
                         help="perplexity windows (default: 8)")
-    parser.add_argument("--window-tokens", type=int, default=512, metavar="T",
+    parser.add_argument("--window-tokens", type=int, default=512, metavar="N",
                         help="tokens per perplexity window (default: 512)")
     parser.add_argument("--questions", type=int, default=120, metavar="N",
                         help="quiz questions, evenly spread over the six quiz files (default: 120; 0 = all)")
-    parser.add_argument("--seed", type=int, default=0, help="quiz construction seed (default: 0)")
+    parser.add_argument("--seed", type=int, default=0, metavar="N", help="quiz construction seed (default: 0)")
     parser.add_argument("--outstanding", action="store_true",
                         help="add inverse SmoothQuant (alpha 0.10) + simulated W8A8 to the pruned layers")
     parser.add_argument("--dtype", choices=MODEL_DTYPES, default="fp32",
@@ -59,14 +59,15 @@ def register(subparsers: Any) -> None:
 
 
 def _progress(label: str, total: int) -> Any:
-    done = [0]
-    interactive = sys.stderr.isatty()
+    """A progress bar with rate and time left on stderr (tqdm); ``step(n)`` advances it by n forwards."""
+    from tqdm import tqdm
+
+    bar = tqdm(total=total, desc=label, unit="forward", file=sys.stderr, dynamic_ncols=True, leave=True)
 
     def step(n: int) -> None:
-        done[0] += n
-        if interactive or done[0] >= total:
-            end = "\n" if done[0] >= total else ""
-            print(f"\r{label}: {done[0]}/{total}", end=end, file=sys.stderr, flush=True)
+        bar.update(n)
+        if bar.n >= total:
+            bar.close()
     return step
 
 
@@ -79,10 +80,15 @@ def _parse_evals(text: str) -> tuple[str, ...]:
     return chosen
 
 
-def run(args: Any) -> int:
-    from ampersim.eval import metrics as ev
-    from ampersim.models.load import load_model
+def _check_arguments(args: Any) -> tuple[str, ...]:
+    """Every check that needs no model weights, before the model loads (seconds to minutes): the evaluations,
+    pattern, counts, what --out means, the output file, and for a model with a shipped spec its context length
+    and the policy against its shapes. Returns the evaluations."""
+    from ampersim.core.outputs import check_output
     from ampersim.core.patterns import NMPattern
+    from ampersim.models.load import builtin_model
+    from ampersim.models.registry import load_model_spec
+    from ampersim.sparsity.policy import amber_skip_dir, resolve_policy
 
     evals = _parse_evals(args.eval)
     NMPattern.parse(args.pattern)
@@ -90,6 +96,25 @@ def run(args: Any) -> int:
                              ("--questions", args.questions, 0), ("--calibration-windows", args.calibration_windows, 1)):
         if value < low:
             raise InvalidArgument(f"{flag} must be >= {low}, got {value}")
+    if args.out and not args.sensitivity:
+        raise InvalidArgument("--out is where --sensitivity writes its skip list; add --sensitivity or drop --out")
+    builtin = builtin_model(args.model)
+    spec = load_model_spec(builtin.name) if builtin is not None else None
+    if spec is not None:
+        spec.check_context(args.window_tokens, "window_tokens", "a perplexity window")
+        resolve_policy(args.policy, spec, args.pattern, args.scoring)
+    if args.sensitivity and (args.out or spec is not None):
+        path = check_output(args.out or amber_skip_dir() / f"{spec.name}.yaml", "out", suffixes=(".yaml", ".yml"))
+        if path.exists() and not args.force:
+            raise InvalidArgument(f"--out: {path} exists; pass --force to overwrite it")
+    return evals
+
+
+def run(args: Any) -> int:
+    from ampersim.eval import metrics as ev
+    from ampersim.models.load import load_model
+
+    evals = _check_arguments(args)
     t0 = time.perf_counter()
     loaded = load_model(args.model, dtype=args.dtype)
     print(f"loaded {loaded.name} from {loaded.source} in {time.perf_counter() - t0:.1f} s", file=sys.stderr)
@@ -139,12 +164,11 @@ def _warm_up(model: Any, ids: Any) -> None:
 
 
 def _run_sensitivity(args: Any, loaded: Any, spec: Any, calibration: list) -> int:
-    from pathlib import Path
-
-    from ampersim.sparsity.policy import amber_skip_dir
+    from ampersim.core.outputs import check_output
     from ampersim.eval.sensitivity import sensitivity_pass, write_skip_list
+    from ampersim.sparsity.policy import amber_skip_dir
 
-    path = Path(args.out) if args.out else amber_skip_dir() / f"{spec.name}.yaml"
+    path = check_output(args.out or amber_skip_dir() / f"{spec.name}.yaml", "out", suffixes=(".yaml", ".yml"))
     if path.exists() and not args.force:
         raise InvalidArgument(f"--out: {path} exists; pass --force to overwrite it")
     what = (f"{len(calibration)} windows x {args.window_tokens} tokens of Moby Dick ch. 1-3 "

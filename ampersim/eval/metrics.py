@@ -46,15 +46,17 @@ def token_windows(tokenizer: Any, text: str, window: int, n_windows: int | None 
     import torch
 
     if window < 2:
-        raise InvalidArgument(f"window must be >= 2 tokens, got {window}")
+        raise InvalidArgument(f"window_tokens {window}: must be >= 2 tokens", field="window_tokens")
     ids = tokenizer(text, add_special_tokens=False)["input_ids"]
     body = window - 1 if add_bos else window
     available = len(ids) // body
+    if available < 1:
+        raise InvalidArgument(f"window_tokens {window}: the text has {len(ids):,} tokens, fewer than one window; "
+                              f"at most {len(ids) + (1 if add_bos else 0):,} tokens per window", field="window_tokens")
     n = available if n_windows is None else n_windows
-    if n < 1 or n > available:
-        raise InvalidArgument(
-            f"windows={n_windows}: the text has {len(ids)} tokens, room for 1..{available} windows of {window}"
-        )
+    if not 1 <= n <= available:
+        raise InvalidArgument(f"windows {n_windows}: the text has {len(ids):,} tokens, room for at most {available:,} "
+                              f"windows of {window} tokens", field="windows")
     out = torch.tensor(ids[: n * body], dtype=torch.long).view(n, body)
     if add_bos:
         bos = torch.full((n, 1), tokenizer.bos_token_id, dtype=torch.long)

@@ -28,7 +28,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ampersim.core.errors import InvalidArgument, MissingDependency, NotFound
+from ampersim.core.deps import missing
+from ampersim.core.errors import InvalidArgument, InvalidData, MissingDependency, NotFound
 from ampersim.core.vocab import MODEL_DTYPES, TORCH_DTYPE_NAMES
 
 if TYPE_CHECKING:
@@ -140,6 +141,7 @@ def load_model(name_or_path: str | Path, *, dtype: str = "fp32",
 
 def _load_builtin(builtin: BuiltinModel, dtype: str, root: Path) -> LoadedModel:
     version = _installed_version(builtin)
+    _require_transformers()
     import transformers
 
     folder = root / "models" / f"{builtin.name}-{builtin.distribution}-{version}" \
@@ -222,12 +224,26 @@ def _torch_dtype(dtype: str) -> "torch.dtype":
 
 def _from_gguf(path: Path, dtype: str, *, name: str, add_bos: bool) -> LoadedModel:
     _require_transformers("gguf")
+    _check_gguf(path)
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     kwargs = dict(gguf_file=path.name, local_files_only=True)
     model = AutoModelForCausalLM.from_pretrained(str(path.parent), dtype=_torch_dtype(dtype), **kwargs)
     tokenizer = AutoTokenizer.from_pretrained(str(path.parent), **kwargs)
     return LoadedModel(model.eval(), tokenizer, name, str(path), add_bos)
+
+
+def _check_gguf(path: Path) -> None:
+    """Refuse a file that is not a readable GGUF model (garbage, truncated) before transformers parses it."""
+    from gguf import GGUFReader
+
+    try:
+        reader = GGUFReader(str(path))
+    except Exception as exc:  # noqa: BLE001 - the reader fails on bad bytes with ValueError, struct.error, ...
+        raise InvalidData(f"{path}: not a readable GGUF model file ({type(exc).__name__}: "
+                          f"{str(exc).splitlines()[0] if str(exc) else 'no detail'})") from None
+    if not reader.tensors:
+        raise InvalidData(f"{path}: a GGUF file without tensors, not a model")
 
 
 def _from_folder(folder: Path, dtype: str, *, name: str | None = None,
@@ -258,7 +274,4 @@ def _require_transformers(*extra: str) -> None:
         for module in ("torch", "transformers", *extra):
             importlib.import_module(module)
     except ImportError as exc:
-        raise MissingDependency(
-            f"real models need torch and transformers ({exc.name} is missing); install them with: "
-            "pip install 'ampersim[models]'"
-        ) from None
+        raise missing(exc.name or "transformers", "loading a real model") from None

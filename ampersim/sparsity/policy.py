@@ -199,8 +199,8 @@ def _resolve(policy: str | Path, model: ModelSpec, pattern: str | NMPattern, sco
     path = Path(policy)
     if not path.is_file():
         raise NotFound(
-            f"policy '{policy}' is neither a preset ({', '.join(POLICY_PRESETS)}) nor an existing YAML file"
-        )
+            f"policy '{policy}' is neither a preset ({', '.join(POLICY_PRESETS)}) nor an existing YAML file",
+            field="policy")
     custom = load_model(path, _CustomPolicyFile)
     for index, rule in enumerate(custom.rules):
         for field in ("layers", "skip_layers"):
