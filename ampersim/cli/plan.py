@@ -64,15 +64,15 @@ def run(args: argparse.Namespace) -> int:
     scenario = load_workload(args, DEFAULT_WORKLOAD)
     engine = load_engine(args, profile)
     spec = load_model_spec(scenario.model)
-    if args.trace:
+    if args.trace is not None:
         requests = read_request_trace(args.trace)
         if args.rate is not None:
             requests = requests.scaled_to(args.rate)
         prompts, outputs = requests.prompts, requests.outputs
     else:
-        prompts = (parse_length_dist(args.prompt_dist) if args.prompt_dist else scenario_prompts(scenario))
-        outputs = (parse_length_dist(args.output_dist, what="output", field="output_dist") if args.output_dist
-                   else scenario_outputs(scenario))
+        prompts = (parse_length_dist(args.prompt_dist) if args.prompt_dist is not None else scenario_prompts(scenario))
+        outputs = (parse_length_dist(args.output_dist, what="output", field="output_dist")
+                   if args.output_dist is not None else scenario_outputs(scenario))
         duration = args.duration_s if args.duration_s is not None else auto_duration_s(args.rate)
         requests = Traffic(args.rate, prompts, duration, outputs=outputs, seed=args.seed)
     slo = SLO(None if args.slo_ttft_ms is None else args.slo_ttft_ms / 1e3,

@@ -70,10 +70,10 @@ def run(args: argparse.Namespace) -> int:
         check_rate(rate)
     profiles = tuple(load_profile(name) for name in args.profile)
     scenario = load_workload(args)
-    prompts = parse_length_dist(args.prompt_dist) if args.prompt_dist else scenario_prompts(scenario)
+    prompts = parse_length_dist(args.prompt_dist) if args.prompt_dist is not None else scenario_prompts(scenario)
     outputs = (
         parse_length_dist(args.output_dist, what="output", field="output_dist")
-        if args.output_dist
+        if args.output_dist is not None
         else scenario_outputs(scenario)
     )
     bases, price_notes = price_bases(

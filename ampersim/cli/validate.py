@@ -71,7 +71,7 @@ def run(args: Any) -> int:
     from ampersim.measure.plots import PLOT_SUFFIXES
     from ampersim.measure.validate import validate
 
-    if args.plot:
+    if args.plot is not None:
         check_output(args.plot, "plot", suffixes=PLOT_SUFFIXES)
     files, profile, holdout = load_checked(args)
     result = validate(files, profile, holdout, args.sparse_gemm_impl)

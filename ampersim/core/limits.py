@@ -9,8 +9,9 @@ model spec (``ModelSpec.check_context``).
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
-from ampersim.core.errors import InvalidArgument, InvalidData
+from ampersim.core.errors import InvalidArgument, InvalidData, NotFound
 
 MAX_YAML_BYTES = 8 << 20
 """Profiles, workloads, model specs, policies and accuracy results are a few kB each."""
@@ -43,7 +44,22 @@ def check_at_most(value: float, limit: float, field: str, what: str) -> None:
                               "(README, Limits)", field=field)
 
 
-def check_file_size(path: object, size: int, limit: int, kind: str) -> None:
-    """Refuse a ``kind`` file of ``size`` bytes above ``limit`` (read whole, it would fill memory)."""
-    if size > limit:
-        raise InvalidData(f"{path}: {size:,} bytes is larger than a {kind} may be ({limit:,} bytes; README, Limits)")
+def read_limited(path: str | Path, limit: int, kind: str) -> bytes:
+    """The bytes of the ``kind`` file at ``path`` (a regular file or a pipe), refused (InvalidData; NotFound
+    if missing) when it is a folder or a device, or holds more than ``limit`` bytes: files are read whole,
+    at most ``limit`` + 1 bytes of them."""
+    path = Path(path)
+    try:
+        if path.is_dir():
+            raise InvalidData(f"{path}: is a directory, not a {kind}")
+        if path.exists() and not (path.is_file() or path.is_fifo()):
+            raise InvalidData(f"{path}: is a device, not a {kind}")
+        with path.open("rb") as handle:
+            data = handle.read(limit + 1)
+    except FileNotFoundError:
+        raise NotFound(f"{path}: file not found") from None
+    except OSError as exc:
+        raise InvalidData(f"{path}: cannot read ({exc.strerror})") from None
+    if len(data) > limit:
+        raise InvalidData(f"{path}: more than {limit:,} bytes, larger than a {kind} may be (README, Limits)")
+    return data

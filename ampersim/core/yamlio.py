@@ -11,7 +11,7 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from ampersim.core.errors import InvalidData, NotFound
-from ampersim.core.limits import MAX_YAML_BYTES, check_file_size
+from ampersim.core.limits import MAX_YAML_BYTES, read_limited
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -19,14 +19,7 @@ M = TypeVar("M", bound=BaseModel)
 def read_yaml(path: Path) -> tuple[Any, yaml.Node | None]:
     """Parse ``path`` with safe loading; return (data, node tree for line lookups)."""
     try:
-        check_file_size(path, Path(path).stat().st_size, MAX_YAML_BYTES, "YAML input")
-        text = Path(path).read_bytes().decode("utf-8")
-    except FileNotFoundError:
-        raise NotFound(f"{path}: file not found") from None
-    except IsADirectoryError:
-        raise InvalidData(f"{path}: is a directory, not a YAML file") from None
-    except OSError as exc:
-        raise InvalidData(f"{path}: cannot read ({exc.strerror})") from None
+        text = read_limited(path, MAX_YAML_BYTES, "YAML file").decode("utf-8")
     except UnicodeDecodeError as exc:
         line = exc.object[:exc.start].count(b"\n") + 1
         raise InvalidData(f"{path}:{line}: not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at offset "

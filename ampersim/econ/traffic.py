@@ -27,7 +27,7 @@ import numpy as np
 
 from ampersim.core.errors import InvalidArgument, InvalidData, NotFound
 from ampersim.core.limits import (
-    MAX_DATA_FILE_BYTES, MAX_SIMULATED_REQUESTS, check_at_most, check_file_size, check_positive,
+    MAX_DATA_FILE_BYTES, MAX_SIMULATED_REQUESTS, check_at_most, check_positive, read_limited,
 )
 
 DIST_FORMS = "fixed:TOKENS, lognormal:MEAN,SIGMA[,MAX] or trace:FILE"
@@ -315,15 +315,11 @@ def read_request_trace(path: str | Path, *, field: str = "trace") -> RequestTrac
 def _read_rows(path: str | Path, field: str) -> list[tuple[int, list[str]]]:
     path = Path(path)
     try:
-        if path.is_dir():
-            raise InvalidData(f"{path}: is a directory, not a trace file")
-        check_file_size(path, path.stat().st_size, MAX_DATA_FILE_BYTES, "trace")
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
+        text = read_limited(path, MAX_DATA_FILE_BYTES, "trace file").decode("utf-8")
+    except NotFound:
         raise NotFound(f"{field} {path}: file not found", field=field) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        reason = getattr(exc, "strerror", None) or "not UTF-8 text"
-        raise InvalidData(f"{path}: cannot read trace ({reason})") from None
+    except UnicodeDecodeError:
+        raise InvalidData(f"{path}: cannot read trace (not UTF-8 text)") from None
     return [(i, row) for i, row in enumerate(_split_rows(text), start=1) if row]
 
 

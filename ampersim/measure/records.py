@@ -24,8 +24,8 @@ from typing import Any, Literal, TextIO
 
 from pydantic import ConfigDict, Field, ValidationError
 
-from ampersim.core.errors import InvalidData, NotFound
-from ampersim.core.limits import MAX_DATA_FILE_BYTES, check_file_size
+from ampersim.core.errors import InvalidData
+from ampersim.core.limits import MAX_DATA_FILE_BYTES, read_limited
 from ampersim.core.outputs import check_output
 from ampersim.core.resources import repository_root
 from ampersim.core.schema import Frozen
@@ -302,16 +302,9 @@ def _drop_partial_last_line(path: Path) -> None:
 def _lines(path: Path) -> Iterator[tuple[int, str, bool]]:
     """(1-based line number, text, ends with newline) for each line of ``path``."""
     try:
-        if path.is_dir():
-            raise InvalidData(f"{path}: is a directory, not a measurement file")
-        check_file_size(path, path.stat().st_size, MAX_DATA_FILE_BYTES, "measurement file")
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise NotFound(f"{path}: measurement file not found") from None
+        text = read_limited(path, MAX_DATA_FILE_BYTES, "measurement file").decode("utf-8")
     except UnicodeDecodeError:
         raise InvalidData(f"{path}:1: not an ampersim measurement file (not UTF-8 text)") from None
-    except OSError as exc:
-        raise InvalidData(f"{path}: cannot read ({exc.strerror})") from None
     for number, line in enumerate(text.splitlines(keepends=True), start=1):
         yield number, line.rstrip("\n"), line.endswith("\n")
 
