@@ -27,7 +27,7 @@ from ampersim.measure.validate import validate
 from ampersim.sim.predict import predict
 from ampersim.sim.scenario import load_scenario
 
-FUZZ = settings(max_examples=120, derandomize=True, deadline=None,
+FUZZ = settings(max_examples=120, derandomize=True, database=None, deadline=None,
                 suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 PROFILE = yaml.safe_load((data_dir("hardware_profiles") / "h100-sxm.yaml").read_text())
 HEADER, RECORD = (repository_root() / "validation" / "h100.jsonl").read_text().splitlines()[:2]

@@ -357,7 +357,7 @@ def read_measurements(path: str | Path) -> MeasurementFile:
         if not headers:
             _check_header(path, number, data)
         kind = data.get("record") if isinstance(data, dict) else None
-        if kind not in RECORD_TYPES:
+        if not isinstance(kind, str) or kind not in RECORD_TYPES:
             raise InvalidData(f"{path}:{number}: field 'record': {kind!r} is not one of "
                               f"{', '.join(RECORD_TYPES)}")
         if kind == "header":
