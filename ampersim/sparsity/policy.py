@@ -161,15 +161,17 @@ def check_pattern_fits(model: ModelSpec, policy: SparsityPolicy, tp: int = 1) ->
     input features per GPU (row-parallel linears split them ``tp`` ways) must be a multiple of M.
     The one check of pattern against model shapes, for every command (InvalidArgument, field 'pattern')."""
     m = policy.pattern.m
-    for layer in range(model.num_layers):
-        for linear in model.layer_linears(layer):
-            features = linear.in_features // tp if linear.kind in ROW_PARALLEL_KINDS else linear.in_features
-            if features % m and policy.is_sparse(layer, linear.kind):
-                per_gpu = f" per GPU (tp {tp})" if tp > 1 else ""
-                raise InvalidArgument(
-                    f"pattern {policy.pattern} needs the input features of every sparsified linear to be a multiple "
-                    f"of {m}; {canonical_name(layer, linear.kind)} of {model.name} has {features}{per_gpu}",
-                    field="pattern")
+    for linear in model.layer_linears(0):  # every decoder layer has the same linears
+        features = linear.in_features // tp if linear.kind in ROW_PARALLEL_KINDS else linear.in_features
+        if features % m == 0:
+            continue
+        layer = next((i for i in range(model.num_layers) if policy.is_sparse(i, linear.kind)), None)
+        if layer is not None:
+            per_gpu = f" per GPU (tp {tp})" if tp > 1 else ""
+            raise InvalidArgument(
+                f"pattern {policy.pattern} needs the input features of every sparsified linear to be a multiple "
+                f"of {m}; {canonical_name(layer, linear.kind)} of {model.name} has {features}{per_gpu}",
+                field="pattern")
 
 
 def resolve_policy(policy: str | Path, model: ModelSpec, pattern: str | NMPattern = "8:16",
