@@ -126,3 +126,14 @@ def test_non_finite_json_times_are_refused(tmp_path, token):
     file.write_text(f"{HEADER}\n{_record_line(('timing', 'median_s'), ('raw', token))}\n")
     with pytest.raises(InvalidData, match=r"m\.jsonl:2: field 'timing\.median_s'"):
         read_measurements(file)
+
+
+@pytest.mark.parametrize("field", ["usd_per_hour", "purchase_usd", "lifetime_years", "usd_per_kwh", "utilization"])
+def test_non_finite_prices_are_refused_by_the_library(field):
+    from ampersim.core.errors import InvalidArgument
+    from ampersim.econ.roi import price_basis
+
+    for value in (math.inf, math.nan):
+        with pytest.raises(InvalidArgument) as info:
+            price_basis(load_profile("a100"), **{field: value})
+        assert info.value.field == field
