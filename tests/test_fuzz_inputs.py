@@ -137,3 +137,47 @@ def test_non_finite_prices_are_refused_by_the_library(field):
         with pytest.raises(InvalidArgument) as info:
             price_basis(load_profile("a100"), **{field: value})
         assert info.value.field == field
+
+
+SCENARIO = yaml.safe_load((data_dir("workloads") / "scenarios" / "chat.yaml").read_text())
+SCENARIO_PATHS = [p for p in _leaves(SCENARIO) if p[0] not in ("name", "description", "output_source")]
+
+
+@FUZZ
+@given(path=st.sampled_from(SCENARIO_PATHS), value=VALUES)
+def test_fuzzed_workload_predicts_finite_or_is_refused(tmp_path_factory, path, value):
+    """A workload with any one field replaced: refused naming file and field (loading), refused in one
+    line (bounds, context, an unknown model), or predicted with finite times and a finite request time."""
+    file = tmp_path_factory.mktemp("fuzz") / "w.yaml"
+    file.write_text(yaml.safe_dump(_replaced(SCENARIO, path, value), sort_keys=False))
+    try:
+        scenario = load_scenario(file)
+    except InvalidData as exc:
+        assert str(exc).startswith(str(file)) and "field '" in str(exc)
+        return
+    try:
+        result = predict(load_profile("h100-sxm"), scenario)
+    except AmpersimError as exc:  # a bound, the model's context, an unknown model or policy: one line
+        assert str(exc) and "\n" not in str(exc)
+        return
+    assert math.isfinite(result.dense_total_s) and math.isfinite(result.sparse_total_s)
+    if result.request is not None:
+        assert math.isfinite(result.request.e2e_dense_s) and math.isfinite(result.request.e2e_sparse_s)
+
+
+@FUZZ
+@given(text=st.one_of(st.text(max_size=30), st.builds(
+    lambda kind, numbers: f"{kind}:{','.join(numbers)}", st.sampled_from(["fixed", "lognormal", "trace", "x"]),
+    st.lists(st.one_of(st.floats(allow_nan=True, allow_infinity=True).map(repr), st.integers().map(str),
+                       st.sampled_from(["inf", "nan", "-0", "1e300", ""])), max_size=4))))
+def test_length_distribution_text_parses_or_is_refused_in_one_line(text):
+    """Whatever --prompt-dist / --output-dist holds: a distribution whose lengths and mean are finite, or an
+    AmpersimError (never OverflowError, ValueError from numpy, or a numba typing error)."""
+    from ampersim.econ.traffic import parse_length_dist
+
+    for what, field in (("prompt", "prompt_dist"), ("output", "output_dist")):
+        try:
+            dist = parse_length_dist(text, what=what, field=field)
+        except AmpersimError:
+            continue
+        assert math.isfinite(dist.mean()) and dist.max_tokens() >= 0

@@ -27,6 +27,9 @@ MAX_SIMULATED_REQUESTS = 1_000_000
 an hour at 50 req/s, 180,000 requests, takes ~2 s); a plan search runs several."""
 MAX_SIMULATION_STATE_BYTES = 2e9
 """In-flight state of one serving simulation (replicas x running sequences)."""
+MAX_LOG_SIGMA = 5.0
+"""Log-length standard deviation of a lognormal length distribution: traces show 0.5-1.5 (the Azure
+conversation trace 0.86); at 5 lengths spread over e^±10, and beyond ~100 its tail overflows a float."""
 MAX_REPORT_RATES = 20
 """Request rates in one report's capacity sweep (each is a plan search of its own)."""
 

@@ -360,8 +360,8 @@ def plan_capacity(profile: HardwareProfile, scenario: Scenario, requests: Reques
     if slo.ttft_s is None and slo.tpot_s is None:
         raise InvalidArgument("give a TTFT SLO, a TPOT SLO or both", field="slo_ttft_s")
     for value, what, name in ((slo.ttft_s, "TTFT", "slo_ttft_s"), (slo.tpot_s, "TPOT", "slo_tpot_s")):
-        if value is not None and not value > 0:
-            raise InvalidArgument(f"the {what} SLO must be > 0; got {value * 1e3:g} ms", field=name)
+        if value is not None and not 0 < value < math.inf:
+            raise InvalidArgument(f"the {what} SLO must be > 0 and finite; got {value * 1e3:g} ms", field=name)
     if spec is None:
         from ampersim.models.registry import load_model_spec
 

@@ -27,7 +27,7 @@ import numpy as np
 
 from ampersim.core.errors import InvalidArgument, InvalidData, NotFound
 from ampersim.core.limits import (
-    MAX_DATA_FILE_BYTES, MAX_SIMULATED_REQUESTS, check_at_most, check_positive, read_limited,
+    MAX_DATA_FILE_BYTES, MAX_LOG_SIGMA, MAX_SIMULATED_REQUESTS, check_at_most, check_positive, read_limited,
 )
 
 DIST_FORMS = "fixed:TOKENS, lognormal:MEAN,SIGMA[,MAX] or trace:FILE"
@@ -86,10 +86,11 @@ def fixed(tokens: int, *, field: str = "prompt_dist", minimum: int = 1) -> Lengt
 
 def lognormal(mean_tokens: float, sigma: float, cap: int | None = None, *, field: str = "prompt_dist") -> LengthDist:
     """Lognormal lengths with arithmetic mean ``mean_tokens`` and log-space std ``sigma``."""
-    if not mean_tokens >= 1 or not sigma >= 0 or (cap is not None and cap < 1):
+    if (not 1 <= mean_tokens < math.inf or not 0 <= sigma <= MAX_LOG_SIGMA
+            or (cap is not None and not 1 <= mean_tokens <= cap)):
         raise InvalidArgument(
             f"{field} lognormal:{mean_tokens:g},{sigma:g}{'' if cap is None else f',{cap}'}: "
-            "need MEAN >= 1 token, SIGMA >= 0 and MAX >= 1", field=field)
+            f"need a finite MEAN >= 1 token, 0 <= SIGMA <= {MAX_LOG_SIGMA:g} and MAX >= MEAN", field=field)
     mu = math.log(mean_tokens) - sigma**2 / 2
     capped = "" if cap is None else f", capped at {cap}"
     return LengthDist("lognormal", f"lognormal, mean {mean_tokens:g} tokens, sigma {sigma:g}{capped}",

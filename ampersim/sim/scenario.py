@@ -12,11 +12,11 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 
 from ampersim.core.catalog import looks_like_path
 from ampersim.core.errors import InvalidArgument, not_found
-from ampersim.core.limits import MAX_STEP_SEQUENCES, MAX_STEP_TOKENS, check_at_most
+from ampersim.core.limits import MAX_LOG_SIGMA, MAX_STEP_SEQUENCES, MAX_STEP_TOKENS, check_at_most
 from ampersim.core.schema import Frozen
 from ampersim.core.vocab import DType, Scoring
 from ampersim.core.patterns import NMPattern
@@ -39,8 +39,14 @@ class LognormalParams(Frozen):
     """Lognormal lengths: arithmetic ``mean`` tokens, ``sigma`` the std of log-length, optional ``max``."""
 
     mean: float = Field(ge=1)
-    sigma: float = Field(ge=0)
+    sigma: float = Field(ge=0, le=MAX_LOG_SIGMA)
     max: int | None = Field(default=None, ge=1)
+
+    @model_validator(mode="after")
+    def _mean_within_cap(self) -> "LognormalParams":
+        if self.max is not None and self.mean > self.max:
+            raise ValueError(f"mean {self.mean:g} is above max {self.max}: most lengths would be the cap")
+        return self
 
 
 class LognormalLengths(Frozen):
