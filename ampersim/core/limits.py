@@ -14,17 +14,17 @@ from pathlib import Path
 from ampersim.core.errors import InvalidArgument, InvalidData, NotFound
 
 MAX_YAML_BYTES = 8 << 20
-"""Profiles, workloads, model specs, policies and accuracy results are a few kB each."""
+"""Profiles, workloads, model specs and policies are a few kB each."""
 MAX_DATA_FILE_BYTES = 256 << 20
-"""Measurement files and request/length traces are read whole: the committed ones are < 1 MB, the
-Azure LLM inference traces ~10-30 MB."""
+"""Measurement files and request/length traces are read whole: the committed measurement files are < 1 MB,
+a trace holds a line per request (the Azure conversation trace behind workload 'chat': 19,366)."""
 MAX_STEP_TOKENS = 1 << 24
 """Tokens in one prefill step (batch x prompt tokens, 16.8 M): serving engines schedule 2-64 k per step."""
 MAX_STEP_SEQUENCES = 1 << 16
 """Sequences in one step (the batch, 65,536): vLLM runs at most 256-1,024."""
 MAX_SIMULATED_REQUESTS = 1_000_000
-"""Requests in one serving simulation (rate x duration): ~11 s per simulation on two cores (docs/benchmarks.md:
-an hour at 50 req/s, 180,000 requests, takes ~2 s); a plan search runs several."""
+"""Requests in one serving simulation (rate x duration): ~11 s per simulation on two cores (derived: an hour
+at 50 req/s, 180,000 requests, takes ~2 s in docs/benchmarks.md); a plan search runs several."""
 MAX_SIMULATION_STATE_BYTES = 2e9
 """In-flight state of one serving simulation (replicas x running sequences)."""
 MAX_LOG_SIGMA = 5.0
