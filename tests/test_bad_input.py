@@ -466,3 +466,14 @@ def test_auto_window_stays_within_the_simulation_bound():
 
     assert auto_duration_s(20) == 2500  # ~50,000 requests, as before
     assert auto_duration_s(1e5) * 1e5 <= MAX_SIMULATED_REQUESTS
+
+
+def test_calibration_beyond_its_row_bound_is_refused_before_fitting(monkeypatch):
+    from ampersim.core.errors import InvalidArgument
+    from ampersim.hardware.registry import load_profile
+    from ampersim.measure import calibrate as calibrate_mod
+    from ampersim.measure.records import read_measurements
+
+    monkeypatch.setattr(calibrate_mod, "MAX_CALIBRATION_ROWS", 10)
+    with pytest.raises(InvalidArgument, match=r"measurements: the 16-bit op rows to fit: \d+, above the bound of 10"):
+        calibrate_mod.calibrate(read_measurements(MEASUREMENTS), load_profile("h100-sxm"))

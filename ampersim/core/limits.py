@@ -30,6 +30,9 @@ MAX_SIMULATION_STATE_BYTES = 2e9
 MAX_LOG_SIGMA = 5.0
 """Log-length standard deviation of a lognormal length distribution: traces show 0.5-1.5 (the Azure
 conversation trace 0.86); at 5 lengths spread over e^±10, and beyond ~100 its tail overflows a float."""
+MAX_CALIBRATION_ROWS = 5_000
+"""Op records one calibration fits: each stage searches 18 tile shapes x up to 400 parameter sets over its
+rows (the committed runs have 150-440 records and fit in ~7 s on two cores; 5,000 take minutes)."""
 MAX_REPORT_RATES = 20
 """Request rates in one report's capacity sweep (each is a plan search of its own)."""
 

@@ -32,6 +32,7 @@ import numpy as np
 from pydantic import ValidationError
 
 from ampersim.core.errors import InvalidArgument, InvalidData
+from ampersim.core.limits import MAX_CALIBRATION_ROWS, check_at_most
 from ampersim.core.sourced import PositiveSourced
 from ampersim.core.yamlio import validation_message
 from ampersim.hardware.profile import HardwareProfile
@@ -241,6 +242,7 @@ def calibrate(measurements: Measurements, profile: HardwareProfile, holdout: Seq
     holdout = resolve_holdout(holdout, [r.model for r in records])
     usable = [r for r in records if r.dtype in FIT_DTYPES and isinstance(r, OpMeasurement)]
     fit_rows = [r for r in usable if r.model not in holdout]
+    check_at_most(len(fit_rows), MAX_CALIBRATION_ROWS, "measurements", "the 16-bit op rows to fit")
     if not fit_rows:
         raise InvalidArgument(f"holdout: holding out {', '.join(holdout) or 'nothing'} leaves no 16-bit op rows to "
                               f"fit (fit rows come from the models not held out; measured: "
