@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ampersim.core.deps import missing
+from ampersim.core.deps import missing, require
 from ampersim.core.errors import InvalidArgument, InvalidData, MissingDependency, NotFound
 from ampersim.core.vocab import MODEL_DTYPES, TORCH_DTYPE_NAMES
 
@@ -223,8 +223,8 @@ def _torch_dtype(dtype: str) -> "torch.dtype":
 
 
 def _from_gguf(path: Path, dtype: str, *, name: str, add_bos: bool) -> LoadedModel:
-    _require_transformers("gguf")
-    _check_gguf(path)
+    _check_gguf(path)  # before transformers, whose import alone takes seconds
+    _require_transformers()
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     kwargs = dict(gguf_file=path.name, local_files_only=True)
@@ -235,10 +235,9 @@ def _from_gguf(path: Path, dtype: str, *, name: str, add_bos: bool) -> LoadedMod
 
 def _check_gguf(path: Path) -> None:
     """Refuse a file that is not a readable GGUF model (garbage, truncated) before transformers parses it."""
-    from gguf import GGUFReader
-
+    gguf = require("gguf", "loading a .gguf model")
     try:
-        reader = GGUFReader(str(path))
+        reader = gguf.GGUFReader(str(path))
     except Exception as exc:  # noqa: BLE001 - the reader fails on bad bytes with ValueError, struct.error, ...
         raise InvalidData(f"{path}: not a readable GGUF model file ({type(exc).__name__}: "
                           f"{str(exc).splitlines()[0] if str(exc) else 'no detail'})") from None
