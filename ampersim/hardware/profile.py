@@ -97,8 +97,9 @@ class GemmEfficiency(BaseModel):
     """Shape-dependent efficiency of a GEMM library path (dense cuBLAS-like or sparse cuSPARSELt-like).
 
     Achieved rate = peak · peak_fraction · w · M / (M + w · m_half), with w the wave efficiency of
-    tile_m × tile_n output tiles over compute_units (split-K below one wave); plus ``overhead_us``
-    per kernel. Equations: docs/cost-model.md (ampersim.sim.cost.gemm_efficiency).
+    tile_m × tile_n output tiles over compute_units (split-K below one wave); memory time =
+    memory_latency_us + bytes / (bandwidth · memory_fraction); plus ``overhead_us`` per kernel.
+    Equations: docs/cost-model.md (ampersim.sim.cost.gemm_efficiency, gemm_terms).
     """
 
     model_config = _Frozen
@@ -108,6 +109,16 @@ class GemmEfficiency(BaseModel):
     tile_n: TileSize = Field(description="Output tile columns per thread block (wave quantization).")
     m_half: PositiveSourced = Field(description="Tokens at which the small-M ramp reaches half efficiency.")
     overhead_us: Sourced = Field(description="Fixed per-kernel time (launch, prologue/epilogue), µs.")
+    memory_fraction: FractionSourced | None = Field(
+        default=None,
+        description="Achieved fraction of peak bandwidth when the GEMM is memory-bound (few rows: the weights "
+                    "stream, as in decode); absent: efficiency.memory_fraction. Set by `ampersim calibrate`.",
+    )
+    memory_latency_us: Sourced | None = Field(
+        default=None,
+        description="Time a memory-bound GEMM takes before it streams at memory_fraction (added to its memory "
+                    "term: latency + bytes / achieved bandwidth), µs; absent: 0. Set by `ampersim calibrate`.",
+    )
     split_k: bool = Field(
         default=True,
         description="Whether the library splits K to fill the GPU when a GEMM has fewer output tiles than "
@@ -163,6 +174,16 @@ class Efficiency(BaseModel):
         default=None,
         description="Mean keys per query at which attention reaches half of attention_fraction (short-context "
                     "ramp: fraction · keys / (keys + keys_half)); absent: no ramp. Set by `ampersim calibrate`.",
+    )
+    decode_attention_fraction: FractionSourced | None = Field(
+        default=None,
+        description="Achieved fraction of peak bandwidth of decode attention, which streams the KV cache "
+                    "(flash-decoding); absent: memory_fraction. Set by `ampersim calibrate`.",
+    )
+    decode_attention_latency_us: Sourced | None = Field(
+        default=None,
+        description="Time decode attention takes before it streams at decode_attention_fraction (added to its "
+                    "memory term), µs; absent: 0. Set by `ampersim calibrate`.",
     )
     kernel_overhead_us: Sourced = Field(description="Fixed time per non-GEMM kernel, µs.")
     allreduce_fraction: FractionSourced = Field(description="Achieved fraction of interconnect bandwidth.")
