@@ -18,7 +18,9 @@ import subprocess
 import sys
 import tempfile
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from functools import partial
+from typing import Any
 
 import numba
 import numpy as np
@@ -60,7 +62,7 @@ def best_interleaved(fns: dict[str, Callable[[], Any]], reps: int) -> dict[str, 
 class OtherLoad:
     """CPU time used by *other* processes while the block runs, as a share of all cores (Linux)."""
 
-    def __enter__(self) -> "OtherLoad":
+    def __enter__(self) -> OtherLoad:
         self.start = self._snapshot()
         return self
 
@@ -117,48 +119,62 @@ def compile_times() -> dict[str, float]:
     return result
 
 
+def time_pattern(x: torch.Tensor, pattern: str, reps: int, torch_reps: int, idle_s: float,
+                 buffers: dict[str, Any]) -> dict[str, Any]:
+    """One row of the main table: copy, the prune variants and the torch baseline, taking turns."""
+    bits, dst, out, work = buffers["bits"], buffers["dst"], buffers["out"], buffers["work"]
+    n, m = map(int, pattern.split(":"))
+    gb = x.numel() * x.element_size() / 1e9
+    prune(x, pattern, out=out)  # compile / load from cache
+    wait_idle(idle_s)
+    with OtherLoad() as load:
+        t = best_interleaved({
+            "copy": lambda: np.copyto(dst, bits),
+            "copy_alloc": lambda: bits.copy(),
+            "out": lambda: prune(x, pattern, out=out),
+            "alloc": lambda: prune(x, pattern),
+            "inplace": lambda: prune(work, pattern, inplace=True),
+        }, reps)
+        torch_s = best_of(lambda: torch_baseline(x, n, m), torch_reps)
+    row = {
+        "pattern": pattern, "gbytes": gb,
+        "copy_gbps": gb / t["copy"], "copy_alloc_gbps": gb / t["copy_alloc"],
+        "prune_out_gbps": gb / t["out"], "prune_alloc_gbps": gb / t["alloc"],
+        "prune_inplace_gbps": gb / t["inplace"], "torch_gbps": gb / torch_s,
+        "torch_s": torch_s, "other_load": load.share,
+    }
+    row["vs_copy"] = row["prune_out_gbps"] / row["copy_gbps"]
+    row["vs_torch"] = torch_s / t["out"]
+    row["vs_torch_inplace"] = torch_s / t["inplace"]
+    row["vs_torch_new"] = torch_s / t["alloc"]
+    return row
+
+
+def bench_dtype(rows: int, k: int, dname: str, dtype: torch.dtype, reps: int, torch_reps: int,
+                idle_s: float) -> list[dict[str, Any]]:
+    """All patterns for one shape and dtype (the buffers are freed on return)."""
+    x = torch.randn(rows, k, generator=torch.Generator().manual_seed(0)).to(dtype)
+    bits = as_rows(x, "x").bits
+    dst = np.empty_like(bits)
+    dst[...] = 0
+    buffers = {"bits": bits, "dst": dst, "out": torch.zeros_like(x), "work": x.clone()}
+    results = []
+    for pattern in PATTERNS:
+        row = {"shape": f"{rows}x{k}", "dtype": dname,
+               **time_pattern(x, pattern, reps, torch_reps, idle_s, buffers)}
+        results.append(row)
+        log(f"{rows}x{k} {dname} {pattern}: copy {row['copy_gbps']:.2f} GB/s, "
+            f"out= {row['prune_out_gbps']:.2f} GB/s ({row['vs_copy']:.0%} of copy), "
+            f"new {row['prune_alloc_gbps']:.2f}, in-place {row['prune_inplace_gbps']:.2f}, "
+            f"torch {row['torch_gbps']:.3f} GB/s -> {row['vs_torch']:.0f}x (out=), "
+            f"{row['vs_torch_new']:.0f}x (new); other processes used {row['other_load']:.0%} of the CPUs")
+    return results
+
+
 def bench_shape(rows: int, k: int, reps: int, torch_reps: int, idle_s: float) -> list[dict[str, Any]]:
     results = []
     for dname, dtype in DTYPES.items():
-        x = torch.randn(rows, k, generator=torch.Generator().manual_seed(0)).to(dtype)
-        bits = as_rows(x, "x").bits
-        gb = x.numel() * x.element_size() / 1e9
-        dst = np.empty_like(bits)
-        dst[...] = 0
-        out = torch.zeros_like(x)
-        work = x.clone()
-        for pattern in PATTERNS:
-            n, m = map(int, pattern.split(":"))
-            prune(x, pattern, out=out)  # compile / load from cache
-            wait_idle(idle_s)
-            with OtherLoad() as load:
-                t = best_interleaved({
-                    "copy": lambda: np.copyto(dst, bits),
-                    "copy_alloc": lambda: bits.copy(),
-                    "out": lambda: prune(x, pattern, out=out),
-                    "alloc": lambda: prune(x, pattern),
-                    "inplace": lambda: prune(work, pattern, inplace=True),
-                }, reps)
-                torch_s = best_of(lambda: torch_baseline(x, n, m), torch_reps)
-            row = {
-                "shape": f"{rows}x{k}", "dtype": dname, "pattern": pattern, "gbytes": gb,
-                "copy_gbps": gb / t["copy"], "copy_alloc_gbps": gb / t["copy_alloc"],
-                "prune_out_gbps": gb / t["out"], "prune_alloc_gbps": gb / t["alloc"],
-                "prune_inplace_gbps": gb / t["inplace"], "torch_gbps": gb / torch_s,
-                "torch_s": torch_s, "other_load": load.share,
-            }
-            out_s, alloc_s, inplace_s = t["out"], t["alloc"], t["inplace"]
-            row["vs_copy"] = row["prune_out_gbps"] / row["copy_gbps"]
-            row["vs_torch"] = torch_s / out_s
-            row["vs_torch_inplace"] = torch_s / inplace_s
-            row["vs_torch_new"] = torch_s / alloc_s
-            results.append(row)
-            log(f"{rows}x{k} {dname} {pattern}: copy {row['copy_gbps']:.2f} GB/s, "
-                f"out= {row['prune_out_gbps']:.2f} GB/s ({row['vs_copy']:.0%} of copy), "
-                f"new {row['prune_alloc_gbps']:.2f}, in-place {row['prune_inplace_gbps']:.2f}, "
-                f"torch {row['torch_gbps']:.3f} GB/s -> {row['vs_torch']:.0f}x (out=), "
-                f"{row['vs_torch_new']:.0f}x (new); other processes used {load.share:.0%} of the CPUs")
-        del x, bits, dst, out, work
+        results += bench_dtype(rows, k, dname, dtype, reps, torch_reps, idle_s)
     return results
 
 
@@ -179,7 +195,7 @@ def bench_compute(reps: int, idle_s: float) -> list[dict[str, Any]]:
                 for t in sorted({1, threads}):
                     numba.set_num_threads(t)
                     prune(x, pattern, out=out)
-                    row[f"threads_{t}_gbps"] = gb / best_of(lambda: prune(x, pattern, out=out), 20 * reps)
+                    row[f"threads_{t}_gbps"] = gb / best_of(partial(prune, x, pattern, out=out), 20 * reps)
             numba.set_num_threads(threads)
             row["other_load"] = load.share
             results.append(row)
@@ -196,9 +212,9 @@ def bench_variants(reps: int, idle_s: float) -> list[dict[str, Any]]:
         gb = x.numel() * x.element_size() / 1e9
         for pattern in ("2:4", "8:16"):
             cases = {
-                "prune, factor (amber), out=": lambda: prune(x, pattern, factor=factor, out=out),
-                "prune_mask": lambda: prune_mask(x, pattern),
-                "compress": lambda: compress(x, pattern),
+                "prune, factor (amber), out=": partial(prune, x, pattern, factor=factor, out=out),
+                "prune_mask": partial(prune_mask, x, pattern),
+                "compress": partial(compress, x, pattern),
             }
             for name, fn in cases.items():
                 fn()
