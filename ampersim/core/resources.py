@@ -18,6 +18,12 @@ def data_dir(name: str) -> Path:
     raise FileNotFoundError(f"ampersim data folder '{name}' is missing from the installation")
 
 
+def checkout_root() -> Path:
+    """The folder that holds the ampersim package: the repository root of a source checkout or
+    editable install (where validation/ lies); site-packages in a wheel install."""
+    return _PACKAGE_DIR.parent
+
+
 def package_data(*parts: str) -> Path:
     """Path to a file inside the ampersim package's own data folder (ampersim/data)."""
     return _PACKAGE_DIR.joinpath("data", *parts)

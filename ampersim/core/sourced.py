@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import re
 
-from pydantic import BaseModel, ConfigDict, field_validator
+from pydantic import BaseModel, ConfigDict, FiniteFloat, field_validator
 
 _SOURCE_RE = re.compile(r"^(https?://\S+|(assumed|measured|datasheet|derived|config):\s*\S.*)", re.S)
 _DATE_RE = re.compile(r"^\d{4}-\d{2}(-\d{2})?$")
@@ -19,7 +19,7 @@ class Sourced(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    value: float
+    value: FiniteFloat
     source: str
     date: str | None = None
 

@@ -56,3 +56,7 @@ OP_KINDS: tuple[str, ...] = get_args(OpKind)
 # -- runtime pruning implementations the harness measures (profile ``prune_impls`` keys) -----------
 PruneImplName = Literal["torch_eager_mask", "torch_eager_cslt", "fused_mask", "fused_cslt"]
 MEASURED_PRUNE_IMPLS: tuple[str, ...] = get_args(PruneImplName)
+DiagnosticPruneImpl = Literal["cslt_compress_only"]
+DIAGNOSTIC_PRUNE_IMPLS: tuple[str, ...] = get_args(DiagnosticPruneImpl)
+"""Prune paths the harness times for the record but no profile prices (``cslt_compress_only``:
+torch._cslt_compress of an already pruned input)."""

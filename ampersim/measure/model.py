@@ -127,7 +127,8 @@ class DecoderLayer:
         return x + down
 
 
-def rotary_tables(T: int, D: int, device: str, dtype: str, theta: float = 500000.0) -> tuple[Any, Any]:
+def rotary_tables(T: int, D: int, device: str, dtype: str, theta: float) -> tuple[Any, Any]:
+    """cos and sin [T, 1, D] of rotary embedding with base ``theta`` (the model's rope_theta), HF layout."""
     import torch
 
     inv = 1.0 / theta ** (torch.arange(0, D, 2, device=device, dtype=torch.float32) / D)

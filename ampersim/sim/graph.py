@@ -27,13 +27,14 @@ graph once for a whole sweep of (tokens, sum of squared lengths) points.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any, Union
 
 import numpy as np
+from pydantic import BaseModel, ConfigDict
 
 from ampersim.core.errors import InvalidArgument
-from ampersim.core.vocab import DECODER_LINEAR_KINDS, DTYPE_BYTES
+from ampersim.core.vocab import DECODER_LINEAR_KINDS, DTYPE_BYTES, DType, OpKind
 from ampersim.models.spec import ModelSpec
 from ampersim.sparsity.policy import SparsityPolicy, canonical_name
 
@@ -118,6 +119,53 @@ class Op:
     @property
     def count(self) -> int:
         return max(1, len(self.layers))
+
+    def to_record(self) -> "OpRecord":
+        """This op as JSON-ready data (measurement files); its quantities must be scalars (one batch shape)."""
+        values = {f.name: getattr(self, f.name) for f in fields(self)}
+        for name in _QUANTITIES:
+            if np.ndim(values[name]) != 0:
+                raise InvalidArgument(f"op {self.name}: {name} is an array (a vectorized sweep); only the ops "
+                                      "of one batch shape are serialised")
+            values[name] = float(values[name])
+        values["attrs"] = {key: _plain(value) for key, value in self.attrs.items()}
+        return OpRecord(**values)
+
+
+_QUANTITIES = ("M", "N", "K", "flops", "bytes", "groups")
+
+
+def _plain(value: Any) -> Any:
+    """numpy scalars (and sequences of them) as the Python numbers JSON holds."""
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
+
+
+class OpRecord(BaseModel):
+    """An Op as stored in measurement files: the same fields, with scalar quantities."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: str
+    kind: OpKind
+    layer: int | None
+    layers: tuple[int, ...]
+    M: float
+    N: float
+    K: float
+    flops: float
+    bytes: float
+    dtype: DType
+    groups: float = 1.0
+    sparse: bool = False
+    attrs: dict[str, Any] = {}
+
+    def to_op(self) -> Op:
+        """The Op this record was made from (``Op.to_record`` inverted)."""
+        return Op(**{f.name: getattr(self, f.name) for f in fields(Op)})
 
 
 def experts_touched(tokens: Num, num_experts: int, top_k: int) -> Num:
