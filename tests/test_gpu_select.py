@@ -38,7 +38,7 @@ def _input(dtype: torch.dtype, rows: int, k: int) -> torch.Tensor:
     return x.to(dtype)
 
 
-@pytest.mark.parametrize("dtype", list(FORMATS))
+@pytest.mark.parametrize("dtype", list(FORMATS), ids=lambda d: str(d).removeprefix("torch."))
 @pytest.mark.parametrize("use_factor", [False, True])
 def test_fused_mask_every_m_matches_reference(dtype, use_factor):
     fmt, int_dtype, np_dtype = FORMATS[dtype]

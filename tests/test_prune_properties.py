@@ -5,6 +5,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from ampersim.kernels import reference
+from ampersim.kernels.networks import batcher_pairs
 from ampersim.kernels.cpu import rows as kernels_cpu
 from ampersim.kernels.cpu import simd
 from ampersim.kernels.cpu.tensors import decode_float32, empty_rows
@@ -179,10 +180,10 @@ def test_prune_any_group_size_matches_reference(fmt, m, scored, data):
 def test_batcher_network_sorts_every_0_1_input(p):
     """0-1 principle: a comparator network that sorts all 2^p 0/1 inputs sorts everything."""
     wires = ((np.arange(2**p)[:, None] >> np.arange(p)) & 1).astype(np.int8)
-    for a, b in simd.batcher_pairs(p):
+    for a, b in batcher_pairs(p):
         wires[:, a], wires[:, b] = np.maximum(wires[:, a], wires[:, b]), np.minimum(wires[:, a], wires[:, b])
     assert (np.diff(wires, axis=1) <= 0).all()
-    assert len(simd.batcher_pairs(32)) == 191
+    assert len(batcher_pairs(32)) == 191
 
 
 @pytest.mark.parametrize("lanes", [16, 32])

@@ -47,6 +47,8 @@ from llvmlite.binding import get_default_triple
 from numba.core import cgutils, types
 from numba.extending import NativeValue, intrinsic, models, register_model, typeof_impl, unbox
 
+from ampersim.kernels import networks
+
 # fmt -> (storage bits, magnitude key of every NaN: just above the key of inf)
 _FORMATS = {"float32": (32, 0x7F800001), "float16": (16, 0x7C01), "bfloat16": (16, 0x7F81)}
 _PREFETCH_BYTES = 2048  # read-ahead distance of the software prefetch (measured, docs/pruner.md)
@@ -89,22 +91,6 @@ class BlockSpec:
         return self.lanes * self.m
 
 
-def batcher_pairs(p: int) -> list[tuple[int, int]]:
-    """Comparators (a < b) of Batcher's odd-even merge sort of p = 2^k wires, in order."""
-    pairs = []
-    run = 1  # length of the sorted runs being merged
-    while run < p:
-        dist = run
-        while dist >= 1:
-            for j in range(dist % run, p - dist, 2 * dist):
-                for i in range(min(dist, p - j - dist)):
-                    if (i + j) // (2 * run) == (i + j + dist) // (2 * run):
-                        pairs.append((i + j, i + j + dist))
-            dist //= 2
-        run *= 2
-    return pairs
-
-
 def transpose_plan(m: int, lanes: int) -> tuple[list[list[Sources]], list[int]]:
     """Shuffle stages from M registers of L consecutive channels (L groups of M) to M wires.
 
@@ -136,10 +122,10 @@ def transpose_plan(m: int, lanes: int) -> tuple[list[list[Sources]], list[int]]:
     return stages, wires
 
 
-# numba's disk cache checks only the source file of the cached kernel (kernels_cpu.py), not this
-# code generator: its source hash is part of the spec's type, so editing this file retires old
-# cache entries.
-CODEGEN_ID = hashlib.sha256(Path(__file__).read_bytes()).hexdigest()[:16]
+# numba's disk cache checks only the source file of the cached kernel (rows.py), not this code
+# generator: the hash of its sources (this file and the comparator network) is part of the spec's
+# type, so editing them retires old cache entries.
+CODEGEN_ID = hashlib.sha256(b"".join(Path(f).read_bytes() for f in (__file__, networks.__file__))).hexdigest()[:16]
 
 
 class BlockSpecType(types.Opaque):
@@ -312,7 +298,7 @@ def _sorted_at(builder, wires, n):
     vt = wires[0].type
     width = 1 << (len(wires) - 1).bit_length()
     w = list(wires) + [None] * (width - len(wires))  # None: the constant zero wire
-    for a, b in batcher_pairs(width):
+    for a, b in networks.batcher_pairs(width):
         if w[b] is None:
             continue
         if w[a] is None:
@@ -395,13 +381,15 @@ def _select(context, builder, sig, args, m, fmt, scored):
             last = _last_tie(builder, wires, threshold, n)
             keep_slow = []
             for h, key in enumerate(keys):
-                t, index = spread(threshold, h), ir.Constant(key.type, [(h * lanes + lane) % m for lane in range(lanes)])
-                first = builder.icmp_unsigned("<=", index, spread(last, h))
+                t = spread(threshold, h)
+                channel = ir.Constant(key.type, [(h * lanes + lane) % m for lane in range(lanes)])
+                early = builder.icmp_unsigned("<=", channel, spread(last, h))
                 keep_slow.append(builder.or_(builder.icmp_unsigned(">", key, t),
-                                             builder.and_(builder.icmp_unsigned("==", key, t), first)))
+                                             builder.and_(builder.icmp_unsigned("==", key, t), early)))
             slow_end = builder.block
         with fast:
-            keep_fast = [builder.icmp_unsigned(">=", key, spread(threshold, h)) for h, key in enumerate(keys)]
+            keep_fast = [builder.icmp_unsigned(">=", key, spread(threshold, h))
+                         for h, key in enumerate(keys)]
             fast_end = builder.block
     keep = []
     for flags_slow, flags_fast in zip(keep_slow, keep_fast, strict=True):

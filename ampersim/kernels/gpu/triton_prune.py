@@ -26,6 +26,8 @@ import triton
 import triton.language as tl
 from triton.language.extra import libdevice
 
+from ampersim.kernels.networks import batcher_pairs
+
 
 @triton.jit
 def _key(x, f, HAS_FACTOR: tl.constexpr, NAN_KEY: tl.constexpr):
@@ -260,21 +262,7 @@ def mask_kernel(x_ptr, f_ptr, out_ptr, R, K, stride_x, stride_o,
     tl.store(out_ptr + rows[:, None].to(tl.int64) * stride_o + cols[None, :], out, mask=ok)
 
 
-@triton.constexpr_function
-def _batcher_pairs(p):
-    """Comparators (a < b) of Batcher's odd-even merge sort of p = 2^k wires, in order."""
-    pairs = []
-    run = 1
-    while run < p:
-        dist = run
-        while dist >= 1:
-            for j in range(dist % run, p - dist, 2 * dist):
-                for i in range(min(dist, p - j - dist)):
-                    if (i + j) // (2 * run) == (i + j + dist) // (2 * run):
-                        pairs.append((i + j, i + j + dist))
-            dist //= 2
-        run *= 2
-    return tuple(pairs)
+_batcher_pairs = triton.constexpr_function(batcher_pairs)
 
 
 @triton.constexpr_function
