@@ -21,7 +21,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
+from ampersim.core.resources import repository_root
+
+ROOT = repository_root()
 PATTERNS = ("2:4", "4:8", "8:16", "16:32")
 SCORINGS = ("magnitude", "amber")
 POLICIES = ("all", "amber")

@@ -5,6 +5,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
+from ampersim.core.resources import data_dir
 from ampersim.core.errors import InvalidData, NotFound
 from ampersim.measure.harness import summarize
 from ampersim.measure.records import (
@@ -147,9 +148,9 @@ def test_missing_file(tmp_path):
 def test_append_needs_flag_and_same_gpu(tmp_path):
     path = tmp_path / "m.jsonl"
     _write(path)
-    with pytest.raises(InvalidData, match="file exists; append to it") as info:
+    with pytest.raises(InvalidData, match="file exists and append is off") as info:
         MeasurementWriter(path, header_record(ENV, [], "t"))
-    assert info.value.field == "append"  # the CLI names its flag
+    assert info.value.field == "append"
     with pytest.raises(InvalidData, match="cannot append a run on 'NVIDIA H100 80GB HBM3'"):
         MeasurementWriter(path, header_record({"gpu": "NVIDIA H100 80GB HBM3"}, [], "t"), append=True)
     path.write_text(path.read_text() + '{"record": "op", "trunc')  # an interrupted run: cut, then append
@@ -170,11 +171,10 @@ def test_mixed_gpus_in_one_file_are_refused(tmp_path):
 
 
 def test_records_name_their_file_relative_to_the_repository():
-    from pathlib import Path
 
     from ampersim.measure.records import display_path
 
-    committed = Path(__file__).resolve().parent.parent / "validation" / "h200x2-allreduce.jsonl"
+    committed = data_dir("validation") / "h200x2-allreduce.jsonl"
     m = read_measurements(committed)
     assert m.label == "validation/h200x2-allreduce.jsonl"  # whatever the working directory
     assert {r.file for r in m.records} == {"validation/h200x2-allreduce.jsonl"}

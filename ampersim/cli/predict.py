@@ -1,10 +1,13 @@
-"""`ampersim predict`: dense vs N:M-sparse prefill of a workload on one accelerator, op by op."""
+"""`ampersim predict`: dense vs N:M-sparse prefill of a workload on one accelerator, op by op, and the
+decode side of a workload with outputs (a decode step op by op, per-token time, the whole request)."""
 from __future__ import annotations
 
 from typing import Any
 
+from ampersim.cli import map_fields
 from ampersim.cli.output import add_format_argument, emit, render_csv, render_table, to_json
-from ampersim.core.vocab import MEASURED_DTYPES, SCORINGS
+from ampersim.core.formatting import layer_ranges
+from ampersim.core.vocab import MEASURED_DTYPES, SCORINGS, SPARSE_GEMM_IMPLS
 from ampersim.sim.scenario import DEFAULT_SCENARIO
 
 OP_COLUMNS = ("name", "kind", "M", "N", "K", "dense_us", "sparse_us", "bound", "sparse_bound")
@@ -14,6 +17,8 @@ CSV_COLUMNS = ("name", "kind", "layer", "layers", "count", "M", "N", "K", "group
 COMPARE_COLUMNS = ("pattern", "runs_as", "coverage_pct", "total_ms", "speedup", "ttft_ms", "tokens_per_s")
 COMPARE_HEADERS = {"runs_as": "runs as", "coverage_pct": "coverage %", "total_ms": "prefill ms",
                    "ttft_ms": "TTFT ms", "tokens_per_s": "prompt tok/s"}
+DECODE_COLUMNS = ("name", "kind", "M", "N", "K", "dense_us", "bound")
+MIXED_COLUMNS = ("mixed", "prefill_tokens", "decode_tokens", "dense_ms", "sparse_ms", "speedup")
 
 
 def register(subparsers: Any) -> None:
@@ -32,10 +37,16 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--scoring", choices=SCORINGS, help="pruning score (no effect on time)")
     parser.add_argument("--dtype", choices=MEASURED_DTYPES, help="GEMM data type")
     parser.add_argument("--tp", type=int, metavar="N", help="tensor-parallel degree")
+    parser.add_argument("--output-tokens", type=int, metavar="N",
+                        help="tokens generated per request (0: prefill only; default: the workload's)")
     parser.add_argument("--prune-impl", metavar="NAME",
                         help="runtime pruning implementation from the profile's prune_impls "
                              "(default: default_prune_impl for native patterns, default_mask_impl otherwise)")
+    parser.add_argument("--sparse-gemm-impl", choices=SPARSE_GEMM_IMPLS,
+                        help="sparse-GEMM path to cost (default: the profile's efficiency.sparse_gemm_impl; "
+                             "others must be among its sparse_gemm_alternatives)")
     add_format_argument(parser)
+    map_fields(parser, prompt_tokens="--tokens")
     parser.set_defaults(run=run)
 
 
@@ -48,9 +59,9 @@ def run(args: Any) -> int:
     profile = load_profile(args.profile)
     scenario = load_scenario(args.workload).with_overrides(
         model=args.model, prompt_tokens=args.tokens, batch=args.batch, pattern=args.pattern,
-        policy=args.policy, scoring=args.scoring, dtype=args.dtype, tp=args.tp)
+        policy=args.policy, scoring=args.scoring, dtype=args.dtype, tp=args.tp, output_tokens=args.output_tokens)
     spec = load_model_spec(scenario.model)
-    result = predict(profile, scenario, prune_impl=args.prune_impl, spec=spec)
+    result = predict(profile, scenario, prune_impl=args.prune_impl, spec=spec, sparse_gemm_impl=args.sparse_gemm_impl)
     if args.format == "csv":
         emit(render_csv([_csv_row(op) for op in result.ops], CSV_COLUMNS))
         return 0
@@ -60,20 +71,6 @@ def run(args: Any) -> int:
         return 0
     emit(_render(result, comparison, profile.display_name))
     return 0
-
-
-def layer_ranges(layers: list[int]) -> str:
-    """[0, 1, 2, 5, 7, 8] -> '0-2,5,7-8'."""
-    parts: list[str] = []
-    start = prev = None
-    for i in layers + [None]:  # type: ignore[list-item]
-        if start is not None and (i is None or i != prev + 1):
-            parts.append(str(start) if start == prev else f"{start}-{prev}")
-            start = None
-        if i is not None and start is None:
-            start = i
-        prev = i
-    return ",".join(parts)
 
 
 def _csv_row(op: Any) -> dict[str, Any]:
@@ -107,7 +104,8 @@ def _render(result: Any, comparison: list[Any], display_name: str) -> str:
         f"{result.model} prefill on {result.profile} ({display_name}), per GPU",
         f"workload {result.scenario}: {shape} = {result.tokens} tokens, {result.dtype}, tp {result.tp}",
         f"policy {result.policy}, pattern {result.pattern} ({result.scoring} scoring): "
-        f"{100 * result.coverage:.1f} % of decoder linear MACs sparsified; pruning: {result.prune_impl}",
+        f"{100 * result.coverage:.1f} % of decoder linear MACs sparsified ({result.coverage_definition}); "
+        f"pruning: {result.prune_impl}; sparse GEMM: {result.sparse_gemm_impl}",
         f"weights: {result.weights_gb_per_gpu:.1f} GB per GPU"
         + ("" if result.fits_memory else " (MORE THAN THE GPU'S MEMORY: see note)"),
         f"note: {result.note}",
@@ -160,7 +158,59 @@ def _render(result: Any, comparison: list[Any], display_name: str) -> str:
     for p in comparison:
         if not p.native and p.pattern != result.pattern:
             out.append(f"{p.pattern}: {p.note}.")
+    out += _memory(result)
+    if result.decode is not None:
+        out += _decode(result)
     return "\n".join(out)
+
+
+def _memory(result: Any) -> list[str]:
+    m = result.memory
+    return [
+        "",
+        f"memory per GPU ({m.capacity_gb:g} GB, gpu_memory_utilization {m.gpu_memory_utilization:g}): weights "
+        f"{m.weights_gb:.2f} GB + activation workspace {m.workspace_gb:.2f} GB + KV cache {m.kv_gb:.2f} GB + runtime "
+        f"reserve {m.reserve_gb:.2f} GB",
+        f"KV cache: {m.kv_bytes_per_token / 1024:g} KiB per token per GPU, {m.kv_blocks:,} blocks of {m.block_size} = "
+        f"{result.max_concurrent_tokens:,} tokens; at most {result.max_concurrent_sequences:,} sequences of this "
+        f"workload's length at once; fits: {'yes' if result.fits_memory else 'NO (see note)'}",
+    ]
+
+
+def _decode(result: Any) -> list[str]:
+    d, r = result.decode, result.request
+    ctx = d.context_tokens
+    shape = f"{d.batch} × {ctx[0]}" if len(set(ctx)) == 1 else f"{d.batch} sequences of {'/'.join(map(str, ctx))}"
+    outs = r.output_tokens
+    out_text = f"{outs[0]}" if len(set(outs)) == 1 else "/".join(map(str, outs))
+    rows = [{"name": op.name, "kind": op.kind, "M": _shape(op.M), "N": _shape(op.N), "K": _shape(op.K),
+             "dense_us": round(op.dense_s * 1e6, 1), "bound": op.bound} for op in d.ops]
+    first = next(tuple(op.layers) for op in d.ops if op.layers)
+    lines = [
+        "",
+        f"decode step (dense: decode is never sparsified): batch {d.batch}, context {shape} tokens "
+        "(each prompt + half its outputs in the KV cache), per layer and model ops",
+        render_table([row for row, op in zip(rows, d.ops) if tuple(op.layers) == first]
+                     + [row for row, op in zip(rows, d.ops) if not op.layers], DECODE_COLUMNS, OP_HEADERS),
+        f"decode step: {d.step_s * 1e3:.3f} ms = time per output token of each sequence; "
+        f"{d.tokens_per_s:,.0f} output tokens/s for the batch",
+        "",
+        f"whole request ({out_text} output tokens each, the batch decoding together): TTFT dense "
+        f"{result.ttft_dense_s * 1e3:.2f} / sparse {result.ttft_sparse_s * 1e3:.2f} ms, then decode "
+        f"{r.decode_s * 1e3:.1f} ms (TPOT {r.tpot_s * 1e3:.3f} ms)",
+        f"end to end: dense {r.e2e_dense_s * 1e3:.1f} ms, sparse {r.e2e_sparse_s * 1e3:.1f} ms, speedup "
+        f"{r.e2e_speedup:.3f}× (prefill is {100 * r.prefill_share:.1f} % of the dense request; prefill speedup "
+        f"{result.speedup:.3f}×)",
+    ]
+    if result.mixed_steps:
+        mixed = [{"mixed": m.mixed, "prefill_tokens": m.prefill_tokens, "decode_tokens": m.decode_tokens,
+                  "dense_ms": round(m.dense_s * 1e3, 3), "sparse_ms": round(m.sparse_s * 1e3, 3),
+                  "speedup": round(m.speedup, 3)} for m in result.mixed_steps]
+        lines += ["", "a full step mixing a prefill chunk with the batch's decode tokens, by mixed-step mode "
+                  "(split: decode rows dense; prune_all: decode rows pruned too; separate: two steps)",
+                  render_table(mixed, MIXED_COLUMNS)]
+    return lines
+
 
 
 def _num_layers(groups: dict[tuple[int, ...], list[Any]]) -> int:

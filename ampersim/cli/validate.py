@@ -5,6 +5,7 @@ import sys
 from typing import Any
 
 from ampersim.cli.output import add_format_argument, emit, render_csv, render_table, to_json
+from ampersim.core.vocab import SPARSE_GEMM_IMPLS
 
 SUMMARY_COLUMNS = ("category", "split", "n", "mape_pct", "max_abs_err_pct", "bias_pct")
 SUMMARY_HEADERS = {"mape_pct": "MAPE %", "max_abs_err_pct": "max |err| %", "bias_pct": "mean err %"}
@@ -33,6 +34,10 @@ def register(subparsers: Any) -> None:
                     "graph) and report error per category: MAPE, max error, mean error, and the speedup error "
                     "of dense/sparse pairs, split into fit and held-out models.")
     add_common_arguments(parser)
+    parser.add_argument("--sparse-gemm-impl", choices=SPARSE_GEMM_IMPLS,
+                        help="the sparse-GEMM implementation the measured 2:4 GEMMs ran, costed with the profile's "
+                             "model of it (default: the profile's efficiency.sparse_gemm_impl; others must be among "
+                             "its sparse_gemm_alternatives)")
     parser.add_argument("--plot", metavar="FILE", help="write predicted-vs-measured and error-vs-tokens plots")
     parser.add_argument("--rows", action="store_true", help="also print every row (table format)")
     add_format_argument(parser)
@@ -46,30 +51,17 @@ def measurement_paths(values: list[str]) -> list[str]:
 
 def load_checked(args: Any) -> tuple[list[Any], Any, list[str] | None]:
     """(measurement files, profile, holdout list) with the GPU-mismatch rule applied to every file."""
-    from ampersim.core.errors import InvalidArgument, InvalidData
     from ampersim.hardware.registry import load_profile
-    from ampersim.measure.env import check_gpu_matches_profile
-    from ampersim.measure.records import read_measurements
+    from ampersim.measure.validate import read_for_profile
 
-    paths = measurement_paths(args.measurements)
-    if not paths:
-        raise InvalidArgument("--measurements: no file given")
     profile = load_profile(args.profile)
-    files = []
-    for path in paths:
-        mfile = read_measurements(path)
+    files, mismatches = read_for_profile(measurement_paths(args.measurements), profile, force=args.force)
+    for mfile in files:
         if mfile.truncated_line is not None:
             print(f"warning: {mfile.path}:{mfile.truncated_line}: incomplete last line ignored (interrupted run)",
                   file=sys.stderr)
-        if not mfile.records:
-            raise InvalidData(f"{mfile.path}: holds no measurement records")
-        try:
-            warning = check_gpu_matches_profile(mfile.gpu, profile.name, force=args.force)
-        except InvalidArgument as exc:
-            raise InvalidArgument(f"{mfile.path}: {exc}") from None
-        if warning:
-            print("!" * 100 + f"\n{mfile.path}: {warning}\n" + "!" * 100, file=sys.stderr)
-        files.append(mfile)
+    for warning in mismatches:
+        print("!" * 100 + f"\n{warning}\n" + "!" * 100, file=sys.stderr)
     holdout = [m.strip() for m in args.holdout.split(",") if m.strip()] if args.holdout else None
     return files, profile, holdout
 
@@ -78,7 +70,7 @@ def run(args: Any) -> int:
     from ampersim.measure.validate import validate
 
     files, profile, holdout = load_checked(args)
-    result = validate(files, profile, holdout)
+    result = validate(files, profile, holdout, args.sparse_gemm_impl)
     if args.plot:
         from ampersim.measure.plots import plot_validation
 
@@ -96,7 +88,7 @@ def run(args: Any) -> int:
 
 def render(result: dict[str, Any], rows: list[dict[str, Any]] | None) -> str:
     parts = [f"{result['profile']} vs {', '.join(result['measurements'])} ({result['gpu']}); held out: "
-             f"{', '.join(result['holdout']) or 'none'}",
+             f"{', '.join(result['holdout']) or 'none'}; sparse GEMMs costed as {result['sparse_gemm_impl']}",
              render_table(result["summary"], SUMMARY_COLUMNS, SUMMARY_HEADERS)]
     if result["speedup_summary"]:
         parts += ["", render_table(result["speedup_summary"], SPEEDUP_COLUMNS, SPEEDUP_HEADERS)]

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 
 from pydantic import BaseModel, ConfigDict, FiniteFloat, field_validator
 
@@ -12,6 +13,11 @@ SOURCE_RULE = (
     "a URL (https://...), 'datasheet: <document>', 'config: <url or file>', "
     "'derived: <how>', 'assumed: <why>' or 'measured: <file>'"
 )
+
+
+def is_source(text: str) -> bool:
+    """True if ``text`` is a valid source (see SOURCE_RULE)."""
+    return bool(_SOURCE_RE.match(text.strip()))
 
 
 class Sourced(BaseModel):
@@ -26,7 +32,7 @@ class Sourced(BaseModel):
     @field_validator("source")
     @classmethod
     def _check_source(cls, value: str) -> str:
-        if not _SOURCE_RE.match(value.strip()):
+        if not is_source(value):
             raise ValueError(f"source must be {SOURCE_RULE}; got '{value}'")
         return value.strip()
 
@@ -69,3 +75,21 @@ class FractionSourced(Sourced):
         if not 0 < value <= 1:
             raise ValueError(f"value must be in (0, 1]; got {value}")
         return value
+
+
+def sourced_numbers(model: BaseModel, prefix: str = "") -> Iterator[tuple[str, float, str | None, str | None]]:
+    """(field path, value, date, source) for every number in ``model``; source None if it has none."""
+    for field, value in model:
+        path = f"{prefix}{field}"
+        if isinstance(value, Sourced):
+            yield path, value.value, value.date, value.source
+        elif isinstance(value, BaseModel):
+            yield from sourced_numbers(value, path + ".")
+        elif isinstance(value, dict):
+            for key, item in value.items():
+                if isinstance(item, Sourced):
+                    yield f"{path}.{key}", item.value, item.date, item.source
+                elif isinstance(item, BaseModel):
+                    yield from sourced_numbers(item, f"{path}.{key}.")
+        elif isinstance(value, (int, float)) and not isinstance(value, bool):
+            yield path, value, None, None

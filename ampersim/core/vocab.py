@@ -50,8 +50,23 @@ MEASURED_DTYPES: tuple[str, ...] = ("bf16", "fp16", "int8", "fp8")
 """GEMM dtypes the GPU harness measures and ``predict`` offers on the command line."""
 
 # -- the op graph ---------------------------------------------------------------------------------
-OpKind = Literal["gemm", "sparse_gemm", "prune", "attention", "norm", "elementwise", "embedding", "allreduce"]
+OpKind = Literal["gemm", "sparse_gemm", "prune", "attention", "decode_attention", "norm", "elementwise",
+                 "embedding", "allreduce"]
 OP_KINDS: tuple[str, ...] = get_args(OpKind)
+"""attention: the causal attention of prefill tokens (chunks, optionally after a cached prefix);
+decode_attention: one query per running sequence reading its whole KV cache (flash-decoding)."""
+
+OpPath = Literal["both", "dense", "sparse"]
+OP_PATHS: tuple[str, ...] = get_args(OpPath)
+"""Which path of a step an op runs on: both (most ops), or only one when a mixed step splits a
+sparsified linear into a sparse prefill-row GEMM and a dense decode-row GEMM."""
+
+# -- serving: how the sparse path treats a step that mixes prefill chunks and decode tokens -------
+MixedStepMode = Literal["split", "prune_all", "separate"]
+MIXED_STEP_MODES: tuple[str, ...] = get_args(MixedStepMode)
+"""split: prefill rows of a sparsified linear run sparse, decode rows dense (two GEMMs);
+prune_all: every row of a step that holds a prefill chunk is pruned (decode rows too: an accuracy
+risk); separate: the scheduler never mixes, prefill and decode run in separate steps."""
 
 # -- runtime pruning implementations the harness measures (profile ``prune_impls`` keys) -----------
 PruneImplName = Literal["torch_eager_mask", "torch_eager_cslt", "fused_mask", "fused_cslt"]
@@ -60,3 +75,18 @@ DiagnosticPruneImpl = Literal["cslt_compress_only"]
 DIAGNOSTIC_PRUNE_IMPLS: tuple[str, ...] = get_args(DiagnosticPruneImpl)
 """Prune paths the harness times for the record but no profile prices (``cslt_compress_only``:
 torch._cslt_compress of an already pruned input)."""
+
+# -- sparse-GEMM library paths a profile can describe (``efficiency.sparse_gemm_impl`` and its alternatives) --
+SparseGemmImpl = Literal["cusparselt_searched", "cusparselt_default"]
+SPARSE_GEMM_IMPLS: tuple[str, ...] = get_args(SparseGemmImpl)
+SPARSE_GEMM_IMPL_DESCRIPTIONS: dict[str, str] = {
+    "cusparselt_searched": "cuSPARSELt, algorithm searched once per shape (cusparseLtMatmulSearch: ampersim's plans, "
+                           "`ampersim measure`)",
+    "cusparselt_default": "cuSPARSELt, default algorithm (torch._cslt_sparse_mm without alg_id, "
+                          "to_sparse_semi_structured)",
+}
+
+# How ``sparsify`` runs a pruned linear: "mask" prunes the input and keeps the dense GEMM (any
+# device, any N:M); "cuda" runs 2:4 on sparse tensor cores (fused prune + compress, cuSPARSELt).
+SparsifyBackend = Literal["mask", "cuda"]
+SPARSIFY_BACKENDS: tuple[str, ...] = get_args(SparsifyBackend)

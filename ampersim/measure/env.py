@@ -110,5 +110,5 @@ def check_gpu_matches_profile(gpu_name: str, profile_name: str, *, force: bool) 
         return None
     what = f"measurements from '{gpu_name}' (profile {expected or 'unknown'}) vs profile '{profile_name}'"
     if not force:
-        raise InvalidArgument(f"{what}: GPU mismatch; pass --force to compare anyway")
-    return f"WARNING: {what}: GPU MISMATCH, comparing anyway because of --force; the errors mean nothing for either GPU"
+        raise InvalidArgument(f"{what}: GPU mismatch; set force to compare anyway", field="force")
+    return f"WARNING: {what}: GPU MISMATCH, comparing anyway because force is set; the errors mean nothing for either GPU"

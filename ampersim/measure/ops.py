@@ -14,9 +14,10 @@ and to the sparse kernel's row multiple; the record keeps both).
 A GEMM op runs ``dense`` (F.linear / torch.bmm for 16-bit, torch._int_mm for int8,
 torch._scaled_mm for fp8) or ``sparse`` (2:4-pruned input compressed with torch._cslt_compress,
 then torch._cslt_sparse_mm with the algorithm torch._C._cusparselt.mm_search picks); a prune op
-runs one of the profile's prune implementations; other ops run as a prefill in torch would
-(rotary and the gated activation as the one-pass Triton kernels the graph costs, with their
-eager-torch versions as the ``eager`` variant).
+runs one of the implementations of ``ampersim.measure.prune_impls``; attention runs through SDPA (causal,
+after a cached prefix for a chunk of chunked prefill), decode attention through SDPA over a real KV
+cache; other ops run as in torch (rotary and the gated activation as the one-pass Triton kernels the
+graph costs, with their eager-torch versions as the ``eager`` variant).
 """
 from __future__ import annotations
 
@@ -27,7 +28,8 @@ from types import MappingProxyType
 from typing import Any, Literal
 
 from ampersim.core.errors import InvalidArgument
-from ampersim.core.vocab import MEASURED_DTYPES, TORCH_DTYPE_NAMES
+from ampersim.core.patterns import NMPattern
+from ampersim.core.vocab import DIAGNOSTIC_PRUNE_IMPLS, MEASURED_DTYPES, TORCH_DTYPE_NAMES
 from ampersim.measure.harness import rotation_sets
 from ampersim.measure.records import Check, MeasuredShape
 from ampersim.models.spec import ModelSpec
@@ -66,7 +68,7 @@ class Prepared:
 class Request:
     """What an op is prepared for: the device, its L2 size (to size the rotated input sets), the
     model, the variant (``dense``/``sparse`` GEMM, ``dense``/``eager`` fused op, ``prune``), and for a
-    prune op its implementation, pattern and the project's GPU pruner (if it imported)."""
+    prune op its implementation (ampersim.measure.prune_impls) and pattern."""
 
     device: str
     l2_bytes: float
@@ -74,7 +76,6 @@ class Request:
     variant: str = "dense"
     prune_impl: str | None = None
     pattern: str = "2:4"
-    gpu_pruner: Any = None
 
 
 def torch_dtype(dtype: str) -> Any:
@@ -121,31 +122,26 @@ def random_tensor(shape: tuple[int, ...], dtype: str, device: str, *, scale: flo
     return x.to(torch_dtype(dtype))
 
 
-def prune_mask(x: Any, n: int, m: int, factor: Any = None) -> Any:
-    """Boolean keep-mask: top-``n`` scores (|x|, times ``factor`` per column if given) per ``m`` along the last dim."""
-    import torch
+def pruned_input(shape: tuple[int, ...], dtype: str, device: str, pattern: str = "2:4") -> Any:
+    """A random activation pruned to ``pattern`` (8-bit types are pruned through float32, exactly)."""
+    from ampersim.kernels import torch_eager
 
-    score = x.abs() if x.dtype != torch.int8 else x.to(torch.int16).abs()
-    if factor is not None:
-        score = score * factor
-    groups = score.reshape(*x.shape[:-1], x.shape[-1] // m, m)
-    idx = groups.topk(n, dim=-1).indices
-    mask = torch.zeros(groups.shape, dtype=torch.bool, device=x.device).scatter_(-1, idx, True)
-    return mask.reshape(x.shape)
-
-
-def eager_prune(x: Any, n: int, m: int, factor: Any = None) -> Any:
-    """Eager PyTorch N:M masking (abs, [× factor], topk, scatter, multiply): a dense masked copy."""
-    return x * prune_mask(x, n, m, factor)
-
-
-def pruned_input(shape: tuple[int, ...], dtype: str, device: str, n: int = 2, m: int = 4) -> Any:
-    """A random activation pruned to n:m (8-bit types are pruned through float32)."""
     x = random_tensor(shape, dtype, device)
     if dtype in ("int8", "fp8"):
-        wide = x.float()
-        return (wide * prune_mask(wide, n, m)).to(x.dtype)
-    return eager_prune(x, n, m)
+        return torch_eager.prune(x.float(), pattern).to(x.dtype)
+    return torch_eager.prune(x, pattern)
+
+
+def reference_rows(x: Any, pattern: str, factor: Any = None, rows: int = CHECK_ROWS) -> Any:
+    """The reference pruning (ampersim.kernels.reference, numpy on the host) of x's first ``rows``
+    rows, as a tensor on x's device: what every prune implementation is checked against."""
+    from ampersim.kernels import reference
+    from ampersim.kernels.cpu.tensors import as_factor, as_rows, wrap_like
+
+    nm = NMPattern.parse(pattern)
+    head = as_rows(x[:rows].cpu(), "x")
+    f = None if factor is None else as_factor(factor.cpu(), x.shape[-1])
+    return wrap_like(reference.prune_bits(head.bits, head.fmt, nm.n, nm.m, f), head).to(x.device)
 
 
 # -- GEMMs ---------------------------------------------------------------------------------------
@@ -272,13 +268,15 @@ class _SparseGemm:
 
 
 # -- prune / compress ------------------------------------------------------------------------------
-def prepare_prune(op: Op, impl: str, device: str, l2_bytes: float, pattern: str,
-                  gpu_pruner: Any = None) -> Prepared:
-    """Runtime pruning of an [M, K] activation with implementation ``impl`` (profile prune_impls names,
-    plus ``cslt_compress_only``: torch._cslt_compress of an already pruned input)."""
+def prepare_prune(op: Op, impl: str, device: str, l2_bytes: float, pattern: str) -> Prepared:
+    """Runtime pruning of an [M, K] activation with implementation ``impl`` (ampersim.measure.prune_impls),
+    checked against the reference pruning of its first rows before timing."""
     import torch
 
-    n, m = (int(v) for v in pattern.split(":"))
+    from ampersim.kernels import torch_eager
+    from ampersim.measure.prune_impls import runnable_impl
+
+    chosen = runnable_impl(impl, device)
     dtype = op.dtype if op.dtype in ("bf16", "fp16") else "bf16"
     multiple = SPARSE_MULTIPLE[dtype]
     M, K = round_up(float(op.M), multiple), int(op.K)
@@ -287,75 +285,102 @@ def prepare_prune(op: Op, impl: str, device: str, l2_bytes: float, pattern: str,
     factor = None
     if op.attrs.get("scoring") == "amber":
         factor = torch.rand(K, device=device, dtype=torch.float32).add_(0.5).to(torch_dtype(dtype))
+    prune = chosen.pruner(pattern, factor)
     xs = [random_tensor((M, K), dtype, device) for _ in range(sets)]
-    reference = eager_prune(xs[0], n, m, factor)
-    if impl == "torch_eager_mask":
-        calls = [lambda x=x: eager_prune(x, n, m, factor) for x in xs]
-        check = require_within(rel_err(calls[0](), reference), 0.0, f"{op.name} eager mask")
-        return Prepared(calls, f"eager torch {pattern} mask (abs{', x factor' if factor is not None else ''}, "
-                        "topk, scatter, multiply)", shape, check)
-    if (n, m) != (2, 4) and impl != "fused_mask":
-        raise InvalidArgument(f"prune impl {impl} writes the cuSPARSELt 2:4 operand; pattern {pattern} "
-                              "is not 2:4")
-    if impl == "torch_eager_cslt":
-        calls = [lambda x=x: torch._cslt_compress(eager_prune(x, n, m, factor)) for x in xs]
-        check = _check_compressed(calls[0](), reference, dtype)
-        return Prepared(calls, "eager torch 2:4 mask, then torch._cslt_compress", shape, check)
-    if impl == "cslt_compress_only":
-        pruned = [eager_prune(x, n, m, factor) for x in xs]
-        calls = [lambda p=p: torch._cslt_compress(p) for p in pruned]
-        check = _check_compressed(calls[0](), reference, dtype)
-        return Prepared(calls, "torch._cslt_compress of an already 2:4-pruned input",
-                        shape, check, note="diagnostic: not a profile prune_impl")
-    if gpu_pruner is None or impl not in gpu_pruner.impls:
-        raise InvalidArgument(f"prune impl {impl} is not available here")
-    calls = [gpu_pruner.call(impl, x, n, m, factor) for x in xs]
-    own = gpu_pruner.reference(xs[0], n, m, factor)  # its semantics: fp32 scores
+    inputs = [torch_eager.prune(x, pattern, factor=factor) for x in xs] if chosen.prepruned else xs
+    calls = [lambda x=x: prune(x) for x in inputs]
+    expected = reference_rows(xs[0], pattern, factor)
     out = calls[0]()
-    check = (_check_compressed(out, own, dtype) if impl.endswith("cslt")
-             else require_within(rel_err(out, own), 0.0, f"{op.name} {impl} (vs its eager reference)"))
-    return Prepared(calls, gpu_pruner.describe(impl, device), shape, check)
+    check = (_check_compressed(out, expected, dtype) if chosen.compressed else
+             require_within(rel_err(out[:CHECK_ROWS], expected), 0.0, f"{op.name} {impl}",
+                            compared="the first rows vs the reference pruning (ampersim.kernels.reference)"))
+    note = "diagnostic: not a profile prune_impl" if impl in DIAGNOSTIC_PRUNE_IMPLS else ""
+    return Prepared(calls, chosen.describe(device), shape, check, note=note)
 
 
 def _check_compressed(compressed: Any, pruned_reference: Any, dtype: str) -> Check:
-    """A compressed operand must multiply like the pruned dense input (64 random output columns)."""
+    """A compressed operand must multiply like the pruned dense input (its first rows, 64 random
+    output columns)."""
     import torch
 
     K = pruned_reference.shape[1]
     w = random_tensor((64, K), dtype, str(pruned_reference.device), scale=1.0 / math.sqrt(K))
     got = torch._cslt_sparse_mm(compressed, w.t())[:CHECK_ROWS].float()
     ref = pruned_reference[:CHECK_ROWS].float() @ w.float().t()
-    return require_within(rel_err(got, ref), TOLERANCE[dtype], "compressed operand (vs pruned input)")
+    return require_within(rel_err(got, ref), TOLERANCE[dtype], "compressed operand (vs pruned input)",
+                          compared="the operand times random weights vs the reference-pruned input times them")
 
 
 # -- attention, norms, elementwise -----------------------------------------------------------------
 def prepare_attention(op: Op, request: Request) -> Prepared:
-    """Causal GQA attention through F.scaled_dot_product_attention on one sequence of op.M tokens."""
+    """Causal GQA attention through F.scaled_dot_product_attention: sequences of op.M tokens, or chunks
+    after a cached prefix (``cached_lens``: queries attend the prefix and their chunk, lower-right causal)."""
     import torch
     import torch.nn.functional as F
 
     a = op.attrs
     lens = a.get("seq_lens") or [int(op.M)]
-    if len(set(lens)) != 1:
-        raise InvalidArgument(f"{op.name}: sequences of different lengths {sorted(set(lens))[:4]} are not measured")
-    if a.get("window") is not None and a["window"] < lens[0]:
+    cached = a.get("cached_lens") or [0] * len(lens)
+    if len(set(lens)) != 1 or len(set(cached)) != 1:
+        raise InvalidArgument(f"{op.name}: sequences of different lengths {sorted(set(lens))[:4]} or cached "
+                              f"prefixes {sorted(set(cached))[:4]} are not measured")
+    if a.get("window") is not None and a["window"] < lens[0] + cached[0]:
         raise InvalidArgument(f"{op.name}: sliding-window attention (window {a['window']}) is not measured")
-    B, T, H, Hkv, D = len(lens), lens[0], a["heads"], a["kv_heads"], a["head_dim"]
+    B, T, o, H, Hkv, D = len(lens), lens[0], cached[0], a["heads"], a["kv_heads"], a["head_dim"]
     dtype, device = torch_dtype("bf16" if op.dtype in ("int8", "fp8") else op.dtype), request.device
-    working = B * T * (2 * H + 2 * Hkv) * D * 2
+    working = B * (T * 2 * H + (o + T) * 2 * Hkv) * D * 2
     sets = rotation_sets(working, request.l2_bytes)
-    qkv = [(torch.randn(B, H, T, D, device=device, dtype=dtype), torch.randn(B, Hkv, T, D, device=device, dtype=dtype),
-            torch.randn(B, Hkv, T, D, device=device, dtype=dtype)) for _ in range(sets)]
-    calls = [lambda q=q, k=k, v=v: F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=True)
-             for q, k, v in qkv]
+    qkv = [(torch.randn(B, H, T, D, device=device, dtype=dtype), torch.randn(B, Hkv, o + T, D, device=device, dtype=dtype),
+            torch.randn(B, Hkv, o + T, D, device=device, dtype=dtype)) for _ in range(sets)]
+    if o:
+        from torch.nn.attention.bias import causal_lower_right
+
+        mask = causal_lower_right(T, o + T)
+        calls = [lambda q=q, k=k, v=v: F.scaled_dot_product_attention(q, k, v, attn_mask=mask, enable_gqa=True)
+                 for q, k, v in qkv]
+        impl = "F.scaled_dot_product_attention(attn_mask=causal_lower_right, enable_gqa=True) after a cached prefix"
+    else:
+        calls = [lambda q=q, k=k, v=v: F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=True)
+                 for q, k, v in qkv]
+        impl = "F.scaled_dot_product_attention(is_causal=True, enable_gqa=True)"
     q, k, v = qkv[0]
-    rows = min(T, CHECK_ROWS)  # causal: the first rows depend only on the first keys
+    rows = min(T, CHECK_ROWS)  # causal: the first rows depend only on the prefix and the first keys
     rep = H // Hkv
-    ref = F.scaled_dot_product_attention(q[:, :, :rows].float(), k[:, :, :rows].float().repeat_interleave(rep, 1),
-                                         v[:, :, :rows].float().repeat_interleave(rep, 1), is_causal=True)
+    keys = torch.arange(o + rows, device=device)
+    allowed = keys[None, :] <= (o + torch.arange(rows, device=device))[:, None]
+    ref = F.scaled_dot_product_attention(q[:, :, :rows].float(), k[:, :, :o + rows].float().repeat_interleave(rep, 1),
+                                         v[:, :, :o + rows].float().repeat_interleave(rep, 1), attn_mask=allowed)
     check = require_within(rel_err(calls[0]()[:, :, :rows], ref), TOLERANCE["bf16"], f"{op.name} SDPA")
-    return Prepared(calls, "F.scaled_dot_product_attention(is_causal=True, enable_gqa=True)",
-                    MeasuredShape(M=B * T, N=float(op.N), K=D, groups=1, sets=sets), check)
+    return Prepared(calls, impl, MeasuredShape(M=B * T, N=float(op.N), K=D, groups=1, sets=sets), check)
+
+
+def prepare_decode_attention(op: Op, request: Request) -> Prepared:
+    """One query per sequence attending its whole KV cache (``context_lens`` tokens, the new one included),
+    through F.scaled_dot_product_attention on a [B, kv_heads, L, head_dim] cache (flash / split-KV kernels)."""
+    import torch
+    import torch.nn.functional as F
+
+    a = op.attrs
+    contexts = a.get("context_lens") or [int(round(float(op.N)))] * int(round(float(op.M)))
+    if len(set(contexts)) != 1:
+        raise InvalidArgument(f"{op.name}: KV caches of different lengths {sorted(set(contexts))[:4]} are not measured")
+    if a.get("window") is not None and a["window"] < contexts[0]:
+        raise InvalidArgument(f"{op.name}: sliding-window attention (window {a['window']}) is not measured")
+    B, L, H, Hkv, D = len(contexts), contexts[0], a["heads"], a["kv_heads"], a["head_dim"]
+    dtype, device = torch_dtype("bf16" if op.dtype in ("int8", "fp8") else op.dtype), request.device
+    if a.get("kv_bytes", 2) < 2:
+        raise InvalidArgument(f"{op.name}: an 8-bit KV cache is not measured (SDPA reads 16-bit caches)")
+    sets = rotation_sets(B * (2 * H + 2 * Hkv * L) * D * 2, request.l2_bytes)
+    caches = [(torch.randn(B, H, 1, D, device=device, dtype=dtype), torch.randn(B, Hkv, L, D, device=device, dtype=dtype),
+               torch.randn(B, Hkv, L, D, device=device, dtype=dtype)) for _ in range(sets)]
+    calls = [lambda q=q, k=k, v=v: F.scaled_dot_product_attention(q, k, v, enable_gqa=True) for q, k, v in caches]
+    q, k, v = caches[0]
+    seqs, rep = min(B, 4), H // Hkv
+    ref = F.scaled_dot_product_attention(q[:seqs].float(), k[:seqs].float().repeat_interleave(rep, 1),
+                                         v[:seqs].float().repeat_interleave(rep, 1))
+    check = require_within(rel_err(calls[0]()[:seqs], ref), TOLERANCE["bf16"], f"{op.name} SDPA decode")
+    return Prepared(calls, "F.scaled_dot_product_attention(enable_gqa=True), one query per sequence over its KV cache",
+                    MeasuredShape(M=B, N=float(L), K=D, groups=1, sets=sets), check)
 
 
 def fused_kernels(device: str) -> Any:
@@ -509,8 +534,7 @@ def _prepare_prune_request(op: Op, request: Request) -> Prepared:
     if request.prune_impl is None:
         raise InvalidArgument(f"{op.name}: a prune op is prepared for one prune implementation; none given",
                               field="prune_impl")
-    return prepare_prune(op, request.prune_impl, request.device, request.l2_bytes, request.pattern,
-                         request.gpu_pruner)
+    return prepare_prune(op, request.prune_impl, request.device, request.l2_bytes, request.pattern)
 
 
 # -- the registry ----------------------------------------------------------------------------------
@@ -527,6 +551,11 @@ def op_family(op: Op) -> str:
 def gemm_key(op: Op) -> Hashable:
     """GEMMs and attention of equal (M, N, K, groups) are timed once."""
     return (round(float(op.M), 6), float(op.N), float(op.K), round(float(op.groups), 6))
+
+
+def attention_key(op: Op) -> Hashable:
+    """Attention of equal shape and equal cached prefix is timed once."""
+    return (*gemm_key(op), tuple(op.attrs.get("cached_lens") or ()))
 
 
 def rows_key(op: Op) -> Hashable:
@@ -561,7 +590,8 @@ def _stream(prepare: Callable[[Op, Request], Prepared], *variants: str) -> Prepa
 PREPARATIONS: Mapping[tuple[str, str | None], Preparation] = MappingProxyType({
     ("gemm", None): Preparation(prepare_gemm, ("dense",), gemm_key, "first", extra_dtypes=True),
     ("sparse_gemm", None): Preparation(prepare_gemm, ("dense", "sparse"), gemm_key, "first", extra_dtypes=True),
-    ("attention", None): Preparation(prepare_attention, ("dense",), gemm_key, "after_models"),
+    ("attention", None): Preparation(prepare_attention, ("dense",), attention_key, "after_models"),
+    ("decode_attention", None): Preparation(prepare_decode_attention, ("dense",), gemm_key, "after_models"),
     ("prune", None): Preparation(_prepare_prune_request, ("prune",), rows_key, "last"),
     ("norm", "norm"): _stream(prepare_norm),
     ("norm", "head_norm"): _stream(prepare_head_norm),

@@ -1,9 +1,11 @@
-"""Scenario: one prefill step of a workload — model, batch, prompt lengths, dtype, TP, sparsity policy.
+"""Scenario: a workload — model, batch, prompt and output lengths, dtype, TP, sparsity policy.
 
-A step packs ``batch`` prompts (varlen, no padding) into one forward pass. Prompt lengths are either
-one number or a mix of lengths with shares; a mix is apportioned over the batch by largest
+A prefill step packs ``batch`` prompts (varlen, no padding) into one forward pass. Prompt lengths are
+either one number or a mix of lengths with shares; a mix is apportioned over the batch by largest
 remainder (ties: the earlier bin), so a batch of 8 with shares 0.5/0.3/0.2 holds 4/2/2 prompts.
-Shipped scenarios live in workloads/scenarios/*.yaml.
+Output lengths (tokens generated per request, the first one included) are one number (0: prefill
+only, no decode), a mix, or a lognormal, with their source. Shipped scenarios live in
+workloads/scenarios/*.yaml.
 """
 from __future__ import annotations
 
@@ -17,9 +19,10 @@ from ampersim.core.errors import InvalidArgument, not_found
 from ampersim.core.vocab import DType, Scoring
 from ampersim.core.patterns import NMPattern
 from ampersim.core.resources import data_dir
+from ampersim.core.sourced import SOURCE_RULE, is_source
 from ampersim.core.yamlio import load_model
 
-DEFAULT_SCENARIO = "prefill-4k"  # used when only --profile is given; see workloads/scenarios/prefill-4k.yaml
+DEFAULT_SCENARIO = "prefill-4k"  # the workload when none is named; see workloads/scenarios/prefill-4k.yaml
 
 
 class PromptBin(BaseModel):
@@ -31,8 +34,24 @@ class PromptBin(BaseModel):
     share: float = Field(gt=0, le=1)
 
 
+class LognormalParams(BaseModel):
+    """Lognormal lengths: arithmetic ``mean`` tokens, ``sigma`` the std of log-length, optional ``max``."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    mean: float = Field(ge=1)
+    sigma: float = Field(ge=0)
+    max: int | None = Field(default=None, ge=1)
+
+
+class LognormalLengths(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    lognormal: LognormalParams
+
+
 class Scenario(BaseModel):
-    """A prefill workload. See workloads/scenarios/*.yaml."""
+    """A workload. See workloads/scenarios/*.yaml."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -48,6 +67,10 @@ class Scenario(BaseModel):
     policy: str = Field(default="amber", description="amber | all | none | path to a policy YAML.")
     pattern: str = "8:16"
     scoring: Scoring = "amber"
+    output_tokens: int | tuple[PromptBin, ...] | LognormalLengths = Field(
+        default=0, description="Tokens generated per request (the first included): one number (0: prefill only), "
+                               "a mix [{tokens, share}] or {lognormal: {mean, sigma, max}}.")
+    output_source: str | None = Field(default=None, description="Where the output lengths come from.")
 
     @field_validator("prompt_tokens")
     @classmethod
@@ -55,10 +78,8 @@ class Scenario(BaseModel):
         if isinstance(value, int):
             if value <= 0:
                 raise ValueError(f"must be > 0; got {value}")
-        elif not value:
-            raise ValueError("the mix needs at least one {tokens, share} entry")
-        elif not math.isclose(sum(b.share for b in value), 1.0, abs_tol=1e-6):
-            raise ValueError(f"shares must sum to 1; got {sum(b.share for b in value):g}")
+        else:
+            _check_mix(value)
         return value
 
     @field_validator("pattern")
@@ -66,16 +87,50 @@ class Scenario(BaseModel):
     def _pattern_valid(cls, value: str) -> str:
         return str(NMPattern.parse(value))
 
+    @field_validator("output_tokens")
+    @classmethod
+    def _outputs_valid(cls, value: int | tuple[PromptBin, ...] | LognormalLengths
+                       ) -> int | tuple[PromptBin, ...] | LognormalLengths:
+        if isinstance(value, int) and value < 0:
+            raise ValueError(f"must be >= 0 (0: prefill only); got {value}")
+        if isinstance(value, tuple):
+            _check_mix(value)
+        return value
+
+    @field_validator("output_source")
+    @classmethod
+    def _source_valid(cls, value: str | None) -> str | None:
+        if value is not None and not is_source(value):
+            raise ValueError(f"must be {SOURCE_RULE}; got '{value}'")
+        return value
+
+    @property
+    def has_outputs(self) -> bool:
+        """False for a prefill-only workload (output_tokens: 0)."""
+        return self.output_tokens != 0
+
+    def mean_output_tokens(self) -> float:
+        """Mean tokens generated per request (a lognormal's mean before rounding and capping)."""
+        out = self.output_tokens
+        if isinstance(out, int):
+            return float(out)
+        if isinstance(out, LognormalLengths):
+            return out.lognormal.mean
+        return sum(b.tokens * b.share for b in out)
+
+    def output_lengths(self) -> list[int]:
+        """Tokens generated by each sequence of the step: the mix apportioned like the prompts, a
+        lognormal's mean (rounded) for every sequence."""
+        out = self.output_tokens
+        if isinstance(out, tuple):
+            return _apportion(out, self.batch)
+        return [round(self.mean_output_tokens())] * self.batch
+
     def sequence_lengths(self) -> list[int]:
         """Prompt length of every sequence in the step (largest-remainder apportionment of a mix)."""
         if isinstance(self.prompt_tokens, int):
             return [self.prompt_tokens] * self.batch
-        ideal = [b.share * self.batch for b in self.prompt_tokens]
-        counts = [math.floor(x) for x in ideal]
-        order = sorted(range(len(ideal)), key=lambda i: (-(ideal[i] - counts[i]), i))
-        for i in order[: self.batch - sum(counts)]:
-            counts[i] += 1
-        return [b.tokens for b, c in zip(self.prompt_tokens, counts) for _ in range(c)]
+        return _apportion(self.prompt_tokens, self.batch)
 
     def with_overrides(self, **changes: object) -> "Scenario":
         """A validated copy with some fields replaced (None values are ignored)."""
@@ -87,8 +142,24 @@ class Scenario(BaseModel):
         except ValidationError as exc:
             err = exc.errors()[0]
             field = str(err["loc"][0]) if err["loc"] else "scenario"
-            flag = "--tokens" if field == "prompt_tokens" else f"--{field.replace('_', '-')}"
-            raise InvalidArgument(f"{flag}: {err['msg'].removeprefix('Value error, ')}") from None
+            raise InvalidArgument(f"{field}: {err['msg'].removeprefix('Value error, ')}", field=field) from None
+
+
+def _check_mix(bins: tuple[PromptBin, ...]) -> None:
+    if not bins:
+        raise ValueError("the mix needs at least one {tokens, share} entry")
+    if not math.isclose(sum(b.share for b in bins), 1.0, abs_tol=1e-6):
+        raise ValueError(f"shares must sum to 1; got {sum(b.share for b in bins):g}")
+
+
+def _apportion(bins: tuple[PromptBin, ...], batch: int) -> list[int]:
+    """``batch`` lengths from a mix by largest remainder (ties: the earlier bin)."""
+    ideal = [b.share * batch for b in bins]
+    counts = [math.floor(x) for x in ideal]
+    order = sorted(range(len(ideal)), key=lambda i: (-(ideal[i] - counts[i]), i))
+    for i in order[: batch - sum(counts)]:
+        counts[i] += 1
+    return [b.tokens for b, c in zip(bins, counts) for _ in range(c)]
 
 
 def scenarios_dir() -> Path:
