@@ -67,24 +67,30 @@ def _bins(bins: tuple, description: str) -> LengthDist:
     return empirical(np.array([b.tokens for b in bins]), np.array([b.share for b in bins]), description)
 
 
+def _mix_text(bins: tuple) -> str:
+    if len(bins) <= 4:
+        return ", ".join(f"{b.share:.0%} {b.tokens}" for b in bins) + " tokens"
+    lengths = [b.tokens for b in bins]
+    return f"{len(bins)} lengths of {min(lengths):,}-{max(lengths):,} tokens"
+
+
+def _lengths(value: object, name: str, what: str, field: str, minimum: int) -> LengthDist:
+    if isinstance(value, int):
+        return fixed(value, field=field, minimum=minimum)
+    if isinstance(value, LognormalLengths):
+        p = value.lognormal
+        return lognormal(p.mean, p.sigma, p.max, field=field)
+    return _bins(value, f"workload '{name}' {what}: {_mix_text(value)}")
+
+
 def scenario_prompts(scenario: Scenario) -> LengthDist:
-    """The workload's prompt lengths as a distribution (its fixed length or its length mix)."""
-    if isinstance(scenario.prompt_tokens, int):
-        return fixed(scenario.prompt_tokens)
-    mix = ", ".join(f"{b.share:.0%} {b.tokens}" for b in scenario.prompt_tokens)
-    return _bins(scenario.prompt_tokens, f"workload '{scenario.name}' mix: {mix} tokens")
+    """The workload's prompt lengths as a distribution (fixed, a mix or a lognormal)."""
+    return _lengths(scenario.prompt_tokens, scenario.name, "mix", "prompt_dist", 1)
 
 
 def scenario_outputs(scenario: Scenario) -> LengthDist:
     """The workload's output lengths as a distribution (fixed 0: prefill only)."""
-    out = scenario.output_tokens
-    if isinstance(out, int):
-        return fixed(out, field="output_dist", minimum=0)
-    if isinstance(out, LognormalLengths):
-        p = out.lognormal
-        return lognormal(p.mean, p.sigma, p.max, field="output_dist")
-    mix = ", ".join(f"{b.share:.0%} {b.tokens}" for b in out)
-    return _bins(out, f"workload '{scenario.name}' outputs: {mix} tokens")
+    return _lengths(scenario.output_tokens, scenario.name, "outputs", "output_dist", 0)
 
 
 @dataclass(frozen=True)
