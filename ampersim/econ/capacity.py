@@ -234,33 +234,35 @@ def longest_request(requests: Requests, prompts: LengthDist, outputs: LengthDist
     return prompts.max_tokens() + max(outputs.max_tokens(), 1) - 1
 
 
-def _sample(requests: Requests, n: int) -> tuple[np.ndarray, np.ndarray]:
-    """Prompt and output lengths of the first ``n`` measured requests."""
-    prompts, outputs, got = [], [], 0
-    for arrival, prompt, output in requests.chunks():
+def _sample(requests: Requests, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Prompt, output and cached lengths of the first ``n`` measured requests."""
+    parts: list[list[np.ndarray]] = [[], [], []]
+    got = 0
+    for arrival, *lengths in requests.chunks():
         keep = arrival >= requests.warmup_s
-        prompts.append(prompt[keep][: n - got])
-        outputs.append(output[keep][: n - got])
-        got += len(prompts[-1])
+        for part, values in zip(parts, lengths):
+            part.append(values[keep][: n - got])
+        got += len(parts[0][-1])
         if got >= n:
             break
-    return np.concatenate(prompts), np.concatenate(outputs)
+    return tuple(np.concatenate(p) for p in parts)  # type: ignore[return-value]
 
 
-def _floors(sample: tuple[np.ndarray, np.ndarray], replica: Replica, engine: EngineConfig, path: str,
+def _floors(sample: tuple[np.ndarray, np.ndarray, np.ndarray], replica: Replica, engine: EngineConfig, path: str,
             percentile: float) -> tuple[float, float]:
-    ttft, tpot = solo_times(*sample, replica.costs, engine, path)
+    prompt, output, cached = sample
+    ttft, tpot = solo_times(prompt, output, replica.costs, engine, path, cached)
     tpot = tpot[~np.isnan(tpot)]
     return float(np.percentile(ttft, percentile)), float(np.percentile(tpot, percentile)) if len(tpot) else math.nan
 
 
 def _first_guess(replica: Replica, engine: EngineConfig, rate: float, prompts: LengthDist,
-                 outputs: LengthDist) -> float:
-    """Replicas the traffic needs if every step were full: prefill in budget-sized chunks, decode at the
-    largest batch the KV cache and sequence limit allow (a lower estimate)."""
+                 outputs: LengthDist, hit_rate: float = 0.0) -> float:
+    """Replicas the traffic needs if every step were full: the uncached prompt tokens in budget-sized
+    chunks, decode at the largest batch the KV cache and sequence limit allow (a lower estimate)."""
     budget = engine.max_batched_tokens
     full = replica.costs.seconds([(0, budget)], [])[0]
-    prefill_s = prompts.mean() / budget * full
+    prefill_s = prompts.mean() * (1 - hit_rate) / budget * full
     decode_s = 0.0
     if outputs.mean() > 1:
         context = int(prompts.mean() + outputs.mean() / 2)
@@ -359,7 +361,9 @@ def plan_capacity(profile: HardwareProfile, scenario: Scenario, requests: Reques
             replicas[d] = built[d]
     if not replicas:
         raise _no_fit(profile, spec, scenario, engine, candidate_tps(profile, spec, tp), longest)
-    guesses = {d: _first_guess(r, engine, requests.rate_per_s, prompts, outputs) for d, r in replicas.items()}
+    hit_rate = getattr(requests, "cache_hit_rate", 0.0)
+    guesses = {d: _first_guess(r, engine, requests.rate_per_s, prompts, outputs, hit_rate)
+               for d, r in replicas.items()}
     for d, guess in guesses.items():  # refuse before simulating anything too large to hold
         check_state_memory(max(1, math.ceil(guess)), engine, what="rate_per_s")
     requests.counts()  # refuses a window in which no request arrives
