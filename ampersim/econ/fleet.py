@@ -108,8 +108,10 @@ def cost_chain(plan: CapacityPlan) -> SavingChain | None:
                      "with decode tokens")
     if abs(busy - e.expected_saving) > 0.005:
         notes.append(f"the simulated busy GPU time on the same fleet falls {100 * busy:.2f} % vs the formula's "
-                     f"{100 * e.expected_saving:.2f} %: shorter prefill changes queueing and which steps mix "
-                     "prefill chunks with decode tokens")
+                     f"{100 * e.expected_saving:.2f} %: a continuously batching replica steps whenever any request "
+                     f"is running (dense utilization {e.dense_at_fleet.utilization:.2f}), so prefill time saved "
+                     "turns into more, smaller decode steps and shorter queues; what sparsity frees is capacity "
+                     "(requests per GPU under the SLOs), not idle time")
     if gpus["dense"] == gpus["sparse"]:
         d, sp, key = e.dense_at_fleet, e.sparse_at_fleet, f"p{plan.slo.percentile:g}"
         notes.append(f"both paths need {gpus['dense']} GPUs (whole replicas of tp {plan.paths['dense'].tp} meeting "

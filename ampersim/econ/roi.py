@@ -64,8 +64,6 @@ class PriceBasis:
             ("usd_per_kwh", self.usd_per_kwh),
             ("utilization", self.utilization),
         ]
-        named += [(f"tco.{k}", v) for k, v in self.tco.items()
-                  if k not in ("depreciation_years", "usd_per_kwh")]
         return [(k, v) for k, v in named if v is not None]
 
 

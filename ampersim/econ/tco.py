@@ -61,17 +61,17 @@ class TcoAssumptions(BaseModel):
 
     def with_overrides(self, **values: float | None) -> "TcoAssumptions":
         """A copy with the given numbers replaced (each then sourced 'given by the user'); None ignored."""
-        update = {}
-        for field, value in values.items():
-            if value is None:
-                continue
-            try:
-                update[field] = type(getattr(self, field)).model_validate(
-                    {"value": value, "source": f"assumed: given by the user ({field})"})
-            except ValidationError as exc:
-                msg = exc.errors()[0]["msg"].removeprefix("Value error, ")
-                raise InvalidArgument(f"{field} {value:g}: {msg}", field=field) from None
-        return self.model_copy(update=update) if update else self
+        update = {field: {"value": value, "source": f"assumed: given by the user ({field})"}
+                  for field, value in values.items() if value is not None}
+        if not update:
+            return self
+        try:
+            return TcoAssumptions.model_validate({**self.model_dump(), **update})
+        except ValidationError as exc:
+            err = exc.errors()[0]
+            field = str(err["loc"][0])
+            msg = err["msg"].removeprefix("Value error, ")
+            raise InvalidArgument(f"{field} {values[field]:g}: {msg}", field=field) from None
 
     def items(self) -> list[tuple[str, Sourced]]:
         return [(k, v) for k, v in self if isinstance(v, Sourced)]

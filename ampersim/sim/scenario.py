@@ -53,14 +53,13 @@ class LognormalLengths(BaseModel):
 
 
 class ServingTargets(BaseModel):
-    """The traffic a workload is planned for: request rate and SLOs at a percentile, each sourced."""
+    """The traffic a workload is planned for: request rate and SLOs (at the planner's percentile), each sourced."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     rate_per_s: PositiveSourced
     slo_ttft_ms: PositiveSourced | None = None
     slo_tpot_ms: PositiveSourced | None = None
-    percentile: str = "p95"
 
 
 class PrefixCache(BaseModel):
