@@ -14,6 +14,7 @@ import math
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -32,6 +33,9 @@ from ampersim.sim.memory import MemoryFit, memory_fit
 from ampersim.sim.scenario import LognormalLengths, Scenario
 from ampersim.sim.steps import StepCosts, step_costs
 from ampersim.sparsity.policy import resolve_policy
+
+if TYPE_CHECKING:
+    from ampersim.sim.predict import Prediction
 
 PATHS = ("dense", "sparse")
 MAX_REPLICAS = 100_000
@@ -104,15 +108,17 @@ class Replica:
 
 
 def build_replica(profile: HardwareProfile, scenario: Scenario, spec: ModelSpec, tp: int,
-                  engine: EngineConfig) -> Replica:
-    from ampersim.sim.predict import predict  # the same prefill step `ampersim predict` shows
-
+                  engine: EngineConfig, *, step: Prediction | None = None) -> Replica:
+    """``step``: the workload's prefill prediction at this tp and engine, when the caller has made it."""
     policy = resolve_policy(scenario.policy, spec, scenario.pattern, scenario.scoring)
     execution = sparse_execution(profile, scenario.dtype, policy.pattern)
     costs = step_costs(profile, spec, policy, execution, scenario.dtype, tp, engine.max_batched_tokens,
                        engine.kv_dtype)
     fit = memory_fit(profile, spec, scenario.dtype, tp, engine)
-    step = predict(profile, scenario.with_overrides(tp=tp), spec=spec, engine=engine)
+    if step is None:
+        from ampersim.sim.predict import predict  # the same prefill step `ampersim predict` shows
+
+        step = predict(profile, scenario.with_overrides(tp=tp), spec=spec, engine=engine)
     return Replica(tp, fit, costs, step.speedup)
 
 
