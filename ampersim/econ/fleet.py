@@ -154,3 +154,17 @@ def fleet_costs(plan: CapacityPlan, profile: HardwareProfile, basis: PriceBasis)
             p: path_cost(p, f, owned_gpu_hour(profile, basis.tco, basis.purchase_usd.value, f.utilization).total)
             for p, f in fleets.items()})
     return FleetCosts(cloud, owned, cost_chain(plan), basis)
+
+
+def break_even_gemm_speedup(target: float, prefill_share: float, gemm_share: float,
+                            overhead_share: float = 0.0) -> float | None:
+    """The native sparse-GEMM speedup k a part would need for an end-to-end saving of ``target``.
+
+    With ``gemm_share`` g of the dense prefill time in the sparsified GEMMs and ``overhead_share`` o
+    (runtime pruning, as a share of the dense prefill time) added on the sparse path, prefill takes
+    (1 − g) + g/k + o of its dense time; the saving is prefill_share f × (1 − that), so
+    k = g / (g − o − T/f). None when g − o − T/f <= 0: no GEMM speedup reaches the target."""
+    if not (prefill_share > 0 and gemm_share > 0):
+        return None
+    room = gemm_share - overhead_share - target / prefill_share
+    return gemm_share / room if room > 0 else None
