@@ -154,3 +154,44 @@ def test_roi_fleet_agrees_with_plan(capsys):
     assert chain["prefill_share"] * (1 - 1 / chain["in_fleet_prefill_speedup"]) == pytest.approx(chain["formula_saving"])
     dense = plan["costs"]["cloud"]["paths"]["dense"]
     assert dense["usd_per_gpu_hour"] == load_profile("h100-sxm").prices.cloud_market_usd_per_gpu_hour.value
+
+
+def test_kv_transfer_by_hand():
+    from ampersim.econ.disagg import kv_transfer_s
+
+    # 1,000 tokens x 128 KiB per token per GPU over 50 GB/s: 131,072,000 B / 5e10 B/s
+    assert kv_transfer_s(np.array([1000]), 131072.0, 50.0)[0] == pytest.approx(131_072_000 / 50e9)
+
+
+def test_disaggregated_pools():
+    from ampersim.econ.capacity import scenario_outputs, scenario_prompts
+    from ampersim.econ.disagg import plan_disaggregated
+    from ampersim.econ.serving import SLO
+    from ampersim.models.registry import load_model_spec
+    from ampersim.sim.engine import engine_for
+    from ampersim.sim.scenario import load_scenario
+
+    h100, chat = load_profile("h100-sxm"), load_scenario("chat").with_overrides(pattern="2:4")
+    traffic = Traffic(4.0, scenario_prompts(chat), 150.0, outputs=scenario_outputs(chat), seed=2)
+    spec, engine = load_model_spec(chat.model), engine_for(h100)
+    with pytest.raises(InvalidArgument, match="needs a TTFT SLO .* and a TPOT SLO"):
+        plan_disaggregated(h100, chat, traffic, SLO(1.0, None, 95.0), engine, spec=spec, tp=1)
+    split = plan_disaggregated(h100, chat, traffic, SLO(1.0, 0.05, 95.0), engine, spec=spec, tp=1)
+    assert split.decode_gpus >= 1 and split.prefill_gpus("sparse") <= split.prefill_gpus("dense")
+    assert split.gpus("dense") == split.prefill_gpus("dense") + split.decode_gpus
+    _, prompt, output, _ = traffic.draw()
+    mean_kv = prompt[output >= 2].mean() * split.kv_bytes_per_token / 50e9
+    assert split.transfer_s["mean"] == pytest.approx(mean_kv)
+    decode = split.decode.paths["dense"].fleet
+    assert decode.tpot_s["p95"] <= 0.05 and decode.input_tokens_per_s > 0
+
+
+def test_plan_cli_disaggregated(capsys, tmp_path):
+    assert main(["plan", "--profile", "h100-sxm", *FLEET_ARGS, "--disaggregate", "--kv-link-gbps", "25"]) == 0
+    split = json.loads(capsys.readouterr().out)["disaggregated"]
+    assert {p["pool"] for p in split["pools"]} == {"prefill", "decode"} and split["kv_link_gbps"] == 25
+    assert split["gpus"]["dense"] == split["prefill_gpus"]["dense"] + split["decode_gpus"]
+    trace = _write(tmp_path / "t.csv", "arrival_s,input_tokens,output_tokens\n0,100,5\n1,80,3\n")
+    assert main(["plan", "--profile", "h100-sxm", "--trace", str(trace), "--slo-ttft-ms", "500", "--slo-tpot-ms", "50",
+                 "--disaggregate"]) == 2
+    assert "--disaggregate plans generated traffic" in capsys.readouterr().err

@@ -37,6 +37,12 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="cloud price, $ per GPU-hour (default: the profile's market price, see --cloud-price)")
     p.add_argument("--purchase-usd", type=float, default=None, help="purchase price per GPU, $ (default: the profile's)")
     add_ownership_arguments(p, utilization=False)
+    p.add_argument("--disaggregate", action="store_true",
+                   help="also size separate prefill and decode pools (Splitwise/DistServe) with the KV cache moved "
+                        "between them; needs a TTFT and a TPOT SLO")
+    p.add_argument("--kv-link-gbps", type=float, default=None,
+                   help="per-GPU bandwidth from the prefill to the decode pool, GB/s (default 50: one 400 Gb/s "
+                        "InfiniBand NDR port per GPU)")
     add_format_argument(p)
     p.set_defaults(run=run)
 
@@ -77,11 +83,15 @@ def price_and_cost(args: argparse.Namespace, profile: Any, plan: Any, usd_per_ho
 
 def run(args: argparse.Namespace) -> int:
     from ampersim.cli.costs import chain_lines, cost_table_rows, costs_json
+    from ampersim.core.errors import InvalidArgument
     from ampersim.hardware.registry import load_profile
 
     profile = load_profile(args.profile)
     scenario = load_workload(args, DEFAULT_WORKLOAD)
     tco = load_tco(args)  # before simulating: bad ownership numbers fail at once
+    if args.disaggregate and args.trace:
+        raise InvalidArgument("--disaggregate plans generated traffic: drop --trace (or give --prompt-dist and "
+                              "--output-dist from it)")
     plan, requests, prompts, outputs, engine = plan_request(args, profile, scenario)
     basis, costs, price_note = price_and_cost(args, profile, plan, args.usd_per_hour, args.purchase_usd, tco)
     cloud = basis.cloud_usd_per_gpu_hour if basis is not None else None
@@ -109,11 +119,13 @@ def run(args: argparse.Namespace) -> int:
         "warmup_s": requests.warmup_s, "price": price,
     }
     effect = _effect(plan, key)
+    split = _disaggregate(args, profile, scenario, requests, plan.slo, engine) if args.disaggregate else None
+    split_info = _split_json(split, key, usd_per_gpu_hour) if split is not None else None
     if args.format == "json":
         emit(to_json({**info, "usd_per_gpu_hour": usd_per_gpu_hour,
                       "price_date": cloud.date if cloud else None, "results": rows, "candidates": candidates,
                       "effect": effect, "costs": costs_json(costs),
-                      "prices": _prices_json(basis)}))
+                      "prices": _prices_json(basis), "disaggregated": split_info}))
     elif args.format == "csv":
         emit(render_csv(rows, COLUMNS))
     else:
@@ -123,8 +135,72 @@ def run(args: argparse.Namespace) -> int:
                     "prefill share; owned = TCO at the simulated utilization)\n" + render_table(
                         cost_table_rows(costs), ("basis", "item", "dense", "sparse", "saving"))
             text += "\n\n" + "\n".join(chain_lines(costs, scenario.pattern))
+        if split_info is not None:
+            text += "\n\n" + _split_text(split_info, key, scenario.pattern)
         emit(text)
     return 0
+
+
+def _disaggregate(args: argparse.Namespace, profile: Any, scenario: Any, requests: Any, slo: Any, engine: Any) -> Any:
+    from ampersim.core.errors import InvalidArgument
+    from ampersim.core.sourced import Sourced
+    from ampersim.econ.disagg import KV_LINK_GBPS, plan_disaggregated
+    from ampersim.econ.traffic import Traffic
+    from ampersim.models.registry import load_model_spec
+
+    assert isinstance(requests, Traffic)  # run() refuses --disaggregate with --trace
+    link = KV_LINK_GBPS
+    if args.kv_link_gbps is not None:
+        if not args.kv_link_gbps > 0:
+            raise InvalidArgument(f"--kv-link-gbps {args.kv_link_gbps:g}: must be > 0")
+        link = Sourced(value=args.kv_link_gbps, source="assumed: given by the user (kv_link_gbps)")
+    return plan_disaggregated(profile, scenario, requests, slo, engine, spec=load_model_spec(scenario.model),
+                              tp=args.tp, link_gbps=link)
+
+
+def _split_json(split: Any, key: str, usd_per_gpu_hour: float | None) -> dict[str, Any]:
+    pools = []
+    for pool, plan, paths in (("prefill", split.prefill, ("dense", "sparse")), ("decode", split.decode, ("dense",))):
+        if plan is None:
+            continue
+        for path in paths:
+            f = plan.paths[path].fleet
+            pools.append({"pool": pool, "path": path if pool == "prefill" else "both", "tp": f.tp,
+                          "replicas": f.replicas, "gpus": f.gpus, "ttft_ms": _ms(f.ttft_s[key]),
+                          "tpot_ms": _ms(f.tpot_s[key]) if pool == "decode" else None,
+                          "utilization": f.utilization})
+    total = {p: split.gpus(p) for p in ("dense", "sparse")}
+    return {
+        "pools": pools, "gpus": total, "prefill_gpus": {p: split.prefill_gpus(p) for p in ("dense", "sparse")},
+        "decode_gpus": split.decode_gpus, "prefill_gpu_saving": split.prefill_gpu_saving,
+        "kv_link_gbps": split.link_gbps.value, "kv_link_source": split.link_gbps.source,
+        "kv_bytes_per_token_per_gpu": split.kv_bytes_per_token,
+        "kv_transfer_ms": {k: _ms(v) for k, v in split.transfer_s.items()}, "kv_network_gbps": split.network_gbps,
+        "usd_per_day": {p: None if usd_per_gpu_hour is None or g is None else g * usd_per_gpu_hour * 24.0
+                        for p, g in total.items()},
+    }
+
+
+def _split_text(split: dict[str, Any], key: str, pattern: str) -> str:
+    saving = split["prefill_gpu_saving"]
+    prefill = split["prefill_gpus"]
+    lines = [
+        f"disaggregated prefill and decode (separate pools; TTFT from the prefill pool, TPOT from the decode pool; "
+        f"KV over {split['kv_link_gbps']:g} GB/s per GPU: {split['kv_link_source']})",
+        render_table(split["pools"], ("pool", "path", "tp", "replicas", "gpus", "ttft_ms", "tpot_ms", "utilization"),
+                     {"ttft_ms": f"ttft_{key}_ms (to 2nd token in decode)", "tpot_ms": f"tpot_{key}_ms"}),
+        f"  prefill GPUs {pattern} sparsity saves: {prefill['dense']} -> {prefill['sparse']}"
+        + (f" ({100 * saving:.1f} %)" if saving is not None else ""),
+        f"  GPUs in all, dense {split['gpus']['dense']}, sparse {split['gpus']['sparse']} "
+        f"(decode pool {split['decode_gpus']}, shared: decode stays dense)",
+        f"  KV cache per request: {split['kv_bytes_per_token_per_gpu'] / 1024:.0f} KiB per token per GPU; transfer "
+        f"mean {split['kv_transfer_ms']['mean']:.3g} ms, p95 {split['kv_transfer_ms']['p95']:.3g} ms; "
+        f"{split['kv_network_gbps']:.3g} GB/s leave the prefill pool on average",
+    ]
+    if split["usd_per_day"]["dense"] is not None:
+        lines.append(f"  cloud $/day: dense {split['usd_per_day']['dense']:,.0f}, sparse "
+                     f"{split['usd_per_day']['sparse']:,.0f}")
+    return "\n".join(lines)
 
 
 def _prices_json(basis: Any) -> dict[str, Any] | None:

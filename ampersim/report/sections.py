@@ -406,18 +406,19 @@ def fleet(study: Study) -> Section:
             100 * c.owned.saving if c is not None and c.owned else None,
         ]
     chain_png = plots.grouped_bars(stages, bars, ylabel="saving, % of the dense fleet",
-                                   title=f"What {sc.pattern} sparsity saves at each step of the chain — {sc.name}")
+                                   title=f"What {sc.pattern} sparsity saves at each step of the chain — {sc.name}",
+                                   value_format="{:.1f}")
     rows = []
     for pf in f.profiles:
         e, c = pf.plan.effect, pf.costs
-        row = {"profile": pf.profile, "GPUs dense": e.gpus["dense"], "GPUs sparse": e.gpus["sparse"],
+        row = {"profile": pf.profile, "GPUs dense → sparse": f"{e.gpus['dense']} → {e.gpus['sparse']}",
                "prefill share": e.prefill_share, "step speedup": e.isolated_prefill_speedup,
                "in-fleet speedup": e.in_fleet_prefill_speedup, "ideal saving %": 100 * e.expected_saving}
         for basis in ("cloud", "owned"):
             cost = getattr(c, basis) if c is not None else None
-            row[f"{basis} $/day dense"] = cost.paths["dense"].usd_per_day if cost else None
-            row[f"{basis} $/day sparse"] = cost.paths["sparse"].usd_per_day if cost else None
-            row[f"{basis} saving $/month"] = cost.saving_usd_per_month if cost else None
+            row[f"{basis} $/day dense → sparse"] = (
+                f"{cost.paths['dense'].usd_per_day:,.0f} → {cost.paths['sparse'].usd_per_day:,.0f}" if cost else None)
+            row[f"{basis} saved $/month"] = cost.saving_usd_per_month if cost else None
         rows.append(row)
     unit_rows = []
     for pf in f.profiles:
