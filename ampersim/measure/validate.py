@@ -272,8 +272,13 @@ def speedup_summary(pairs: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def validate(measurements: Measurements, profile: HardwareProfile,
-             holdout: Sequence[str] | None = None) -> dict[str, Any]:
-    """Every number `ampersim validate` reports (one file or several together), as one JSON-ready dict."""
+             holdout: Sequence[str] | None = None, sparse_gemm_impl: str | None = None) -> dict[str, Any]:
+    """Every number `ampersim validate` reports (one file or several together), as one JSON-ready dict.
+
+    ``sparse_gemm_impl``: the sparse-GEMM implementation the measured 2:4 GEMMs ran (one of the profile's,
+    e.g. cusparselt_default for a run with cuSPARSELt's default algorithm); None: the profile's own."""
+    if sparse_gemm_impl is not None:
+        profile = profile.with_sparse_gemm(sparse_gemm_impl)
     files = as_files(measurements)
     predictor = Predictor(all_records(files))
     predicted = predictor.predict(profile)
@@ -282,7 +287,7 @@ def validate(measurements: Measurements, profile: HardwareProfile,
     pairs = speedups(rows, predicted, holdout)
     return {
         "measurements": [f.label for f in files], "gpu": ", ".join(dict.fromkeys(f.gpu for f in files)),
-        "profile": profile.name, "holdout": holdout,
+        "profile": profile.name, "sparse_gemm_impl": profile.efficiency.sparse_gemm_impl, "holdout": holdout,
         "summary": summary(rows, predicted, holdout),
         "speedup_summary": speedup_summary(pairs),
         "speedups": pairs,

@@ -15,7 +15,6 @@ from dataclasses import dataclass
 import numpy as np
 from pydantic import BaseModel, ConfigDict
 
-from ampersim.core.errors import NotFound
 from ampersim.core.vocab import MIXED_STEP_MODES, SPARSE_GEMM_IMPL_DESCRIPTIONS
 from ampersim.hardware.profile import HardwareProfile
 from ampersim.models.spec import ModelSpec
@@ -174,12 +173,7 @@ def compile_step(profile: HardwareProfile, scenario: Scenario, *, prune_impl: st
     """Resolve model, policy and sparse path once (spec: an already-loaded ModelSpec;
     ``sparse_gemm_impl``: one of the profile's sparse-GEMM paths instead of its own)."""
     if sparse_gemm_impl is not None:
-        try:
-            efficiency = profile.efficiency.with_sparse_gemm(sparse_gemm_impl)
-        except NotFound as exc:
-            exc.field = "sparse_gemm_impl"
-            raise
-        profile = profile.model_copy(update={"efficiency": efficiency})
+        profile = profile.with_sparse_gemm(sparse_gemm_impl)
     spec = spec or _load_spec(scenario)
     policy = resolve_policy(scenario.policy, spec, scenario.pattern, scenario.scoring)
     execution = sparse_execution(profile, scenario.dtype, policy.pattern, prune_impl)
@@ -364,7 +358,9 @@ def timing_note(profile: HardwareProfile, execution: SparseExecution, ops: list)
         parts.append("eager torch adds host time where _cslt_sparse_mm rebuilds its cuSPARSELt plan on the CPU "
                      "at every call: about 1 ms per sparse linear, measured with torch 2.11 on H200 and H100 "
                      "hosts (docs/validation.md), which makes eager 2:4 prefill CPU-bound until the GEMMs are long; "
-                     "ampersim.runtime.sparse_linear keeps its plans (docs/gpu-pruner.md)")
+                     "ampersim.runtime.sparse_linear keeps its plans and still spends ~180 µs of host time per "
+                     "call (H200 host): eager Llama-3.1-8B was host-bound at 1024 tokens, GPU-bound from 4096 "
+                     "(docs/gpu-pruner.md)")
     grouped = [op for op in ops if op.kind == "sparse_gemm" and np.any(np.asarray(op.groups) > 1)]
     if execution.compressed and grouped and not profile.efficiency.sparse_gemm.grouped:
         parts.append(f"grouped 2:4 GEMMs (MoE experts) run as one sparse GEMM launch per group: {profile.name} "
