@@ -366,9 +366,9 @@ def test_bad_accuracy_file_names_field(tmp_path, capsys):
 def test_fleet_section_prices_the_fleet_and_the_break_even(with_accuracy):
     fleet = next(s for s in with_accuracy.sections if s.anchor == "fleet")
     costs = fleet.tables[0]
-    assert {"GPUs dense → sparse", "cloud $/day dense → sparse", "owned saved $/month"} <= set(costs.columns)
+    assert {"GPUs", "cloud $/day", "owned saved $/month"} <= set(costs.columns)
     for row in costs.rows:
-        dense, sparse = (int(n) for n in row["GPUs dense → sparse"].split(" → "))
+        dense, sparse = (int(n) for n in row["GPUs"].split(" → "))
         assert dense >= sparse >= 1 and row["cloud saved $/month"] >= 0
     even = fleet.tables[-1]
     assert all(str(v).endswith("x") or v == "out of reach" for r in even.rows for k, v in r.items() if k.startswith("for "))

@@ -411,12 +411,12 @@ def fleet(study: Study) -> Section:
     rows = []
     for pf in f.profiles:
         e, c = pf.plan.effect, pf.costs
-        row = {"profile": pf.profile, "GPUs dense → sparse": f"{e.gpus['dense']} → {e.gpus['sparse']}",
+        row = {"profile": pf.profile, "GPUs": f"{e.gpus['dense']} → {e.gpus['sparse']}",
                "prefill share": e.prefill_share, "step speedup": e.isolated_prefill_speedup,
                "in-fleet speedup": e.in_fleet_prefill_speedup, "ideal saving %": 100 * e.expected_saving}
         for basis in ("cloud", "owned"):
             cost = getattr(c, basis) if c is not None else None
-            row[f"{basis} $/day dense → sparse"] = (
+            row[f"{basis} $/day"] = (
                 f"{cost.paths['dense'].usd_per_day:,.0f} → {cost.paths['sparse'].usd_per_day:,.0f}" if cost else None)
             row[f"{basis} saved $/month"] = cost.saving_usd_per_month if cost else None
         rows.append(row)
@@ -471,7 +471,7 @@ def fleet(study: Study) -> Section:
                 source=f"formula curves at each profile's in-fleet prefill speedup; points: fleets re-planned on "
                        f"{f.sweep_profile} at each output length (fixed) and hit rate, "
                        f"{_simulated(study)}")],
-        [Table(rows, list(rows[0]), caption="the fleet per path and what it costs",
+        [Table(rows, list(rows[0]), caption="the fleet and what it costs (GPUs and $/day: dense → sparse)",
                source=f"{_simulated(study)}; {f.window_s:g} s simulated; {PRICED}"),
          Table(unit_rows, list(unit_rows[0]) if unit_rows else [], caption="unit costs", source=PRICED)
          if unit_rows else Table([{"note": "no profile has a price"}], ["note"]),
