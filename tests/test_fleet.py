@@ -195,3 +195,30 @@ def test_plan_cli_disaggregated(capsys, tmp_path):
     assert main(["plan", "--profile", "h100-sxm", "--trace", str(trace), "--slo-ttft-ms", "500", "--slo-tpot-ms", "50",
                  "--disaggregate"]) == 2
     assert "--disaggregate plans generated traffic" in capsys.readouterr().err
+
+
+def test_break_even_gemm_speedup_by_hand():
+    from ampersim.econ.fleet import break_even_gemm_speedup
+
+    # f = 0.5, g = 0.6, o = 0.05: a 10 % saving needs 0.6 / (0.6 - 0.05 - 0.2) = 1.714x
+    assert break_even_gemm_speedup(0.10, 0.5, 0.6, 0.05) == pytest.approx(0.6 / 0.35)
+    assert break_even_gemm_speedup(0.30, 0.5, 0.6, 0.05) is None  # 0.6 - 0.05 - 0.6 <= 0: out of reach
+    k = break_even_gemm_speedup(0.02, 0.4, 0.5)
+    assert 0.4 * (1 - ((1 - 0.5) + 0.5 / k)) == pytest.approx(0.02)  # the saving it promises
+
+
+def test_workload_serving_and_cache_are_validated(tmp_path):
+    from ampersim.sim.scenario import load_scenario
+
+    bad = tmp_path / "w.yaml"
+    bad.write_text("name: w\nmodel: llama-3.1-8b\nprompt_tokens: 100\n"
+                   "prefix_cache:\n  hit_rate: {value: 1.0, source: 'assumed: all'}\n")
+    with pytest.raises(InvalidData, match=r"w.yaml:5.*hit_rate must be in \[0, 1\)"):
+        load_scenario(bad)
+    presets = {name: load_scenario(name) for name in
+               ("conversation", "coding", "long-context", "summarization", "rag", "agent-loop")}
+    for scenario in presets.values():
+        assert scenario.serving is not None and scenario.prompt_source and scenario.output_source
+    assert presets["conversation"].mean_prompt_tokens() == pytest.approx(1155, abs=1)
+    assert presets["coding"].mean_output_tokens() == pytest.approx(28, abs=0.1)
+    assert presets["long-context"].cache_hit_rate == 0.374
