@@ -211,6 +211,8 @@ def test_every_profile_number_and_price_is_listed(with_accuracy):
     assert {(r["profile"], r["item"]) for r in prices.rows} >= {
         ("h100-sxm", "cloud_usd_per_gpu_hour"),
         ("all", "usd_per_kwh"),
+        ("all", "tco.pue"),
+        ("all", "tco.hosting_usd_per_kw_month"),
     }
 
 

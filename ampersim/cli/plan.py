@@ -117,6 +117,7 @@ def run(args: argparse.Namespace) -> int:
         "engine": engine.model_dump(), "engine_sources": engine.sources(profile),
         "duration_s": getattr(requests, "duration_s", None), "seed": args.seed,
         "warmup_s": requests.warmup_s, "price": price,
+        "tco": f"{tco.name}: {tco.description}",
     }
     effect = _effect(plan, key)
     split = _disaggregate(args, profile, scenario, requests, plan.slo, engine) if args.disaggregate else None
@@ -206,7 +207,8 @@ def _split_text(split: dict[str, Any], key: str, pattern: str) -> str:
 def _prices_json(basis: Any) -> dict[str, Any] | None:
     if basis is None:
         return None
-    return {k: {"value": v.value, "source": v.source, "date": v.date} for k, v in basis.items()}
+    items = list(basis.items()) + [(f"tco.{k}", v) for k, v in basis.tco.items()]
+    return {k: {"value": v.value, "source": v.source, "date": v.date} for k, v in items}
 
 
 def _ms(value: float) -> float | None:
@@ -284,6 +286,7 @@ def _text(info: dict[str, Any], rows: list[dict[str, Any]], candidates: list[dic
         f"{engine.block_size} tokens, {engine.gpu_memory_utilization:g} of GPU memory, mixed steps '{engine.mixed}'; "
         f"{info['duration_s']:g} s simulated (first {info['warmup_s']:g} s warm-up), seed {info['seed']}",
         f"price: {info['price']}",
+        f"owned: total cost of ownership {info['tco']} (`ampersim roi` lists every number with its source)",
         "",
         render_table(rows, COLUMNS, {**HEADERS, "ttft_ms": f"ttft_{key}_ms", "tpot_ms": f"tpot_{key}_ms"}),
         "",

@@ -509,4 +509,8 @@ def _prices(inputs: ReportInputs) -> tuple[SourcedItem, ...]:
     shared = {k for k, values in owners.items() if len(values) > 1 and all(v == values[0] for v in values)}
     rows = [SourcedItem(name, k, v) for name, k, v in items if k not in shared]
     rows += [SourcedItem("all", k, values[0]) for k, values in owners.items() if k in shared]
+    tco = next((b.tco for b in inputs.bases if b is not None), None)  # one TCO for every profile
+    if tco is not None:
+        rows += [SourcedItem("all", f"tco.{k}", v) for k, v in tco.items()
+                 if k not in ("depreciation_years", "usd_per_kwh")]  # those are lifetime_years, usd_per_kwh
     return tuple(rows)
