@@ -222,3 +222,10 @@ def test_workload_serving_and_cache_are_validated(tmp_path):
     assert presets["conversation"].mean_prompt_tokens() == pytest.approx(1155, abs=1)
     assert presets["coding"].mean_output_tokens() == pytest.approx(28, abs=0.1)
     assert presets["long-context"].cache_hit_rate == 0.374
+
+
+def test_roi_notes_a_profile_without_a_fleet(capsys):
+    assert main(["roi", "--profile", "l4", "--workload", "chat", "--pattern", "2:4", "--rate", "30", "--tp", "1",
+                 "--duration-s", "120", "--format", "json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["fleet"] == [] and any(n.startswith("l4: no fleet: no fleet meets p95 TTFT") for n in out["notes"])

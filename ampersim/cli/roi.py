@@ -84,9 +84,10 @@ def run(args: argparse.Namespace) -> int:
         for p, h, b in zip(profiles, hourly, bought)
     ]
     rows = compare(profiles, scenario, bases)
-    fleets = _fleets(args, profiles, scenario, bases) if scenario.has_outputs or args.rate is not None else []
+    fleets, refused = (_fleets(args, profiles, scenario, bases) if scenario.has_outputs or args.rate is not None
+                       else ([], []))
     backs = paybacks(rows)
-    notes = [f"{r.profile}: {r.note}" for r in rows if r.note] + [b.note for b in bases if b.note]
+    notes = [f"{r.profile}: {r.note}" for r in rows if r.note] + [b.note for b in bases if b.note] + refused
     for profile, r in zip(profiles, rows):
         if r.prices.cloud_usd_per_gpu_hour is None:
             notes.append(missing_price_message(profile, "cloud_usd_per_gpu_hour", "--usd-per-hour"))
@@ -154,16 +155,26 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _fleets(args: Any, profiles: list[Any], scenario: Any, bases: list[Any]) -> list[tuple[str, Any, Any, Any]]:
-    """(profile, plan, costs, requests) of the fleet serving the workload's traffic on each profile, as `plan`."""
+def _fleets(args: Any, profiles: list[Any], scenario: Any,
+            bases: list[Any]) -> tuple[list[tuple[str, Any, Any, Any]], list[str]]:
+    """(profile, plan, costs, requests) of the fleet serving the workload's traffic on each profile, as `plan`,
+    and a note for each profile no fleet of which meets the SLOs (or that cannot hold the model)."""
     from ampersim.cli.plan import plan_request
+    from ampersim.core.errors import AmpersimError
     from ampersim.econ.fleet import fleet_costs
 
-    out = []
+    out, refused = [], []
     for profile, basis in zip(profiles, bases):
-        plan, requests, _, _, _ = plan_request(args, profile, scenario)
+        try:
+            plan, requests, _, _, _ = plan_request(args, profile, scenario)
+        except AmpersimError as exc:
+            if exc.field in ("rate_per_s", "slo_ttft_s", "slo_tpot_s", "cache_hit_rate", "percentile") \
+                    and "no fleet meets" not in str(exc):
+                raise  # a bad argument: the same for every profile
+            refused.append(f"{profile.name}: no fleet: {exc}")
+            continue
         out.append((profile.name, plan, fleet_costs(plan, profile, basis), requests))
-    return out
+    return out, refused
 
 
 def _fleet_text(fleets: list[tuple[str, Any, Any, Any]], scenario: Any) -> list[str]:
