@@ -41,8 +41,8 @@ def main() -> None:
     parser.add_argument("--hit-rates", default="0,0.25,0.5,0.75,0.9")
     args = parser.parse_args()
     print(f"load average before: {os.getloadavg()[0]:.1f}", file=sys.stderr)
-    print(f"| preset | req/s | GPUs dense → sparse | prefill share | step / in-fleet speedup | ideal saving | "
-          f"cloud $/day dense → sparse | saved $/month | disaggregated prefill GPUs dense → sparse (+ decode) | s |")
+    print("| preset | req/s | GPUs dense → sparse | prefill share | step / in-fleet speedup | ideal saving | "
+          "cloud $/day dense → sparse | saved $/month | disaggregated prefill GPUs dense → sparse (+ decode) | s |")
     print("|---|---|---|---|---|---|---|---|---|---|")
     for preset in args.presets.split(","):
         out, seconds = plan(args.profile, args.pattern, preset, "--disaggregate")
