@@ -68,6 +68,15 @@ MIXED_STEP_MODES: tuple[str, ...] = get_args(MixedStepMode)
 prune_all: every row of a step that holds a prefill chunk is pruned (decode rows too: an accuracy
 risk); separate: the scheduler never mixes, prefill and decode run in separate steps."""
 
+# -- economics ---------------------------------------------------------------------------------------
+CloudPrice = Literal["market", "list"]
+CLOUD_PRICES: tuple[str, ...] = get_args(CloudPrice)
+"""Which cloud rent a profile's prices give: market (a median or midpoint over providers, the default)
+or list (one provider's on-demand list price)."""
+CostBasis = Literal["cloud", "owned"]
+COST_BASES: tuple[str, ...] = get_args(CostBasis)
+"""How a fleet is paid for: cloud (rent for every GPU-hour) or owned (total cost of ownership)."""
+
 # -- runtime pruning implementations the harness measures (profile ``prune_impls`` keys) -----------
 PruneImplName = Literal["torch_eager_mask", "torch_eager_cslt", "fused_mask", "fused_cslt"]
 MEASURED_PRUNE_IMPLS: tuple[str, ...] = get_args(PruneImplName)

@@ -68,14 +68,20 @@ class Power(BaseModel):
 
 
 class Prices(BaseModel):
+    """Prices of one GPU, each dated: cloud rent as a provider's list price and as a market median
+    (``ampersim roi --cloud-price list|market`` picks one), and the purchase price."""
+
     model_config = _Frozen
 
-    cloud_usd_per_gpu_hour: PositiveSourced | None = None
+    cloud_usd_per_gpu_hour: PositiveSourced | None = Field(
+        default=None, description="On-demand list price of one GPU-hour at a named provider.")
+    cloud_market_usd_per_gpu_hour: PositiveSourced | None = Field(
+        default=None, description="On-demand market price of one GPU-hour (a median or midpoint over providers).")
     purchase_usd: PositiveSourced | None = None
 
     @model_validator(mode="after")
     def _dated(self) -> "Prices":
-        for field in ("cloud_usd_per_gpu_hour", "purchase_usd"):
+        for field in ("cloud_usd_per_gpu_hour", "cloud_market_usd_per_gpu_hour", "purchase_usd"):
             value = getattr(self, field)
             if value is not None and value.date is None:
                 raise ValueError(f"{field} needs a 'date' (YYYY-MM or YYYY-MM-DD): prices age")
