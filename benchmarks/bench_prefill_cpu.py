@@ -35,7 +35,7 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     import ampersim
-    from ampersim.eval import metrics as ev
+    from ampersim.eval import data as ev
     from ampersim.models.load import load_model
     from ampersim.runtime import sparsify as torch_integration
 

@@ -42,11 +42,11 @@ def test_table_output_and_outstanding(capsys):
                            "--outstanding", "--calibration-windows", "1")
     assert code == 0
     lines = out.splitlines()
-    assert lines[2].split()[:3] == ["variant", "ppl", "quiz"]
+    assert lines[2].split()[:3] == ["variant", "ppl", "coverage"]  # only what was evaluated
     assert lines[4].startswith("dense") and lines[5].startswith("2:4 magnitude/all +W8A8")
     assert "ppl:" in out and "quiz:" not in out
     code, out, _ = run_cli(capsys, "--eval", "ppl", "--windows", "1", "--window-tokens", "48", "--format", "csv")
-    assert code == 0 and out.splitlines()[0] == "variant,ppl,quiz_acc,coverage,tokens_per_s"
+    assert code == 0 and out.splitlines()[0] == "variant,ppl,code_ppl,quiz_acc,coverage,tokens_per_s"
     assert len(out.splitlines()) == 3
 
 
@@ -70,7 +70,7 @@ def test_sensitivity_writes_skip_list(capsys, tmp_path):
     (["--pattern", "5:10"], r"layer model\.layers\.0\.self_attn\.q_proj \(layers\.0\.q_proj\): in_features 576 "
                             r"is not divisible by M=10"),
     (["--eval", "bleu"], "unknown evaluation 'bleu'"),
-    (["--windows", "0"], "--windows must be >= 1"),
+    (["--windows", "0"], "--windows: must be >= 1"),
     (["--windows", "500"], "room for 1..70 windows of 512"),
     (["--policy", "no-such-policy.yaml"], "neither a preset"),
 ])

@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ampersim.core.errors import InvalidArgument, NotFound
-from ampersim.core.vocab import DECODER_LINEAR_KINDS
+from ampersim.core.vocab import AMBER_OUTLIERS, DECODER_LINEAR_KINDS, AmberOutliers
 from ampersim.models.hf_names import LinearTarget, linear_targets, model_spec
 from ampersim.core.patterns import NMPattern
 from ampersim.sparsity.policy import Coverage, PolicyRule, SparsityPolicy, coverage, resolve_policy
@@ -86,6 +86,7 @@ class SparsifyHandle:
     layers: list[str]  # canonical names of the pruned linears, in module order
     coverage: Coverage | None  # share of linear MACs sparsified (None without a ModelSpec)
     outstanding: bool = False
+    outliers: str = "clamp"  # amber factor: weights outside the clip quantiles clamped or dropped
     _mode: str = "prefill"
     _step: str | None = None  # "prefill" | "decode" while the root model runs, else None
     _targets: list[_Target] = field(default_factory=list, repr=False)
@@ -152,7 +153,8 @@ class SparsifyHandle:
 def sparsify(model: "torch.nn.Module", policy: SparsityPolicy | str | Path = "amber", *,
              pattern: str | NMPattern | None = None, scoring: str | None = None,
              prefill_only: bool = True, spec: "ModelSpec | None" = None,
-             outstanding: bool = False, calibration: Any = None) -> SparsifyHandle:
+             outstanding: bool = False, calibration: Any = None,
+             outliers: AmberOutliers = "clamp") -> SparsifyHandle:
     """Prune the inputs of the linear layers ``policy`` selects, during prefill; return a handle.
 
     ``policy``: a SparsityPolicy, a preset ("amber", "all", "none") or a custom policy YAML path,
@@ -163,16 +165,21 @@ def sparsify(model: "torch.nn.Module", policy: SparsityPolicy | str | Path = "am
     rule covering every kind and layer (the ``all`` preset). lm_head and routers are never pruned. ``prefill_only=False`` starts in mode "always".
     ``outstanding=True`` adds inverse SmoothQuant (alpha 0.10) and simulated W8A8 to the selected
     layers (see :mod:`ampersim.runtime.outstanding`); ``calibration``: iterable of input-id batches
-    for its activation statistics (required then).
+    for its activation statistics (required then). ``outliers``: how the amber factor treats weights
+    outside its 0.5/99.5 % quantiles, "clamp" (default) or "drop" (:func:`ampersim.sparsity.scoring.amber_factor`).
     """
     if getattr(model, _HANDLE_ATTR, None) is not None:
         raise InvalidArgument("model is already sparsified; call remove() on its handle first")
+    if outliers not in AMBER_OUTLIERS:
+        raise InvalidArgument(f"outliers must be one of {', '.join(AMBER_OUTLIERS)}, got '{outliers}'",
+                              field="outliers")
     targets = linear_targets(model)
     policy, spec = _resolve(model, policy, pattern, scoring, spec, targets)
     _check_module_globs(policy, targets)
     selected = _select(targets, policy)
     handle = SparsifyHandle(model=model, policy=policy, layers=[], coverage=None,
-                            outstanding=outstanding, _mode="prefill" if prefill_only else "always")
+                            outstanding=outstanding, outliers=outliers,
+                            _mode="prefill" if prefill_only else "always")
     for t in selected:
         if t.target.in_features % policy.pattern.m:
             raise InvalidArgument(
@@ -184,7 +191,7 @@ def sparsify(model: "torch.nn.Module", policy: SparsityPolicy | str | Path = "am
     for t in selected:
         if t.target.kind != "experts":
             if policy.scoring == "amber":
-                t.factor = static_factor(t.target.module.weight, "amber")
+                t.factor = static_factor(t.target.module.weight, "amber", outliers=outliers)
             if outstanding:
                 _swap_quantized_weight(t)
     handle.coverage = coverage(spec, policy) if spec is not None else None
