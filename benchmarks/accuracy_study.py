@@ -432,12 +432,17 @@ def _outliers_text(models: list[dict[str, Any]]) -> list[str]:
 
 
 def _prefill_text(prefill: dict[str, Any]) -> list[str]:
+    load = prefill.get("loadavg_1min")
     return ["## CPU prefill overhead of the pruner on the 1.5B model", "",
-            f"`{prefill['command']}` ({prefill['date']}, load average {prefill['loadavg']}): dense "
-            f"{prefill['dense_tokens_per_s']:.0f} tokens/s, pruned ({prefill['variant']}) "
-            f"{prefill['sparse_tokens_per_s']:.0f} tokens/s, overhead {prefill['overhead_pct']:+.1f} % "
-            f"(medians of {prefill['repeats']} alternating passes over {prefill['windows']} x {prefill['window_tokens']} "
-            "tokens). On CPU the GEMMs stay dense: this is the price of pruning, not a speedup.", ""]
+            f"`{prefill['command']}` ({prefill.get('date', 'date not recorded')}; 1-minute load average at start and "
+            f"end {load if load else 'not recorded'} on {os.cpu_count()} cores): {prefill['model']}, "
+            f"{prefill['policy']} policy {prefill['pattern']} {prefill['scoring']} (coverage "
+            f"{100 * prefill['coverage']:.1f} %), {prefill['windows']} x {prefill['window_tokens']} tokens per pass, "
+            f"{prefill['repeats']} alternating dense/pruned passes: dense {prefill['dense_tokens_per_s']:.0f} "
+            f"tokens/s, pruned {prefill['sparse_tokens_per_s']:.0f} tokens/s, overhead "
+            f"{100 * prefill['overhead_median']:+.1f} % (medians; {100 * prefill['overhead_min']:+.1f} % minima); "
+            f"the pruning calls take {100 * prefill['prune_share_of_instrumented_pass']:.1f} % of an instrumented "
+            "pruned pass. On CPU the GEMMs stay dense: this is the price of pruning, not a speedup.", ""]
 
 
 REPRODUCE = """## Reproduce, and use on your model
