@@ -54,14 +54,17 @@ CALIBRATION_WINDOWS = 8
 
 
 def variant_tiers(patterns: list[str]) -> list[list[tuple[str, str, str, bool, str]]]:
-    """(pattern, scoring, policy, outstanding, outliers) in priority tiers: the paper's method and the
-    naive baseline at 8:16 and 2:4; the rest of the grid; outlier handling and W8A8."""
+    """(pattern, scoring, policy, outstanding, outliers) in priority tiers, each run on every model
+    before the next: the paper's method at 8:16, the naive baseline at 8:16, both at 2:4, the rest of
+    the grid, then outlier handling and W8A8."""
     grid = [(p, s, pol, False, "clamp") for p in patterns for s in ("magnitude", "amber") for pol in ("all", "amber")]
-    first = [c for c in grid if (c[1], c[2]) in (("amber", "amber"), ("magnitude", "all")) and c[0] in ("8:16", "2:4")]
-    first.sort(key=lambda c: (c[0] != "8:16", c[1] != "amber"))
-    extras = [("8:16", "amber", "amber", False, "drop"), ("8:16", "amber", "all", False, "drop"),
-              ("8:16", "amber", "amber", True, "clamp")] if "8:16" in patterns else []
-    return [first, [c for c in grid if c not in first], extras]
+    tiers = [[c for c in grid if c[:3] == key] for key in (("8:16", "amber", "amber"), ("8:16", "magnitude", "all"))]
+    tiers.append([c for c in grid if c[0] == "2:4" and c[1:3] in (("amber", "amber"), ("magnitude", "all"))])
+    tiers.append([c for c in grid if not any(c in t for t in tiers)])
+    if "8:16" in patterns:
+        tiers.append([("8:16", "amber", "amber", False, "drop"), ("8:16", "amber", "all", False, "drop"),
+                      ("8:16", "amber", "amber", True, "clamp")])
+    return [t for t in tiers if t]
 
 
 def environment() -> dict[str, Any]:

@@ -114,3 +114,13 @@ def test_variant_labels_and_checks():
         Variant(outliers="cut")
     with pytest.raises(InvalidArgument, match="unknown scoring"):
         Variant(scoring="wanda")
+
+
+def test_user_text_too_short_names_the_window(tmp_path):
+    from test_eval_quiz import _CharTokenizer
+
+    from ampersim.eval.data import token_windows
+
+    with pytest.raises(InvalidArgument, match="the text has 3 tokens, fewer than one window of 8") as info:
+        token_windows(_CharTokenizer(), "abc", 8, 1)
+    assert info.value.field == "window_tokens"

@@ -98,6 +98,9 @@ def token_windows(tokenizer: Any, text: str, window: int, n_windows: int | None 
     body = window - 1 if add_bos else window
     available = len(ids) // body
     n = available if n_windows is None else n_windows
+    if available == 0:
+        raise InvalidArgument(f"the text has {len(ids)} tokens, fewer than one window of {window}",
+                              field="window_tokens")
     if n < 1 or n > available:
         raise InvalidArgument(
             f"{n_windows} windows: the text has {len(ids)} tokens, room for 1..{available} windows of {window}",

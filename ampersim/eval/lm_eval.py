@@ -86,13 +86,13 @@ def evaluate_tasks(loaded: "LoadedModel", tasks: Sequence[str], *, questions: Se
               batch_size=batch_size, add_bos_token=loaded.add_bos)
     with tempfile.TemporaryDirectory(prefix="ampersim-lm-eval-") as tmp:
         include = str(write_quiz_task(questions, Path(tmp))) if LOCAL_QUIZ_TASK in tasks else None
-        manager = TaskManager(include_path=include, verbosity="ERROR")
+        manager = TaskManager(include_path=include)
         unknown = [t for t in tasks if t not in manager.all_tasks]
         if unknown:
             raise InvalidArgument(f"unknown lm-eval task '{unknown[0]}'; see `lm-eval ls tasks`, or use "
                                   f"{LOCAL_QUIZ_TASK} (the project's quiz, offline)", field="eval")
         out = lm_eval.simple_evaluate(model=lm, tasks=list(tasks), task_manager=manager, limit=limit,
-                                      log_samples=True, bootstrap_iters=0, verbosity="ERROR")
+                                      log_samples=True, bootstrap_iters=0)
     results: dict[str, QuizResult] = {}
     for task in tasks:
         samples = sorted(out["samples"].get(task, []), key=lambda s: s["doc_id"])
