@@ -50,6 +50,7 @@ MODELS: dict[str, Settings] = {
     "qwen2.5-coder-1.5b": Settings(windows=4, code_windows=2, questions=60),
 }
 WINDOW_TOKENS = 512
+EARLIER = "accuracy-smollm2-135m-2026-11-27.json"  # the previous single-model study (docs/), shown for reference
 CALIBRATION_WINDOWS = 8
 
 
@@ -278,6 +279,7 @@ def trend_plot(results: dict[str, Any], paper: dict[str, Any], path: Path) -> No
     for ax, title in ((ax_ppl, "perplexity change on Pride and Prejudice (%)"),
                       (ax_acc, "quiz accuracy change (points; ±2 paired se)")):
         ax.set_xscale("log")
+        ax.set_xlim(8e7, 1.2e10)
         ax.set_xlabel("parameters")
         ax.axhline(0, color="black", linewidth=0.5)
         ax.set_title(title, fontsize=10)
@@ -293,7 +295,8 @@ def trend_plot(results: dict[str, Any], paper: dict[str, Any], path: Path) -> No
     plt.close(fig)
 
 
-def render_markdown(results: dict[str, Any], paper: dict[str, Any], prefill: dict[str, Any] | None) -> str:
+def render_markdown(results: dict[str, Any], paper: dict[str, Any], prefill: dict[str, Any] | None,
+                    earlier: tuple[str, dict[str, Any]] | None = None) -> str:
     env, models = results["environment"], results["models"]
     lines = [
         "# Accuracy of N:M activation pruning on real models, 135M to 1.5B parameters",
@@ -377,8 +380,27 @@ def render_markdown(results: dict[str, Any], paper: dict[str, Any], prefill: dic
     lines += _outliers_text(models)
     if prefill:
         lines += _prefill_text(prefill)
+    if earlier:
+        lines += _earlier_text(earlier[1], earlier[0])
     lines += REPRODUCE.splitlines()
     return "\n".join(lines) + "\n"
+
+
+def _earlier_text(earlier: dict[str, Any], name: str) -> list[str]:
+    """The previous study's full grid on SmolLM2-135M (more windows and questions), kept for reference."""
+    ev, env, d = earlier["evaluation"], earlier["environment"], earlier["dense"]
+    out = [f"## Earlier full grid on SmolLM2-135M ({env['date']}, ampersim {env['ampersim_commit']})", "",
+           f"From [{name}]({name}) (`{env['command']}` at that commit): {ev['ppl_windows']} windows x "
+           f"{ev['window_tokens']} tokens, all {ev['quiz_questions']} quiz questions, no code perplexity, amber "
+           f"outliers clamped. Dense: ppl {d['ppl']:.3f}, quiz accuracy {d['quiz_acc']:.3f} ± {d['quiz_stderr']:.3f}.",
+           "", "| pattern | scoring/policy | coverage % | ppl | Δppl % (± se) | quiz acc | Δacc (± paired se) |",
+           "|---|---|---:|---:|---:|---:|---:|"]
+    for r in earlier["rows"] + earlier.get("outstanding_rows", []):
+        policy = r["policy"] + (" +W8A8" if r.get("outstanding") else "")
+        out.append(f"| {r['pattern']} | {r['scoring']}/{policy} | {100 * r['coverage']:.1f} | {r['ppl']:.3f} | "
+                   f"{_pct(r['ppl_ratio'])} (± {_se_pct(r['log_ppl_delta_stderr'])}) | {r['quiz_acc']:.3f} | "
+                   f"{r['quiz_acc_delta']:+.3f} (± {r['quiz_acc_delta_stderr']:.3f}) |")
+    return out + [""]
 
 
 def _trend_text(models: list[dict[str, Any]]) -> list[str]:
@@ -531,9 +553,11 @@ def main(argv: list[str] | None = None) -> int:
     results = build_results(read_cells(args.cells), list(MODELS))
     paper = yaml.safe_load((ROOT / "benchmarks" / "accuracy_paper_reported.yaml").read_text(encoding="utf-8"))
     prefill = json.loads(args.prefill_json.read_text(encoding="utf-8")) if args.prefill_json.exists() else None
+    earlier = ROOT / "docs" / EARLIER
+    earlier_results = (EARLIER, json.loads(earlier.read_text(encoding="utf-8"))) if earlier.exists() else None
     write_text_atomic(args.json, json.dumps(results, indent=1) + "\n")
     trend_plot(results, paper, args.plot)
-    write_text_atomic(args.markdown, render_markdown(results, paper, prefill))
+    write_text_atomic(args.markdown, render_markdown(results, paper, prefill, earlier_results))
     _log(f"wrote {args.json}, {args.markdown}, {args.plot}")
     return 0
 
