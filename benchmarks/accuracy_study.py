@@ -30,7 +30,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
+from ampersim.core.resources import repository_root
+
+ROOT = repository_root()
 PATTERNS = ("2:4", "4:8", "8:16", "16:32")
 
 

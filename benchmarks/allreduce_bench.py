@@ -5,7 +5,8 @@ Launch with torchrun (one process per GPU), from the repository root:
 For every model and token count it takes the all-reduce ops of the simulator's op graph at
 tp = world size (the same message sizes `ampersim predict --tp N` costs), checks one all-reduce of
 fresh random data against the sum computed locally, then times NCCL all_reduce with CUDA events
-(warm-up, median of >= 20 runs, spread). Rank 0 appends one record per size. NVLink multicast
+(ampersim.measure.harness: warm-up, a fixed number of runs so that every rank runs the same
+collectives, median and spread). Rank 0 appends one typed record per size. NVLink multicast
 (NVLS) stays off, as the lending machine requires. The calls are eager, each after a barrier, so a
 timing includes NCCL's host-side launch and the wait for the peer rank (the small-message latency
 `ampersim calibrate` fits is therefore an upper bound for CUDA-graph-captured all-reduces).
@@ -13,6 +14,7 @@ timing includes NCCL's host-side launch and the wait for the peer rank (the smal
 from __future__ import annotations
 
 import argparse
+import itertools
 import os
 import sys
 from datetime import datetime, timezone
@@ -25,9 +27,8 @@ import torch
 import torch.distributed as dist
 
 from ampersim.measure.env import capture_environment
-from ampersim.measure.harness import summarize
-from ampersim.measure.records import MeasurementWriter, header_record
-from ampersim.measure.runner import op_dict
+from ampersim.measure.harness import event_times, summarize
+from ampersim.measure.records import Check, MeasuredShape, MeasurementWriter, OpMeasurement, SkipRecord, header_record
 from ampersim.models.registry import load_model_spec
 from ampersim.sparsity.policy import resolve_policy
 from ampersim.sim.graph import build_graph
@@ -52,28 +53,22 @@ def rank_data(rank: int, numel: int, seed: int) -> torch.Tensor:
     return torch.randn(numel, generator=gen, device="cuda", dtype=torch.float32).to(torch.bfloat16)
 
 
-def check(numel: int, world: int, rank: int, seed: int) -> dict:
+def check(numel: int, world: int, rank: int, seed: int) -> Check:
     """All-reduce fresh data once; compare with the sum of every rank's data computed here."""
     x = rank_data(rank, numel, seed)
     expected = sum(rank_data(r, numel, seed).float() for r in range(world))
     dist.all_reduce(x)
     err = ((x.float() - expected).norm() / expected.norm()).item()
-    return {"rel_err": err, "tol": 1e-2, "ok": bool(np.isfinite(err) and err < 1e-2)}
+    return Check(rel_err=err, tol=1e-2, ok=bool(np.isfinite(err) and err < 1e-2))
 
 
-def time_allreduce(numel: int, rank: int) -> tuple:
-    bufs = [torch.randn(numel, device="cuda", dtype=torch.bfloat16) for _ in range(2)]
-    for i in range(WARMUP):
-        dist.all_reduce(bufs[i % 2])
+def time_allreduce(numel: int) -> list[float]:
+    """Seconds of RUNS all-reduces alternating over two buffers, each after a barrier (not timed)."""
+    bufs = itertools.cycle([torch.randn(numel, device="cuda", dtype=torch.bfloat16) for _ in range(2)])
+    for _ in range(WARMUP):
+        dist.all_reduce(next(bufs))
     torch.cuda.synchronize()
-    events = [(torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)) for _ in range(RUNS)]
-    for i, (start, end) in enumerate(events):
-        dist.barrier()
-        start.record()
-        dist.all_reduce(bufs[i % 2])
-        end.record()
-    torch.cuda.synchronize()
-    return [s.elapsed_time(e) / 1e3 for s, e in events]
+    return event_times(lambda: dist.all_reduce(next(bufs)), RUNS, before_each=dist.barrier)
 
 
 def main() -> int:
@@ -87,9 +82,9 @@ def main() -> int:
     torch.cuda.set_device(rank % torch.cuda.device_count())
     writer = None
     if rank == 0:
-        env = capture_environment("cuda")
-        env.update(world_size=world, nccl=".".join(map(str, torch.cuda.nccl.version())),
-                   nccl_nvls_enable=os.environ.get("NCCL_NVLS_ENABLE"))
+        env = capture_environment("cuda").model_copy(update={
+            "world_size": world, "nccl": ".".join(map(str, torch.cuda.nccl.version())),
+            "nccl_nvls_enable": os.environ.get("NCCL_NVLS_ENABLE")})
         writer = MeasurementWriter(args.out, header_record(env, sys.argv, datetime.now(timezone.utc).isoformat(
             timespec="seconds")))
     seed = 0
@@ -99,20 +94,19 @@ def main() -> int:
                 seed += 1
                 numel = int(op.bytes) // 2
                 checked = check(numel, world, rank, seed)
-                per_call = time_allreduce(numel, rank) if checked["ok"] else []
+                per_call = time_allreduce(numel) if checked.ok else []
                 if rank != 0:
                     continue
-                base = {"workload": model, "model": model, "tokens": tokens, "batch": 1, "dtype": "bf16",
-                        "tp": world, "pattern": None, "policy": "none", "scoring": None}
-                if not checked["ok"]:
-                    writer.write({"record": "skip", **base, "reason": f"all-reduce check failed: {checked}"})
+                if not checked.ok:
+                    writer.write(SkipRecord(what=f"{model} T={tokens} {op.name} ({op.bytes / 1e6:.1f} MB)",
+                                            reason=f"all-reduce check failed: relative error {checked.rel_err:.3g}"))
                     continue
                 timing = summarize(per_call, "cuda_events", 1, note="NCCL all_reduce, eager, barrier before each run")
-                writer.write({"record": "op", **base, "variant": "dense", "prune_impl": None, "op": op_dict(op),
-                              "also": [], "measured": {"M": float(op.M), "N": 0, "K": float(op.K), "groups": 1,
-                                                       "sets": 2},
-                              "impl": "torch.distributed.all_reduce (NCCL)", "check": checked,
-                              "timing": timing.as_dict(), "note": ""})
+                writer.write(OpMeasurement(
+                    workload=model, model=model, tokens=tokens, batch=1, dtype="bf16", tp=world, pattern=None,
+                    policy="none", scoring=None, variant="dense", prune_impl=None, op=op.to_record(), also=[],
+                    measured=MeasuredShape(M=float(op.M), N=0, K=float(op.K), groups=1, sets=2),
+                    impl="torch.distributed.all_reduce (NCCL)", check=checked, timing=timing))
                 gbps = op.bytes / timing.median_s / 1e9
                 print(f"{model:14s} {tokens:6d} {op.bytes / 1e6:9.1f} MB  {timing.median_s * 1e6:9.1f} us "
                       f"algbw {gbps:7.1f} GB/s  busbw {gbps * 2 * (world - 1) / world:7.1f}", flush=True)

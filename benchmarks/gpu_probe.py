@@ -1,7 +1,10 @@
 """First look at a lent GPU: environment, ceilings, and raw cuSPARSELt compressed layouts.
 
-Run on the device: `python3 benchmarks/gpu_probe.py $OUT`. Writes env.json, layouts.npz and a log.
-Each section is independent; a failure is recorded and the next section runs.
+Run on the device from the repository root, with ampersim importable (`pip install -e .` or
+PYTHONPATH=.): `python3 benchmarks/gpu_probe.py $OUT`. Writes probe.json, cslt_layouts.npz and a log.
+Each section is independent; a failure is recorded and the next section runs. Timings use the
+project's harness (ampersim.measure.harness.time_calls: settle warm-up, CUDA events, median of
+>= 20 runs), eagerly, as the probes were written.
 """
 from __future__ import annotations
 
@@ -15,6 +18,8 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+
+from ampersim.measure.harness import time_calls
 
 OUT = Path(sys.argv[1] if len(sys.argv) > 1 else ".")
 OUT.mkdir(parents=True, exist_ok=True)
@@ -35,17 +40,10 @@ def sh(cmd: str) -> str:
     return subprocess.run(cmd, shell=True, capture_output=True, text=True).stdout.strip()
 
 
-def bench(fn, iters=50, warmup=10):
-    for _ in range(warmup):
-        fn()
-    torch.cuda.synchronize()
-    start = [torch.cuda.Event(enable_timing=True) for _ in range(iters)]
-    end = [torch.cuda.Event(enable_timing=True) for _ in range(iters)]
-    for i in range(iters):
-        start[i].record(); fn(); end[i].record()
-    torch.cuda.synchronize()
-    t = sorted(s.elapsed_time(e) for s, e in zip(start, end))
-    return {"median_ms": t[len(t) // 2], "min_ms": t[0], "max_ms": t[-1]}
+def bench(fn):
+    """Milliseconds per eager call of ``fn`` (the harness's timing, back-to-back CUDA events)."""
+    t = time_calls([fn], use_graph=False)
+    return {"median_ms": t.median_s * 1e3, "min_ms": t.min_s * 1e3, "max_ms": t.max_s * 1e3, "runs": t.runs}
 
 
 @section
@@ -74,7 +72,7 @@ def env():
 def copy_bandwidth():
     n = 1 << 30  # 1 GiB
     a = torch.randn(n // 2, dtype=torch.bfloat16, device="cuda"); b = torch.empty_like(a)
-    r = bench(lambda: b.copy_(a), iters=30)
+    r = bench(lambda: b.copy_(a))
     r["gbps_rw"] = 2 * n / (r["median_ms"] * 1e-3) / 1e9
     return r
 
@@ -82,7 +80,7 @@ def copy_bandwidth():
 @section
 def dense_bf16_8192():
     a = torch.randn(8192, 8192, dtype=torch.bfloat16, device="cuda"); b = torch.randn_like(a)
-    r = bench(lambda: a @ b, iters=20)
+    r = bench(lambda: a @ b)
     r["tflops"] = 2 * 8192 ** 3 / (r["median_ms"] * 1e-3) / 1e12
     return r
 
@@ -137,11 +135,11 @@ def sparse_vs_dense_bf16():
         ys = torch._cslt_sparse_mm(c, w.t(), alg_id=alg[0], split_k=alg[1], split_k_mode=alg[2])
         yd = F.linear(x, w)
         err = ((ys.float() - yd.float()).norm() / yd.float().norm()).item()
-        d = bench(lambda: F.linear(x, w), iters=20)
-        s = bench(lambda: torch._cslt_sparse_mm(c, w.t(), alg_id=alg[0], split_k=alg[1], split_k_mode=alg[2]), iters=20)
-        s0 = bench(lambda: torch._cslt_sparse_mm(c, w.t()), iters=20)
-        comp = bench(lambda: torch._cslt_compress(x), iters=20)
-        pr = bench(lambda: prune24(x), iters=10)
+        d = bench(lambda: F.linear(x, w))
+        s = bench(lambda: torch._cslt_sparse_mm(c, w.t(), alg_id=alg[0], split_k=alg[1], split_k_mode=alg[2]))
+        s0 = bench(lambda: torch._cslt_sparse_mm(c, w.t()))
+        comp = bench(lambda: torch._cslt_compress(x))
+        pr = bench(lambda: prune24(x))
         rows.append({"M": m, "K": k, "N": n, "alg": list(alg), "rel_err": err, "dense_ms": d["median_ms"],
                      "sparse_ms": s["median_ms"], "sparse_alg0_ms": s0["median_ms"],
                      "compress_ms": comp["median_ms"], "eager_prune_ms": pr["median_ms"],
@@ -165,7 +163,7 @@ def int8_paths():
                             "max_abs_diff": (ys.float() - yd.float()).abs().max().item()}
         except Exception as exc:  # noqa: BLE001
             out[str(od)] = repr(exc)[:300]
-    out["dense_int_mm"] = bench(lambda: torch._int_mm(x, w.t()), iters=20)
+    out["dense_int_mm"] = bench(lambda: torch._int_mm(x, w.t()))
     return out
 
 

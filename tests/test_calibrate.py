@@ -1,9 +1,9 @@
 """`ampersim calibrate`: search, reproducibility of the committed profiles, held-out judgement, YAML output."""
-from pathlib import Path
 
 import numpy as np
 import pytest
 
+from ampersim.core.resources import data_dir
 from ampersim.cli import main
 from ampersim.hardware.registry import load_profile
 from ampersim.measure.calibrate import calibrate, get_value, nelder_mead, with_values
@@ -11,11 +11,10 @@ from ampersim.measure.records import read_measurements
 from ampersim.measure.validate import validate
 from ampersim.sim.cost import attention_terms, wave_efficiency
 
-ROOT = Path(__file__).resolve().parent.parent
-H200 = ROOT / "validation" / "h200.jsonl"
-ALLREDUCE = ROOT / "validation" / "h200x2-allreduce.jsonl"
-H100 = ROOT / "validation" / "h100.jsonl"
-CALIBRATED = ROOT / "hardware_profiles" / "calibrated" / "h200-calibrated.yaml"
+H200 = data_dir("validation") / "h200.jsonl"
+ALLREDUCE = data_dir("validation") / "h200x2-allreduce.jsonl"
+H100 = data_dir("validation") / "h100.jsonl"
+CALIBRATED = data_dir("hardware_profiles") / "calibrated" / "h200-calibrated.yaml"
 FITTED = ["efficiency.dense_gemm.peak_fraction", "efficiency.dense_gemm.m_half", "efficiency.sparse_gemm.peak_fraction",
           "efficiency.memory_fraction", "efficiency.attention_fraction", "prune_impls.fused_cslt.bandwidth_fraction"]
 INTERCONNECT = ["efficiency.allreduce_fraction", "interconnect.latency_us"]
@@ -139,7 +138,7 @@ def test_cli_checks_every_file_against_the_profile(tmp_path, capsys):
     argv = ["calibrate", "--measurements", f"{H200},{H100}", "--profile", "h200", "--out", str(tmp_path / "x.yaml")]
     assert main(argv) == 2
     err = capsys.readouterr().err
-    assert err.startswith(f"error: {H100}: measurements from 'NVIDIA H100 80GB HBM3'") and "GPU mismatch" in err
+    assert err.startswith(f"error: --force: {H100}: measurements from 'NVIDIA H100 80GB HBM3'") and "GPU mismatch" in err
     assert not (tmp_path / "x.yaml").exists()
 
 

@@ -24,8 +24,9 @@ def test_percentile_parse(text, value):
 
 @pytest.mark.parametrize("bad", ["95", "p0", "p100", "q95", "p", "p-5"])
 def test_bad_percentile(bad):
-    with pytest.raises(InvalidArgument, match="--percentile"):
+    with pytest.raises(InvalidArgument, match="^percentile ") as info:
         parse_percentile(bad)
+    assert info.value.field == "percentile"
 
 
 def test_prompt_dist_forms():
@@ -39,8 +40,9 @@ def test_prompt_dist_forms():
 
 @pytest.mark.parametrize("bad", ["fixed:0", "fixed:x", "lognormal:2000", "lognormal:0,1", "uniform:5", "trace:"])
 def test_bad_prompt_dist(bad):
-    with pytest.raises(InvalidArgument, match="--prompt-dist"):
+    with pytest.raises(InvalidArgument, match="^prompt_dist ") as info:
         parse_prompt_dist(bad)
+    assert info.value.field == "prompt_dist"
 
 
 def test_trace_forms(tmp_path):
@@ -81,8 +83,9 @@ def test_trace_errors_name_the_line(tmp_path):
 
 @pytest.mark.parametrize("rate", [0.0, -3.0])
 def test_rate_must_be_positive(rate):
-    with pytest.raises(InvalidArgument, match="--rate .*must be > 0"):
+    with pytest.raises(InvalidArgument, match="rate_per_s .*must be > 0") as info:
         Traffic(rate, lognormal(100, 0.5), 60)
+    assert info.value.field == "rate_per_s"
 
 
 def test_poisson_arrival_rate():
@@ -119,8 +122,9 @@ def test_more_traffic_needs_more_gpus():
 
 def test_unmeetable_slo_names_lowest_ttft():
     solo_p95_dense = step(8192, 8192**2)[0]  # an idle replica, one full 8,192-token prompt
-    with pytest.raises(InvalidArgument, match=r"--slo-ttft-ms 1:.*lowest achievable.*dense [\d.]+ ms, sparse"):
+    with pytest.raises(InvalidArgument, match=r"TTFT SLO 1 ms:.*lowest achievable.*dense [\d.]+ ms, sparse") as info:
         require_feasible(_plan(slo=0.001, dist=parse_prompt_dist("fixed:8192"))[1])
+    assert info.value.field == "slo_ttft_s"
     _, plan = _plan(slo=0.5 * (solo_p95_dense + 0.7 * solo_p95_dense), dist=parse_prompt_dist("fixed:8192"))
     assert not plan.paths["dense"].feasible and plan.paths["sparse"].feasible
     assert plan.paths["dense"].min_ttft_s == pytest.approx(solo_p95_dense)
@@ -174,7 +178,11 @@ def test_plan_cli_table(capsys):
         (["--rate", "0", "--slo-ttft-ms", "500"], "--rate 0: the request rate must be > 0"),
         (["--rate", "-2", "--slo-ttft-ms", "500"], "--rate -2: the request rate must be > 0"),
         (["--rate", "5", "--slo-ttft-ms", "500", "--percentile", "p100"], "--percentile 'p100'"),
-        (["--rate", "5", "--slo-ttft-ms", "5", "--duration-s", "100"], "lowest achievable"),
+        (["--rate", "5", "--slo-ttft-ms", "5", "--duration-s", "100"], "--slo-ttft-ms: TTFT SLO 5 ms: no number"),
+        (["--rate", "5", "--slo-ttft-ms", "0"], "--slo-ttft-ms: the TTFT SLO must be > 0; got 0 ms"),
+        (["--rate", "5", "--slo-ttft-ms", "500", "--max-seqs", "0"], "--max-seqs 0: must be >= 1"),
+        (["--rate", "5", "--slo-ttft-ms", "500", "--prompt-dist", "fixed:0"], "--prompt-dist 'fixed:0': expected fixed:TOKENS"),
+        (["--rate", "0.001", "--slo-ttft-ms", "500", "--duration-s", "1"], "--duration-s 1: no request arrives"),
     ],
 )
 def test_plan_cli_bad_input(capsys, args, message):

@@ -4,7 +4,6 @@ import json
 import pytest
 
 from ampersim.cli import main
-from ampersim.cli.predict import layer_ranges
 
 
 def _run(capsys, *argv):
@@ -64,12 +63,14 @@ def test_predict_workload_file_and_moe(capsys, tmp_path):
     (["--profile", "a100", "--pattern", "3:2"], "invalid N:M pattern '3:2'"),
     (["--profile", "a100", "--pattern", "0:4"], "invalid N:M pattern '0:4'"),
     (["--profile", "a100", "--pattern", "a:b"], "invalid N:M pattern 'a:b'"),
-    (["--profile", "a100", "--tokens", "0"], "--tokens: "),
-    (["--profile", "a100", "--tokens", "-5"], "--tokens: "),
-    (["--profile", "a100", "--batch", "0"], "--batch: "),
+    (["--profile", "a100", "--tokens", "0"], "error: --tokens: must be > 0; got 0"),
+    (["--profile", "a100", "--tokens", "-5"], "error: --tokens: must be > 0; got -5"),
+    (["--profile", "a100", "--batch", "0"], "error: --batch: "),
     (["--profile", "a100", "--tp", "3"], "--tp 3 does not divide the attention heads of llama-3.1-8b"),
     (["--profile", "a100", "--dtype", "fp8"], "--dtype fp8 is not supported by profile a100-sxm; it has: fp16, bf16, int8"),
-    (["--profile", "a100", "--prune-impl", "fused"], "unknown prune implementation"),
+    (["--profile", "a100", "--prune-impl", "fused"], "error: --prune-impl: unknown prune implementation 'fused'"),
+    (["--profile", "a100", "--pattern", "8:16", "--prune-impl", "fused_cslt"],
+     "error: --prune-impl fused_cslt produces a compressed operand"),
     (["--profile", "a100", "--policy", "amberish"], "policy 'amberish' is neither a preset"),
     (["--profile", "a100", "--tokens", "many"], "invalid int value"),
     (["--profile", "a100", "--dtype", "fp64"], "invalid choice"),
@@ -110,7 +111,14 @@ def test_coverage_cli(capsys, tmp_path):
     assert "19,21,28,30-31" in out
     code, out, _ = _run(capsys, "coverage", "--model", "qwen3-30b-a3b", "--policy", "all", "--format", "json")
     data = json.loads(out)
-    assert data["policy"] == "all" and data["by_kind"]["router"] == 0 and 0.99 < data["fraction"] < 1
+    assert data["policy"] == "all" and data["fraction"] == 1 and "router" not in data["by_kind"]
+    assert data["definition"] == "MoE router excluded from the total, as in the Amber paper"
+    code, out, _ = _run(capsys, "coverage", "--model", "qwen3-30b-a3b", "--policy", "all", "--include-router",
+                        "--format", "json")
+    data = json.loads(out)
+    assert data["by_kind"]["router"] == 0 and 0.99 < data["fraction"] < 1 and data["router_included"]
+    assert data["kinds"][0] == {"kind": "q_proj", "macs_per_token": 48 * 2048 * 4096, "sparse_macs_per_token":
+                                48 * 2048 * 4096, "sparse_layers": list(range(48)), "dense_layers": [], "fraction": 1.0}
     code, out, _ = _run(capsys, "coverage", "--model", "smollm2-135m", "--format", "csv")
     assert out.splitlines()[0].startswith("kind,macs_per_token")
     bad = tmp_path / "p.yaml"
@@ -120,7 +128,3 @@ def test_coverage_cli(capsys, tmp_path):
     code, _, err = _run_catching(capsys, ["coverage", "--model", "llama-3.1-8b", "--pattern", "4:4"])
     assert code == 2 and "invalid N:M pattern '4:4'" in err
 
-
-def test_layer_ranges():
-    assert layer_ranges([0, 1, 2, 5, 7, 8]) == "0-2,5,7-8"
-    assert layer_ranges([3]) == "3" and layer_ranges([]) == ""

@@ -2,6 +2,7 @@
 import numpy as np
 import pytest
 
+from ampersim.core.resources import data_dir
 from ampersim.core.errors import InvalidArgument, NotFound
 from ampersim.hardware.profile import HardwareProfile
 from ampersim.hardware.registry import load_profile
@@ -177,12 +178,15 @@ def test_bounds_label_the_largest_term():
 
 def test_dtype_and_impl_errors():
     a100 = load_profile("a100")
-    with pytest.raises(InvalidArgument, match=r"--dtype fp8 is not supported by profile a100-sxm; it has: fp16, bf16, int8"):
+    with pytest.raises(InvalidArgument, match=r"^dtype fp8 is not supported by profile a100-sxm; it has: fp16, bf16, int8") as info:
         predict(a100, _scenario(dtype="fp8"))
-    with pytest.raises(InvalidArgument, match="--prune-impl fused_cslt produces a compressed operand.*fused_mask"):
+    assert info.value.field == "dtype"
+    with pytest.raises(InvalidArgument, match="^prune_impl fused_cslt produces a compressed operand.*fused_mask") as info:
         sparse_execution(a100, "bf16", "8:16", "fused_cslt")
-    with pytest.raises(NotFound, match="did you mean: fused_cslt"):
+    assert info.value.field == "prune_impl"
+    with pytest.raises(NotFound, match="did you mean: fused_cslt") as info:
         sparse_execution(a100, "bf16", "2:4", "fused_cslf")
+    assert info.value.field == "prune_impl"
     masked = predict(a100, _scenario(), prune_impl="fused_mask")
     assert masked.native and masked.speedup < 1.0 and "only masks" in masked.note
     eager = predict(a100, _scenario(), prune_impl="torch_eager_cslt")
@@ -192,8 +196,9 @@ def test_dtype_and_impl_errors():
 
 def test_no_interconnect_means_no_tp():
     profile = _changed(load_profile("h100-sxm"), interconnect=None)
-    with pytest.raises(InvalidArgument, match="has no interconnect: --tp must be 1"):
+    with pytest.raises(InvalidArgument, match="has no interconnect: tp must be 1") as info:
         predict(profile, _scenario(tp=2))
+    assert info.value.field == "tp"
 
 
 def test_eight_bit_uses_compressed_8bit_operand_and_16bit_attention():
@@ -220,9 +225,8 @@ def test_selection_rate_predicts_2_4_and_8_16_masking_from_one_measurement_each(
     """h200's fused_mask: bandwidth from 2:4 at 16384x14336, selection rate from 8:16 at the same shape; both
     patterns at 8192x4096 are predicted (held out) within 5 %. 2:4 stays memory-bound, 8:16 is selection-bound."""
     import json
-    from pathlib import Path
 
-    results = json.loads((Path(__file__).resolve().parent.parent / "validation" / "gpu_pruner" /
+    results = json.loads((data_dir("validation") / "gpu_pruner" /
                           "results-h200.json").read_text())
     profile = load_profile("h200")
     impl = profile.prune_impls["fused_mask"]

@@ -7,7 +7,6 @@ import os
 import subprocess
 import sys
 import textwrap
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -18,6 +17,7 @@ HAS_TRITON = importlib.util.find_spec("triton") is not None
 if HAS_TRITON and not HAS_CUDA:
     os.environ.setdefault("TRITON_INTERPRET", "1")  # run the Triton kernels' logic on the CPU
 
+from ampersim.core.resources import repository_root  # noqa: E402
 from ampersim.core.errors import InvalidArgument  # noqa: E402
 from ampersim.kernels.gpu import cslt_layout as gpu_layout  # noqa: E402
 from ampersim.kernels.gpu import pruner as kernels_gpu  # noqa: E402
@@ -136,6 +136,38 @@ def test_triton_int8_quantize_and_compress():
 
 
 @needs_triton
+@needs_triton
+def test_triton_dequant_epilogue():
+    """W8A8 epilogue: int32 accumulators times per-row and per-column scales, one pass, bf16 out."""
+    from ampersim.kernels.gpu import triton_elementwise
+
+    gen = torch.Generator().manual_seed(8)
+    acc = torch.randint(-2**20, 2**20, (45, 200), generator=gen, dtype=torch.int32).to(DEVICE)
+    rs, cs = (torch.rand(45, generator=gen) / 100).to(DEVICE), (torch.rand(200, generator=gen) / 100).to(DEVICE)
+    out = triton_elementwise.dequant(acc, rs, cs, torch.bfloat16)
+    ref = (acc.double() * rs.double()[:, None] * cs.double()[None, :]).to(torch.bfloat16)
+    assert out.dtype == torch.bfloat16 and out.shape == (45, 200)
+    torch.testing.assert_close(out.float(), ref.float(), rtol=8e-3, atol=0)
+
+
+@needs_triton
+def test_w8a8_decoder_layer_int8_kernels_match_their_float_model():
+    """The harness's W8A8 layer (per-token quantization kernels, torch._int_mm, dequant epilogue; one
+    quantization per shared activation) against the float model of the same quantization."""
+    from ampersim.measure.model import DecoderLayer, rotary_tables
+    from ampersim.measure.ops import rel_err
+    from ampersim.models.spec import ModelSpec
+
+    spec = ModelSpec(name="tiny", display_name="tiny", family="llama", source="config: test", num_layers=1,
+                     hidden_size=128, intermediate_size=256, num_heads=2, num_kv_heads=1, head_dim=64, vocab_size=256)
+    torch.manual_seed(4)
+    layer = DecoderLayer(spec, frozenset(), "bf16", DEVICE, int8=True)
+    x = torch.randn(48, 128).to(torch.bfloat16).to(DEVICE)
+    cos, sin = rotary_tables(48, 64, DEVICE, "bf16", 500000.0)
+    # 2e-2: the Triton interpreter truncates fp32 -> bf16 stores (a GPU rounds to nearest), a bias that adds up
+    assert rel_err(layer(x, cos, sin, None), layer(x, cos, sin, None, reference=True)) < (1e-2 if HAS_CUDA else 2e-2)
+
+
 def test_bad_inputs():
     x = torch.randn(16, 64).to(torch.bfloat16).to(DEVICE)
     with pytest.raises(InvalidArgument, match="multiple of M=16"):
@@ -172,7 +204,7 @@ def test_sparse_linear_dense_fallback_on_cpu():
     with pytest.warns(RuntimeWarning, match="x is on cpu"):
         SL._WARNED.clear()
         y = mod(x)
-    ref = torch.nn.functional.linear(kernels_gpu.prune_torch(x, "2:4"), lin.weight, lin.bias)
+    ref = torch.nn.functional.linear(kernels_gpu.prune_torch(x, "2:4"), lin.weight) + lin.bias  # bias after, as on GPU
     assert y.shape == (3, 5, 32) and torch.equal(y, ref)
     y8 = SL.ActivationSparseLinear.from_linear(lin, pattern="8:16")(x)  # not native: no warning needed
     assert torch.equal(y8, torch.nn.functional.linear(kernels_gpu.prune_torch(x, "8:16"), lin.weight, lin.bias))
@@ -236,7 +268,7 @@ def test_numba_kernels_in_cuda_simulator():
     env = {**os.environ, "NUMBA_ENABLE_CUDASIM": "1"}
     env.pop("TRITON_INTERPRET", None)
     run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=300,
-                         cwd=Path(__file__).resolve().parents[1])
+                         cwd=repository_root())
     assert run.returncode == 0 and run.stdout.strip().endswith("ok"), run.stderr[-2000:]
 
 

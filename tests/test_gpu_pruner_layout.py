@@ -1,15 +1,15 @@
 """The numpy cuSPARSELt 2:4 layout encoder reproduces every probe array bit-for-bit."""
 from __future__ import annotations
 
-from pathlib import Path
 
 import numpy as np
 import pytest
 
+from ampersim.core.resources import data_dir
 from ampersim.core.errors import InvalidArgument
 from ampersim.kernels.gpu import cslt_layout as L
 
-PROBE = Path(__file__).resolve().parents[1] / "validation" / "probe" / "cslt_layouts.npz"
+PROBE = data_dir("validation") / "probe" / "cslt_layouts.npz"
 
 
 def _cases():

@@ -5,14 +5,13 @@ from __future__ import annotations
 
 import json
 import statistics
-from pathlib import Path
 
 import pytest
 
+from ampersim.core.resources import data_dir
 from ampersim.kernels.gpu import cslt_layout as gpu_layout
 
-ROOT = Path(__file__).resolve().parents[1]
-RESULTS = json.loads((ROOT / "validation" / "gpu_pruner" / "results-h200.json").read_text())
+RESULTS = json.loads((data_dir("validation") / "gpu_pruner" / "results-h200.json").read_text())
 DATASHEET_GBPS = 4800.0  # H200 HBM3e, the profile's memory.bandwidth_gbps
 
 

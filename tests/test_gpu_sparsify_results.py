@@ -1,8 +1,9 @@
 """The committed CUDA check of ampersim.sparsify (benchmarks/gpu_sparsify_check.py on a lent GPU)."""
 import json
-from pathlib import Path
 
-RESULT = Path(__file__).resolve().parent.parent / "validation" / "gpu_sparsify" / "h200.json"
+from ampersim.core.resources import data_dir
+
+RESULT = data_dir("validation") / "gpu_sparsify" / "h200.json"
 
 
 def test_gpu_sparsify_check_passed_on_the_device():

@@ -121,8 +121,9 @@ def test_tensor_parallel_splits_and_allreduces():
 
 def test_tp_must_divide_heads():
     spec = _spec("llama-3.1-8b")
-    with pytest.raises(InvalidArgument, match=r"--tp 3 does not divide the attention heads of llama-3.1-8b \(32\); allowed tp: 1, 2, 4, 8"):
+    with pytest.raises(InvalidArgument, match=r"^tp 3 does not divide the attention heads of llama-3.1-8b \(32\); allowed tp: 1, 2, 4, 8") as info:
         build_graph(spec, resolve_policy("none", spec), 128, 1, "bf16", 3)
+    assert info.value.field == "tp"
     with pytest.raises(InvalidArgument, match="KV heads"):
         build_graph(spec, resolve_policy("none", spec), 128, 1, "bf16", 16)
 
@@ -131,8 +132,12 @@ def test_bad_lengths_and_pattern_alignment():
     spec = _spec("llama-3.1-8b")
     pol = resolve_policy("amber", spec)
     for tokens in (0, -3):
-        with pytest.raises(InvalidArgument, match="--tokens must be > 0"):
+        with pytest.raises(InvalidArgument, match="tokens_per_seq must be > 0") as info:
             build_graph(spec, pol, tokens, 1, "bf16", 1)
+        assert info.value.field == "tokens_per_seq"
+    with pytest.raises(InvalidArgument, match="batch must be > 0") as info:
+        build_graph(spec, pol, 128, 0, "bf16", 1)
+    assert info.value.field == "batch"
     odd = ModelSpec.model_validate({**spec.model_dump(), "name": "odd", "intermediate_size": 1000})
     with pytest.raises(InvalidArgument, match=r"multiple of 16; layers.0.down_proj has 1000"):
         build_graph(odd, resolve_policy("amber", odd), 64, 1, "bf16", 1)

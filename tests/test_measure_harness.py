@@ -53,7 +53,8 @@ def test_gpu_names_map_to_profiles(name, profile):
 def test_gpu_profile_mismatch_refused_unless_forced():
     assert base_profile_name("h200-calibrated") == "h200"
     assert check_gpu_matches_profile("NVIDIA H200", "h200-calibrated", force=False) is None
-    with pytest.raises(InvalidArgument, match="GPU mismatch; pass --force"):
+    with pytest.raises(InvalidArgument, match="GPU mismatch") as info:
         check_gpu_matches_profile("NVIDIA H200", "h100-sxm", force=False)
+    assert info.value.field == "force"
     warning = check_gpu_matches_profile("NVIDIA H200", "h100-sxm", force=True)
     assert "GPU MISMATCH" in warning

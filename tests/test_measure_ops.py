@@ -7,8 +7,9 @@ from ampersim.cli import main  # noqa: E402
 from ampersim.core.errors import InvalidArgument  # noqa: E402
 from ampersim.measure import ops as ops_torch  # noqa: E402
 from ampersim.measure.records import MeasurementWriter, header_record, read_measurements  # noqa: E402
-from ampersim.measure.runner import MeasureConfig, MeasureTarget, execute, graph_ops, op_dict, op_from_dict, plan  # noqa: E402
+from ampersim.measure.runner import MeasureConfig, MeasureTarget, ModelSlot, execute, graph_ops, plan  # noqa: E402
 from ampersim.measure.validate import Predictor  # noqa: E402
+from ampersim.sim.graph import OpRecord  # noqa: E402
 from ampersim.hardware.registry import load_profile  # noqa: E402
 from ampersim.models.registry import load_model_spec  # noqa: E402
 from ampersim.models.spec import ModelSpec  # noqa: E402
@@ -31,15 +32,19 @@ def ops():
     return {op.name: op for op in graph_ops(SMALL, 32, "bf16", "2:4")}
 
 
+def request(variant="dense", device="cpu", l2_bytes=1e6):
+    return ops_torch.Request(device, l2_bytes, SMALL.spec, variant)
+
+
 def test_op_round_trips_through_json(ops):
-    op = ops["gate_proj"]
-    assert op_from_dict(op_dict(op)) == op
+    for op in ops.values():
+        assert OpRecord.model_validate_json(op.to_record().model_dump_json()).to_op() == op
 
 
 def test_dense_gemm_checked_against_float64(ops):
-    p = ops_torch.prepare_gemm(ops["down_proj"], "dense", "cpu", 1e6)
-    assert p.check["ok"] and 0 < p.check["rel_err"] < 1e-2
-    assert p.impl == "F.linear" and p.shape["M"] == 32 and len(p.calls) == p.shape["sets"]
+    p = ops_torch.prepare_gemm(ops["down_proj"], request())
+    assert p.check.ok and 0 < p.check.rel_err < 1e-2
+    assert p.impl == "F.linear" and p.shape.M == 32 and len(p.calls) == p.shape.sets
     out = p.calls[0]()
     assert out.shape == (32, 576) and bool(out.isfinite().all())
 
@@ -47,10 +52,10 @@ def test_dense_gemm_checked_against_float64(ops):
 def test_sparse_gemm_rows_rounded_to_kernel_multiple(ops):
     op = ops["q_proj"]
     assert ops_torch.gemm_shape(op, "sparse")["M"] == 32
-    odd = op_from_dict({**op_dict(op), "M": 17.0})
+    odd = op.to_record().model_copy(update={"M": 17.0}).to_op()
     assert ops_torch.gemm_shape(odd, "sparse")["M"] == 32
     assert ops_torch.gemm_shape(odd, "dense")["M"] == 17
-    bad = op_from_dict({**op_dict(op), "K": 100})
+    bad = op.to_record().model_copy(update={"K": 100.0}).to_op()
     with pytest.raises(InvalidArgument, match="cannot take the bf16 2:4 sparse path"):
         ops_torch.gemm_shape(bad, "sparse")
 
@@ -72,29 +77,73 @@ def test_random_inputs_are_non_zero():
 
 def test_check_failure_is_not_timed():
     with pytest.raises(ops_torch.CheckFailed, match="relative error"):
-        ops_torch._checked(0.5, 1e-2, "x")
+        ops_torch.require_within(0.5, 1e-2, "x")
     assert ops_torch.rel_err(torch.tensor([float("nan")]), torch.tensor([1.0])) == float("inf")
 
 
 @pytest.mark.parametrize("name", ["attn_norm", "rotary", "activation", "residual.attn", "embedding"])
 def test_stream_ops_checked(ops, name):
-    p = ops_torch.prepare_stream(ops[name], SMALL.spec, "cpu", 1e6)
-    assert p.check["ok"]
-    assert "eager" in p.impl or name not in ops_torch.FUSABLE  # no Triton kernels on the CPU
+    op = ops[name]
+    p = ops_torch.prepare(op, request())
+    assert p.check.ok
+    assert "eager" in p.impl or "eager" not in ops_torch.preparation(op).variants  # no Triton kernels on the CPU
 
 
 def test_attention_checked(ops):
-    p = ops_torch.prepare_attention(ops["attention"], "cpu", 1e6)
-    assert p.check["ok"] and p.shape["M"] == 32
+    p = ops_torch.prepare(ops["attention"], request())
+    assert p.check.ok and p.shape.M == 32
+
+
+def test_every_op_of_the_graph_has_one_registered_preparation():
+    """Dense, MoE and head-norm graphs: each op maps to a preparation by kind (and family for stream ops)."""
+    moe = MeasureTarget("qwen3-30b-a3b", load_model_spec("qwen3-30b-a3b"))
+    for target in (SMALL, moe):
+        for op in graph_ops(target, 32, "bf16", "2:4"):
+            assert ops_torch.preparation(op) is not None, op.name
+    families = {ops_torch.op_family(op) for op in graph_ops(moe, 32, "bf16", "2:4") if op.kind != "sparse_gemm"}
+    assert {"norm", "head_norm", "rotary", "activation", "residual", "moe.dispatch", "moe.combine"} <= families
+
+
+@pytest.mark.parametrize("name", ["q_norm", "moe.dispatch", "moe.combine", "shared_expert.activation"])
+def test_moe_and_head_norm_ops_checked(name):
+    qwen3 = load_model_spec("qwen3-30b-a3b")
+    shared = qwen3.moe.model_copy(update={"shared_expert_intermediate_size": 256})
+    spec = qwen3.model_copy(update={"num_layers": 1, "moe": shared})
+    op = next(o for o in graph_ops(MeasureTarget("q", spec), 32, "bf16", "2:4") if o.name == name)
+    assert ops_torch.prepare(op, ops_torch.Request("cpu", 1e6, spec)).check.ok
+
+
+def test_unregistered_op_and_variant_are_refused(ops):
+    allreduce = ops["residual.attn"].to_record().model_copy(update={"kind": "allreduce", "name": "allreduce.attn"})
+    with pytest.raises(InvalidArgument, match="no torch implementation"):
+        ops_torch.prepare(allreduce.to_op(), request())
+    with pytest.raises(InvalidArgument, match="variant 'sparse' is not measured"):
+        ops_torch.prepare(ops["attn_norm"], request("sparse"))
 
 
 def test_plan_covers_the_graph():
     config = MeasureConfig([SMALL], [32], what=frozenset({"ops", "layers", "model"}))
     labels = [i.label for i in plan(config, ["torch_eager_mask"])]
-    for expected in ("q_proj dense", "q_proj sparse", "down_proj sparse", "lm_head dense", "attention",
-                     "rotary", "rotary eager", "prune.mlp_mid torch_eager_mask", "layer 0 dense", "whole model dense"):
+    for expected in ("q_proj dense", "q_proj sparse", "down_proj sparse", "lm_head dense", "attention dense",
+                     "rotary dense", "rotary eager", "prune.mlp_mid torch_eager_mask", "layer 0 dense",
+                     "whole model dense"):
         assert any(label.endswith(expected) for label in labels), expected
     assert not any(label.endswith("lm_head sparse") for label in labels)
+    # GEMMs first, then whole layers and the model, then the other ops, prune implementations last
+    first = {kind: next(i for i, label in enumerate(labels) if label.endswith(kind))
+             for kind in ("q_proj dense", "layer 0 dense", "whole model dense", "attention dense",
+                          "prune.mlp_mid torch_eager_mask")}
+    assert list(first.values()) == sorted(first.values())
+
+
+def test_model_slot_holds_one_model_and_frees_it():
+    built = []
+    slot = ModelSlot()
+    build = lambda name: lambda: built.append(name) or name  # noqa: E731
+    assert slot.get("a", build("a")) == "a" and slot.get("a", build("a")) == "a"
+    assert slot.get("b", build("b")) == "b" and built == ["a", "b"]
+    slot.clear()
+    assert slot.get("b", build("b")) == "b" and built == ["a", "b", "b"]
 
 
 TINY = MeasureTarget("tiny", ModelSpec(name="tiny", display_name="tiny", family="llama", source="config: test",
@@ -111,10 +160,10 @@ def test_cpu_dry_run_writes_records_that_validate_reads(tmp_path):
     m = read_measurements(path)
     assert counts["measured"] == len(m.records) > 10
     # the sparse GEMMs and the cuSPARSELt prune paths cannot run on a CPU: recorded as skipped, with the reason
-    assert {s["what"].split()[-1] for s in m.skips} >= {"sparse"}
-    assert all(r["timing"]["method"] == "cpu_clock" for r in m.records)
-    assert any(r["record"] == "layer" for r in m.records)
-    op_records = [r for r in m.records if r["record"] == "op"]  # layers need a shipped model spec to predict
+    assert {s.what.split()[-1] for s in m.skips} >= {"sparse"}
+    assert all(r.timing.method == "cpu_clock" for r in m.records)
+    assert any(r.record == "layer" for r in m.records)
+    op_records = [r for r in m.records if r.record == "op"]  # layers need a shipped model spec to predict
     predicted = Predictor(op_records).predict(load_profile("h200"))
     assert len(predicted) == len(op_records) and (predicted > 0).all()
 
@@ -136,5 +185,5 @@ def test_measure_bad_arguments(tmp_path, capsys):
 
 @pytest.mark.skipif(not CUDA, reason="needs a CUDA GPU: cuSPARSELt 2:4 GEMM")
 def test_sparse_gemm_on_gpu_matches_dense_product_of_pruned_input(ops):
-    p = ops_torch.prepare_gemm(ops["gate_proj"], "sparse", "cuda", 50e6)
-    assert p.check["ok"] and p.check["rel_err"] < 2e-2
+    p = ops_torch.prepare_gemm(ops["gate_proj"], request("sparse", "cuda", 50e6))
+    assert p.check.ok and p.check.rel_err < 2e-2

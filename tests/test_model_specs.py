@@ -39,16 +39,17 @@ HF_CONFIGS = {
     "qwen2-7b": {"model_type": "qwen2", "hidden_act": "silu", "hidden_size": 3584, "intermediate_size": 18944,
                  "num_attention_heads": 28, "num_hidden_layers": 28, "num_key_value_heads": 4,
                  "vocab_size": 152064, "tie_word_embeddings": False, "sliding_window": 131072,
-                 "use_sliding_window": False, "max_window_layers": 28},
+                 "use_sliding_window": False, "max_window_layers": 28, "rope_theta": 1000000.0},
     "qwen3-30b-a3b": {"model_type": "qwen3_moe", "hidden_act": "silu", "hidden_size": 2048, "intermediate_size": 6144,
                       "num_attention_heads": 32, "num_hidden_layers": 48, "num_key_value_heads": 4,
                       "head_dim": 128, "vocab_size": 151936, "tie_word_embeddings": False,
                       "num_experts": 128, "num_experts_per_tok": 8, "moe_intermediate_size": 768,
                       "decoder_sparse_step": 1, "mlp_only_layers": [], "norm_topk_prob": True,
-                      "sliding_window": None, "use_sliding_window": False},
+                      "sliding_window": None, "use_sliding_window": False, "rope_theta": 1000000.0},
     "mistral-7b": {"model_type": "mistral", "hidden_act": "silu", "hidden_size": 4096, "intermediate_size": 14336,
                    "num_attention_heads": 32, "num_hidden_layers": 32, "num_key_value_heads": 8, "head_dim": 128,
-                   "vocab_size": 32768, "tie_word_embeddings": False, "sliding_window": None},
+                   "vocab_size": 32768, "tie_word_embeddings": False, "sliding_window": None,
+                   "rope_theta": 1000000.0},
     "smollm2-135m": {"model_type": "llama", "hidden_act": "silu", "hidden_size": 576, "intermediate_size": 1536,
                      "num_attention_heads": 9, "num_hidden_layers": 30, "num_key_value_heads": 3,
                      "vocab_size": 49152, "tie_word_embeddings": True, "rope_theta": 100000},
@@ -57,7 +58,7 @@ HF_CONFIGS = {
                      "num_key_value_heads": 1, "head_dim": 256, "vocab_size": 262144, "sliding_window": 512,
                      "layer_types": ["full_attention" if (i + 1) % 6 == 0 else "sliding_attention"
                                      for i in range(18)],
-                     "query_pre_attn_scalar": 256, "rope_local_base_freq": 10000.0},
+                     "query_pre_attn_scalar": 256, "rope_theta": 1000000.0, "rope_local_base_freq": 10000.0},
 }
 
 
@@ -70,6 +71,15 @@ def test_all_shipped_specs_load():
     assert {s.name for s in specs} == SHIPPED
     assert [s.name for s in specs] == sorted(s.name for s in specs)
     assert all(s.source.startswith("https://huggingface.co/") for s in specs)
+
+
+def test_every_shipped_spec_states_its_rotary_base():
+    """rope_theta comes from each published config (the default is only for users' own files)."""
+    for path in sorted((data_dir("workloads") / "models").glob("*.yaml")):
+        assert "rope_theta" in yaml.safe_load(path.read_text()), path.name
+    assert load_model_spec("llama-3.1-8b").rope_theta == 500000.0
+    gemma = load_model_spec("gemma-3-270m")
+    assert (gemma.rope_theta, gemma.rope_local_theta) == (1e6, 1e4)
 
 
 @pytest.mark.parametrize("name", sorted(PUBLISHED))
@@ -150,6 +160,11 @@ def test_hf_config_variants():
     assert architecture(spec_from_hf_config(wrapped, "g")) == architecture(load_model_spec("gemma-3-270m"))
     no_head_dim = {k: v for k, v in HF_CONFIGS["mistral-7b"].items() if k != "head_dim"}
     assert spec_from_hf_config(no_head_dim, "m").head_dim == 4096 // 32
+    # configs without rotary keys get transformers' config-class defaults
+    no_rope = {k: v for k, v in HF_CONFIGS["mistral-7b"].items() if k != "rope_theta"}
+    assert (spec_from_hf_config(no_rope, "m").rope_theta, spec_from_hf_config(no_rope, "m").rope_local_theta) == (1e4, None)
+    gemma_bare = {k: v for k, v in HF_CONFIGS["gemma-3-270m"].items() if not k.startswith("rope_")}
+    assert architecture(spec_from_hf_config(gemma_bare, "g")) == architecture(load_model_spec("gemma-3-270m"))
 
 
 @pytest.mark.parametrize("change,message", [

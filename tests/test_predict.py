@@ -126,12 +126,15 @@ def test_scenario_errors(tmp_path):
         load_scenario(bad)
     scen = load_scenario("chat")
     for value in (0, -1):
-        with pytest.raises(InvalidArgument, match="--tokens: .*> 0"):
+        with pytest.raises(InvalidArgument, match="^prompt_tokens: .*> 0") as info:
             scen.with_overrides(prompt_tokens=value)
-    with pytest.raises(InvalidArgument, match="--batch"):
+        assert info.value.field == "prompt_tokens"
+    with pytest.raises(InvalidArgument, match="^batch: ") as info:
         scen.with_overrides(batch=0)
-    with pytest.raises(InvalidArgument, match="--pattern: invalid N:M pattern 'a:b'"):
+    assert info.value.field == "batch"
+    with pytest.raises(InvalidArgument, match="^pattern: invalid N:M pattern 'a:b'") as info:
         scen.with_overrides(pattern="a:b")
+    assert info.value.field == "pattern"
 
 
 def test_timing_note_says_what_the_times_mean():

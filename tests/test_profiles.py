@@ -10,7 +10,7 @@ from ampersim.core.errors import InvalidData, NotFound
 from ampersim.hardware.profile import HardwareProfile
 from ampersim.hardware.registry import list_profiles, load_profile
 from ampersim.core.resources import data_dir
-from ampersim.core.sourced import Sourced
+from ampersim.core.sourced import Sourced, sourced_numbers
 
 REQUIRED = {"a100-sxm", "a100-pcie", "h100-sxm", "h100-pcie", "h200", "l40s", "l4", "b200", "mi300x",
             "rtx4090", "ascend-910b", "h100-sxm-nm816"}
@@ -29,6 +29,15 @@ def sourced_values(model):
         elif isinstance(value, dict):
             for item in value.values():
                 yield from ([item] if isinstance(item, Sourced) else sourced_values(item))
+
+
+def test_sourced_numbers_walks_nested_models_and_dicts():
+    profile = load_profile("h100-sxm")
+    found = {path: (value, source) for path, value, _, source in sourced_numbers(profile)}
+    assert found["compute_units"] == (132.0, profile.compute_units.source)
+    assert found["matrix.bf16.sparse_tflops.2:4"] == (1979.0, profile.matrix["bf16"].sparse_tflops["2:4"].source)
+    assert found["prune_impls.fused_cslt.kernels"][1] is None  # a structural count, no source
+    assert sorted(src for _, src in found.values() if src) == sorted(v.source for v in sourced_values(profile))
 
 
 def test_all_shipped_profiles_load_sorted_and_named_after_their_file():

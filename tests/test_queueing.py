@@ -1,4 +1,6 @@
-"""Prefill queue simulation: exact small cases, and agreement with queueing theory (P-K, Erlang C)."""
+"""Prefill queue simulation: exact small cases, and agreement with queueing theory (P-K, Erlang C).
+
+The queueing formulas live here, as test helpers: they check the simulator and serve nothing else."""
 
 import math
 
@@ -6,8 +8,32 @@ import numpy as np
 import pytest
 
 from ampersim.econ.capacity import Traffic
-from ampersim.econ.queueing import build_step_tables, erlang_c, mgc_mean_wait_s, simulate, solo_prefill_seconds
+from ampersim.econ.queueing import build_step_tables, simulate, solo_prefill_seconds
 from ampersim.econ.traffic import fixed, lognormal
+
+
+def erlang_c(servers, offered_load):
+    """Probability that an arrival waits in an M/M/c queue (Erlang C); offered_load = λ/μ < c."""
+    if not 0 <= offered_load < servers:
+        raise ValueError(f"offered load {offered_load:g} must be in [0, {servers}) for a stable queue")
+    inv_b = 1.0  # inverse Erlang-B by the stable recursion B(k) = a B(k-1) / (k + a B(k-1))
+    for k in range(1, servers + 1):
+        inv_b = 1.0 + inv_b * k / offered_load if offered_load > 0 else math.inf
+    b = 1.0 / inv_b
+    rho = offered_load / servers
+    return b / (1.0 - rho * (1.0 - b))
+
+
+def mgc_mean_wait_s(rate_per_s, mean_service_s, service_scv, servers):
+    """Mean queueing delay of M/G/c, Allen–Cunneen approximation (exact P–K formula when c = 1).
+
+    Wq ≈ C(c, a) / (c μ − λ) · (1 + cs²) / 2 with a = λ E[S], μ = 1 / E[S] and cs² the squared
+    coefficient of variation of the service time.
+    """
+    a = rate_per_s * mean_service_s
+    if a >= servers:
+        return math.inf
+    return erlang_c(servers, a) / (servers / mean_service_s - rate_per_s) * (1.0 + service_scv) / 2.0
 
 
 def linear_step(total, sum_sq):

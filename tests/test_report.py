@@ -222,7 +222,7 @@ def test_report_cli_profile_without_price_still_renders(tmp_path, capsys):
     "args,message",
     [
         (["--out", "x.pdf"], "--out x.pdf: must end in .html or .md"),
-        (["--out", "x.html", "--rates", "5,0"], "--rate 0"),
+        (["--out", "x.html", "--rates", "5,0"], "--rates 0: the request rate must be > 0"),
         (["--out", "x.html", "--rates", "a"], "--rates 'a'"),
         (
             ["--out", "x.html", "--accuracy", "/nonexistent/acc.json"],

@@ -41,34 +41,32 @@ def test_cost_arithmetic():
     assert energy_j_per_token(700.0, 1400.0) == pytest.approx(0.5)
 
 
-def test_flags_override_profile_prices(h100):
+def test_given_values_override_profile_prices(h100):
     basis = price_basis(h100)
     assert basis.cloud_usd_per_gpu_hour == h100.prices.cloud_usd_per_gpu_hour
     assert basis.lifetime_years.is_assumed and basis.usd_per_kwh.value > 0
     over = price_basis(h100, usd_per_hour=2.5, purchase_usd=20000, lifetime_years=3, usd_per_kwh=0.2, utilization=0.6)
     assert (over.cloud_usd_per_gpu_hour.value, over.purchase_usd.value) == (2.5, 20000)
     assert (over.lifetime_years.value, over.usd_per_kwh.value, over.utilization.value) == (3, 0.2, 0.6)
-    assert "--usd-per-hour" in over.cloud_usd_per_gpu_hour.source
+    assert over.cloud_usd_per_gpu_hour.source == "assumed: given by the user (usd_per_hour)"
 
 
-def test_profile_without_price_names_field_and_flag(h100):
-    with pytest.raises(InvalidArgument, match=r"prices.cloud_usd_per_gpu_hour.*--usd-per-hour"):
+def test_profile_without_price_names_fields(h100):
+    with pytest.raises(InvalidArgument, match=r"prices.cloud_usd_per_gpu_hour.*usd_per_hour") as info:
         price_basis(unpriced(h100))
+    assert info.value.field == "usd_per_hour"
     assert price_basis(unpriced(h100), usd_per_hour=1.0).purchase_usd is None
 
 
 @pytest.mark.parametrize(
-    "kwargs,flag",
-    [
-        ({"usd_per_hour": 0}, "--usd-per-hour"),
-        ({"utilization": 1.5}, "--utilization"),
-        ({"lifetime_years": -1}, "--lifetime-years"),
-        ({"usd_per_kwh": 0}, "--usd-per-kwh"),
-    ],
+    "kwargs",
+    [{"usd_per_hour": 0}, {"utilization": 1.5}, {"lifetime_years": -1}, {"usd_per_kwh": 0}],
 )
-def test_bad_price_flags(h100, kwargs, flag):
-    with pytest.raises(InvalidArgument, match=flag):
+def test_bad_prices_name_their_field(h100, kwargs):
+    (field,) = kwargs
+    with pytest.raises(InvalidArgument, match=f"^{field} ") as info:
         price_basis(h100, **kwargs)
+    assert info.value.field == field
 
 
 def test_economics_follow_prediction(h100):
@@ -148,7 +146,7 @@ def test_roi_cli_table_lists_prices_and_sources(capsys):
     )
     out = capsys.readouterr().out
     assert "cloud $/M tokens, sparse" in out and "prices and assumptions used" in out
-    assert "given on the command line (--usd-per-hour)" in out
+    assert "given by the user (usd_per_hour)" in out
 
 
 def test_roi_cli_missing_price_is_one_line_error(capsys, tmp_path):
@@ -159,8 +157,18 @@ def test_roi_cli_missing_price_is_one_line_error(capsys, tmp_path):
     path.write_text(yaml.safe_dump(profile.model_dump(mode="json", exclude_none=True)))
     assert main(["roi", "--profile", str(path)]) == 2
     err = capsys.readouterr().err
-    assert err.startswith("error: profile 'no-price' has no price") and "--usd-per-hour" in err
+    assert err.startswith("error: --usd-per-hour: profile 'no-price' has no price")
     assert err.count("\n") == 1
+
+
+@pytest.mark.parametrize("argv,line", [
+    (["--utilization", "1.5"], "error: --utilization 1.5: must be in (0, 1]\n"),
+    (["--usd-per-hour", "0"], "error: --usd-per-hour 0: must be > 0\n"),
+    (["--tp", "3"], "error: --tp 3 does not divide the attention heads of llama-3.1-8b"),
+])
+def test_roi_cli_errors_name_the_flag(capsys, argv, line):
+    assert main(["roi", "--profile", "h100-sxm", *argv]) == 2
+    assert capsys.readouterr().err.startswith(line)
 
 
 def test_roi_cli_flag_count_mismatch(capsys):

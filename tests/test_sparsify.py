@@ -9,7 +9,8 @@ import ampersim  # noqa: E402
 from ampersim.core.errors import InvalidArgument, InvalidData, NotFound  # noqa: E402
 from ampersim.core.patterns import NMPattern  # noqa: E402
 from ampersim.runtime import sparsify as ti  # noqa: E402
-from ampersim.sparsity.policy import PolicyRule, SparsityPolicy, coverage, resolve_policy  # noqa: E402
+from ampersim.sparsity.coverage import coverage  # noqa: E402
+from ampersim.sparsity.policy import PolicyRule, SparsityPolicy, resolve_policy  # noqa: E402
 from ampersim.kernels.gpu.pruner import prune_torch  # noqa: E402
 from ampersim.runtime.sparsify import prune_activation  # noqa: E402
 

@@ -9,7 +9,8 @@ import ampersim  # noqa: E402
 from ampersim.eval import data as evdata  # noqa: E402
 from ampersim.eval import metrics as ev  # noqa: E402
 from ampersim.models.load import load_model  # noqa: E402
-from ampersim.sparsity.policy import coverage, resolve_policy  # noqa: E402
+from ampersim.sparsity.coverage import coverage  # noqa: E402
+from ampersim.sparsity.policy import resolve_policy  # noqa: E402
 
 
 pytestmark = needs_smollm2

@@ -4,18 +4,18 @@ The bounds are the ones docs/validation.md reports (measured values rounded up a
 fail if a change to the cost model, the graph or the calibrated profile makes the fit worse.
 """
 import json
-from pathlib import Path
 
 import pytest
 
+from ampersim.core.resources import data_dir
 from ampersim.cli import main
+from ampersim.core.errors import InvalidArgument
 from ampersim.hardware.registry import load_profile
 from ampersim.measure.records import read_measurements
-from ampersim.measure.validate import validate
+from ampersim.measure.validate import read_for_profile, validate
 
-ROOT = Path(__file__).resolve().parent.parent
-H200 = ROOT / "validation" / "h200.jsonl"
-CALIBRATED = ROOT / "hardware_profiles" / "calibrated" / "h200-calibrated.yaml"
+H200 = data_dir("validation") / "h200.jsonl"
+CALIBRATED = data_dir("hardware_profiles") / "calibrated" / "h200-calibrated.yaml"
 
 
 @pytest.fixture(scope="module")
@@ -116,9 +116,21 @@ def test_cli_table_json_and_plot(tmp_path, capsys):
 def test_gpu_mismatch_refused_then_forced_with_a_loud_warning(capsys):
     assert main(["validate", "--measurements", str(H200), "--profile", "h100-sxm"]) == 2
     err = capsys.readouterr().err
-    assert err.startswith(f"error: {H200}: measurements from 'NVIDIA H200'") and "--force" in err
+    assert err.startswith(f"error: --force: {H200}: measurements from 'NVIDIA H200'") and "GPU mismatch" in err
     assert main(["validate", "--measurements", str(H200), "--profile", "h100-sxm", "--force"]) == 0
     assert "GPU MISMATCH" in capsys.readouterr().err
+
+
+def test_read_for_profile_checks_every_file():
+    h100 = load_profile("h100-sxm")
+    with pytest.raises(InvalidArgument, match=f"^{H200}: measurements from 'NVIDIA H200'.*GPU mismatch") as info:
+        read_for_profile([H200], h100)
+    assert info.value.field == "force"
+    files, warnings = read_for_profile([H200], h100, force=True)
+    assert [f.gpu for f in files] == ["NVIDIA H200"] and len(warnings) == 1 and "GPU MISMATCH" in warnings[0]
+    assert read_for_profile([H200], load_profile("h200"))[1] == []
+    with pytest.raises(InvalidArgument, match="no measurement file given"):
+        read_for_profile([], h100)
 
 
 def test_truncated_file_is_read_with_a_warning_naming_the_line(tmp_path, capsys):

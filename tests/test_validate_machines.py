@@ -2,18 +2,17 @@
 
 Bounds are the ones docs/validation.md reports (measured values rounded up a little).
 """
-from pathlib import Path
 
 import pytest
 
+from ampersim.core.resources import data_dir
 from ampersim.cli import main
 from ampersim.hardware.registry import load_profile
 from ampersim.measure.records import read_measurements
 from ampersim.measure.validate import compare_runs, validate
 from ampersim.sim.cost import allreduce_terms
 
-ROOT = Path(__file__).resolve().parent.parent
-VALIDATION = ROOT / "validation"
+VALIDATION = data_dir("validation")
 
 
 def _summary(result, category, split):

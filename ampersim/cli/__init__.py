@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import re
 import sys
 
 from ampersim.core.errors import AmpersimError
@@ -45,15 +46,18 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def flag_for(parser: argparse.ArgumentParser, args: argparse.Namespace, field: str | None) -> str | None:
-    """The command-line flag that sets library field ``field`` in the command ``args`` ran, if any.
+def map_fields(parser: argparse.ArgumentParser, **flags: str) -> None:
+    """Declare the flags that set library fields whose names differ from the flags' dests
+    (``map_fields(parser, prompt_tokens="--tokens")``); merges with mappings declared before."""
+    parser.set_defaults(field_flags={**(parser.get_default("field_flags") or {}), **flags})
 
-    A command maps fields whose name differs from its flags' dests with
-    ``set_defaults(field_flags={"prompt_tokens": "--tokens"})``; otherwise the flag whose dest is
-    ``field`` is used."""
+
+def flag_for(parser: argparse.ArgumentParser, args: argparse.Namespace, field: str | None) -> str | None:
+    """The command-line flag that sets library field ``field`` in the command ``args`` ran, if any:
+    the one declared with ``map_fields``, else the flag whose dest is ``field``."""
     if field is None:
         return None
-    explicit = getattr(args, "field_flags", {}).get(field)
+    explicit = (getattr(args, "field_flags", None) or {}).get(field)
     if explicit:
         return explicit
     sub = next((a for a in parser._actions if isinstance(a, argparse._SubParsersAction)), None)
@@ -65,9 +69,13 @@ def flag_for(parser: argparse.ArgumentParser, args: argparse.Namespace, field: s
 
 
 def error_line(exc: AmpersimError, flag: str | None) -> str:
-    """``error: [flag: ]message`` (the flag only when the message does not already start with it)."""
+    """``error: message`` naming the flag: a message that starts with the field's name gets the
+    flag in its place (``tp 3 does not divide`` -> ``--tp 3 does not divide``); any other message
+    gets ``flag: `` in front unless it already starts with the flag."""
     text = str(exc)
-    if flag and not text.startswith(flag):
+    if flag and exc.field and re.match(rf"{re.escape(exc.field)}(?![\w-])", text):
+        text = flag + text[len(exc.field):]
+    elif flag and not text.startswith(flag):
         text = f"{flag}: {text}"
     return f"error: {text}"
 

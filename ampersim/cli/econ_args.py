@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from ampersim.cli import map_fields
 from ampersim.core.errors import InvalidArgument
 
 DEFAULT_MAX_BATCHED_TOKENS = 8192
@@ -29,6 +30,7 @@ def add_workload_arguments(parser: argparse.ArgumentParser, *, lengths: bool = T
     if lengths:
         parser.add_argument("--tokens", type=int, default=None, help="tokens per prompt (overrides the workload)")
         parser.add_argument("--batch", type=int, default=None, help="prompts per prefill step")
+        map_fields(parser, prompt_tokens="--tokens")
 
 
 def load_workload(args: argparse.Namespace) -> Any:

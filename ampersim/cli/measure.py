@@ -5,6 +5,8 @@ import sys
 from datetime import datetime, timezone
 from typing import Any
 
+from ampersim.core.vocab import DIAGNOSTIC_PRUNE_IMPLS, MEASURED_PRUNE_IMPLS
+
 DEFAULT_TOKENS = "256,1024,4096,16384"
 
 
@@ -31,7 +33,7 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--what", default="ops,layers,model", metavar="LIST",
                         help="any of ops,layers,model (default: all three)")
     parser.add_argument("--prune-impls", metavar="LIST",
-                        help="torch_eager_mask,torch_eager_cslt,fused_mask,fused_cslt,cslt_compress_only "
+                        help=f"any of {','.join(MEASURED_PRUNE_IMPLS + DIAGNOSTIC_PRUNE_IMPLS)} "
                              "(default: every one available here)")
     parser.add_argument("--layer-tokens", metavar="N[,N...]", help="token counts of whole layers (default: --tokens)")
     parser.add_argument("--model-tokens", default="1024,4096", metavar="N[,N...]",
@@ -69,7 +71,7 @@ def _words(text: str, flag: str, allowed: tuple[str, ...]) -> list[str]:
     return values
 
 
-def _workload(name: str, policy: str | None) -> Any:
+def _target(name: str, policy: str | None) -> Any:
     from ampersim.core.errors import NotFound
     from ampersim.measure.runner import MeasureTarget
     from ampersim.models.registry import load_model_spec
@@ -86,26 +88,26 @@ def _workload(name: str, policy: str | None) -> Any:
         raise NotFound(f"--workload: '{name}' is neither a model spec nor a scenario "
                        "(see `ampersim predict --help`, workloads/models, workloads/scenarios)") from None
     return MeasureTarget(name=scenario.name, spec=load_model_spec(scenario.model), policy=policy or scenario.policy,
-                    scoring=scenario.scoring)
+                         scoring=scenario.scoring)
 
 
 def run(args: Any) -> int:
     from ampersim.core.errors import InvalidArgument
+    from ampersim.core.patterns import NMPattern
+    from ampersim.core.vocab import MEASURED_DTYPES
     from ampersim.measure.env import capture_environment, require_cuda
     from ampersim.measure.gpu_pruner import load_gpu_pruner
-    from ampersim.core.vocab import MEASURED_DTYPES, MEASURED_PRUNE_IMPLS
     from ampersim.measure.records import MeasurementWriter, header_record
     from ampersim.measure.runner import MeasureConfig, execute
-    from ampersim.core.patterns import NMPattern
 
     pattern = str(NMPattern.parse(args.pattern))
     config = MeasureConfig(
-        workloads=[_workload(w.strip(), args.policy) for w in args.workload.split(",") if w.strip()],
+        targets=[_target(w.strip(), args.policy) for w in args.workload.split(",") if w.strip()],
         tokens=_ints(args.tokens, "--tokens"),
         dtypes=_words(args.dtype, "--dtype", MEASURED_DTYPES),
         pattern=pattern,
         what=frozenset(_words(args.what, "--what", ("ops", "layers", "model"))),
-        prune_impls=_words(args.prune_impls, "--prune-impls", MEASURED_PRUNE_IMPLS + ("cslt_compress_only",))
+        prune_impls=_words(args.prune_impls, "--prune-impls", MEASURED_PRUNE_IMPLS + DIAGNOSTIC_PRUNE_IMPLS)
         if args.prune_impls else None,
         layer_tokens=_ints(args.layer_tokens, "--layer-tokens"),
         model_tokens=_ints(args.model_tokens, "--model-tokens"),
@@ -113,7 +115,7 @@ def run(args: Any) -> int:
         deadline_s=args.deadline,
         device=args.device,
     )
-    if not config.workloads:
+    if not config.targets:
         raise InvalidArgument("--workload: give at least one model or scenario")
     if args.device == "cuda":
         require_cuda()
@@ -123,10 +125,10 @@ def run(args: Any) -> int:
     header = header_record(env, ["ampersim", *sys.argv[1:]] if sys.argv else [],
                            datetime.now(timezone.utc).isoformat(timespec="seconds"))
     pruner = load_gpu_pruner() if args.device == "cuda" else None
-    print(f"measuring on {env['gpu']} ({'project GPU pruner: ' + ', '.join(sorted(pruner.impls)) if pruner else 'no project GPU pruner'})",
+    print(f"measuring on {env.gpu} ({'project GPU pruner: ' + ', '.join(sorted(pruner.impls)) if pruner else 'no project GPU pruner'})",
           file=sys.stderr)
     with MeasurementWriter(args.out, header, append=args.append) as writer:
-        counts = execute(config, writer, float(env.get("l2_bytes") or 50e6), pruner)
+        counts = execute(config, writer, float(env.l2_bytes or 50e6), pruner)
     print(f"wrote {counts['measured']} records to {args.out} ({counts['skipped']} skipped; see 'skip' lines)",
           file=sys.stderr)
     return 0

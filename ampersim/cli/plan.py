@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from ampersim.cli import map_fields
 from ampersim.cli.econ_args import add_traffic_arguments, add_workload_arguments, load_workload
 from ampersim.cli.output import add_format_argument, emit, render_csv, render_table, to_json
 
@@ -39,6 +40,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="cloud price, $ per GPU-hour, for the cost per day (default: the profile's)",
     )
     add_format_argument(p)
+    map_fields(p, rate_per_s="--rate", slo_ttft_s="--slo-ttft-ms")
     p.set_defaults(run=run)
 
 

@@ -3,8 +3,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from ampersim.cli import map_fields
 from ampersim.cli.output import add_format_argument, emit, render_csv, render_table, to_json
-from ampersim.core.vocab import MEASURED_DTYPES, SCORINGS
+from ampersim.core.formatting import layer_ranges
+from ampersim.core.vocab import MEASURED_DTYPES, SCORINGS, SPARSE_GEMM_IMPLS
 from ampersim.sim.scenario import DEFAULT_SCENARIO
 
 OP_COLUMNS = ("name", "kind", "M", "N", "K", "dense_us", "sparse_us", "bound", "sparse_bound")
@@ -35,7 +37,11 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--prune-impl", metavar="NAME",
                         help="runtime pruning implementation from the profile's prune_impls "
                              "(default: default_prune_impl for native patterns, default_mask_impl otherwise)")
+    parser.add_argument("--sparse-gemm-impl", choices=SPARSE_GEMM_IMPLS,
+                        help="sparse-GEMM path to cost (default: the profile's efficiency.sparse_gemm_impl; "
+                             "others must be among its sparse_gemm_alternatives)")
     add_format_argument(parser)
+    map_fields(parser, prompt_tokens="--tokens")
     parser.set_defaults(run=run)
 
 
@@ -50,7 +56,7 @@ def run(args: Any) -> int:
         model=args.model, prompt_tokens=args.tokens, batch=args.batch, pattern=args.pattern,
         policy=args.policy, scoring=args.scoring, dtype=args.dtype, tp=args.tp)
     spec = load_model_spec(scenario.model)
-    result = predict(profile, scenario, prune_impl=args.prune_impl, spec=spec)
+    result = predict(profile, scenario, prune_impl=args.prune_impl, spec=spec, sparse_gemm_impl=args.sparse_gemm_impl)
     if args.format == "csv":
         emit(render_csv([_csv_row(op) for op in result.ops], CSV_COLUMNS))
         return 0
@@ -60,20 +66,6 @@ def run(args: Any) -> int:
         return 0
     emit(_render(result, comparison, profile.display_name))
     return 0
-
-
-def layer_ranges(layers: list[int]) -> str:
-    """[0, 1, 2, 5, 7, 8] -> '0-2,5,7-8'."""
-    parts: list[str] = []
-    start = prev = None
-    for i in layers + [None]:  # type: ignore[list-item]
-        if start is not None and (i is None or i != prev + 1):
-            parts.append(str(start) if start == prev else f"{start}-{prev}")
-            start = None
-        if i is not None and start is None:
-            start = i
-        prev = i
-    return ",".join(parts)
 
 
 def _csv_row(op: Any) -> dict[str, Any]:
@@ -107,7 +99,8 @@ def _render(result: Any, comparison: list[Any], display_name: str) -> str:
         f"{result.model} prefill on {result.profile} ({display_name}), per GPU",
         f"workload {result.scenario}: {shape} = {result.tokens} tokens, {result.dtype}, tp {result.tp}",
         f"policy {result.policy}, pattern {result.pattern} ({result.scoring} scoring): "
-        f"{100 * result.coverage:.1f} % of decoder linear MACs sparsified; pruning: {result.prune_impl}",
+        f"{100 * result.coverage:.1f} % of decoder linear MACs sparsified ({result.coverage_definition}); "
+        f"pruning: {result.prune_impl}; sparse GEMM: {result.sparse_gemm_impl}",
         f"weights: {result.weights_gb_per_gpu:.1f} GB per GPU"
         + ("" if result.fits_memory else " (MORE THAN THE GPU'S MEMORY: see note)"),
         f"note: {result.note}",

@@ -2,15 +2,12 @@
 from __future__ import annotations
 
 import argparse
-from collections.abc import Iterator
 from typing import Any
-
-from pydantic import BaseModel
 
 from ampersim.cli.output import FORMATS, emit, render_csv, render_table, to_json
 from ampersim.hardware.profile import HardwareProfile
 from ampersim.hardware.registry import list_profiles, load_profile
-from ampersim.core.sourced import Sourced
+from ampersim.core.sourced import sourced_numbers
 
 LIST_COLUMNS = {
     "name": "name", "display_name": "display name", "vendor": "vendor", "status": "status",
@@ -69,24 +66,6 @@ def run_list(args: argparse.Namespace) -> int:
     return 0
 
 
-def numbers(model: BaseModel, prefix: str = "") -> Iterator[tuple[str, float, str | None, str | None]]:
-    """(field path, value, date, source) for every number in ``model``; source None if it has none."""
-    for field, value in model:
-        path = f"{prefix}{field}"
-        if isinstance(value, Sourced):
-            yield path, value.value, value.date, value.source
-        elif isinstance(value, BaseModel):
-            yield from numbers(value, path + ".")
-        elif isinstance(value, dict):
-            for key, item in value.items():
-                if isinstance(item, Sourced):
-                    yield f"{path}.{key}", item.value, item.date, item.source
-                elif isinstance(item, BaseModel):
-                    yield from numbers(item, f"{path}.{key}.")
-        elif isinstance(value, (int, float)) and not isinstance(value, bool):
-            yield path, value, None, None
-
-
 def summary(profile: HardwareProfile) -> str:
     """Human summary: identity, peaks per dtype, memory, links, power, prices, defaults."""
     p = profile
@@ -124,7 +103,7 @@ def run_show(args: argparse.Namespace) -> int:
         emit(yaml.safe_dump(profile.model_dump(mode="json"), sort_keys=False, allow_unicode=True, width=100))
     else:
         rows = [{"field": f, "value": f"{v:g}", "date": d, "source": s or "(structural, no source)"}
-                for f, v, d, s in numbers(profile)]
+                for f, v, d, s in sourced_numbers(profile)]
         emit(summary(profile) + "\n\nEvery number and its source:\n" + render_table(rows))
     return 0
 

@@ -8,6 +8,7 @@ import sys
 import time
 from pathlib import Path
 
+from ampersim.cli import map_fields
 from ampersim.cli.econ_args import (
     add_ownership_arguments,
     add_price_arguments,
@@ -46,6 +47,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--accuracy", default=None, help="accuracy results JSON (default: docs/accuracy.json if present)")
     add_price_arguments(p, repeatable=True)
     add_ownership_arguments(p)
+    map_fields(p, rate_per_s="--rates")
     p.set_defaults(run=run)
 
 

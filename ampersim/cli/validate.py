@@ -46,30 +46,17 @@ def measurement_paths(values: list[str]) -> list[str]:
 
 def load_checked(args: Any) -> tuple[list[Any], Any, list[str] | None]:
     """(measurement files, profile, holdout list) with the GPU-mismatch rule applied to every file."""
-    from ampersim.core.errors import InvalidArgument, InvalidData
     from ampersim.hardware.registry import load_profile
-    from ampersim.measure.env import check_gpu_matches_profile
-    from ampersim.measure.records import read_measurements
+    from ampersim.measure.validate import read_for_profile
 
-    paths = measurement_paths(args.measurements)
-    if not paths:
-        raise InvalidArgument("--measurements: no file given")
     profile = load_profile(args.profile)
-    files = []
-    for path in paths:
-        mfile = read_measurements(path)
+    files, mismatches = read_for_profile(measurement_paths(args.measurements), profile, force=args.force)
+    for mfile in files:
         if mfile.truncated_line is not None:
             print(f"warning: {mfile.path}:{mfile.truncated_line}: incomplete last line ignored (interrupted run)",
                   file=sys.stderr)
-        if not mfile.records:
-            raise InvalidData(f"{mfile.path}: holds no measurement records")
-        try:
-            warning = check_gpu_matches_profile(mfile.gpu, profile.name, force=args.force)
-        except InvalidArgument as exc:
-            raise InvalidArgument(f"{mfile.path}: {exc}") from None
-        if warning:
-            print("!" * 100 + f"\n{mfile.path}: {warning}\n" + "!" * 100, file=sys.stderr)
-        files.append(mfile)
+    for warning in mismatches:
+        print("!" * 100 + f"\n{warning}\n" + "!" * 100, file=sys.stderr)
     holdout = [m.strip() for m in args.holdout.split(",") if m.strip()] if args.holdout else None
     return files, profile, holdout
 

@@ -2,8 +2,9 @@
 
 The CLI prints ``error: <message>`` on stderr and exits with status 2; messages name the file,
 field or argument at fault and say what is allowed. The library never names command-line flags:
-an error about an input value carries ``field`` (the parameter or schema field name), and the CLI
-prefixes the flag that sets that field (see ``ampersim.cli.main``).
+an error about an input value carries ``field`` (the parameter or schema field name) and, where it
+reads naturally, starts with that name (``"tp 3 does not divide ..."``); the CLI puts the flag that
+sets the field in its place, or in front of the message (see ``ampersim.cli.error_line``).
 """
 from __future__ import annotations
 
@@ -43,9 +44,9 @@ def did_you_mean(name: str, choices: Iterable[str]) -> str:
     return f" (did you mean: {', '.join(close)}?)" if close else ""
 
 
-def not_found(kind: str, name: str, choices: Iterable[str]) -> NotFound:
-    """Build a NotFound error listing close names and all available ones."""
+def not_found(kind: str, name: str, choices: Iterable[str], *, field: str | None = None) -> NotFound:
+    """Build a NotFound error listing close names and all available ones (``field``: the input at fault)."""
     choices = sorted(choices)
     return NotFound(
-        f"unknown {kind} '{name}'{did_you_mean(name, choices)}; available: {', '.join(choices)}"
+        f"unknown {kind} '{name}'{did_you_mean(name, choices)}; available: {', '.join(choices)}", field=field
     )

@@ -10,9 +10,15 @@ from pathlib import Path
 _PACKAGE_DIR = Path(__file__).resolve().parents[1]  # ampersim/
 
 
+def repository_root() -> Path:
+    """The folder that holds the ampersim package: the repository root in a source checkout or
+    editable install (where validation/ and docs/ live), site-packages in a wheel install."""
+    return _PACKAGE_DIR.parent
+
+
 def data_dir(name: str) -> Path:
     """Return the directory of shipped data ``name`` ("hardware_profiles", "workloads", ...)."""
-    for candidate in (_PACKAGE_DIR / "_data" / name, _PACKAGE_DIR.parent / name):
+    for candidate in (_PACKAGE_DIR / "_data" / name, repository_root() / name):
         if candidate.is_dir():
             return candidate
     raise FileNotFoundError(f"ampersim data folder '{name}' is missing from the installation")

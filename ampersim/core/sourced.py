@@ -2,8 +2,9 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 
-from pydantic import BaseModel, ConfigDict, field_validator
+from pydantic import BaseModel, ConfigDict, FiniteFloat, field_validator
 
 _SOURCE_RE = re.compile(r"^(https?://\S+|(assumed|measured|datasheet|derived|config):\s*\S.*)", re.S)
 _DATE_RE = re.compile(r"^\d{4}-\d{2}(-\d{2})?$")
@@ -19,7 +20,7 @@ class Sourced(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    value: float
+    value: FiniteFloat
     source: str
     date: str | None = None
 
@@ -69,3 +70,21 @@ class FractionSourced(Sourced):
         if not 0 < value <= 1:
             raise ValueError(f"value must be in (0, 1]; got {value}")
         return value
+
+
+def sourced_numbers(model: BaseModel, prefix: str = "") -> Iterator[tuple[str, float, str | None, str | None]]:
+    """(field path, value, date, source) for every number in ``model``; source None if it has none."""
+    for field, value in model:
+        path = f"{prefix}{field}"
+        if isinstance(value, Sourced):
+            yield path, value.value, value.date, value.source
+        elif isinstance(value, BaseModel):
+            yield from sourced_numbers(value, path + ".")
+        elif isinstance(value, dict):
+            for key, item in value.items():
+                if isinstance(item, Sourced):
+                    yield f"{path}.{key}", item.value, item.date, item.source
+                elif isinstance(item, BaseModel):
+                    yield from sourced_numbers(item, f"{path}.{key}.")
+        elif isinstance(value, (int, float)) and not isinstance(value, bool):
+            yield path, value, None, None

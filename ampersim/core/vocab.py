@@ -60,3 +60,22 @@ OP_KINDS: tuple[str, ...] = get_args(OpKind)
 # -- runtime pruning implementations the harness measures (profile ``prune_impls`` keys) -----------
 PruneImplName = Literal["torch_eager_mask", "torch_eager_cslt", "fused_mask", "fused_cslt"]
 MEASURED_PRUNE_IMPLS: tuple[str, ...] = get_args(PruneImplName)
+DiagnosticPruneImpl = Literal["cslt_compress_only"]
+DIAGNOSTIC_PRUNE_IMPLS: tuple[str, ...] = get_args(DiagnosticPruneImpl)
+"""Prune paths the harness times for the record but no profile prices (``cslt_compress_only``:
+torch._cslt_compress of an already pruned input)."""
+
+# -- sparse-GEMM library paths a profile can describe (``efficiency.sparse_gemm_impl`` and its alternatives) --
+SparseGemmImpl = Literal["cusparselt_searched", "cusparselt_default"]
+SPARSE_GEMM_IMPLS: tuple[str, ...] = get_args(SparseGemmImpl)
+SPARSE_GEMM_IMPL_DESCRIPTIONS: dict[str, str] = {
+    "cusparselt_searched": "cuSPARSELt, algorithm searched once per shape (cusparseLtMatmulSearch: ampersim's plans, "
+                           "`ampersim measure`)",
+    "cusparselt_default": "cuSPARSELt, default algorithm (torch._cslt_sparse_mm without alg_id, "
+                          "to_sparse_semi_structured)",
+}
+
+# How ``sparsify`` runs a pruned linear: "mask" prunes the input and keeps the dense GEMM (any
+# device, any N:M); "cuda" runs 2:4 on sparse tensor cores (fused prune + compress, cuSPARSELt).
+SparsifyBackend = Literal["mask", "cuda"]
+SPARSIFY_BACKENDS: tuple[str, ...] = get_args(SparsifyBackend)

@@ -13,16 +13,27 @@ from pydantic import BaseModel, ValidationError
 from ampersim.core.errors import InvalidData, NotFound
 
 M = TypeVar("M", bound=BaseModel)
+MAX_YAML_BYTES = 8 << 20  # profiles, workloads and policies are a few kB; refuse anything far larger
 
 
 def read_yaml(path: Path) -> tuple[Any, yaml.Node | None]:
     """Parse ``path`` with safe loading; return (data, node tree for line lookups)."""
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        size = Path(path).stat().st_size
+        if size > MAX_YAML_BYTES:
+            raise InvalidData(f"{path}: {size:,} bytes is larger than a YAML input may be "
+                              f"({MAX_YAML_BYTES:,} bytes)")
+        text = Path(path).read_bytes().decode("utf-8")
     except FileNotFoundError:
         raise NotFound(f"{path}: file not found") from None
+    except IsADirectoryError:
+        raise InvalidData(f"{path}: is a directory, not a YAML file") from None
     except OSError as exc:
         raise InvalidData(f"{path}: cannot read ({exc.strerror})") from None
+    except UnicodeDecodeError as exc:
+        line = exc.object[:exc.start].count(b"\n") + 1
+        raise InvalidData(f"{path}:{line}: not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at offset "
+                          f"{exc.start}); save the file as UTF-8") from None
     try:
         return yaml.safe_load(text), yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.YAMLError as exc:

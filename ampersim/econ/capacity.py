@@ -31,13 +31,15 @@ def parse_percentile(text: str) -> float:
     match = _PCT_RE.match(str(text).strip())
     value = float(match.group(1)) if match else -1.0
     if not 0 < value < 100:
-        raise InvalidArgument(f"--percentile '{text}': expected pNN with 0 < NN < 100, e.g. p50, p95, p99")
+        raise InvalidArgument(f"percentile '{text}': expected pNN with 0 < NN < 100, e.g. p50, p95, p99",
+                              field="percentile")
     return value
 
 
 def check_rate(rate_per_s: float) -> None:
     if not rate_per_s > 0:
-        raise InvalidArgument(f"--rate {rate_per_s:g}: the request rate must be > 0 requests/s")
+        raise InvalidArgument(f"rate_per_s {rate_per_s:g}: the request rate must be > 0 requests/s",
+                              field="rate_per_s")
 
 
 def auto_duration_s(rate_per_s: float) -> float:
@@ -64,7 +66,7 @@ def step_tables(
 ) -> dict[str, StepTable]:
     """Dense and sparse step-time tables of ``scenario``'s model, dtype, tp and policy on ``profile``."""
     if max_batched_tokens < 1:
-        raise InvalidArgument(f"--max-batched-tokens {max_batched_tokens}: must be >= 1")
+        raise InvalidArgument(f"max_batched_tokens {max_batched_tokens}: must be >= 1", field="max_batched_tokens")
     dense, sparse = build_step_tables(
         lambda t, s: step_seconds(profile, scenario, t, s), max_batched_tokens, prompts.max_tokens()
     )
@@ -88,7 +90,7 @@ class Traffic:
     def __post_init__(self) -> None:
         check_rate(self.rate_per_s)
         if not self.duration_s > 0:
-            raise InvalidArgument(f"--duration-s {self.duration_s:g}: must be > 0 seconds")
+            raise InvalidArgument(f"duration_s {self.duration_s:g}: must be > 0 seconds", field="duration_s")
 
     def draw(self) -> tuple[np.ndarray, np.ndarray]:
         """(arrival times s, prompt lengths) — identical for every call with the same fields."""
@@ -96,8 +98,9 @@ class Traffic:
         arrival = poisson_arrivals(rng, self.rate_per_s, self.duration_s)
         if len(arrival) == 0:
             raise InvalidArgument(
-                f"--rate {self.rate_per_s:g} over --duration-s {self.duration_s:g}: no request arrives; "
-                "lengthen the window"
+                f"duration_s {self.duration_s:g}: no request arrives at {self.rate_per_s:g} requests/s; "
+                "lengthen the window",
+                field="duration_s",
             )
         return arrival, self.prompts.sample(rng, len(arrival))
 
@@ -248,9 +251,9 @@ def plan_capacity(
 ) -> CapacityPlan:
     """Minimum fleet per path in ``tables`` ({"dense": ..., "sparse": ...}) for ``traffic``."""
     if not slo_ttft_s > 0:
-        raise InvalidArgument(f"--slo-ttft-ms {slo_ttft_s * 1e3:g}: must be > 0")
+        raise InvalidArgument(f"the TTFT SLO must be > 0; got {slo_ttft_s * 1e3:g} ms", field="slo_ttft_s")
     if max_seqs < 1:
-        raise InvalidArgument(f"--max-seqs {max_seqs}: must be >= 1")
+        raise InvalidArgument(f"max_seqs {max_seqs}: must be >= 1", field="max_seqs")
     arrival, lengths = traffic.draw()
     warmup_s = traffic.warmup_fraction * traffic.duration_s
     paths = {
@@ -275,8 +278,9 @@ def require_feasible(plan: CapacityPlan) -> CapacityPlan:
     if not any(p.feasible for p in plan.paths.values()):
         floors = ", ".join(f"{p.path} {p.min_ttft_s * 1e3:.4g} ms" for p in plan.paths.values())
         raise InvalidArgument(
-            f"--slo-ttft-ms {plan.slo_ttft_s * 1e3:g}: no number of GPUs meets p{plan.percentile:g} TTFT at "
+            f"TTFT SLO {plan.slo_ttft_s * 1e3:g} ms: no number of GPUs meets p{plan.percentile:g} TTFT at "
             f"tp={plan.tp}; the lowest achievable (each prompt alone on an idle replica) is {floors}; "
-            "raise the SLO or --tp, or shorten prompts"
+            "raise the SLO or tp, or shorten prompts",
+            field="slo_ttft_s",
         )
     return plan

@@ -1,4 +1,5 @@
-"""Prefill serving as a queue: a discrete-event simulation and the analytical approximations that check it.
+"""Prefill serving as a queue: a discrete-event simulation (checked against queueing theory in
+tests/test_queueing.py).
 
 Model (disaggregated prefill, pull-based scheduling): requests join one FCFS queue; each of
 ``replicas`` identical prefill replicas runs steps back to back while work is waiting. A step
@@ -243,27 +244,3 @@ def _simulate(arrival, length, replicas, max_seqs, seconds, ctx):  # pragma: no 
         heap_t[i] = end
         heap_r[i] = r
     return finish, busy, steps
-
-
-def erlang_c(servers: int, offered_load: float) -> float:
-    """Probability that an arrival waits in an M/M/c queue (Erlang C); offered_load = λ/μ < c."""
-    if not 0 <= offered_load < servers:
-        raise ValueError(f"offered load {offered_load:g} must be in [0, {servers}) for a stable queue")
-    inv_b = 1.0  # inverse Erlang-B by the stable recursion B(k) = a B(k-1) / (k + a B(k-1))
-    for k in range(1, servers + 1):
-        inv_b = 1.0 + inv_b * k / offered_load if offered_load > 0 else math.inf
-    b = 1.0 / inv_b
-    rho = offered_load / servers
-    return b / (1.0 - rho * (1.0 - b))
-
-
-def mgc_mean_wait_s(rate_per_s: float, mean_service_s: float, service_scv: float, servers: int) -> float:
-    """Mean queueing delay of M/G/c, Allen–Cunneen approximation (exact P–K formula when c = 1).
-
-    Wq ≈ C(c, a) / (c μ − λ) · (1 + cs²) / 2 with a = λ E[S], μ = 1 / E[S] and cs² the squared
-    coefficient of variation of the service time.
-    """
-    a = rate_per_s * mean_service_s
-    if a >= servers:
-        return math.inf
-    return erlang_c(servers, a) / (servers / mean_service_s - rate_per_s) * (1.0 + service_scv) / 2.0

@@ -38,12 +38,12 @@ DEFAULT_USD_PER_KWH = Sourced(
     "electricity prices (EIA Electric Power Monthly, 2024)",
 )
 DEFAULT_UTILIZATION = Sourced(
-    value=1.0, source="assumed: GPUs busy with prefill every hour (lowest cost per token); pass --utilization"
+    value=1.0, source="assumed: GPUs busy with prefill every hour (lowest cost per token); set utilization to change"
 )
 
 
-def _flag_value(value: float, flag: str) -> Sourced:
-    return Sourced(value=value, source=f"assumed: given on the command line ({flag})")
+def _given(value: float, field: str) -> Sourced:
+    return Sourced(value=value, source=f"assumed: given by the user ({field})")
 
 
 @dataclass(frozen=True)
@@ -67,17 +67,18 @@ class PriceBasis:
         return [(k, v) for k, v in named if v is not None]
 
 
-def missing_price_message(profile: HardwareProfile, field: str, flag: str) -> str:
-    return f"profile '{profile.name}' has no prices.{field}: add it (value, source, date) to its YAML or pass {flag}"
+def missing_price_message(profile: HardwareProfile, field: str, override: str) -> str:
+    """Note for a profile without ``prices.<field>``; ``override``: how the caller can give the price."""
+    return f"profile '{profile.name}' has no prices.{field}: add it (value, source, date) to its YAML or pass {override}"
 
 
 def cloud_price(profile: HardwareProfile, usd_per_hour: float | None = None) -> Sourced | None:
-    """Rent per GPU-hour: ``usd_per_hour`` (command line) if given, else the profile's, else None."""
+    """Rent per GPU-hour: ``usd_per_hour`` (given by the user) if given, else the profile's, else None."""
     if usd_per_hour is None:
         return profile.prices.cloud_usd_per_gpu_hour
     if not usd_per_hour > 0:
-        raise InvalidArgument(f"--usd-per-hour {usd_per_hour:g}: must be > 0")
-    return _flag_value(usd_per_hour, "--usd-per-hour")
+        raise InvalidArgument(f"usd_per_hour {usd_per_hour:g}: must be > 0", field="usd_per_hour")
+    return _given(usd_per_hour, "usd_per_hour")
 
 
 def price_basis(
@@ -89,30 +90,28 @@ def price_basis(
     usd_per_kwh: float | None = None,
     utilization: float | None = None,
 ) -> PriceBasis:
-    """Profile prices overridden by command-line values; InvalidArgument if the profile has no price at all."""
-    for value, flag in (
-        (usd_per_hour, "--usd-per-hour"),
-        (purchase_usd, "--purchase-usd"),
-        (lifetime_years, "--lifetime-years"),
-        (usd_per_kwh, "--usd-per-kwh"),
-    ):
+    """Profile prices overridden by the values given; InvalidArgument if the profile has no price at all."""
+    given = {"usd_per_hour": usd_per_hour, "purchase_usd": purchase_usd, "lifetime_years": lifetime_years,
+             "usd_per_kwh": usd_per_kwh}
+    for field, value in given.items():
         if value is not None and not value > 0:
-            raise InvalidArgument(f"{flag} {value:g}: must be > 0")
+            raise InvalidArgument(f"{field} {value:g}: must be > 0", field=field)
     if utilization is not None and not 0 < utilization <= 1:
-        raise InvalidArgument(f"--utilization {utilization:g}: must be in (0, 1]")
+        raise InvalidArgument(f"utilization {utilization:g}: must be in (0, 1]", field="utilization")
     cloud = cloud_price(profile, usd_per_hour)
-    buy = _flag_value(purchase_usd, "--purchase-usd") if purchase_usd is not None else profile.prices.purchase_usd
+    buy = _given(purchase_usd, "purchase_usd") if purchase_usd is not None else profile.prices.purchase_usd
     if cloud is None and buy is None:
         raise InvalidArgument(
             f"profile '{profile.name}' has no price: add prices.cloud_usd_per_gpu_hour or prices.purchase_usd "
-            "(value, source, date) to its YAML, or pass --usd-per-hour / --purchase-usd"
+            "(value, source, date) to its YAML, or give usd_per_hour or purchase_usd",
+            field="usd_per_hour",
         )
     return PriceBasis(
         cloud,
         buy,
-        _flag_value(lifetime_years, "--lifetime-years") if lifetime_years is not None else DEFAULT_LIFETIME_YEARS,
-        _flag_value(usd_per_kwh, "--usd-per-kwh") if usd_per_kwh is not None else DEFAULT_USD_PER_KWH,
-        _flag_value(utilization, "--utilization") if utilization is not None else DEFAULT_UTILIZATION,
+        _given(lifetime_years, "lifetime_years") if lifetime_years is not None else DEFAULT_LIFETIME_YEARS,
+        _given(usd_per_kwh, "usd_per_kwh") if usd_per_kwh is not None else DEFAULT_USD_PER_KWH,
+        _given(utilization, "utilization") if utilization is not None else DEFAULT_UTILIZATION,
     )
 
 
@@ -213,7 +212,7 @@ class Payback:
 
 PAYBACK_DEFINITION = (
     "payback = months until buying enough GPUs of the target profile to match one rented GPU of the "
-    "baseline (first --profile) in prompt tokens/s pays for itself: their purchase price / (baseline "
+    "baseline (the first profile) in prompt tokens/s pays for itself: their purchase price / (baseline "
     f"rent x {HOURS_PER_MONTH:g} h/month - their electricity while busy); same path (dense or sparse) on both"
 )
 
@@ -223,9 +222,7 @@ def payback(base: ProfileEconomics, target: ProfileEconomics, path: str) -> Payb
     rent, buy = base.prices.cloud_usd_per_gpu_hour, target.prices.purchase_usd
     if rent is None or buy is None:
         missing = (
-            f"{base.profile}: prices.cloud_usd_per_gpu_hour (or --usd-per-hour)"
-            if rent is None
-            else f"{target.profile}: prices.purchase_usd (or --purchase-usd)"
+            f"{base.profile}: prices.cloud_usd_per_gpu_hour" if rent is None else f"{target.profile}: prices.purchase_usd"
         )
         return Payback(base.profile, target.profile, path, None, None, None, None, missing)
     gpus = base.tokens_per_s[path] / target.tokens_per_s[path]

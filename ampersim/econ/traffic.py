@@ -1,6 +1,6 @@
 """Request traffic for capacity planning: Poisson arrivals and prompt-length distributions.
 
-A prompt-length distribution is given as text on the command line:
+A prompt-length distribution (field ``prompt_dist``) is written as text:
 ``fixed:4096``, ``lognormal:MEAN,SIGMA[,MAX]`` (MEAN is the arithmetic mean in tokens, SIGMA the
 standard deviation of log-length, MAX an optional cap) or ``trace:FILE`` (one prompt length per
 line, or ``tokens,count`` histogram rows, or a CSV with a header naming the token column).
@@ -62,7 +62,7 @@ class PromptDist:
 
 def fixed(tokens: int) -> PromptDist:
     if tokens < 1:
-        raise InvalidArgument(f"--prompt-dist fixed:{tokens}: tokens must be >= 1")
+        raise InvalidArgument(f"prompt_dist fixed:{tokens}: tokens must be >= 1", field="prompt_dist")
     return PromptDist("fixed", f"fixed {tokens:,} tokens", np.array([tokens], dtype=np.int64), np.ones(1))
 
 
@@ -70,8 +70,9 @@ def lognormal(mean_tokens: float, sigma: float, cap: int | None = None) -> Promp
     """Lognormal lengths with arithmetic mean ``mean_tokens`` and log-space std ``sigma``."""
     if not mean_tokens >= 1 or not sigma >= 0 or (cap is not None and cap < 1):
         raise InvalidArgument(
-            f"--prompt-dist lognormal:{mean_tokens},{sigma}{'' if cap is None else f',{cap}'}: "
-            "need MEAN >= 1 token, SIGMA >= 0 and MAX >= 1"
+            f"prompt_dist lognormal:{mean_tokens},{sigma}{'' if cap is None else f',{cap}'}: "
+            "need MEAN >= 1 token, SIGMA >= 0 and MAX >= 1",
+            field="prompt_dist",
         )
     mu = math.log(mean_tokens) - sigma**2 / 2
     capped = "" if cap is None else f", capped at {cap}"
@@ -99,7 +100,7 @@ def read_trace(path: str | Path) -> PromptDist:
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise NotFound(f"--prompt-dist trace:{path}: file not found") from None
+        raise NotFound(f"prompt_dist trace:{path}: file not found", field="prompt_dist") from None
     except (OSError, UnicodeDecodeError) as exc:
         reason = getattr(exc, "strerror", None) or "not UTF-8 text"
         raise InvalidData(f"{path}: cannot read trace ({reason})") from None
@@ -137,10 +138,10 @@ def parse_prompt_dist(text: str) -> PromptDist:
             cap = int(parts[2]) if len(parts) == 3 else None
             return lognormal(float(parts[0]), float(parts[1]), cap)
     except ValueError:
-        raise InvalidArgument(f"--prompt-dist '{text}': expected {DIST_FORMS}") from None
+        raise InvalidArgument(f"prompt_dist '{text}': expected {DIST_FORMS}", field="prompt_dist") from None
     if kind == "trace" and arg:
         return read_trace(arg)
-    raise InvalidArgument(f"--prompt-dist '{text}': expected {DIST_FORMS}")
+    raise InvalidArgument(f"prompt_dist '{text}': expected {DIST_FORMS}", field="prompt_dist")
 
 
 def poisson_arrivals(rng: np.random.Generator, rate_per_s: float, duration_s: float) -> np.ndarray:

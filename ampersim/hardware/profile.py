@@ -12,7 +12,8 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from ampersim.core.patterns import NMPattern
-from ampersim.core.vocab import DType
+from ampersim.core.errors import not_found
+from ampersim.core.vocab import DType, SparseGemmImpl
 from ampersim.core.sourced import FractionSourced, PositiveSourced, Sourced
 
 
@@ -147,6 +148,15 @@ class Efficiency(BaseModel):
 
     dense_gemm: GemmEfficiency
     sparse_gemm: GemmEfficiency
+    sparse_gemm_impl: SparseGemmImpl = Field(
+        default="cusparselt_searched",
+        description="The sparse-GEMM library path `sparse_gemm` describes (what `predict` assumes by default).",
+    )
+    sparse_gemm_alternatives: dict[SparseGemmImpl, GemmEfficiency] = Field(
+        default_factory=dict,
+        description="Other measured sparse-GEMM paths by name (e.g. cusparselt_default: cuSPARSELt's default "
+                    "algorithm); `ampersim predict --sparse-gemm-impl NAME` costs sparse GEMMs with one of them.",
+    )
     memory_fraction: FractionSourced = Field(description="Achieved fraction of bandwidth, streaming ops.")
     attention_fraction: FractionSourced = Field(description="Achieved fraction of dense peak, attention.")
     attention_keys_half: PositiveSourced | None = Field(
@@ -156,6 +166,29 @@ class Efficiency(BaseModel):
     )
     kernel_overhead_us: Sourced = Field(description="Fixed time per non-GEMM kernel, µs.")
     allreduce_fraction: FractionSourced = Field(description="Achieved fraction of interconnect bandwidth.")
+
+    @model_validator(mode="after")
+    def _alternatives_differ(self) -> "Efficiency":
+        if self.sparse_gemm_impl in self.sparse_gemm_alternatives:
+            raise ValueError(f"sparse_gemm_alternatives repeats sparse_gemm_impl '{self.sparse_gemm_impl}' "
+                             "(it is described by sparse_gemm)")
+        return self
+
+    @property
+    def sparse_gemm_impls(self) -> list[str]:
+        """Sparse-GEMM paths this profile can cost: its own, then the alternatives."""
+        return [self.sparse_gemm_impl, *self.sparse_gemm_alternatives]
+
+    def with_sparse_gemm(self, name: str) -> "Efficiency":
+        """This efficiency with ``name``'s sparse-GEMM model as ``sparse_gemm`` (NotFound lists the known ones)."""
+        if name == self.sparse_gemm_impl:
+            return self
+        if name not in self.sparse_gemm_alternatives:
+            raise not_found("sparse GEMM implementation", name, self.sparse_gemm_impls)
+        others = {k: v for k, v in self.sparse_gemm_alternatives.items() if k != name}
+        others[self.sparse_gemm_impl] = self.sparse_gemm
+        return self.model_copy(update={"sparse_gemm": self.sparse_gemm_alternatives[name], "sparse_gemm_impl": name,
+                                       "sparse_gemm_alternatives": others})
 
 
 class HardwareProfile(BaseModel):

@@ -16,7 +16,7 @@ sigmoid, from the middle of each range (so the result depends on the measurement
 profile's assumed values); tile sizes and split-K over a small grid. Grouped (MoE expert) and 8-bit GEMM rows are validated,
 not fitted: the profile has one GEMM efficiency per path for all dtypes and shapes. How grouped GEMMs execute
 (``grouped``: one kernel, or one launch per group) is not fitted either: it is how the harness ran them
-(ops_torch.GROUPED_KERNEL), written into the calibrated profile.
+(ampersim.measure.ops.GROUPED_KERNEL), written into the calibrated profile.
 """
 from __future__ import annotations
 
@@ -27,9 +27,10 @@ from typing import Any
 
 import numpy as np
 
+from ampersim.core.sourced import PositiveSourced
 from ampersim.hardware.profile import HardwareProfile
 from ampersim.measure.ops import GROUPED_KERNEL
-from ampersim.core.sourced import PositiveSourced
+from ampersim.measure.records import MeasurementFile, OpMeasurement
 from ampersim.measure.validate import Measurements, Predictor, all_records, as_files, category_of, default_holdout, error_stats
 
 TILE_CHOICES = (64, 128, 256)
@@ -55,10 +56,10 @@ class Stage:
     tiles: str | None = None  # "efficiency.dense_gemm" / ...sparse_gemm: grid over tile_m, tile_n, split_k
     gemv: bool = False        # also fit on memory-bound GEMMs (M <= GEMV_ROWS: lm_head on the last tokens)
 
-    def takes(self, record: dict[str, Any]) -> bool:
+    def takes(self, record: OpMeasurement) -> bool:
         if category_of(record) in self.categories:
             return True
-        return self.gemv and category_of(record) == "dense_gemm" and record["measured"]["M"] <= GEMV_ROWS
+        return self.gemv and category_of(record) == "dense_gemm" and record.measured.M <= GEMV_ROWS
 
 
 def stages(prune_impls: Sequence[str], interconnect: bool = True) -> list[Stage]:
@@ -167,7 +168,7 @@ def nelder_mead(f: Callable[[np.ndarray], float], x0: np.ndarray, step: float = 
     return simplex[best], float(values[best])
 
 
-def fit_stage(profile: HardwareProfile, stage: Stage, records: list[dict[str, Any]]) -> tuple[dict[str, float], float]:
+def fit_stage(profile: HardwareProfile, stage: Stage, records: list[OpMeasurement]) -> tuple[dict[str, float], float]:
     """Best values of the stage's parameters (and its tile sizes) on ``records``; (values, loss)."""
     predictor = Predictor(records)
     measured = predictor.measured
@@ -202,11 +203,11 @@ def calibrate(measurements: Measurements, profile: HardwareProfile, holdout: Seq
     fitted number's source names the file(s) whose rows fitted it."""
     files = as_files(measurements)
     records = all_records(files)
-    holdout = list(holdout) if holdout is not None else default_holdout([r["model"] for r in records])
-    usable = [r for r in records if r["dtype"] in FIT_DTYPES and r["record"] == "op"]
-    fit_rows = [r for r in usable if r["model"] not in holdout]
-    measured_impls = sorted({r["prune_impl"] for r in fit_rows if r["variant"] == "prune"
-                             and r["prune_impl"] in profile.prune_impls})
+    holdout = list(holdout) if holdout is not None else default_holdout([r.model for r in records])
+    usable = [r for r in records if r.dtype in FIT_DTYPES and isinstance(r, OpMeasurement)]
+    fit_rows = [r for r in usable if r.model not in holdout]
+    measured_impls = sorted({r.prune_impl for r in fit_rows if r.variant == "prune"
+                             and r.prune_impl in profile.prune_impls})
     current = profile
     if current.efficiency.attention_keys_half is None:  # start the ramp search from a finite value
         current = _replace(current, ["efficiency", "attention_keys_half"],
@@ -220,23 +221,20 @@ def calibrate(measurements: Measurements, profile: HardwareProfile, holdout: Seq
         before = error_stats(Predictor(rows).predict(current), Predictor(rows).measured)
         values, _ = fit_stage(current, stage, rows)
         values = {k: v if isinstance(v, bool) else float(f"{v:.4g}") for k, v in values.items()}
-        where = ", ".join(dict.fromkeys(r["_file"] for r in rows))
-        models = ", ".join(sorted({r["model"] for r in rows}))
+        where = ", ".join(dict.fromkeys(r.file for r in rows))
+        models = ", ".join(sorted({r.model for r in rows}))
         sources = {path: (f"measured: {where} (ampersim calibrate, stage '{stage.name}': fit on {len(rows)} "
                           f"{models} rows; MAPE before {before['mape_pct']:.1f} %)") for path in values}
         current = with_values(current, values, sources)
         after = error_stats(Predictor(rows).predict(current), Predictor(rows).measured)
         reports.append({"stage": stage.name, "n": len(rows), "fit_mape_before_pct": before["mape_pct"],
                         "fit_mape_after_pct": after["mape_pct"], "values": values})
-    if any(r["record"] == "op" and r["op"]["kind"] in ("gemm", "sparse_gemm") for r in records):
+    if any(isinstance(r, OpMeasurement) and r.op.kind in ("gemm", "sparse_gemm") for r in records):
         current = with_values(current, {f"efficiency.{path}_gemm.grouped": grouped
                                         for path, grouped in GROUPED_KERNEL.items()})
     labels = ", ".join(f.label for f in files)
-    runs = "; ".join(f"{f.label}: {f.gpu}, torch {f.environment.get('torch')}, CUDA {f.environment.get('cuda')}, "
-                     f"cuSPARSELt {f.environment.get('cusparselt')}"
-                     + (f", NCCL {f.environment['nccl']} on {f.environment.get('world_size')} GPUs"
-                        if "nccl" in f.environment else "") for f in files)
-    fit_models = ", ".join(sorted({r["model"] for r in fit_rows}))
+    runs = "; ".join(_run_description(f) for f in files)
+    fit_models = ", ".join(sorted({r.model for r in fit_rows}))
     notes = (f"Efficiency parameters calibrated by `ampersim calibrate` on {runs}; fit on {fit_models}, held out: "
              f"{', '.join(holdout) or 'none'}. Grouped GEMMs (MoE experts) run as the measurements ran them: dense "
              f"as one kernel (torch.bmm), 2:4 as one _cslt_sparse_mm call per group (torch has no grouped 2:4 GEMM). "
@@ -247,12 +245,18 @@ def calibrate(measurements: Measurements, profile: HardwareProfile, holdout: Seq
     return HardwareProfile.model_validate(data), reports, holdout
 
 
+def _run_description(measured: MeasurementFile) -> str:
+    env = measured.environment
+    nccl = f", NCCL {env.nccl} on {env.world_size} GPUs" if env.nccl is not None else ""
+    return f"{measured.label}: {env.gpu}, torch {env.torch}, CUDA {env.cuda}, cuSPARSELt {env.cusparselt}{nccl}"
+
+
 def profile_yaml(profile: HardwareProfile) -> str:
     """The profile as YAML in the shipped files' field order."""
     import yaml
 
     header = (f"# {profile.display_name}: written by `ampersim calibrate`; efficiency numbers say "
-              f"'measured: <file>'. Load it with --profile {profile.name} (from hardware_profiles/calibrated/) "
-              f"or --profile <this file>.\n")
+              f"'measured: <file>'. Load it as profile {profile.name} (from hardware_profiles/calibrated/) "
+              f"or by this file's path.\n")
     return header + yaml.safe_dump(profile.model_dump(mode="json", exclude_none=True), sort_keys=False,
                                    allow_unicode=True, width=110)

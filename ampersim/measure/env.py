@@ -8,6 +8,7 @@ import subprocess
 from typing import Any
 
 from ampersim.core.errors import InvalidArgument, MissingDependency
+from ampersim.measure.records import Environment
 
 # GPU name as the driver reports it (regex, case-insensitive) -> shipped base profile name.
 GPU_PROFILES: tuple[tuple[str, str], ...] = (
@@ -66,18 +67,18 @@ def _nvidia_smi() -> dict[str, str]:
     return dict(zip(_NVIDIA_SMI_FIELDS + ("driver",), values))
 
 
-def capture_environment(device: str = "cuda") -> dict[str, Any]:
+def capture_environment(device: str = "cuda") -> Environment:
     """GPU name, SM count, L2 and memory size, clocks, driver, CUDA, torch, cuSPARSELt, Python."""
     import torch
 
     env: dict[str, Any] = {"device": device, "torch": torch.__version__, "python": platform.python_version(),
                            "platform": platform.platform()}
     if device == "cpu":
-        env.update(gpu="cpu (dry run: not a GPU measurement)", sm_count=0, l2_bytes=2**20)
-        return env
+        return Environment(**env, gpu="cpu (dry run: not a GPU measurement)", sm_count=0, l2_bytes=2**20)
     props = torch.cuda.get_device_properties(torch.cuda.current_device())
     smi = _nvidia_smi()
-    env.update(
+    return Environment(
+        **env,
         gpu=props.name,
         profile=profile_for_gpu(props.name),
         sm_count=props.multi_processor_count,
@@ -89,7 +90,6 @@ def capture_environment(device: str = "cuda") -> dict[str, Any]:
         driver=smi.pop("driver", None),
         nvidia_smi=smi,
     )
-    return env
 
 
 def _cusparselt_version(torch: Any) -> int | None:
@@ -110,5 +110,5 @@ def check_gpu_matches_profile(gpu_name: str, profile_name: str, *, force: bool) 
         return None
     what = f"measurements from '{gpu_name}' (profile {expected or 'unknown'}) vs profile '{profile_name}'"
     if not force:
-        raise InvalidArgument(f"{what}: GPU mismatch; pass --force to compare anyway")
-    return f"WARNING: {what}: GPU MISMATCH, comparing anyway because of --force; the errors mean nothing for either GPU"
+        raise InvalidArgument(f"{what}: GPU mismatch; set force to compare anyway", field="force")
+    return f"WARNING: {what}: GPU MISMATCH, comparing anyway because force is set; the errors mean nothing for either GPU"

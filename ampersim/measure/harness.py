@@ -15,10 +15,10 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
+from pydantic import BaseModel, ConfigDict
 
 MIN_RUNS = 20
 MAX_RUNS = 200
@@ -30,11 +30,15 @@ WARMUP_SECONDS = 0.2
 MAX_WARMUP_STEPS = 5000
 
 
-@dataclass(frozen=True)
-class Timing:
-    """Seconds per call: median and spread over ``runs`` timed runs of ``calls_per_run`` calls."""
+class Timing(BaseModel):
+    """Seconds per call: median and spread over ``runs`` timed runs of ``calls_per_run`` calls.
 
-    method: str  # "cuda_graph" | "cuda_events" | "cpu_clock"
+    ``warmup_s``: busy time before the timed runs; 0 where there was none (files written before the
+    settle warm-up existed, such as validation/h200-run1.jsonl, do not carry the field)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    method: Literal["cuda_graph", "cuda_events", "cpu_clock"]
     median_s: float
     p10_s: float
     p90_s: float
@@ -44,9 +48,6 @@ class Timing:
     calls_per_run: int
     warmup_s: float = 0.0
     note: str = ""
-
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 def summarize(per_call_s: Sequence[float], method: str, calls_per_run: int, note: str = "",
@@ -128,15 +129,27 @@ def _time_events(step: Callable[[], Any], calls_per_run: int, method: str, warmu
         step()
     torch.cuda.synchronize()
     busy = time.perf_counter() - busy
+    per_call = [seconds / calls_per_run for seconds in event_times(step, runs)]
+    return summarize(per_call, method, calls_per_run, note, warmup_s=busy)
+
+
+def event_times(step: Callable[[], Any], runs: int, *, before_each: Callable[[], Any] | None = None) -> list[float]:
+    """Seconds of each of ``runs`` runs of ``step``, from CUDA events recorded around every run.
+
+    ``before_each`` runs before each start event, outside the timed span (e.g. the barrier that lines
+    up the ranks of a multi-GPU collective)."""
+    import torch
+
     events = [(torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True))
               for _ in range(runs)]
     for start, end in events:
+        if before_each is not None:
+            before_each()
         start.record()
         step()
         end.record()
     torch.cuda.synchronize()
-    per_call = [start.elapsed_time(end) / 1e3 / calls_per_run for start, end in events]
-    return summarize(per_call, method, calls_per_run, note, warmup_s=busy)
+    return [start.elapsed_time(end) / 1e3 for start, end in events]
 
 
 def _time_cpu(calls: Sequence[Callable[[], Any]], warmup: int, min_runs: int) -> Timing:

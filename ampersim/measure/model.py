@@ -7,8 +7,14 @@ graph costs them; eager torch elsewhere); the whole model adds the embedding, th
 on the last token. Every linear whose input the policy sparsifies gets its activation pruned once
 per activation (q/k/v share one, gate/up share one) by a prune implementation, then either the
 2:4 sparse GEMM (compressed operand) or a dense GEMM on the masked activation (mask-only impls).
-``reference=True`` runs the same layer with eager masking and F.linear instead of the sparse
-path: the sparse output must match it before anything is timed.
+The sparse GEMM is ``torch._cslt_sparse_mm`` (a plan built per call) unless the path brings its own
+``matmul`` (persistent cuSPARSELt plans: ``ampersim.kernels.gpu.cusparselt``).
+``int8=True`` builds a W8A8 model: per-channel int8 weights, every linear input quantized per token
+(once per activation) and multiplied with ``torch._int_mm`` + a one-pass dequantization, the sparse
+ones 2:4-pruned, quantized and compressed in one kernel pair and multiplied by the int8 2:4 GEMM.
+``reference=True`` runs the same layer with eager masking and F.linear (W8A8: eager masking, eager
+quantization, float products of the int8 values) instead of the sparse path: the sparse output must
+match it before anything is timed.
 """
 from __future__ import annotations
 
@@ -24,17 +30,20 @@ from ampersim.models.spec import ModelSpec
 from ampersim.sparsity.policy import SparsityPolicy
 
 Pruner = Callable[[Any], Any]  # activation [T, K] -> compressed operand or masked dense activation
+SparseMatmul = Callable[[Any, "_Linear", int], Any]  # (operand, linear, tokens T) -> [T, N]
 
 
 @dataclass(frozen=True)
 class SparsePath:
     """How sparsified linears run: ``prune`` returns the compressed operand when ``compressed``,
-    else a masked dense activation fed to F.linear."""
+    else a masked dense activation fed to F.linear; ``matmul`` multiplies a compressed operand
+    (None: ``torch._cslt_sparse_mm`` with the searched algorithm, operand rows == tokens)."""
 
     name: str
     prune: Pruner
     compressed: bool
     pattern: tuple[int, int]
+    matmul: SparseMatmul | None = None
 
 
 def check_architecture(spec: ModelSpec) -> None:
@@ -44,17 +53,44 @@ def check_architecture(spec: ModelSpec) -> None:
         raise InvalidArgument(f"{spec.name}: sliding-window / sandwich-norm layers are not run as a whole")
 
 
-class _Linear:
-    """One projection: weight [N, K]; the sparse GEMM algorithm is searched once for its token count."""
+def silu_mul_eager(gate: Any, up: Any) -> Any:
+    import torch
 
-    def __init__(self, torch: Any, N: int, K: int, dtype: Any, device: str) -> None:
+    return torch.nn.functional.silu(gate) * up
+
+
+class _Linear:
+    """One projection: weight [N, K] (W8A8: also int8 ``w_q`` and per-channel fp32 ``w_scale``); the
+    sparse GEMM algorithm is searched once for its token count."""
+
+    def __init__(self, torch: Any, N: int, K: int, dtype: Any, device: str, int8: bool = False) -> None:
         self.torch = torch
         self.w = torch.randn(N, K, device=device, dtype=torch.float32).mul_(1 / math.sqrt(K)).to(dtype)
         self.wt = self.w.t()
         self.algs: dict[int, tuple[int, int, int]] = {}  # tokens -> searched (alg_id, split_k, split_k_mode)
+        self.w_q = self.w_scale = None
+        if int8:
+            from ampersim.runtime.sparse_linear import quantize_weight_int8
+
+            self.w_q, self.w_scale = quantize_weight_int8(self.w)
 
     def dense(self, x: Any) -> Any:
         return self.torch.nn.functional.linear(x, self.w)
+
+    def dense_int8(self, q: Any, scale: Any) -> Any:
+        """W8A8 product of per-token quantized q [T, K] (scales [T]): torch._int_mm + dequantization."""
+        from ampersim.kernels.gpu import triton_elementwise
+
+        return triton_elementwise.dequant(self.torch._int_mm(q, self.w_q.t()), scale, self.w_scale, self.w.dtype)
+
+    def reference_int8(self, x: Any) -> Any:
+        """Float model of the W8A8 product: eager per-token quantization with the kernels' arithmetic
+        (round half to even of x · (1/s) in fp32, s = absmax / 127), float product, both scales."""
+        xf = x.float()
+        amax = xf.abs().amax(dim=1)
+        s = self.torch.where(amax > 0, amax / 127.0, self.torch.ones_like(amax))
+        q = self.torch.round(xf * (1.0 / s)[:, None]).clamp(-127, 127)
+        return ((q @ self.w_q.float().t()) * s[:, None] * self.w_scale[None, :]).to(self.w.dtype)
 
     def sparse(self, compressed: Any) -> Any:
         rows = compressed.shape[0]
@@ -68,22 +104,23 @@ class _Linear:
 class DecoderLayer:
     """One decoder layer with random weights; ``sparse_kinds`` are the linears whose input is pruned."""
 
-    def __init__(self, spec: ModelSpec, sparse_kinds: frozenset[str], dtype: str, device: str) -> None:
+    def __init__(self, spec: ModelSpec, sparse_kinds: frozenset[str], dtype: str, device: str,
+                 int8: bool = False) -> None:
         import torch
 
         from ampersim.measure.ops import fused_kernels
 
         check_architecture(spec)
-        self.torch, self.spec, self.sparse_kinds = torch, spec, sparse_kinds
+        self.torch, self.spec, self.sparse_kinds, self.int8 = torch, spec, sparse_kinds, int8
         fused = fused_kernels(device)
         self.rope = fused.rope if fused else rope_eager
-        self.silu_mul = fused.silu_mul if fused else (lambda g, u: torch.nn.functional.silu(g) * u)
+        self.silu_mul = fused.silu_mul if fused else silu_mul_eager
         dt = torch_dtype(dtype)
         h, hd = spec.hidden_size, spec.head_dim
         q_dim, kv_dim, ffn = spec.num_heads * hd, spec.num_kv_heads * hd, spec.intermediate_size
         shapes = {"q_proj": (q_dim, h), "k_proj": (kv_dim, h), "v_proj": (kv_dim, h), "o_proj": (h, q_dim),
                   "gate_proj": (ffn, h), "up_proj": (ffn, h), "down_proj": (h, ffn)}
-        self.linears = {k: _Linear(torch, n, kk, dt, device) for k, (n, kk) in shapes.items()}
+        self.linears = {k: _Linear(torch, n, kk, dt, device, int8) for k, (n, kk) in shapes.items()}
         ones = lambda n: torch.ones(n, device=device, dtype=dt)  # noqa: E731
         self.attn_norm, self.ffn_norm = ones(h), ones(h)
         self.q_norm, self.k_norm = ones(hd), ones(hd)
@@ -94,6 +131,8 @@ class DecoderLayer:
         if sparse:
             n, m = path.pattern
             pruned = eager_prune(x, n, m) if reference else path.prune(x)
+        if self.int8:
+            return self._project_int8(x, kinds, sparse, path, pruned, reference)
         out = []
         for kind in kinds:
             lin = self.linears[kind]
@@ -101,9 +140,23 @@ class DecoderLayer:
                 out.append(lin.dense(x))
             elif reference or not path.compressed:
                 out.append(lin.dense(pruned))
+            elif path.matmul is not None:
+                out.append(path.matmul(pruned, lin, x.shape[0]))
             else:
                 out.append(lin.sparse(pruned))
         return out
+
+    def _project_int8(self, x: Any, kinds: tuple[str, ...], sparse: list[str], path: SparsePath | None,
+                      pruned: Any, reference: bool) -> list[Any]:
+        """W8A8: the dense linears share one per-token quantization of x; the sparse ones take the
+        path's pruned + quantized + compressed operand (reference: the float model of both)."""
+        if reference:
+            return [self.linears[k].reference_int8(pruned if k in sparse else x) for k in kinds]
+        from ampersim.kernels.gpu import pruner as kernels_gpu
+
+        quantized = kernels_gpu.quantize_int8(x) if len(sparse) < len(kinds) else None
+        return [path.matmul(pruned, self.linears[k], x.shape[0]) if k in sparse
+                else self.linears[k].dense_int8(*quantized) for k in kinds]
 
     def __call__(self, x: Any, cos: Any, sin: Any, path: SparsePath | None = None, reference: bool = False) -> Any:
         F = self.torch.nn.functional
@@ -127,7 +180,8 @@ class DecoderLayer:
         return x + down
 
 
-def rotary_tables(T: int, D: int, device: str, dtype: str, theta: float = 500000.0) -> tuple[Any, Any]:
+def rotary_tables(T: int, D: int, device: str, dtype: str, theta: float) -> tuple[Any, Any]:
+    """cos and sin [T, 1, D] of rotary embedding with base ``theta`` (the model's rope_theta), HF layout."""
     import torch
 
     inv = 1.0 / theta ** (torch.arange(0, D, 2, device=device, dtype=torch.float32) / D)
@@ -141,24 +195,29 @@ def layer_kinds(policy: SparsityPolicy, layer: int) -> frozenset[str]:
 
 
 class DecoderModel:
-    """Embedding, every decoder layer of ``spec`` (random weights), final norm, lm_head on the last token."""
+    """Embedding, every decoder layer of ``spec`` (random weights), final norm, lm_head on the last token
+    (``int8``: W8A8 decoder layers; embedding and lm_head stay 16-bit)."""
 
-    def __init__(self, spec: ModelSpec, policy: SparsityPolicy, dtype: str, device: str) -> None:
+    def __init__(self, spec: ModelSpec, policy: SparsityPolicy, dtype: str, device: str, int8: bool = False) -> None:
         import torch
 
         check_architecture(spec)
         self.torch, self.spec = torch, spec
         dt = torch_dtype(dtype)
         self.embed = torch.randn(spec.vocab_size, spec.hidden_size, device=device, dtype=dt)
-        self.layers = [DecoderLayer(spec, layer_kinds(policy, i), dtype, device) for i in range(spec.num_layers)]
+        self.layers = [DecoderLayer(spec, layer_kinds(policy, i), dtype, device, int8)
+                       for i in range(spec.num_layers)]
         self.final_norm = torch.ones(spec.hidden_size, device=device, dtype=dt)
         self.lm_head = self.embed if spec.tie_embeddings else torch.randn_like(self.embed).mul_(spec.hidden_size ** -0.5)
 
-    def __call__(self, ids: Any, cos: Any, sin: Any, path: SparsePath | None = None, reference: bool = False) -> Any:
+    def __call__(self, ids: Any, cos: Any, sin: Any, path: SparsePath | None = None, reference: bool = False,
+                 run_layer: Callable[..., Any] | None = None) -> Any:
+        """Logits of the last token; ``run_layer(layer, x, cos, sin, path)`` replaces the layer call
+        (e.g. a torch.compile'd function: one compiled graph serves every layer of the same kind)."""
         F = self.torch.nn.functional
         x = F.embedding(ids, self.embed)
         for layer in self.layers:
-            x = layer(x, cos, sin, path, reference)
+            x = layer(x, cos, sin, path, reference) if run_layer is None else run_layer(layer, x, cos, sin, path)
         x = F.rms_norm(x, (x.shape[1],), self.final_norm, 1e-6)
         return F.linear(x[-1:], self.lm_head)
 

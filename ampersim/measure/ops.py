@@ -1,26 +1,35 @@
 """How each op of the graph (ampersim.sim.graph.Op) is run in torch, with a correctness check.
 
-Each ``prepare_*`` turns one op into ``Prepared``: a list of calls (one per rotated input set, so
-that repeated runs stream from device memory as prefill does rather than from L2), the check that
-ran before any timing (relative error against a float64 reference on fresh non-zero random
-inputs; NaN fails), the torch implementation used, and the exact shape measured (GEMM rows are
-rounded up to whole tokens and to the sparse kernel's row multiple; the record keeps both).
+``PREPARATIONS`` maps an op kind (and, for the memory-bound "stream" ops, the op family: what the
+op computes wherever it sits, see ``op_family``) to its ``Preparation``: the function that turns
+one op into ``Prepared``, the variants timed, which ops share a measurement, and where in the plan
+it runs. A new op kind registers one entry; ``prepare(op, request)`` looks it up.
+
+``Prepared`` is a list of calls (one per rotated input set, so that repeated runs stream from
+device memory as prefill does rather than from L2), the check that ran before any timing
+(relative error against a float64 reference on fresh non-zero random inputs; NaN fails), the
+torch implementation used, and the exact shape measured (GEMM rows are rounded up to whole tokens
+and to the sparse kernel's row multiple; the record keeps both).
 
 A GEMM op runs ``dense`` (F.linear / torch.bmm for 16-bit, torch._int_mm for int8,
 torch._scaled_mm for fp8) or ``sparse`` (2:4-pruned input compressed with torch._cslt_compress,
 then torch._cslt_sparse_mm with the algorithm torch._C._cusparselt.mm_search picks); a prune op
-runs one of the profile's prune implementations; other ops run as a prefill in eager torch would.
+runs one of the profile's prune implementations; other ops run as a prefill in torch would
+(rotary and the gated activation as the one-pass Triton kernels the graph costs, with their
+eager-torch versions as the ``eager`` variant).
 """
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Any
+from collections.abc import Callable, Hashable, Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Any, Literal
 
 from ampersim.core.errors import InvalidArgument
 from ampersim.core.vocab import MEASURED_DTYPES, TORCH_DTYPE_NAMES
 from ampersim.measure.harness import rotation_sets
+from ampersim.measure.records import Check, MeasuredShape
 from ampersim.models.spec import ModelSpec
 from ampersim.sim.graph import Op
 
@@ -41,15 +50,31 @@ class CheckFailed(RuntimeError):
 
 @dataclass
 class Prepared:
-    """A ready-to-time op: calls (one per input set), check result, implementation, measured shape."""
+    """A ready-to-time op: calls (one per input set), check result, implementation, measured shape,
+    and for a 2:4 GEMM the cuSPARSELt (alg_id, split_k, split_k_mode) it runs with."""
 
     calls: list[Callable[[], Any]]
     impl: str
-    shape: dict[str, float]
-    check: dict[str, Any]
+    shape: MeasuredShape
+    check: Check
     use_graph: bool = True
     note: str = ""
-    extra: dict[str, Any] = field(default_factory=dict)
+    alg: tuple[int, int, int] | None = None
+
+
+@dataclass(frozen=True)
+class Request:
+    """What an op is prepared for: the device, its L2 size (to size the rotated input sets), the
+    model, the variant (``dense``/``sparse`` GEMM, ``dense``/``eager`` fused op, ``prune``), and for a
+    prune op its implementation, pattern and the project's GPU pruner (if it imported)."""
+
+    device: str
+    l2_bytes: float
+    spec: ModelSpec
+    variant: str = "dense"
+    prune_impl: str | None = None
+    pattern: str = "2:4"
+    gpu_pruner: Any = None
 
 
 def torch_dtype(dtype: str) -> Any:
@@ -74,10 +99,12 @@ def rel_err(out: Any, ref: Any) -> float:
     return float((out64 - ref64).norm() / ref64.norm().clamp_min(1e-30))
 
 
-def _checked(err: float, tol: float, what: str) -> dict[str, Any]:
+def require_within(err: float, tol: float, what: str, *, compared: str | None = None) -> Check:
+    """The passed check of a relative error within ``tol``; CheckFailed (so nothing is timed) otherwise.
+    ``compared`` says what was compared when it is not the op against its float64 reference."""
     if not err <= tol:
         raise CheckFailed(f"{what}: relative error {err:.3g} > {tol:g}")
-    return {"rel_err": err, "tol": tol, "ok": True}
+    return Check(rel_err=err, tol=tol, ok=True, what=compared)
 
 
 # -- inputs ------------------------------------------------------------------------------------
@@ -170,10 +197,11 @@ def _head_rows(y: Any, groups: int) -> Any:
     return y[:groups, :CHECK_ROWS].float()
 
 
-def prepare_gemm(op: Op, variant: str, device: str, l2_bytes: float) -> Prepared:
-    """Dense or 2:4-sparse GEMM of ``op``'s shape, checked against float32 before timing."""
+def prepare_gemm(op: Op, request: Request) -> Prepared:
+    """Dense or 2:4-sparse GEMM (``request.variant``) of ``op``'s shape, checked against float64 before timing."""
     import torch
 
+    variant, device, l2_bytes = request.variant, request.device, request.l2_bytes
     s = gemm_shape(op, variant)
     groups, M, N, K, dtype = s["groups"], s["M"], s["N"], s["K"], op.dtype
     if groups > 1 and dtype in ("int8", "fp8"):
@@ -187,10 +215,10 @@ def prepare_gemm(op: Op, variant: str, device: str, l2_bytes: float) -> Prepared
     tol = TOLERANCE[dtype]
     if variant == "dense":
         calls = [_dense_call(x, w, dtype) for x, w in zip(xs, ws)]
-        check = _checked(rel_err(_head_rows(calls[0](), groups), _reference(xs[0], ws[0])), tol,
-                         f"{op.name} dense")
+        check = require_within(rel_err(_head_rows(calls[0](), groups), _reference(xs[0], ws[0])), tol,
+                               f"{op.name} dense")
         impl = {"int8": "torch._int_mm", "fp8": "torch._scaled_mm"}.get(dtype, "F.linear" if groups == 1 else "torch.bmm")
-        return Prepared(calls, impl, {**s, "sets": sets, "launches": 1 if GROUPED_KERNEL["dense"] else groups}, check)
+        return Prepared(calls, impl, _gemm_measured(s, sets, "dense"), check)
     if variant != "sparse":
         raise InvalidArgument(f"GEMM variant must be dense or sparse; got {variant!r}")
     sparse = [_SparseGemm(x, w, dtype) for x, w in zip(xs, ws)]
@@ -206,14 +234,17 @@ def prepare_gemm(op: Op, variant: str, device: str, l2_bytes: float) -> Prepared
         note = f"mm_search alg {bad} failed the check; alg 0 used"
     else:
         note = ""
-    check = _checked(err, tol, f"{op.name} 2:4 sparse (vs dense product of the pruned input)")
+    check = require_within(err, tol, f"{op.name} 2:4 sparse (vs dense product of the pruned input)")
     a = sparse[0].alg
     impl = f"torch._cslt_sparse_mm(alg_id={a[0]}, split_k={a[1]}, split_k_mode={a[2]})"
     if groups > 1:
         note = (note + "; " if note else "") + f"{groups} groups run as {groups} _cslt_sparse_mm calls (no grouped cuSPARSELt path in torch)"
-    return Prepared([item.run for item in sparse], impl,
-                    {**s, "sets": sets, "launches": 1 if GROUPED_KERNEL["sparse"] else groups}, check, note=note,
-                    extra={"alg": list(a)})
+    return Prepared([item.run for item in sparse], impl, _gemm_measured(s, sets, "sparse"), check, note=note, alg=a)
+
+
+def _gemm_measured(shape: dict[str, int], sets: int, variant: str) -> MeasuredShape:
+    launches = 1 if GROUPED_KERNEL[variant] else shape["groups"]
+    return MeasuredShape(**shape, sets=sets, launches=launches)
 
 
 class _SparseGemm:
@@ -251,8 +282,8 @@ def prepare_prune(op: Op, impl: str, device: str, l2_bytes: float, pattern: str,
     dtype = op.dtype if op.dtype in ("bf16", "fp16") else "bf16"
     multiple = SPARSE_MULTIPLE[dtype]
     M, K = round_up(float(op.M), multiple), int(op.K)
-    shape = {"M": M, "K": K, "N": 0, "groups": 1}
     sets = rotation_sets(M * K * 2 * 3, l2_bytes)
+    shape = MeasuredShape(M=M, K=K, N=0, groups=1, sets=sets)
     factor = None
     if op.attrs.get("scoring") == "amber":
         factor = torch.rand(K, device=device, dtype=torch.float32).add_(0.5).to(torch_dtype(dtype))
@@ -260,33 +291,33 @@ def prepare_prune(op: Op, impl: str, device: str, l2_bytes: float, pattern: str,
     reference = eager_prune(xs[0], n, m, factor)
     if impl == "torch_eager_mask":
         calls = [lambda x=x: eager_prune(x, n, m, factor) for x in xs]
-        check = _checked(rel_err(calls[0](), reference), 0.0, f"{op.name} eager mask")
+        check = require_within(rel_err(calls[0](), reference), 0.0, f"{op.name} eager mask")
         return Prepared(calls, f"eager torch {pattern} mask (abs{', x factor' if factor is not None else ''}, "
-                        "topk, scatter, multiply)", {**shape, "sets": sets}, check)
+                        "topk, scatter, multiply)", shape, check)
     if (n, m) != (2, 4) and impl != "fused_mask":
         raise InvalidArgument(f"prune impl {impl} writes the cuSPARSELt 2:4 operand; pattern {pattern} "
                               "is not 2:4")
     if impl == "torch_eager_cslt":
         calls = [lambda x=x: torch._cslt_compress(eager_prune(x, n, m, factor)) for x in xs]
         check = _check_compressed(calls[0](), reference, dtype)
-        return Prepared(calls, "eager torch 2:4 mask, then torch._cslt_compress", {**shape, "sets": sets}, check)
+        return Prepared(calls, "eager torch 2:4 mask, then torch._cslt_compress", shape, check)
     if impl == "cslt_compress_only":
         pruned = [eager_prune(x, n, m, factor) for x in xs]
         calls = [lambda p=p: torch._cslt_compress(p) for p in pruned]
         check = _check_compressed(calls[0](), reference, dtype)
         return Prepared(calls, "torch._cslt_compress of an already 2:4-pruned input",
-                        {**shape, "sets": sets}, check, note="diagnostic: not a profile prune_impl")
+                        shape, check, note="diagnostic: not a profile prune_impl")
     if gpu_pruner is None or impl not in gpu_pruner.impls:
         raise InvalidArgument(f"prune impl {impl} is not available here")
     calls = [gpu_pruner.call(impl, x, n, m, factor) for x in xs]
     own = gpu_pruner.reference(xs[0], n, m, factor)  # its semantics: fp32 scores
     out = calls[0]()
     check = (_check_compressed(out, own, dtype) if impl.endswith("cslt")
-             else _checked(rel_err(out, own), 0.0, f"{op.name} {impl} (vs its eager reference)"))
-    return Prepared(calls, gpu_pruner.describe(impl, device), {**shape, "sets": sets}, check)
+             else require_within(rel_err(out, own), 0.0, f"{op.name} {impl} (vs its eager reference)"))
+    return Prepared(calls, gpu_pruner.describe(impl, device), shape, check)
 
 
-def _check_compressed(compressed: Any, pruned_reference: Any, dtype: str) -> dict[str, Any]:
+def _check_compressed(compressed: Any, pruned_reference: Any, dtype: str) -> Check:
     """A compressed operand must multiply like the pruned dense input (64 random output columns)."""
     import torch
 
@@ -294,11 +325,11 @@ def _check_compressed(compressed: Any, pruned_reference: Any, dtype: str) -> dic
     w = random_tensor((64, K), dtype, str(pruned_reference.device), scale=1.0 / math.sqrt(K))
     got = torch._cslt_sparse_mm(compressed, w.t())[:CHECK_ROWS].float()
     ref = pruned_reference[:CHECK_ROWS].float() @ w.float().t()
-    return _checked(rel_err(got, ref), TOLERANCE[dtype], "compressed operand (vs pruned input)")
+    return require_within(rel_err(got, ref), TOLERANCE[dtype], "compressed operand (vs pruned input)")
 
 
 # -- attention, norms, elementwise -----------------------------------------------------------------
-def prepare_attention(op: Op, device: str, l2_bytes: float) -> Prepared:
+def prepare_attention(op: Op, request: Request) -> Prepared:
     """Causal GQA attention through F.scaled_dot_product_attention on one sequence of op.M tokens."""
     import torch
     import torch.nn.functional as F
@@ -310,9 +341,9 @@ def prepare_attention(op: Op, device: str, l2_bytes: float) -> Prepared:
     if a.get("window") is not None and a["window"] < lens[0]:
         raise InvalidArgument(f"{op.name}: sliding-window attention (window {a['window']}) is not measured")
     B, T, H, Hkv, D = len(lens), lens[0], a["heads"], a["kv_heads"], a["head_dim"]
-    dtype = torch_dtype("bf16" if op.dtype in ("int8", "fp8") else op.dtype)
+    dtype, device = torch_dtype("bf16" if op.dtype in ("int8", "fp8") else op.dtype), request.device
     working = B * T * (2 * H + 2 * Hkv) * D * 2
-    sets = rotation_sets(working, l2_bytes)
+    sets = rotation_sets(working, request.l2_bytes)
     qkv = [(torch.randn(B, H, T, D, device=device, dtype=dtype), torch.randn(B, Hkv, T, D, device=device, dtype=dtype),
             torch.randn(B, Hkv, T, D, device=device, dtype=dtype)) for _ in range(sets)]
     calls = [lambda q=q, k=k, v=v: F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=True)
@@ -322,9 +353,9 @@ def prepare_attention(op: Op, device: str, l2_bytes: float) -> Prepared:
     rep = H // Hkv
     ref = F.scaled_dot_product_attention(q[:, :, :rows].float(), k[:, :, :rows].float().repeat_interleave(rep, 1),
                                          v[:, :, :rows].float().repeat_interleave(rep, 1), is_causal=True)
-    check = _checked(rel_err(calls[0]()[:, :, :rows], ref), TOLERANCE["bf16"], f"{op.name} SDPA")
+    check = require_within(rel_err(calls[0]()[:, :, :rows], ref), TOLERANCE["bf16"], f"{op.name} SDPA")
     return Prepared(calls, "F.scaled_dot_product_attention(is_causal=True, enable_gqa=True)",
-                    {"M": B * T, "N": float(op.N), "K": D, "groups": 1, "sets": sets}, check)
+                    MeasuredShape(M=B * T, N=float(op.N), K=D, groups=1, sets=sets), check)
 
 
 def fused_kernels(device: str) -> Any:
@@ -338,91 +369,131 @@ def fused_kernels(device: str) -> Any:
     return triton_ops
 
 
-FUSABLE = ("rotary", "activation")  # ops with a one-pass Triton kernel and an eager-torch diagnostic
+class _Stream:
+    """What every memory-bound op over [T, K] shares: dtype (16-bit activations), sizes, rotated
+    input sets, and the check of its first call against a float32 reference."""
+
+    def __init__(self, op: Op, request: Request) -> None:
+        import torch
+
+        self.torch, self.op, self.request = torch, op, request
+        self.dtype = torch_dtype("bf16" if op.dtype in ("int8", "fp8") else op.dtype)
+        self.T, self.K = int(round(float(op.M))), int(op.K)
+        self.sets = rotation_sets(self.T * self.K * 2 * 3, request.l2_bytes)
+        self.fused = None if request.variant == "eager" else fused_kernels(request.device)
+
+    def randn(self, *shape: int) -> Any:
+        return self.torch.randn(*shape, device=self.request.device, dtype=self.dtype)
+
+    def prepared(self, calls: list[Callable[[], Any]], ref: Any, impl: str, note: str = "") -> Prepared:
+        out = calls[0]()
+        out = out[0] if isinstance(out, tuple) else out
+        check = require_within(rel_err(out, ref), TOLERANCE["bf16"], self.op.name)
+        return Prepared(calls, impl, MeasuredShape(M=self.T, N=0, K=self.K, groups=1, sets=self.sets), check,
+                        note=note)
 
 
-def prepare_stream(op: Op, spec: ModelSpec, device: str, l2_bytes: float, eager: bool = False) -> Prepared:
-    """Norms, rotary, activation, residual add, embedding gather, MoE dispatch/combine on [M, K].
+def _rms_norm(op: Op, request: Request, width: int) -> Prepared:
+    import torch.nn.functional as F
 
-    Rotary and the gated activation run as one-pass Triton kernels where available (as the graph
-    costs them), or with ``eager`` (or without Triton) as eager torch."""
+    s = _Stream(op, request)
+    weight = s.randn(width)
+    xs = [s.randn(s.T, s.K // width, width) for _ in range(s.sets)]
+    calls = [lambda x=x: F.rms_norm(x, (width,), weight, 1e-6) for x in xs]
+    return s.prepared(calls, F.rms_norm(xs[0].float(), (width,), weight.float(), 1e-6), "F.rms_norm")
+
+
+def prepare_norm(op: Op, request: Request) -> Prepared:
+    """RMSNorm over the op's feature width (attention/FFN/final norms)."""
+    return _rms_norm(op, request, int(op.K))
+
+
+def prepare_head_norm(op: Op, request: Request) -> Prepared:
+    """RMSNorm of each attention head (Qwen3 / Gemma 3 q_norm and k_norm)."""
+    return _rms_norm(op, request, request.spec.head_dim)
+
+
+def prepare_rotary(op: Op, request: Request) -> Prepared:
+    """Rotary embedding of q and k: the one-pass Triton kernel, or (``eager``, or without Triton) eager torch."""
+    import torch
+
+    s, spec = _Stream(op, request), request.spec
+    q_dim = spec.num_heads * spec.head_dim
+    q_dim = q_dim * s.K // (q_dim + spec.num_kv_heads * spec.head_dim)  # per GPU under TP
+    D = spec.head_dim
+    half = s.randn(s.T, 1, D // 2)
+    cos, sin = torch.cat((half, half), -1), torch.cat((half.flip(-1), half.flip(-1)), -1)
+    xs = [(s.randn(s.T, q_dim // D, D), s.randn(s.T, (s.K - q_dim) // D, D)) for _ in range(s.sets)]
+    rope = s.fused.rope if s.fused else rope_eager
+    calls = [lambda q=q, k=k: (rope(q, cos, sin), rope(k, cos, sin)) for q, k in xs]
+    impl = ("Triton one-pass rotary on q and k (2 kernels)" if s.fused else
+            "eager torch rotary (x*cos + rotate_half(x)*sin) on q and k")
+    return s.prepared(calls, rope_eager(xs[0][0].float(), cos.float(), sin.float()), impl)
+
+
+def prepare_activation(op: Op, request: Request) -> Prepared:
+    """Gated activation act(gate) * up: one-pass Triton SiLU·up, or (``eager``, GELU, no Triton) eager torch."""
+    import torch.nn.functional as F
+
+    s = _Stream(op, request)
+    silu = op.attrs.get("function", "silu") == "silu"
+    act = F.silu if silu else (lambda t: F.gelu(t, approximate="tanh"))
+    xs = [(s.randn(s.T, s.K), s.randn(s.T, s.K)) for _ in range(s.sets)]
+    if s.fused and silu:
+        calls = [lambda g=g, u=u: s.fused.silu_mul(g, u) for g, u in xs]
+        impl = "Triton one-pass silu(gate) * up"
+    else:
+        calls = [lambda g=g, u=u: act(g) * u for g, u in xs]
+        impl = "eager torch act(gate) * up (2 kernels)"
+    return s.prepared(calls, act(xs[0][0].float()) * xs[0][1].float(), impl)
+
+
+def prepare_residual(op: Op, request: Request) -> Prepared:
+    """Residual add of two [T, K] activations."""
+    s = _Stream(op, request)
+    xs = [(s.randn(s.T, s.K), s.randn(s.T, s.K)) for _ in range(s.sets)]
+    calls = [lambda a=a, b=b: a + b for a, b in xs]
+    return s.prepared(calls, xs[0][0].float() + xs[0][1].float(), "residual add")
+
+
+def prepare_embedding(op: Op, request: Request) -> Prepared:
+    """Embedding gather of T token ids from a [vocab, K] table."""
     import torch
     import torch.nn.functional as F
 
-    fused = None if eager else fused_kernels(device)
+    s = _Stream(op, request)
+    vocab = int(op.attrs.get("vocab", request.spec.vocab_size))
+    table = s.randn(vocab, s.K)
+    xs = [torch.randint(0, vocab, (s.T,), device=request.device) for _ in range(s.sets)]
+    calls = [lambda ids=ids: F.embedding(ids, table) for ids in xs]
+    return s.prepared(calls, table[xs[0]].float(), "F.embedding")
 
-    dtype = torch_dtype("bf16" if op.dtype in ("int8", "fp8") else op.dtype)
-    T, K = int(round(float(op.M))), int(op.K)
-    base = op.name.split(".")[-1] if op.name.startswith("shared_expert.") else op.name
-    sets = rotation_sets(T * K * 2 * 3, l2_bytes)
 
-    def randn(*shape: int) -> Any:
-        return torch.randn(*shape, device=device, dtype=dtype)
+def _routed(s: _Stream, op: Op) -> list[Any]:
+    """Per input set, the source row of each of the T x top_k routed token copies."""
+    k = int(op.attrs["top_k"])
+    return [s.torch.randint(0, s.T, (s.T * k,), device=s.request.device) for _ in range(s.sets)]
 
-    if op.kind == "norm":
-        width = spec.head_dim if base in ("q_norm", "k_norm") else K
-        weight = randn(width)
-        xs = [randn(T, K // width, width) for _ in range(sets)]
-        calls = [lambda x=x: F.rms_norm(x, (width,), weight, 1e-6) for x in xs]
-        ref = F.rms_norm(xs[0].float(), (width,), weight.float(), 1e-6)
-        impl = "F.rms_norm"
-    elif base == "rotary":
-        q_dim = spec.num_heads * spec.head_dim
-        q_dim = q_dim * K // (q_dim + spec.num_kv_heads * spec.head_dim)  # per GPU under TP
-        D = spec.head_dim
-        half = randn(T, 1, D // 2)
-        cos, sin = torch.cat((half, half), -1), torch.cat((half.flip(-1), half.flip(-1)), -1)
-        xs = [(randn(T, q_dim // D, D), randn(T, (K - q_dim) // D, D)) for _ in range(sets)]
-        rope = fused.rope if fused else rope_eager
-        calls = [lambda q=q, k=k: (rope(q, cos, sin), rope(k, cos, sin)) for q, k in xs]
-        ref = rope_eager(xs[0][0].float(), cos.float(), sin.float())
-        impl = ("Triton one-pass rotary on q and k (2 kernels)" if fused else
-                "eager torch rotary (x*cos + rotate_half(x)*sin) on q and k")
-    elif base == "activation":
-        silu = op.attrs.get("function", "silu") == "silu"
-        act = F.silu if silu else (lambda t: F.gelu(t, approximate="tanh"))
-        xs = [(randn(T, K), randn(T, K)) for _ in range(sets)]
-        if fused and silu:
-            calls = [lambda g=g, u=u: fused.silu_mul(g, u) for g, u in xs]
-            impl = "Triton one-pass silu(gate) * up"
-        else:
-            calls = [lambda g=g, u=u: act(g) * u for g, u in xs]
-            impl = "eager torch act(gate) * up (2 kernels)"
-        ref = act(xs[0][0].float()) * xs[0][1].float()
-    elif base.startswith("residual"):
-        xs = [(randn(T, K), randn(T, K)) for _ in range(sets)]
-        calls = [lambda a=a, b=b: a + b for a, b in xs]
-        ref = xs[0][0].float() + xs[0][1].float()
-        impl = "residual add"
-    elif op.kind == "embedding":
-        vocab = int(op.attrs.get("vocab", spec.vocab_size))
-        table = randn(vocab, K)
-        xs = [torch.randint(0, vocab, (T,), device=device) for _ in range(sets)]
-        calls = [lambda ids=ids: F.embedding(ids, table) for ids in xs]
-        ref = table[xs[0]].float()
-        impl = "F.embedding"
-    elif base in ("moe.dispatch", "moe.combine"):
-        k = int(op.attrs["top_k"])
-        idx = [torch.randint(0, T, (T * k,), device=device) for _ in range(sets)]
-        if base == "moe.dispatch":
-            xs = [randn(T, K) for _ in range(sets)]
-            calls = [lambda x=x, i=i: x.index_select(0, i) for x, i in zip(xs, idx)]
-            ref = xs[0].float()[idx[0]]
-            impl = "index_select (gather tokens to experts)"
-        else:
-            ys = [(randn(T * k, K), torch.zeros(T, K, device=device, dtype=dtype)) for _ in range(sets)]
-            calls = [lambda y=y, out=out, i=i: out.index_add_(0, i, y) for (y, out), i in zip(ys, idx)]
-            ref = torch.zeros(T, K, device=device).index_add_(0, idx[0], ys[0][0].float())
-            impl = "index_add_ (combine expert outputs)"
-            check = _checked(rel_err(calls[0](), ref), TOLERANCE["bf16"], op.name)
-            return Prepared(calls, impl, {"M": T, "N": 0, "K": K, "groups": 1, "sets": sets}, check,
-                            note="accumulates into its output on every run (timing only)")
-    else:
-        raise InvalidArgument(f"op {op.name} (kind {op.kind}) has no torch implementation here")
-    out = calls[0]()
-    out = out[0] if isinstance(out, tuple) else out
-    check = _checked(rel_err(out, ref), TOLERANCE["bf16"], op.name)
-    return Prepared(calls, impl, {"M": T, "N": 0, "K": K, "groups": 1, "sets": sets}, check)
+
+def prepare_moe_dispatch(op: Op, request: Request) -> Prepared:
+    """MoE dispatch: gather each token's copies to its experts (index_select)."""
+    s = _Stream(op, request)
+    idx = _routed(s, op)
+    xs = [s.randn(s.T, s.K) for _ in range(s.sets)]
+    calls = [lambda x=x, i=i: x.index_select(0, i) for x, i in zip(xs, idx)]
+    return s.prepared(calls, xs[0].float()[idx[0]], "index_select (gather tokens to experts)")
+
+
+def prepare_moe_combine(op: Op, request: Request) -> Prepared:
+    """MoE combine: add the expert outputs back into their tokens (index_add_)."""
+    s = _Stream(op, request)
+    idx = _routed(s, op)
+    ys = [(s.randn(len(i), s.K), s.torch.zeros(s.T, s.K, device=request.device, dtype=s.dtype))
+          for i in idx]
+    calls = [lambda y=y, out=out, i=i: out.index_add_(0, i, y) for (y, out), i in zip(ys, idx)]
+    ref = s.torch.zeros(s.T, s.K, device=request.device).index_add_(0, idx[0], ys[0][0].float())
+    return s.prepared(calls, ref, "index_add_ (combine expert outputs)",
+                      note="accumulates into its output on every run (timing only)")
 
 
 def rope_eager(x: Any, cos: Any, sin: Any) -> Any:
@@ -432,3 +503,90 @@ def rope_eager(x: Any, cos: Any, sin: Any) -> Any:
     half = x.shape[-1] // 2
     rotated = torch.cat((-x[..., half:], x[..., :half]), dim=-1)
     return x * cos + rotated * sin
+
+
+def _prepare_prune_request(op: Op, request: Request) -> Prepared:
+    if request.prune_impl is None:
+        raise InvalidArgument(f"{op.name}: a prune op is prepared for one prune implementation; none given",
+                              field="prune_impl")
+    return prepare_prune(op, request.prune_impl, request.device, request.l2_bytes, request.pattern,
+                         request.gpu_pruner)
+
+
+# -- the registry ----------------------------------------------------------------------------------
+def op_family(op: Op) -> str:
+    """What an op computes, wherever it sits in the graph: its name without the shared-expert prefix
+    and the sub-block suffix ('residual.attn' -> 'residual'); 'norm' for every RMSNorm over the
+    features, 'head_norm' for the per-head q/k norms."""
+    name = op.name.removeprefix("shared_expert.")
+    if op.kind == "norm":
+        return "head_norm" if name in ("q_norm", "k_norm") else "norm"
+    return "residual" if name.startswith("residual.") else name
+
+
+def gemm_key(op: Op) -> Hashable:
+    """GEMMs and attention of equal (M, N, K, groups) are timed once."""
+    return (round(float(op.M), 6), float(op.N), float(op.K), round(float(op.groups), 6))
+
+
+def rows_key(op: Op) -> Hashable:
+    """Memory-bound and prune ops over equal [M, K] are timed once."""
+    return (round(float(op.M), 6), float(op.K))
+
+
+Rank = Literal["first", "after_models", "last"]
+
+
+@dataclass(frozen=True)
+class Preparation:
+    """How the ops of one kind (or stream-op family) are measured.
+
+    ``variants``: what is timed per distinct op (``prune``: once per prune implementation of the
+    run). ``same``: ops with equal keys are timed once (the record lists the others in ``also``).
+    ``rank``: where the plan puts them so that a deadline cuts the least important: ``first``
+    (before whole layers and models), ``after_models``, ``last``. ``extra_dtypes``: also timed in
+    the run's extra dtypes."""
+
+    prepare: Callable[[Op, Request], Prepared]
+    variants: tuple[str, ...]
+    same: Callable[[Op], Hashable]
+    rank: Rank
+    extra_dtypes: bool = False
+
+
+def _stream(prepare: Callable[[Op, Request], Prepared], *variants: str) -> Preparation:
+    return Preparation(prepare, variants or ("dense",), rows_key, "after_models")
+
+
+PREPARATIONS: Mapping[tuple[str, str | None], Preparation] = MappingProxyType({
+    ("gemm", None): Preparation(prepare_gemm, ("dense",), gemm_key, "first", extra_dtypes=True),
+    ("sparse_gemm", None): Preparation(prepare_gemm, ("dense", "sparse"), gemm_key, "first", extra_dtypes=True),
+    ("attention", None): Preparation(prepare_attention, ("dense",), gemm_key, "after_models"),
+    ("prune", None): Preparation(_prepare_prune_request, ("prune",), rows_key, "last"),
+    ("norm", "norm"): _stream(prepare_norm),
+    ("norm", "head_norm"): _stream(prepare_head_norm),
+    ("embedding", None): _stream(prepare_embedding),
+    ("elementwise", "rotary"): _stream(prepare_rotary, "dense", "eager"),
+    ("elementwise", "activation"): _stream(prepare_activation, "dense", "eager"),
+    ("elementwise", "residual"): _stream(prepare_residual),
+    ("elementwise", "moe.dispatch"): _stream(prepare_moe_dispatch),
+    ("elementwise", "moe.combine"): _stream(prepare_moe_combine),
+})
+"""(op kind, op family or None for every op of the kind) -> its Preparation."""
+
+
+def preparation(op: Op) -> Preparation | None:
+    """The registered Preparation of ``op`` (its family's, else its kind's), or None if it is not measured here."""
+    return PREPARATIONS.get((op.kind, op_family(op))) or PREPARATIONS.get((op.kind, None))
+
+
+def prepare(op: Op, request: Request) -> Prepared:
+    """``op`` ready to time for ``request``; InvalidArgument if no torch implementation is registered."""
+    how = preparation(op)
+    if how is None:
+        raise InvalidArgument(f"op {op.name} (kind {op.kind}, family {op_family(op)}) has no torch implementation "
+                              f"here; registered: {', '.join(f'{k}/{f}' if f else k for k, f in PREPARATIONS)}")
+    if request.variant not in how.variants:
+        raise InvalidArgument(f"op {op.name}: variant {request.variant!r} is not measured; "
+                              f"allowed: {', '.join(how.variants)}", field="variant")
+    return how.prepare(op, request)

@@ -1,34 +1,43 @@
-"""`ampersim measure`: plan the measurements of a workload's op graph, run them, append records.
+"""`ampersim measure`: plan the measurements of each target's op graph, run them, append records.
 
-The plan is the op graph (ampersim.sim.graph.build_graph) of each workload at each token count,
+The plan is the op graph (ampersim.sim.graph.build_graph) of each target at each token count,
 built with policy ``all`` so that every decoder GEMM shape is measured dense and 2:4-sparse and
-every activation's prune op exists; shapes shared by several ops are measured once. Whole decoder
-layers and the whole model run with the workload's own policy (amber by default). Items run in
-priority order (GEMMs of every workload, whole layers, the whole model, attention and memory-bound ops, prune
-implementations, extra dtypes) so that a deadline cuts the least important
+every activation's prune op exists; which ops are measured, in which variants, and which share a
+measurement comes from the op-preparation registry (ampersim.measure.ops.PREPARATIONS). Whole
+decoder layers and the whole model run with the target's own policy (amber by default). Items run
+in priority order (GEMMs of every target, whole layers, the whole model, attention and
+memory-bound ops, prune implementations, extra dtypes) so that a deadline cuts the least important
 ones; each result is appended to the file as soon as it exists.
 """
 from __future__ import annotations
 
-import dataclasses
 import gc
 import sys
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Hashable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
-from ampersim.core.errors import InvalidArgument
-from ampersim.core.vocab import MEASURED_PRUNE_IMPLS
-from ampersim.measure import ops as ops_torch
-from ampersim.measure.harness import Timing, time_calls
-from ampersim.measure.records import MeasurementWriter
-from ampersim.models.spec import ModelSpec
-from ampersim.sparsity.policy import SparsityPolicy, resolve_policy
-from ampersim.sim.graph import Op, build_graph
+from tqdm import tqdm
 
-GEMM_KINDS = ("gemm", "sparse_gemm")
-STREAM_KINDS = ("norm", "elementwise", "embedding")
+from ampersim.core.errors import InvalidArgument
+from ampersim.core.vocab import DIAGNOSTIC_PRUNE_IMPLS, MEASURED_PRUNE_IMPLS
+from ampersim.measure import ops
+from ampersim.measure.harness import time_calls
+from ampersim.measure.records import (
+    Check,
+    GemmChoice,
+    LayerMeasurement,
+    MeasurementWriter,
+    ModelMeasurement,
+    OpMeasurement,
+    Result,
+    SkipRecord,
+)
+from ampersim.models.spec import ModelSpec
+from ampersim.sim.graph import Op, build_graph, layer_groups
+from ampersim.sparsity.policy import SparsityPolicy, resolve_policy
+
 EAGER_PRUNE_MAX_ELEMENTS = 2**26  # eager torch masking beyond this many elements costs ~0.1 s per call
 EAGER_WHOLE_MAX_TOKENS = 4096     # whole layers with eager-torch pruning: larger ones cost seconds per run
 EAGER_MODEL_MAX_TOKENS = 1024     # whole model with eager-torch pruning in every layer: ~0.4 s per run at 1024
@@ -46,7 +55,7 @@ class MeasureTarget:
 
 @dataclass(frozen=True)
 class MeasureConfig:
-    workloads: Sequence[MeasureTarget]
+    targets: Sequence[MeasureTarget]
     tokens: Sequence[int]
     dtypes: Sequence[str] = ("bf16",)          # first: every op; others: GEMMs only
     pattern: str = "2:4"
@@ -54,17 +63,41 @@ class MeasureConfig:
     prune_impls: Sequence[str] | None = None   # None: every implementation available here
     layer_tokens: Sequence[int] | None = None  # None: same as tokens
     model_tokens: Sequence[int] = (1024, 4096)
-    extra_dtype_tokens: Sequence[int] | None = None  # None: same as tokens (first workload only)
+    extra_dtype_tokens: Sequence[int] | None = None  # None: same as tokens (first target only)
     deadline_s: float | None = None
     device: str = "cuda"
 
 
+class ModelSlot:
+    """The random-weight whole model of one ``execute`` run: kept while consecutive whole-model items
+    share (model, policy, dtype), replaced when they do not (one at a time: a 70B model fills a GPU),
+    dropped after a failure and when the run ends."""
+
+    def __init__(self) -> None:
+        self._key: Hashable = None
+        self._model: Any = None
+
+    def get(self, key: Hashable, build: Callable[[], Any]) -> Any:
+        """The model for ``key``, built (after the previous one is freed) if it is not the one held."""
+        if self._model is None or self._key != key:
+            self.clear()
+            self._model = build()
+            self._key = key
+        return self._model
+
+    def clear(self) -> None:
+        self._key = self._model = None
+        gc.collect()
+
+
 @dataclass
 class Context:
+    """What the items of one ``execute`` run share."""
+
     config: MeasureConfig
     l2_bytes: float
     gpu_pruner: Any
-    writer: MeasurementWriter
+    models: ModelSlot = field(default_factory=ModelSlot)
 
 
 @dataclass
@@ -72,164 +105,98 @@ class Item:
     """One planned measurement; ``run`` returns the records it produced."""
 
     label: str
-    run: Callable[[Context], list[dict[str, Any]]]
-    meta: dict[str, Any] = field(default_factory=dict)
+    run: Callable[[Context], list[Result]]
 
 
-def op_dict(op: Op) -> dict[str, Any]:
-    """An Op as plain JSON data (numpy scalars to floats, tuples to lists)."""
-    out = {}
-    for f in dataclasses.fields(op):
-        value = getattr(op, f.name)
-        if hasattr(value, "item"):
-            value = value.item()
-        out[f.name] = list(value) if isinstance(value, tuple) else value
-    return out
+def _base(target: MeasureTarget, tokens: int, dtype: str, pattern: str, policy: str) -> dict[str, Any]:
+    """The fields of the workload point every result record of this target, size and dtype carries."""
+    return {"workload": target.name, "model": target.spec.name, "tokens": tokens, "batch": 1, "dtype": dtype,
+            "tp": 1, "pattern": pattern, "policy": policy, "scoring": target.scoring}
 
 
-def op_from_dict(data: dict[str, Any]) -> Op:
-    """Inverse of op_dict."""
-    data = dict(data)
-    data["layers"] = tuple(data.get("layers") or ())
-    return Op(**data)
-
-
-def _base(workload: MeasureTarget, tokens: int, dtype: str, pattern: str, policy: str) -> dict[str, Any]:
-    return {"workload": workload.name, "model": workload.spec.name, "tokens": tokens, "batch": 1,
-            "dtype": dtype, "tp": 1, "pattern": pattern, "policy": policy, "scoring": workload.scoring}
-
-
-def _timed(ctx: Context, prepared: ops_torch.Prepared, use_graph: bool = True) -> Timing:
-    return time_calls(prepared.calls, device=ctx.config.device, use_graph=use_graph and prepared.use_graph)
-
-
-def _op_record(base: dict[str, Any], op: Op, also: list[str], variant: str, prune_impl: str | None,
-               prepared: ops_torch.Prepared, timing: Timing) -> dict[str, Any]:
-    return {"record": "op", **base, "variant": variant, "prune_impl": prune_impl, "op": op_dict(op),
-            "also": also, "measured": prepared.shape, "impl": prepared.impl, "check": prepared.check,
-            "timing": timing.as_dict(), "note": "; ".join(x for x in (prepared.note, timing.note) if x),
-            **({"extra": prepared.extra} if prepared.extra else {})}
-
-
-def _unique(ops: Iterable[Op], key: Callable[[Op], Any]) -> list[tuple[Op, list[str]]]:
-    """Ops deduplicated by ``key``: (first op, names of the others with the same key)."""
-    seen: dict[Any, tuple[Op, list[str]]] = {}
-    for op in ops:
-        k = key(op)
-        if k in seen:
-            seen[k][1].append(op.name)
+def _distinct(graph: Iterable[Op]) -> list[tuple[Op, list[str], ops.Preparation]]:
+    """The measured ops of a graph, one per (registry entry, shared key): (first op, names of the
+    others measured by it, its Preparation). Ops without a preparation (all-reduce) are left out."""
+    seen: dict[tuple, tuple[Op, list[str], ops.Preparation]] = {}
+    for op in graph:
+        how = ops.preparation(op)
+        if how is None:
+            continue
+        key = (how, how.same(op))
+        if key in seen:
+            seen[key][1].append(op.name)
         else:
-            seen[k] = (op, [])
+            seen[key] = (op, [], how)
     return list(seen.values())
 
 
-def _gemm_key(op: Op) -> tuple:
-    return (op.kind, round(float(op.M), 6), float(op.N), float(op.K), round(float(op.groups), 6))
-
-
-def _stream_key(op: Op) -> tuple:
-    name = op.name.split(".")[-1] if op.name.startswith("shared_expert.") else op.name
-    family = "norm" if op.kind == "norm" and name not in ("q_norm", "k_norm") else name.split(".")[0]
-    return (family, op.kind, round(float(op.M), 6), float(op.K))
-
-
-def graph_ops(workload: MeasureTarget, tokens: int, dtype: str, pattern: str) -> list[Op]:
+def graph_ops(target: MeasureTarget, tokens: int, dtype: str, pattern: str) -> list[Op]:
     """The op graph with every decoder linear sparsified (policy 'all') at ``pattern``."""
-    policy = resolve_policy("all", workload.spec, pattern, workload.scoring)
-    return build_graph(workload.spec, policy, tokens, 1, dtype, 1)
+    policy = resolve_policy("all", target.spec, pattern, target.scoring)
+    return build_graph(target.spec, policy, tokens, 1, dtype, 1)
 
 
 def plan(config: MeasureConfig, prune_impls: Sequence[str]) -> list[Item]:
     """Every measurement of ``config`` in priority order."""
     primary, extra_dtypes = config.dtypes[0], list(config.dtypes[1:])
-    gemms: list[Item] = []
-    others: list[Item] = []
-    prunes: list[Item] = []
-    for wl in config.workloads:
-        for T in config.tokens:
-            ops = graph_ops(wl, T, primary, config.pattern)
-            base = _base(wl, T, primary, config.pattern, "all")
-            if "ops" in config.what:
-                for op, also in _unique((o for o in ops if o.kind in GEMM_KINDS), _gemm_key):
-                    for variant in ("dense", "sparse") if op.kind == "sparse_gemm" else ("dense",):
-                        gemms.append(_gemm_item(base, op, also, variant))
-                for op, also in _unique((o for o in ops if o.kind == "attention"), _gemm_key):
-                    others.append(_attention_item(base, op, also))
-                for op, also in _unique((o for o in ops if o.kind in STREAM_KINDS), _stream_key):
-                    others.append(_stream_item(base, wl.spec, op, also))
-                    if op.name.split(".")[-1] in ops_torch.FUSABLE:
-                        others.append(_stream_item(base, wl.spec, op, also, eager=True))
-                for op, also in _unique((o for o in ops if o.kind == "prune"), _stream_key_prune):
+    ranked: dict[ops.Rank, list[Item]] = {"first": [], "after_models": [], "last": []}
+    if "ops" in config.what:
+        for target in config.targets:
+            for T in config.tokens:
+                base = _base(target, T, primary, config.pattern, "all")
+                for op, also, how in _distinct(graph_ops(target, T, primary, config.pattern)):
+                    if how.variants != ("prune",):
+                        ranked[how.rank] += [_op_item(base, target.spec, op, also, v) for v in how.variants]
+                        continue
                     for impl in prune_impls:
-                        if not impl.startswith("fused") and (wl is not config.workloads[0] or
-                                                               float(op.M) * float(op.K) > EAGER_PRUNE_MAX_ELEMENTS):
-                            continue  # stock-torch paths: the first workload, moderate sizes
-                        prunes.append(_prune_item(base, op, also, impl, config.pattern))
+                        if not impl.startswith("fused") and (target is not config.targets[0] or
+                                                             float(op.M) * float(op.K) > EAGER_PRUNE_MAX_ELEMENTS):
+                            continue  # stock-torch paths: the first target, moderate sizes
+                        ranked[how.rank].append(_op_item(base, target.spec, op, also, "prune", impl))
     layers: list[Item] = []
     if "layers" in config.what:
-        for wl in config.workloads:
-            if wl.spec.moe is not None or wl.spec.sliding_window is not None:
+        for target in config.targets:
+            if target.spec.moe is not None or target.spec.sliding_window is not None:
                 continue
-            policy = resolve_policy(wl.policy, wl.spec, config.pattern, wl.scoring)
+            policy = resolve_policy(target.policy, target.spec, config.pattern, target.scoring)
             for T in config.layer_tokens or config.tokens:
-                layers += _layer_items(wl, policy, T, primary, config.pattern, prune_impls)
+                layers += _layer_items(target, policy, T, primary, config.pattern, prune_impls)
     model: list[Item] = []
-    if "model" in config.what and config.workloads:
-        wl = config.workloads[0]
-        if wl.spec.moe is None and wl.spec.sliding_window is None:
-            policy = resolve_policy(wl.policy, wl.spec, config.pattern, wl.scoring)
+    if "model" in config.what and config.targets:
+        target = config.targets[0]
+        if target.spec.moe is None and target.spec.sliding_window is None:
+            policy = resolve_policy(target.policy, target.spec, config.pattern, target.scoring)
             for T in config.model_tokens:
-                model += _model_items(wl, policy, T, primary, config.pattern, prune_impls)
+                model += _model_items(target, policy, T, primary, config.pattern, prune_impls)
     extra: list[Item] = []
     if "ops" in config.what:
         for dtype in extra_dtypes:
-            for wl in config.workloads[:1]:
+            for target in config.targets[:1]:
                 for T in config.extra_dtype_tokens or config.tokens:
-                    ops = graph_ops(wl, T, dtype, config.pattern)
-                    base = _base(wl, T, dtype, config.pattern, "all")
-                    for op, also in _unique((o for o in ops if o.kind in GEMM_KINDS and float(o.groups) == 1
-                                             and o.name != "lm_head"), _gemm_key):
-                        for variant in ("dense", "sparse") if op.kind == "sparse_gemm" else ("dense",):
-                            extra.append(_gemm_item(base, op, also, variant))
-    return gemms + layers + model + others + prunes + extra
-
-
-def _stream_key_prune(op: Op) -> tuple:
-    return (round(float(op.M), 6), float(op.K))
+                    base = _base(target, T, dtype, config.pattern, "all")
+                    for op, also, how in _distinct(graph_ops(target, T, dtype, config.pattern)):
+                        if how.extra_dtypes and float(op.groups) == 1 and op.name != "lm_head":
+                            extra += [_op_item(base, target.spec, op, also, v) for v in how.variants]
+    return ranked["first"] + layers + model + ranked["after_models"] + ranked["last"] + extra
 
 
 def _label(base: dict[str, Any], what: str) -> str:
     return f"{base['model']} T={base['tokens']} {base['dtype']} {what}"
 
 
-def _gemm_item(base: dict[str, Any], op: Op, also: list[str], variant: str) -> Item:
-    def run(ctx: Context) -> list[dict[str, Any]]:
-        prepared = ops_torch.prepare_gemm(op, variant, ctx.config.device, ctx.l2_bytes)
-        return [_op_record(base, op, also, variant, None, prepared, _timed(ctx, prepared))]
-    return Item(_label(base, f"{op.name} {variant}"), run)
-
-
-def _attention_item(base: dict[str, Any], op: Op, also: list[str]) -> Item:
-    def run(ctx: Context) -> list[dict[str, Any]]:
-        prepared = ops_torch.prepare_attention(op, ctx.config.device, ctx.l2_bytes)
-        return [_op_record(base, op, also, "dense", None, prepared, _timed(ctx, prepared))]
-    return Item(_label(base, op.name), run)
-
-
-def _stream_item(base: dict[str, Any], spec: ModelSpec, op: Op, also: list[str], eager: bool = False) -> Item:
-    variant = "eager" if eager else "dense"
-
-    def run(ctx: Context) -> list[dict[str, Any]]:
-        prepared = ops_torch.prepare_stream(op, spec, ctx.config.device, ctx.l2_bytes, eager=eager)
-        return [_op_record(base, op, also, variant, None, prepared, _timed(ctx, prepared))]
-    return Item(_label(base, f"{op.name}{' eager' if eager else ''}"), run)
-
-
-def _prune_item(base: dict[str, Any], op: Op, also: list[str], impl: str, pattern: str) -> Item:
-    def run(ctx: Context) -> list[dict[str, Any]]:
-        prepared = ops_torch.prepare_prune(op, impl, ctx.config.device, ctx.l2_bytes, pattern, ctx.gpu_pruner)
-        return [_op_record(base, op, also, "prune", impl, prepared, _timed(ctx, prepared))]
-    return Item(_label(base, f"{op.name} {impl}"), run)
+def _op_item(base: dict[str, Any], spec: ModelSpec, op: Op, also: list[str], variant: str,
+             prune_impl: str | None = None) -> Item:
+    def run(ctx: Context) -> list[Result]:
+        request = ops.Request(ctx.config.device, ctx.l2_bytes, spec, variant, prune_impl, ctx.config.pattern,
+                              ctx.gpu_pruner)
+        prepared = ops.prepare(op, request)
+        timing = time_calls(prepared.calls, device=ctx.config.device, use_graph=prepared.use_graph)
+        return [OpMeasurement(
+            **base, variant=variant, prune_impl=prune_impl, op=op.to_record(), also=also, measured=prepared.shape,
+            impl=prepared.impl, check=prepared.check, timing=timing,
+            note="; ".join(x for x in (prepared.note, timing.note) if x),
+            extra=GemmChoice(alg=prepared.alg) if prepared.alg is not None else None)]
+    return Item(_label(base, f"{op.name} {prune_impl or variant}"), run)
 
 
 def _sparse_paths(prune_impls: Sequence[str], pattern: str, gpu_pruner: Any) -> list[Any]:
@@ -242,20 +209,19 @@ def _sparse_paths(prune_impls: Sequence[str], pattern: str, gpu_pruner: Any) -> 
     paths = []
     if "torch_eager_cslt" in prune_impls:
         paths.append(SparsePath("torch_eager_cslt",
-                                lambda x: torch._cslt_compress(ops_torch.eager_prune(x, n, m)), True, (n, m)))
+                                lambda x: torch._cslt_compress(ops.eager_prune(x, n, m)), True, (n, m)))
     if "fused_cslt" in prune_impls and gpu_pruner is not None and "fused_cslt" in gpu_pruner.impls:
         paths.append(SparsePath("fused_cslt", gpu_pruner.pruner("fused_cslt", n, m), True, (n, m)))
     return paths
 
 
-def _layer_items(wl: MeasureTarget, policy: SparsityPolicy, T: int, dtype: str, pattern: str,
+def _layer_items(target: MeasureTarget, policy: SparsityPolicy, T: int, dtype: str, pattern: str,
                  prune_impls: Sequence[str]) -> list[Item]:
     from ampersim.measure.model import layer_kinds
-    from ampersim.sim.graph import layer_groups
 
     items = []
-    base = _base(wl, T, dtype, pattern, policy.name)
-    for index, (layers, _sparse, _window) in enumerate(layer_groups(wl.spec, policy)):
+    base = _base(target, T, dtype, pattern, policy.name)
+    for index, (layers, _sparse, _window) in enumerate(layer_groups(target.spec, policy)):
         kinds = layer_kinds(policy, layers[0])
         dense = [None] if index == 0 else []  # the dense layer is the same in every group
         for impl in dense + (["fused_cslt", "torch_eager_cslt"] if kinds else []):
@@ -264,30 +230,30 @@ def _layer_items(wl: MeasureTarget, policy: SparsityPolicy, T: int, dtype: str, 
             if impl == "torch_eager_cslt" and T > EAGER_WHOLE_MAX_TOKENS:
                 continue
             items.append(Item(_label(base, f"layer {layers[0]} {'dense' if impl is None else impl}"),
-                              _layer_runner(base, wl, policy, layers, kinds, T, dtype, pattern, impl)))
+                              _layer_runner(base, target, layers, kinds, T, dtype, pattern, impl)))
     return items
 
 
-def _layer_runner(base: dict[str, Any], wl: MeasureTarget, policy: SparsityPolicy, layers: tuple[int, ...],
-                  kinds: frozenset[str], T: int, dtype: str, pattern: str, impl: str | None) -> Callable:
-    def run(ctx: Context) -> list[dict[str, Any]]:
+def _layer_runner(base: dict[str, Any], target: MeasureTarget, layers: tuple[int, ...], kinds: frozenset[str],
+                  T: int, dtype: str, pattern: str, impl: str | None) -> Callable[[Context], list[Result]]:
+    def run(ctx: Context) -> list[Result]:
         import torch
 
         from ampersim.measure.model import DecoderLayer, rotary_tables
 
-        device = ctx.config.device
+        device, spec = ctx.config.device, target.spec
         path = _path_or_fail(impl, ctx, pattern)
-        layer = DecoderLayer(wl.spec, kinds if impl else frozenset(), dtype, device)
-        cos, sin = rotary_tables(T, wl.spec.head_dim, device, dtype)
-        x = torch.randn(T, wl.spec.hidden_size, device=device, dtype=ops_torch.torch_dtype(dtype))
+        layer = DecoderLayer(spec, kinds if impl else frozenset(), dtype, device)
+        cos, sin = rotary_tables(T, spec.head_dim, device, dtype, spec.rope_theta)
+        x = torch.randn(T, spec.hidden_size, device=device, dtype=ops.torch_dtype(dtype))
         check = _layer_check(lambda ref: layer(x, cos, sin, path, reference=ref), path)
         call = lambda: layer(x, cos, sin, path)  # noqa: E731
-        timing = time_calls([call], device=device, use_graph=True)
-        eager = time_calls([call], device=device, use_graph=False)
-        return [{"record": "layer", **base, "layer": layers[0], "layers": list(layers),
-                 "sparse_kinds": sorted(kinds) if impl else [], "variant": "sparse" if impl else "dense",
-                 "prune_impl": impl, "check": check, "timing": timing.as_dict(), "timing_eager": eager.as_dict(),
-                 "note": "timing: CUDA-graph replay (GPU time); timing_eager: back-to-back eager calls"}]
+        return [LayerMeasurement(
+            **base, variant="sparse" if impl else "dense", prune_impl=impl, layer=layers[0], layers=layers,
+            sparse_kinds=sorted(kinds) if impl else [], check=check,
+            timing=time_calls([call], device=device, use_graph=True),
+            timing_eager=time_calls([call], device=device, use_graph=False),
+            note="timing: CUDA-graph replay (GPU time); timing_eager: back-to-back eager calls")]
     return run
 
 
@@ -300,23 +266,21 @@ def _path_or_fail(impl: str | None, ctx: Context, pattern: str) -> Any:
     return paths[impl]
 
 
-def _layer_check(forward: Callable[[bool], Any], path: Any, tol: float = 2e-2) -> dict[str, Any]:
+def _layer_check(forward: Callable[[bool], Any], path: Any, tol: float = 2e-2) -> Check:
     """Sparse path vs the same computation with eager masking and dense GEMMs (pruned inputs).
 
     Looser than a single GEMM: rounding differences upstream can flip near-tied prune choices."""
     if path is None:
-        out = forward(False)
-        if not bool(out.isfinite().all()):
-            raise ops_torch.CheckFailed("dense layer output has NaN/inf")
-        return {"rel_err": 0.0, "tol": 0.0, "ok": True, "what": "finite output (dense path is the reference)"}
-    err = ops_torch.rel_err(forward(False), forward(True))
-    return {**ops_torch._checked(err, tol, "sparse path vs pruned dense reference"),
-            "what": "sparse path vs eager masking + F.linear on the same pruned activations"}
+        if not bool(forward(False).isfinite().all()):
+            raise ops.CheckFailed("dense layer output has NaN/inf")
+        return Check(rel_err=0.0, tol=0.0, ok=True, what="finite output (dense path is the reference)")
+    return ops.require_within(ops.rel_err(forward(False), forward(True)), tol, "sparse path vs pruned dense reference",
+                              compared="sparse path vs eager masking + F.linear on the same pruned activations")
 
 
-def _model_items(wl: MeasureTarget, policy: SparsityPolicy, T: int, dtype: str, pattern: str,
+def _model_items(target: MeasureTarget, policy: SparsityPolicy, T: int, dtype: str, pattern: str,
                  prune_impls: Sequence[str]) -> list[Item]:
-    base = _base(wl, T, dtype, pattern, policy.name)
+    base = _base(target, T, dtype, pattern, policy.name)
     items = []
     for impl in (None, "fused_cslt", "torch_eager_cslt"):
         if impl is not None and impl not in prune_impls:
@@ -324,115 +288,95 @@ def _model_items(wl: MeasureTarget, policy: SparsityPolicy, T: int, dtype: str, 
         if impl == "torch_eager_cslt" and T > EAGER_MODEL_MAX_TOKENS:
             continue
         items.append(Item(_label(base, f"whole model {'dense' if impl is None else impl}"),
-                          _model_runner(base, wl, policy, T, dtype, pattern, impl), {"impl": impl}))
+                          _model_runner(base, target, policy, T, dtype, pattern, impl)))
     return items
 
 
-def _model_runner(base: dict[str, Any], wl: MeasureTarget, policy: SparsityPolicy, T: int, dtype: str,
-                  pattern: str, impl: str | None) -> Callable:
-    def run(ctx: Context) -> list[dict[str, Any]]:
+def _model_runner(base: dict[str, Any], target: MeasureTarget, policy: SparsityPolicy, T: int, dtype: str,
+                  pattern: str, impl: str | None) -> Callable[[Context], list[Result]]:
+    def run(ctx: Context) -> list[Result]:
         import torch
 
         from ampersim.measure.model import DecoderModel, rotary_tables
 
-        device = ctx.config.device
+        device, spec = ctx.config.device, target.spec
         path = _path_or_fail(impl, ctx, pattern)
-        model = _MODEL_CACHE.get((wl.spec.name, policy.name, dtype))
-        if model is None:
-            _MODEL_CACHE.clear()
-            gc.collect()
-            model = DecoderModel(wl.spec, policy, dtype, device)
-            _MODEL_CACHE[(wl.spec.name, policy.name, dtype)] = model
-        cos, sin = rotary_tables(T, wl.spec.head_dim, device, dtype)
-        ids = torch.randint(0, wl.spec.vocab_size, (T,), device=device)
+        model = ctx.models.get((spec.name, policy.name, dtype), lambda: DecoderModel(spec, policy, dtype, device))
+        cos, sin = rotary_tables(T, spec.head_dim, device, dtype, spec.rope_theta)
+        ids = torch.randint(0, spec.vocab_size, (T,), device=device)
         if path is None:
             check = _layer_check(lambda ref: model(ids, cos, sin, path, reference=ref), path)
         else:
-            worst = max(model.layer_errors(ids, cos, sin, path))
-            check = {**ops_torch._checked(worst, 5e-2, "sparse model layers vs pruned dense reference"),
-                     "what": "worst layer (teacher-forced): sparse path vs eager masking + F.linear"}
+            check = ops.require_within(max(model.layer_errors(ids, cos, sin, path)), 5e-2,
+                                       "sparse model layers vs pruned dense reference",
+                                       compared="worst layer (teacher-forced): sparse path vs eager masking + F.linear")
         call = lambda: model(ids, cos, sin, path)  # noqa: E731
-        timing = time_calls([call], device=device, use_graph=True)
-        eager = time_calls([call], device=device, use_graph=False)
-        return [{"record": "model", **base, "layers": wl.spec.num_layers, "variant": "sparse" if impl else "dense",
-                 "prune_impl": impl, "check": check, "timing": timing.as_dict(), "timing_eager": eager.as_dict(),
-                 "note": "random weights; lm_head on the last token; timing: CUDA-graph replay; "
-                         "timing_eager: back-to-back eager forwards"}]
+        return [ModelMeasurement(
+            **base, variant="sparse" if impl else "dense", prune_impl=impl, layers=spec.num_layers, check=check,
+            timing=time_calls([call], device=device, use_graph=True),
+            timing_eager=time_calls([call], device=device, use_graph=False),
+            note="random weights; lm_head on the last token; timing: CUDA-graph replay; "
+                 "timing_eager: back-to-back eager forwards")]
     return run
-
-
-_MODEL_CACHE: dict[tuple, Any] = {}
-
-
-class Progress:
-    """A one-line progress bar on stderr (a new line per item when stderr is not a terminal)."""
-
-    def __init__(self, total: int, stream: TextIO | None = None) -> None:
-        self.total, self.done, self.stream = total, 0, stream or sys.stderr
-        self.start = time.monotonic()
-        self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
-
-    def step(self, label: str) -> None:
-        self.done += 1
-        width = 24
-        filled = int(width * self.done / max(self.total, 1))
-        elapsed = time.monotonic() - self.start
-        text = f"[{'#' * filled}{'.' * (width - filled)}] {self.done}/{self.total} {elapsed:6.1f}s {label}"
-        if self.tty:
-            self.stream.write("\r" + text[:150].ljust(150))
-            if self.done == self.total:
-                self.stream.write("\n")
-        else:
-            self.stream.write(text + "\n")
-        self.stream.flush()
 
 
 def execute(config: MeasureConfig, writer: MeasurementWriter, l2_bytes: float, gpu_pruner: Any = None,
             stream: TextIO | None = None) -> dict[str, int]:
-    """Run every planned item, appending its records (or a skip record) as it finishes."""
+    """Run every planned item, appending its records (or a skip record) as it finishes; a progress
+    bar (and a line per skipped or failed item) goes to ``stream`` (stderr by default)."""
     available = [i for i in MEASURED_PRUNE_IMPLS if not i.startswith("fused") or
-                 (gpu_pruner is not None and i in gpu_pruner.impls)] + ["cslt_compress_only"]
+                 (gpu_pruner is not None and i in gpu_pruner.impls)] + list(DIAGNOSTIC_PRUNE_IMPLS)
     impls = [i for i in (config.prune_impls or available) if i in available]
     for wanted in config.prune_impls or ():
         if wanted not in available:
-            writer.write({"record": "skip", "what": f"prune impl {wanted}",
-                          "reason": "not available here (the project's GPU pruner did not import)"})
+            writer.write(SkipRecord(what=f"prune impl {wanted}",
+                                    reason="not available here (the project's GPU pruner did not import)"))
     items = plan(config, impls)
-    ctx = Context(config, l2_bytes, gpu_pruner, writer)
-    progress = Progress(len(items), stream)
+    ctx = Context(config, l2_bytes, gpu_pruner)
     counts = {"measured": 0, "skipped": 0}
-    start = time.monotonic()
-    for item in items:
-        if config.deadline_s is not None and time.monotonic() - start > config.deadline_s:
-            writer.write({"record": "skip", "what": item.label, "reason": f"deadline {config.deadline_s:g} s reached"})
-            counts["skipped"] += 1
-            progress.step("skipped (deadline): " + item.label)
-            continue
-        try:
-            records = item.run(ctx)
-        except (InvalidArgument, ops_torch.CheckFailed) as exc:
-            writer.write({"record": "skip", "what": item.label, "reason": str(exc)})
-            counts["skipped"] += 1
-            progress.step(f"SKIP {item.label}: {exc}")
-        except Exception as exc:  # a failing op must not end the run: record it and go on
-            _free(config.device)
-            reason = f"{type(exc).__name__}: {str(exc).splitlines()[0][:300] if str(exc) else ''}"
-            writer.write({"record": "skip", "what": item.label, "reason": reason})
-            counts["skipped"] += 1
-            progress.step(f"ERROR {item.label}: {reason}")
-        else:
-            for record in records:
-                writer.write(record)
-            counts["measured"] += len(records)
-            progress.step(item.label)
-        _free(config.device, keep_model=True)
-    _MODEL_CACHE.clear()
+    out = stream or sys.stderr
+    started = time.monotonic()
+    try:
+        with tqdm(total=len(items), file=out, unit="item", dynamic_ncols=True) as bar:
+            for item in items:
+                bar.set_postfix_str(item.label, refresh=False)
+                written, problem = _run_item(item, ctx, writer, started)
+                counts["measured"] += written
+                if problem is not None:
+                    counts["skipped"] += 1
+                    bar.write(problem, file=out)
+                bar.update()
+                _release_device_memory(config.device)
+    finally:
+        ctx.models.clear()
+        _release_device_memory(config.device)
     return counts
 
 
-def _free(device: str, keep_model: bool = False) -> None:
-    if not keep_model:
-        _MODEL_CACHE.clear()
+def _run_item(item: Item, ctx: Context, writer: MeasurementWriter, started: float) -> tuple[int, str | None]:
+    """Run one item and append what it produced: (records written, None), or (0, a line saying why
+    it was skipped) after appending a skip record."""
+    deadline = ctx.config.deadline_s
+    if deadline is not None and time.monotonic() - started > deadline:
+        writer.write(SkipRecord(what=item.label, reason=f"deadline {deadline:g} s reached"))
+        return 0, f"skipped (deadline): {item.label}"
+    try:
+        records = item.run(ctx)
+    except (InvalidArgument, ops.CheckFailed) as exc:
+        writer.write(SkipRecord(what=item.label, reason=str(exc)))
+        return 0, f"SKIP {item.label}: {exc}"
+    except Exception as exc:  # a failing op must not end the run: record it and go on
+        ctx.models.clear()
+        reason = f"{type(exc).__name__}: {str(exc).splitlines()[0][:300] if str(exc) else ''}"
+        writer.write(SkipRecord(what=item.label, reason=reason))
+        return 0, f"ERROR {item.label}: {reason}"
+    for record in records:
+        writer.write(record)
+    return len(records), None
+
+
+def _release_device_memory(device: str) -> None:
+    """Collect garbage and hand the CUDA caching allocator's free blocks back (between items)."""
     gc.collect()
     if device != "cpu":
         import torch

@@ -17,19 +17,23 @@ import dataclasses
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Union
 
 import numpy as np
 
+from ampersim.core.errors import InvalidArgument, InvalidData
+from ampersim.core.vocab import DIAGNOSTIC_PRUNE_IMPLS
 from ampersim.hardware.profile import HardwareProfile
-from ampersim.measure.records import MeasurementFile
-from ampersim.measure.runner import op_from_dict
+from ampersim.measure.env import check_gpu_matches_profile
+from ampersim.measure.records import (
+    LayerMeasurement, MeasurementFile, ModelMeasurement, OpMeasurement, Result, read_measurements,
+)
 from ampersim.sim.cost import OpColumns, cost_graph
 from ampersim.sim.execution import sparse_execution
 from ampersim.sim.graph import Op, build_graph
 
 DEFAULT_FIT_MODEL = "llama-3.1-8b"
-DIAGNOSTIC_IMPLS = ("cslt_compress_only",)  # measured for the record, not a profile prune_impl
 Measurements = Union[MeasurementFile, Sequence[MeasurementFile]]
 
 
@@ -37,7 +41,31 @@ def as_files(measurements: Measurements) -> list[MeasurementFile]:
     return [measurements] if isinstance(measurements, MeasurementFile) else list(measurements)
 
 
-def all_records(measurements: Measurements) -> list[dict[str, Any]]:
+def read_for_profile(paths: Sequence[str | Path], profile: HardwareProfile, *,
+                     force: bool = False) -> tuple[list[MeasurementFile], list[str]]:
+    """The measurement files at ``paths`` checked for comparison with ``profile``, and GPU-mismatch warnings.
+
+    Every file must hold records and come from the profile's GPU: InvalidArgument naming the file
+    otherwise, unless ``force``, which turns the refusal into a warning.
+    """
+    if not paths:
+        raise InvalidArgument("no measurement file given", field="measurements")
+    files, warnings = [], []
+    for path in paths:
+        mfile = read_measurements(path)
+        if not mfile.records:
+            raise InvalidData(f"{mfile.path}: holds no measurement records")
+        try:
+            mismatch = check_gpu_matches_profile(mfile.gpu, profile.name, force=force)
+        except InvalidArgument as exc:
+            raise InvalidArgument(f"{mfile.path}: {exc}", field=exc.field) from None
+        if mismatch:
+            warnings.append(f"{mfile.path}: {mismatch}")
+        files.append(mfile)
+    return files, warnings
+
+
+def all_records(measurements: Measurements) -> list[Result]:
     """The result records of every file, in file order."""
     return [r for f in as_files(measurements) for r in f.records]
 
@@ -59,29 +87,27 @@ class Row:
     timing_eager_s: float | None = None
 
 
-def category_of(record: dict[str, Any]) -> str:
+def category_of(record: Result) -> str:
     """dense_gemm, sparse_gemm (``_grouped`` for MoE experts, ``[int8]``/``[fp8]`` for 8-bit), attention,
     norm, elementwise (``:eager_torch``: the eager diagnostic of a fused op), embedding, prune:<impl>, layer_dense, layer_sparse:<impl>, model_dense, model_sparse:<impl>."""
-    kind = record["record"]
-    if kind in ("layer", "model"):
-        return f"{kind}_dense" if record["variant"] == "dense" else f"{kind}_sparse:{record['prune_impl']}"
-    op_kind = record["op"]["kind"]
-    if record["variant"] == "eager":
+    if not isinstance(record, OpMeasurement):
+        return f"{record.record}_dense" if record.variant == "dense" else f"{record.record}_sparse:{record.prune_impl}"
+    op_kind = record.op.kind
+    if record.variant == "eager":
         return f"{op_kind}:eager_torch"
-    if record["variant"] == "prune":
-        return f"prune:{record['prune_impl']}"
+    if record.variant == "prune":
+        return f"prune:{record.prune_impl}"
     if op_kind in ("gemm", "sparse_gemm"):
-        grouped = "_grouped" if float(record["measured"]["groups"]) > 1 else ""
-        wide = "" if record["dtype"] in ("bf16", "fp16") else f"[{record['dtype']}]"
-        return f"{record['variant']}_gemm{grouped}{wide}"
+        grouped = "_grouped" if record.measured.groups > 1 else ""
+        wide = "" if record.dtype in ("bf16", "fp16") else f"[{record.dtype}]"
+        return f"{record.variant}_gemm{grouped}{wide}"
     return op_kind
 
 
-def measured_op(record: dict[str, Any]) -> Op:
+def measured_op(record: OpMeasurement) -> Op:
     """The record's Op with the shape that was actually timed (rows rounded up, whole groups)."""
-    op = op_from_dict(record["op"])
-    shape = record["measured"]
-    M, groups = float(shape["M"]), float(shape["groups"])
+    op = record.op.to_op()
+    M, groups = record.measured.M, float(record.measured.groups)
     scale = M / float(op.M) if float(op.M) else 1.0
     if op.kind in ("gemm", "sparse_gemm"):
         return dataclasses.replace(op, M=M, groups=groups)
@@ -106,7 +132,7 @@ class _Group:
 class Predictor:
     """Predicted seconds of every usable record of a measurement file, for any profile."""
 
-    def __init__(self, records: Iterable[dict[str, Any]]) -> None:
+    def __init__(self, records: Iterable[Result]) -> None:
         from ampersim.models.registry import load_model_spec
         from ampersim.sparsity.policy import resolve_policy
 
@@ -114,43 +140,39 @@ class Predictor:
         groups: dict[tuple, _Group] = {}
         graphs: dict[tuple, list[Op]] = {}
         for record in records:
-            if record["record"] == "op" and record.get("prune_impl") in DIAGNOSTIC_IMPLS:
+            if record.prune_impl in DIAGNOSTIC_PRUNE_IMPLS:
                 continue
             row_index = len(self.rows)
-            impl = record.get("prune_impl")
-            key = (record["dtype"], record["pattern"], impl, int(record.get("tp", 1)))
+            key = (record.dtype, record.pattern, record.prune_impl, record.tp)
             group = groups.setdefault(key, _Group(*key))
-            sparse = record["variant"] in ("sparse", "prune")
-            if record["record"] == "op":
+            sparse = record.variant in ("sparse", "prune")
+            if isinstance(record, OpMeasurement):
                 group.entries.append((row_index, len(group.ops), 1.0, sparse))
                 group.ops.append(measured_op(record))
-                name = record["op"]["name"]
+                name = record.op.name
             else:
-                gkey = (record["model"], record["policy"], record["pattern"], record["scoring"],
-                        record["tokens"], record["batch"], record["dtype"], int(record.get("tp", 1)))
+                gkey = (record.model, record.policy, record.pattern, record.scoring, record.tokens, record.batch,
+                        record.dtype, record.tp)
                 if gkey not in graphs:
-                    spec = load_model_spec(record["model"])
-                    policy = resolve_policy(record["policy"], spec, record["pattern"], record["scoring"])
-                    graphs[gkey] = build_graph(spec, policy, record["tokens"], record["batch"],
-                                               record["dtype"], int(record.get("tp", 1)))
+                    spec = load_model_spec(record.model)
+                    policy = resolve_policy(record.policy, spec, record.pattern, record.scoring)
+                    graphs[gkey] = build_graph(spec, policy, record.tokens, record.batch, record.dtype, record.tp)
                 for op in graphs[gkey]:
-                    if record["record"] == "model":
+                    if isinstance(record, ModelMeasurement):
                         weight = float(op.count)
-                    elif record["layer"] in op.layers:
+                    elif record.layer in op.layers:
                         weight = 1.0
                     else:
                         continue
                     group.entries.append((row_index, len(group.ops), weight, sparse))
                     group.ops.append(op)
-                name = f"layer {record['layer']}" if record["record"] == "layer" else "model"
-            eager = record.get("timing_eager")
+                name = f"layer {record.layer}" if isinstance(record, LayerMeasurement) else "model"
+            eager = None if isinstance(record, OpMeasurement) else record.timing_eager
             self.rows.append(Row(
-                category=category_of(record), model=record["model"], tokens=int(record["tokens"]),
-                dtype=record["dtype"], name=name, variant=record["variant"],
-                measured_s=float(record["timing"]["median_s"]), file=str(record.get("_file", "")),
-                line=int(record.get("_line", 0)),
-                pair_key=(record["record"], record["model"], record["tokens"], record["dtype"], name),
-                timing_eager_s=float(eager["median_s"]) if eager else None))
+                category=category_of(record), model=record.model, tokens=record.tokens, dtype=record.dtype,
+                name=name, variant=record.variant, measured_s=record.timing.median_s, file=record.file,
+                line=record.line, pair_key=(record.record, record.model, record.tokens, record.dtype, name),
+                timing_eager_s=eager.median_s if eager else None))
         self.groups = list(groups.values())
         for group in self.groups:
             group.cols = OpColumns.from_ops(group.ops)
@@ -255,7 +277,7 @@ def validate(measurements: Measurements, profile: HardwareProfile,
         "rows": [{**dataclasses.asdict(r), "pair_key": None, "split": split_of(r.model, holdout),
                   "predicted_s": float(p), "err_pct": float((p / r.measured_s - 1) * 100)}
                  for r, p in zip(rows, predicted)],
-        "skipped": [{"file": s["_file"], "line": s["_line"], "what": s.get("what"), "reason": s.get("reason")}
+        "skipped": [{"file": s.file, "line": s.line, "what": s.what, "reason": s.reason}
                     for f in files for s in f.skips],
         "truncated": [{"file": f.label, "line": f.truncated_line} for f in files if f.truncated_line is not None],
     }
@@ -265,14 +287,14 @@ def compare_runs(reference: Measurements, other: Measurements) -> list[dict[str,
     """Run-to-run difference of two measurement sets (e.g. two machines of one GPU kind), per category:
     the records both hold (same record kind, model, tokens, dtype, op or layer, variant, prune
     implementation), error = other / reference − 1, in the summary's statistics."""
-    def key(r: dict[str, Any]) -> tuple:
-        what = r["op"]["name"] if r["record"] == "op" else r.get("layer")
-        return (r["record"], r["model"], r["tokens"], r["dtype"], what, r["variant"], r.get("prune_impl"))
+    def key(r: Result) -> tuple:
+        what = r.op.name if isinstance(r, OpMeasurement) else r.layer if isinstance(r, LayerMeasurement) else None
+        return (r.record, r.model, r.tokens, r.dtype, what, r.variant, r.prune_impl)
 
     base = {key(r): r for r in all_records(reference)}
     buckets: dict[str, list[tuple[float, float]]] = defaultdict(list)
     for r in all_records(other):
         if key(r) in base:
-            buckets[category_of(r)].append((r["timing"]["median_s"], base[key(r)]["timing"]["median_s"]))
+            buckets[category_of(r)].append((r.timing.median_s, base[key(r)].timing.median_s))
     return [{"category": c, **error_stats(np.array([o for o, _ in v]), np.array([b for _, b in v]))}
             for c, v in sorted(buckets.items(), key=lambda kv: _order(kv[0]))]

@@ -25,6 +25,8 @@ FAMILIES: dict[str, str] = {
 _QK_NORM_FAMILIES = ("qwen3", "qwen3_moe", "gemma3")
 # transformers' config-class default for tie_word_embeddings when config.json omits it.
 _TIED_BY_DEFAULT = ("gemma3",)
+# transformers' config-class defaults for (rope_theta, rope_local_base_freq) when config.json omits them.
+_ROPE_DEFAULTS: dict[str, tuple[float, float | None]] = {"gemma3": (1_000_000.0, 10_000.0)}
 _ACTIVATIONS = {"silu": "silu", "gelu_pytorch_tanh": "gelu_tanh", "gelu_tanh": "gelu_tanh"}
 
 
@@ -81,6 +83,22 @@ def _sliding(get, family: str, name: str) -> tuple[int | None, int | None]:
     if family == "gemma3" and every is None:
         raise InvalidArgument(f"config of '{name}': gemma3 needs 'layer_types' or 'sliding_window_pattern'")
     return int(window), every
+
+
+def _rope(get, family: str) -> dict[str, float | None]:
+    """rope_theta and rope_local_theta from config.json's rope_theta / rope_local_base_freq, or from
+    the rope_parameters of a transformers >= 5 config (keyed by layer type for Gemma 3)."""
+    theta, local = get("rope_theta"), get("rope_local_base_freq")
+    params = get("rope_parameters")
+    if theta is None and isinstance(params, Mapping):
+        by_type = "full_attention" in params
+        theta = (params["full_attention"] if by_type else params).get("rope_theta")
+        local = params.get("sliding_attention", {}).get("rope_theta") if by_type else None
+    default_theta, default_local = _ROPE_DEFAULTS.get(family, (None, None))
+    theta = theta if theta is not None else default_theta
+    local = local if local is not None else default_local
+    return {"rope_local_theta": None if local is None else float(local),
+            **({} if theta is None else {"rope_theta": float(theta)})}
 
 
 def _moe(get, name: str) -> MoESpec | None:
@@ -140,6 +158,7 @@ def spec_from_hf_config(config: Mapping[str, Any] | object, name: str) -> ModelS
             sliding_window=window,
             global_every=every,
             moe=_moe(get, name),
+            **_rope(get, family),
         )
     except ValidationError as exc:
         err = exc.errors()[0]

@@ -77,6 +77,17 @@ class ModelSpec(BaseModel):
         description="With sliding_window: every k-th layer uses full attention (Gemma 3: 6).",
     )
     moe: MoESpec | None = None
+    rope_theta: float = Field(
+        default=10000.0, gt=0,
+        description="Rotary embedding base (config rope_theta; Gemma 3: that of its global layers). "
+                    "Default 10000: the RoFormer paper's base, which transformers also assumes when a "
+                    "config omits it.",
+    )
+    rope_local_theta: float | None = Field(
+        default=None, gt=0,
+        description="Rotary base of the sliding-window layers where it differs from rope_theta "
+                    "(Gemma 3: rope_local_base_freq); None: every layer uses rope_theta.",
+    )
 
     @model_validator(mode="after")
     def _check(self) -> "ModelSpec":

@@ -7,7 +7,9 @@ Fused MoE expert modules (3-D ``gate_up_proj``/``down_proj``) get a forward that
 expert inputs (magnitude score: the robust-norm factor is not applicable to experts).
 CPU tensors go through the numba kernels of :mod:`ampersim.kernels.cpu`, CUDA tensors through the fused
 GPU kernel of :mod:`ampersim.kernels.gpu.pruner` (eager torch where Triton is missing); all share
-one semantics. For 2:4 speed on a GPU, swap linears for ``ActivationSparseLinear`` instead.
+one semantics. ``backend="cuda"`` (2:4 only) instead runs each selected linear's prefill forward
+as an activation-sparse linear (:mod:`ampersim.runtime.sparse_linear`: fused prune + compress, the
+cuSPARSELt GEMM with persistent plans; a custom op under ``torch.compile``); decode stays dense.
 
 Prefill detection (mode ``"prefill"``, the default): a pre-hook on the model passed to
 ``sparsify`` reads the tokens per sequence of each forward call — the last dimension of
@@ -32,10 +34,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ampersim.core.errors import InvalidArgument, NotFound
-from ampersim.core.vocab import AMBER_OUTLIERS, DECODER_LINEAR_KINDS, AmberOutliers
+from ampersim.core.vocab import AMBER_OUTLIERS, DECODER_LINEAR_KINDS, SPARSIFY_BACKENDS, AmberOutliers
 from ampersim.models.hf_names import LinearTarget, linear_targets, model_spec
 from ampersim.core.patterns import NMPattern
-from ampersim.sparsity.policy import Coverage, PolicyRule, SparsityPolicy, coverage, resolve_policy
+from ampersim.sparsity.coverage import Coverage, coverage
+from ampersim.sparsity.policy import PolicyRule, SparsityPolicy, resolve_policy
 from ampersim.sparsity.scoring import static_factor
 
 if TYPE_CHECKING:
@@ -84,7 +87,7 @@ class SparsifyHandle:
     model: Any
     policy: SparsityPolicy
     layers: list[str]  # canonical names of the pruned linears, in module order
-    coverage: Coverage | None  # share of linear MACs sparsified (None without a ModelSpec)
+    coverage: Coverage | None  # share of decoder linear MACs sparsified, the paper's definition (None without a ModelSpec)
     outstanding: bool = False
     outliers: str = "clamp"  # amber factor: weights outside the clip quantiles clamped or dropped
     _mode: str = "prefill"
@@ -153,7 +156,7 @@ class SparsifyHandle:
 def sparsify(model: "torch.nn.Module", policy: SparsityPolicy | str | Path = "amber", *,
              pattern: str | NMPattern | None = None, scoring: str | None = None,
              prefill_only: bool = True, spec: "ModelSpec | None" = None,
-             outstanding: bool = False, calibration: Any = None,
+             outstanding: bool = False, calibration: Any = None, backend: str = "mask",
              outliers: AmberOutliers = "clamp") -> SparsifyHandle:
     """Prune the inputs of the linear layers ``policy`` selects, during prefill; return a handle.
 
@@ -165,9 +168,15 @@ def sparsify(model: "torch.nn.Module", policy: SparsityPolicy | str | Path = "am
     rule covering every kind and layer (the ``all`` preset). lm_head and routers are never pruned. ``prefill_only=False`` starts in mode "always".
     ``outstanding=True`` adds inverse SmoothQuant (alpha 0.10) and simulated W8A8 to the selected
     layers (see :mod:`ampersim.runtime.outstanding`); ``calibration``: iterable of input-id batches
-    for its activation statistics (required then). ``outliers``: how the amber factor treats weights
-    outside its 0.5/99.5 % quantiles, "clamp" (default) or "drop" (:func:`ampersim.sparsity.scoring.amber_factor`).
+    for its activation statistics (required then).
+    ``backend``: "mask" (prune the input, dense GEMM) or "cuda" (2:4 on sparse tensor cores for the
+    selected linears; needs pattern 2:4 and no fused experts or outstanding mode).
+    ``outliers``: how the amber factor treats weights outside its 0.5/99.5 % quantiles, "clamp"
+    (default) or "drop" (:func:`ampersim.sparsity.scoring.amber_factor`).
     """
+    if backend not in SPARSIFY_BACKENDS:
+        raise InvalidArgument(f"unknown sparsify backend '{backend}'; allowed: {', '.join(SPARSIFY_BACKENDS)}",
+                              field="backend")
     if getattr(model, _HANDLE_ATTR, None) is not None:
         raise InvalidArgument("model is already sparsified; call remove() on its handle first")
     if outliers not in AMBER_OUTLIERS:
@@ -186,6 +195,8 @@ def sparsify(model: "torch.nn.Module", policy: SparsityPolicy | str | Path = "am
                 f"layer {t.target.name} ({t.target.canonical}): in_features {t.target.in_features} is "
                 f"not divisible by M={policy.pattern.m} of pattern {policy.pattern}"
             )
+    if backend == "cuda":
+        _check_cuda_backend(policy, selected, outstanding)
     if outstanding:
         _prepare_outstanding(model, selected, calibration)
     for t in selected:
@@ -204,6 +215,8 @@ def sparsify(model: "torch.nn.Module", policy: SparsityPolicy | str | Path = "am
             handle._targets.append(t)
             if t.target.kind == "experts":
                 t.target.module.forward = types.MethodType(_experts_forward(handle, t), t.target.module)
+            elif backend == "cuda":
+                t.target.module.forward = types.MethodType(_sparse_forward(handle, t), t.target.module)
             else:
                 handle._hooks.append(t.target.module.register_forward_pre_hook(_linear_pre_hook(handle, t)))
     except BaseException:
@@ -352,6 +365,37 @@ def _linear_pre_hook(handle: SparsifyHandle, t: _Target):
             x = prune_activation(x, pattern, t.factor)
         return (fake_quant_rows(x), *args[1:])
     return hook
+
+
+def _check_cuda_backend(policy: SparsityPolicy, selected: list[_Target], outstanding: bool) -> None:
+    if str(policy.pattern) != "2:4":
+        raise InvalidArgument(f"backend 'cuda' runs 2:4 on sparse tensor cores; pattern {policy.pattern} is not "
+                              "accelerated (use backend 'mask')", field="backend")
+    if outstanding:
+        raise InvalidArgument("backend 'cuda' does not simulate outstanding W8A8 (use backend 'mask', or "
+                              "runtime.sparse_linear.Int8ActivationSparseLinear for real int8)", field="backend")
+    experts = [t.target.name for t in selected if t.target.kind == "experts"]
+    if experts:
+        raise InvalidArgument(f"backend 'cuda' has no grouped 2:4 GEMM for fused experts ({experts[0]}); "
+                              "use a policy that leaves experts dense, or backend 'mask'", field="backend")
+
+
+def _sparse_forward(handle: SparsifyHandle, t: _Target):
+    """Forward of a selected nn.Linear: prefill through the 2:4 sparse path, decode dense."""
+    import torch
+
+    from ampersim.runtime.sparse_linear import sparse_linear
+
+    module = t.target.module
+    original = type(module).forward
+    factor = None if t.factor is None else torch.as_tensor(t.factor, device=module.weight.device,
+                                                           dtype=torch.float32)
+
+    def forward(self: Any, x: torch.Tensor) -> torch.Tensor:
+        if not handle.prunes(x):
+            return original(self, x)
+        return sparse_linear(x, self.weight, self.bias, pattern="2:4", factor=factor)
+    return forward
 
 
 def _experts_forward(handle: SparsifyHandle, t: _Target):

@@ -225,7 +225,7 @@ def cost_graph(cols: OpColumns, profile: HardwareProfile, dtype: str, execution:
     rows = rows_of("allreduce")
     if rows.size:
         if profile.interconnect is None:
-            raise InvalidArgument(f"profile {profile.name} has no interconnect: --tp must be 1 (got {tp})")
+            raise InvalidArgument(f"profile {profile.name} has no interconnect: tp must be 1 (got {tp})", field="tp")
         link = profile.interconnect
         put(rows, allreduce_terms(cols.bytes[rows], tp=tp, link_gbps=link.bandwidth_gbps.value,
                                   allreduce_fraction=eff.allreduce_fraction.value, latency_us=link.latency_us.value))

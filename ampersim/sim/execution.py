@@ -34,7 +34,8 @@ class SparseExecution:
 def check_dtype(profile: HardwareProfile, dtype: str) -> None:
     if dtype not in profile.matrix:
         raise InvalidArgument(
-            f"--dtype {dtype} is not supported by profile {profile.name}; it has: {', '.join(profile.dtypes)}"
+            f"dtype {dtype} is not supported by profile {profile.name}; it has: {', '.join(profile.dtypes)}",
+            field="dtype",
         )
 
 
@@ -69,7 +70,7 @@ def sparse_execution(profile: HardwareProfile, dtype: str, pattern: str | NMPatt
     native = max(fitting, key=lambda p: (rates.sparse_tflops[str(p)].value, -compressed_fraction(p, dtype)),
                  default=None)
     if prune_impl is not None and prune_impl not in profile.prune_impls:
-        raise not_found("prune implementation (--prune-impl)", prune_impl, profile.prune_impls)
+        raise not_found("prune implementation", prune_impl, profile.prune_impls, field="prune_impl")
     name = prune_impl or (profile.default_prune_impl if native else profile.default_mask_impl)
     impl = profile.prune_impls[name]
     offered = ", ".join(str(p) for p in profile.native_patterns(dtype)) or "none"
@@ -77,8 +78,9 @@ def sparse_execution(profile: HardwareProfile, dtype: str, pattern: str | NMPatt
         if impl.produces_compressed:
             masks = sorted(k for k, v in profile.prune_impls.items() if not v.produces_compressed)
             raise InvalidArgument(
-                f"--prune-impl {name} produces a compressed operand, but {pattern} is not accelerated by "
-                f"{profile.name} for {dtype} (native: {offered}); use a masking implementation: {', '.join(masks)}"
+                f"prune_impl {name} produces a compressed operand, but {pattern} is not accelerated by "
+                f"{profile.name} for {dtype} (native: {offered}); use a masking implementation: {', '.join(masks)}",
+                field="prune_impl",
             )
         note = (f"{pattern} is not accelerated by {profile.name} for {dtype} (native sparse patterns: {offered}); "
                 f"an {pattern} group may keep more values than the hardware's pattern allows, so the GEMMs run "

@@ -27,13 +27,14 @@ graph once for a whole sweep of (tokens, sum of squared lengths) points.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any, Union
 
 import numpy as np
+from pydantic import BaseModel, ConfigDict
 
 from ampersim.core.errors import InvalidArgument
-from ampersim.core.vocab import DECODER_LINEAR_KINDS, DTYPE_BYTES
+from ampersim.core.vocab import DECODER_LINEAR_KINDS, DTYPE_BYTES, DType, OpKind
 from ampersim.models.spec import ModelSpec
 from ampersim.sparsity.policy import SparsityPolicy, canonical_name
 
@@ -119,6 +120,53 @@ class Op:
     def count(self) -> int:
         return max(1, len(self.layers))
 
+    def to_record(self) -> "OpRecord":
+        """This op as JSON-ready data (measurement files); its quantities must be scalars (one batch shape)."""
+        values = {f.name: getattr(self, f.name) for f in fields(self)}
+        for name in _QUANTITIES:
+            if np.ndim(values[name]) != 0:
+                raise InvalidArgument(f"op {self.name}: {name} is an array (a vectorized sweep); only the ops "
+                                      "of one batch shape are serialised")
+            values[name] = float(values[name])
+        values["attrs"] = {key: _plain(value) for key, value in self.attrs.items()}
+        return OpRecord(**values)
+
+
+_QUANTITIES = ("M", "N", "K", "flops", "bytes", "groups")
+
+
+def _plain(value: Any) -> Any:
+    """numpy scalars (and sequences of them) as the Python numbers JSON holds."""
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
+
+
+class OpRecord(BaseModel):
+    """An Op as stored in measurement files: the same fields, with scalar quantities."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: str
+    kind: OpKind
+    layer: int | None
+    layers: tuple[int, ...]
+    M: float
+    N: float
+    K: float
+    flops: float
+    bytes: float
+    dtype: DType
+    groups: float = 1.0
+    sparse: bool = False
+    attrs: dict[str, Any] = {}
+
+    def to_op(self) -> Op:
+        """The Op this record was made from (``Op.to_record`` inverted)."""
+        return Op(**{f.name: getattr(self, f.name) for f in fields(Op)})
+
 
 def experts_touched(tokens: Num, num_experts: int, top_k: int) -> Num:
     """Expected distinct experts hit when each of ``tokens`` picks top_k of num_experts uniformly."""
@@ -128,15 +176,16 @@ def experts_touched(tokens: Num, num_experts: int, top_k: int) -> Num:
 def check_tp(spec: ModelSpec, tp: int) -> None:
     """Raise InvalidArgument unless ``tp`` splits heads, KV heads and FFN widths evenly."""
     if tp < 1:
-        raise InvalidArgument(f"--tp must be >= 1; got {tp}")
+        raise InvalidArgument(f"tp must be >= 1; got {tp}", field="tp")
     ffn = spec.moe.expert_intermediate_size if spec.moe else spec.intermediate_size
     shared = spec.moe.shared_expert_intermediate_size if spec.moe else 0
     for what, value in (("attention heads", spec.num_heads), ("KV heads", spec.num_kv_heads),
                         ("FFN width", ffn), ("shared-expert FFN width", shared)):
         if value % tp:
             raise InvalidArgument(
-                f"--tp {tp} does not divide the {what} of {spec.name} ({value}); "
-                f"allowed tp: {', '.join(str(d) for d in _divisors(spec))}"
+                f"tp {tp} does not divide the {what} of {spec.name} ({value}); "
+                f"allowed tp: {', '.join(str(d) for d in _divisors(spec))}",
+                field="tp",
             )
 
 
@@ -152,21 +201,21 @@ def build_graph(spec: ModelSpec, policy: SparsityPolicy, tokens_per_seq: int | S
     """The op graph of prefilling ``batch`` prompts (``tokens_per_seq`` each, or one length per prompt)."""
     if isinstance(tokens_per_seq, (int, np.integer)):
         if tokens_per_seq <= 0:
-            raise InvalidArgument(f"--tokens must be > 0; got {tokens_per_seq}")
+            raise InvalidArgument(f"tokens_per_seq must be > 0; got {tokens_per_seq}", field="tokens_per_seq")
         if batch <= 0:
-            raise InvalidArgument(f"--batch must be > 0; got {batch}")
+            raise InvalidArgument(f"batch must be > 0; got {batch}", field="batch")
         lengths = [int(tokens_per_seq)] * batch
     else:
         lengths = list(tokens_per_seq)
         if len(lengths) != batch:
-            raise InvalidArgument(f"got {len(lengths)} sequence lengths for batch {batch}")
+            raise InvalidArgument(f"got {len(lengths)} sequence lengths for batch {batch}", field="tokens_per_seq")
     return graph_for_shape(spec, policy, BatchShape.from_lengths(lengths), dtype, tp)
 
 
 def graph_for_shape(spec: ModelSpec, policy: SparsityPolicy, shape: BatchShape, dtype: str, tp: int) -> list[Op]:
     """The op graph for a batch shape whose quantities may be numpy arrays (vectorized sweeps)."""
     if dtype not in DTYPE_BYTES:
-        raise InvalidArgument(f"unknown dtype '{dtype}'; allowed: {', '.join(DTYPE_BYTES)}")
+        raise InvalidArgument(f"unknown dtype '{dtype}'; allowed: {', '.join(DTYPE_BYTES)}", field="dtype")
     check_tp(spec, tp)
     builder = _Builder(spec, policy, shape, dtype, tp)
     builder.model_start()

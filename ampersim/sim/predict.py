@@ -12,11 +12,13 @@ from dataclasses import dataclass
 import numpy as np
 from pydantic import BaseModel, ConfigDict
 
-from ampersim.core.vocab import DTYPE_BYTES
+from ampersim.core.errors import NotFound
+from ampersim.core.vocab import DTYPE_BYTES, SPARSE_GEMM_IMPL_DESCRIPTIONS
 from ampersim.hardware.profile import HardwareProfile
 from ampersim.models.spec import ModelSpec
 from ampersim.core.patterns import NMPattern
-from ampersim.sparsity.policy import SparsityPolicy, coverage, resolve_policy
+from ampersim.sparsity.coverage import coverage
+from ampersim.sparsity.policy import SparsityPolicy, resolve_policy
 from ampersim.sim.cost import BOUNDS, OpColumns, cost_graph
 from ampersim.sim.execution import SparseExecution, sparse_execution
 from ampersim.sim.graph import BatchShape, build_graph, graph_for_shape
@@ -63,9 +65,11 @@ class Prediction(BaseModel):
     policy: str
     scoring: str
     prune_impl: str
+    sparse_gemm_impl: str
     native: bool
     runs_as: str | None
     coverage: float
+    coverage_definition: str
     dense_total_s: float
     sparse_total_s: float
     speedup: float
@@ -114,8 +118,16 @@ def _load_spec(scenario: Scenario) -> ModelSpec:
 
 
 def compile_step(profile: HardwareProfile, scenario: Scenario, *, prune_impl: str | None = None,
-                 spec: ModelSpec | None = None) -> StepModel:
-    """Resolve model, policy and sparse path once (spec: an already-loaded ModelSpec)."""
+                 spec: ModelSpec | None = None, sparse_gemm_impl: str | None = None) -> StepModel:
+    """Resolve model, policy and sparse path once (spec: an already-loaded ModelSpec;
+    ``sparse_gemm_impl``: one of the profile's sparse-GEMM paths instead of its own)."""
+    if sparse_gemm_impl is not None:
+        try:
+            efficiency = profile.efficiency.with_sparse_gemm(sparse_gemm_impl)
+        except NotFound as exc:
+            exc.field = "sparse_gemm_impl"
+            raise
+        profile = profile.model_copy(update={"efficiency": efficiency})
     spec = spec or _load_spec(scenario)
     policy = resolve_policy(scenario.policy, spec, scenario.pattern, scenario.scoring)
     execution = sparse_execution(profile, scenario.dtype, policy.pattern, prune_impl)
@@ -154,9 +166,10 @@ def step_seconds(profile: HardwareProfile, scenario: Scenario, total_tokens, sum
 
 
 def predict(profile: HardwareProfile, scenario: Scenario, *, prune_impl: str | None = None,
-            spec: ModelSpec | None = None) -> Prediction:
+            spec: ModelSpec | None = None, sparse_gemm_impl: str | None = None) -> Prediction:
     """Per-op dense and sparse prediction of one prefill step of ``scenario`` on ``profile``."""
-    step = compile_step(profile, scenario, prune_impl=prune_impl, spec=spec)
+    step = compile_step(profile, scenario, prune_impl=prune_impl, spec=spec, sparse_gemm_impl=sparse_gemm_impl)
+    profile = step.profile
     lengths = scenario.sequence_lengths()
     ops = build_graph(step.spec, step.policy, lengths, len(lengths), scenario.dtype, scenario.tp)
     cols = OpColumns.from_ops(ops)
@@ -170,19 +183,21 @@ def predict(profile: HardwareProfile, scenario: Scenario, *, prune_impl: str | N
         for i, op in enumerate(ops)
     ]
     tokens = sum(lengths)
-    cover = coverage(step.spec, step.policy).fraction
-    note = step.execution.note if cover > 0 else f"policy '{step.policy.name}' sparsifies no linear layer"
+    cover = coverage(step.spec, step.policy)
+    note = step.execution.note if cover.fraction > 0 else f"policy '{step.policy.name}' sparsifies no linear layer"
     weights_gb = weights_gb_per_gpu(step.spec, scenario.dtype, scenario.tp)
     fits = weights_gb <= profile.memory.capacity_gb.value
     if not fits:
         note += (f"; the weights alone need {weights_gb:.1f} GB per GPU, more than the "
-                 f"{profile.memory.capacity_gb.value:g} GB of {profile.name}: raise --tp")
+                 f"{profile.memory.capacity_gb.value:g} GB of {profile.name}: raise the tensor-parallel degree tp")
     return Prediction(
         profile=profile.name, model=step.spec.name, scenario=scenario.name, tokens=tokens,
         tokens_per_seq=lengths, batch=len(lengths), pattern=str(step.policy.pattern), dtype=scenario.dtype,
         tp=scenario.tp, policy=step.policy.name, scoring=step.policy.scoring,
-        prune_impl=step.execution.prune_impl_name, native=step.execution.native is not None,
-        runs_as=str(step.execution.native) if step.execution.native else None, coverage=cover,
+        prune_impl=step.execution.prune_impl_name, sparse_gemm_impl=profile.efficiency.sparse_gemm_impl,
+        native=step.execution.native is not None,
+        runs_as=str(step.execution.native) if step.execution.native else None, coverage=cover.fraction,
+        coverage_definition=cover.definition,
         dense_total_s=dense_total, sparse_total_s=sparse_total, speedup=dense_total / sparse_total,
         ttft_dense_s=dense_total, ttft_sparse_s=sparse_total,
         tokens_per_s_dense=tokens / dense_total, tokens_per_s_sparse=tokens / sparse_total,
@@ -196,9 +211,12 @@ def timing_note(profile: HardwareProfile, execution: SparseExecution, ops: list)
     sparse path's kernels run where that differs from what eager torch or a grouped kernel would do."""
     parts = ["GPU time: kernels back to back as in CUDA-graph replay (no host gaps between kernels)"]
     if execution.compressed and any(op.kind == "sparse_gemm" for op in ops):
-        parts.append("eager torch 2.11 adds host time: _cslt_sparse_mm rebuilds its cuSPARSELt plan on the CPU "
-                     "at every call (about 1 ms per sparse linear measured on H200 and H100 hosts, "
-                     "docs/validation.md), so eager 2:4 prefill is CPU-bound until the GEMMs are long")
+        impl = profile.efficiency.sparse_gemm_impl
+        parts.append(f"sparse GEMMs costed as {impl}: {SPARSE_GEMM_IMPL_DESCRIPTIONS[impl]}")
+        parts.append("eager torch adds host time where _cslt_sparse_mm rebuilds its cuSPARSELt plan on the CPU "
+                     "at every call: about 1 ms per sparse linear, measured with torch 2.11 on H200 and H100 "
+                     "hosts (docs/validation.md), which makes eager 2:4 prefill CPU-bound until the GEMMs are long; "
+                     "ampersim.runtime.sparse_linear keeps its plans (docs/gpu-pruner.md)")
     grouped = [op for op in ops if op.kind == "sparse_gemm" and np.any(np.asarray(op.groups) > 1)]
     if execution.compressed and grouped and not profile.efficiency.sparse_gemm.grouped:
         parts.append(f"grouped 2:4 GEMMs (MoE experts) run as one sparse GEMM launch per group: {profile.name} "

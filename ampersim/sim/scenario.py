@@ -19,7 +19,7 @@ from ampersim.core.patterns import NMPattern
 from ampersim.core.resources import data_dir
 from ampersim.core.yamlio import load_model
 
-DEFAULT_SCENARIO = "prefill-4k"  # used when only --profile is given; see workloads/scenarios/prefill-4k.yaml
+DEFAULT_SCENARIO = "prefill-4k"  # the workload when none is named; see workloads/scenarios/prefill-4k.yaml
 
 
 class PromptBin(BaseModel):
@@ -87,8 +87,7 @@ class Scenario(BaseModel):
         except ValidationError as exc:
             err = exc.errors()[0]
             field = str(err["loc"][0]) if err["loc"] else "scenario"
-            flag = "--tokens" if field == "prompt_tokens" else f"--{field.replace('_', '-')}"
-            raise InvalidArgument(f"{flag}: {err['msg'].removeprefix('Value error, ')}") from None
+            raise InvalidArgument(f"{field}: {err['msg'].removeprefix('Value error, ')}", field=field) from None
 
 
 def scenarios_dir() -> Path:

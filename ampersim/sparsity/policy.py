@@ -1,6 +1,7 @@
-"""Sparsity policy: which linear layers get N:M-pruned inputs in prefill, and the coverage they reach.
+"""Sparsity policy: which linear layers get N:M-pruned inputs in prefill.
 
-One policy type serves the simulator (op graph, coverage) and the real-model pruner (layer selection).
+One policy type serves the simulator (op graph, coverage) and the real-model pruner (layer selection);
+the share of the work it covers is ``ampersim.sparsity.coverage``.
 
 Selection is a list of rules evaluated in order; the last rule that matches a linear decides whether
 its input is sparsified (a linear no rule matches stays dense). Linears are addressed by canonical
@@ -215,43 +216,4 @@ def _check_layers(layers: tuple[int, ...], model: ModelSpec, where: str) -> None
         )
 
 
-class Coverage(BaseModel):
-    """Share of decoder-layer linear MACs per token whose input is sparsified."""
-
-    model_config = _Frozen
-
-    sparse_macs_per_token: float
-    total_macs_per_token: float
-    fraction: float
-    by_kind: dict[str, float] = Field(description="Per kind: fraction of that kind's MACs sparsified.")
-    sparse_layers: list[str] = Field(description="Canonical names of the sparsified linears.")
-
-
-def coverage(spec: ModelSpec, policy: SparsityPolicy) -> Coverage:
-    """Coverage of ``policy`` on ``spec``: the one definition used everywhere.
-
-    MACs per token of every decoder-layer linear (router included, MoE experts weighted by
-    experts_per_token, shared experts included); lm_head and embeddings excluded.
-    """
-    total = sparse = 0.0
-    kind_total: dict[str, float] = {}
-    kind_sparse: dict[str, float] = {}
-    names: dict[str, None] = {}  # ordered set
-    for layer in range(spec.num_layers):
-        for linear in spec.layer_linears(layer):
-            macs = linear.macs_per_token
-            total += macs
-            kind_total[linear.kind] = kind_total.get(linear.kind, 0.0) + macs
-            if policy.is_sparse(layer, linear.kind):
-                sparse += macs
-                kind_sparse[linear.kind] = kind_sparse.get(linear.kind, 0.0) + macs
-                names[canonical_name(layer, linear.kind)] = None
-    by_kind = {k: kind_sparse.get(k, 0.0) / v for k, v in kind_total.items()}
-    return Coverage(sparse_macs_per_token=sparse, total_macs_per_token=total,
-                    fraction=sparse / total, by_kind=by_kind, sparse_layers=list(names))
-
-
-__all__ = [
-    "AmberSkipList", "Coverage", "PolicyRule", "SparsityPolicy", "canonical_name", "coverage",
-    "load_amber_skip_list", "resolve_policy",
-]
+__all__ = ["AmberSkipList", "PolicyRule", "SparsityPolicy", "canonical_name", "load_amber_skip_list", "resolve_policy"]

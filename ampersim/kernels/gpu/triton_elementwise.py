@@ -1,4 +1,5 @@
-"""One-pass Triton kernels for the elementwise ops serving engines fuse: rotary embedding and SiLU·up.
+"""One-pass Triton kernels for the elementwise ops serving engines fuse: rotary embedding, SiLU·up
+and the W8A8 dequantization epilogue of an int32 GEMM result.
 
 The op graph costs these as single kernels that read their inputs once and write their output once
 (rotary: 2 passes over q and k; gated activation: 3). Eager torch needs several kernels and passes
@@ -40,6 +41,30 @@ def _rope_kernel(x_ptr, out_ptr, cos_ptr, sin_ptr, H, stride_t, stride_h, out_t,
     dst = out_ptr + t * out_t + h * out_h + d
     tl.store(dst, (x1 * c - x2 * s).to(out_ptr.dtype.element_ty), mask=mask)
     tl.store(dst + HALF, (x2 * c + x1 * s).to(out_ptr.dtype.element_ty), mask=mask)
+
+
+@triton.jit
+def _dequant_kernel(acc_ptr, rs_ptr, cs_ptr, out_ptr, R, N, BR: tl.constexpr, BN: tl.constexpr):
+    rows = tl.program_id(0) * BR + tl.arange(0, BR)[:, None]
+    cols = tl.program_id(1) * BN + tl.arange(0, BN)[None, :]
+    mask = (rows < R) & (cols < N)
+    acc = tl.load(acc_ptr + rows.to(tl.int64) * N + cols, mask=mask, other=0).to(tl.float32)
+    rs = tl.load(rs_ptr + rows, mask=rows < R, other=0.0)
+    cs = tl.load(cs_ptr + cols, mask=cols < N, other=0.0)
+    tl.store(out_ptr + rows.to(tl.int64) * N + cols, (acc * rs * cs).to(out_ptr.dtype.element_ty), mask=mask)
+
+
+def dequant(acc: Any, row_scale: Any, col_scale: Any, dtype: Any) -> Any:
+    """``(acc * row_scale[:, None] * col_scale[None, :]).to(dtype)`` of an int32 [R, N] GEMM result in
+    one pass (fp32 arithmetic): the epilogue of a W8A8 linear with per-token and per-channel scales."""
+    import torch
+
+    acc = acc.contiguous()
+    R, N = acc.shape
+    out = torch.empty((R, N), device=acc.device, dtype=dtype)
+    _dequant_kernel[(triton.cdiv(R, 32), triton.cdiv(N, 128))](acc, row_scale, col_scale, out, R, N, BR=32, BN=128,
+                                                             num_warps=4)
+    return out
 
 
 def silu_mul(gate: Any, up: Any) -> Any:
