@@ -96,10 +96,13 @@ def load_accuracy_study(path: str | Path) -> AccuracyStudy:
         raise InvalidData(f"{path}: cannot read accuracy results ({exc.strerror})") from None
     except json.JSONDecodeError as exc:
         raise InvalidData(f"{path}:{exc.lineno}: malformed JSON ({exc.msg})") from None
-    if isinstance(data, dict) and "models" not in data and "model" in data:  # single-model file
-        data = {"environment": data.get("environment", {}), "models": [data]}
+    single = isinstance(data, dict) and "models" not in data and "model" in data  # earlier single-model file
     try:
-        study = AccuracyStudy.model_validate(data)
+        if single:
+            results = AccuracyResults.model_validate(data)
+            study = AccuracyStudy(environment=results.environment, models=[results])
+        else:
+            study = AccuracyStudy.model_validate(data)
     except ValidationError as exc:
         err = exc.errors()[0]
         field = ".".join(str(p) for p in err["loc"]) or "(top level)"
