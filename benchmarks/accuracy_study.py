@@ -326,8 +326,9 @@ def render_markdown(results: dict[str, Any], paper: dict[str, Any], prefill: dic
         f"{first.get('text')} (ampersim/data/text), tokenized without special tokens (Gemma: BOS first); "
         "ppl = exp(mean NLL). **Code perplexity**: the same on "
         f"{first.get('code')} (ampersim/data/code, PSF licence) — a code model should be judged on code.",
-        f"- **Quiz**: zero-shot 4-way multiple choice from the {first.get('quiz')}, seed 0, an evenly spread "
-        "subset; the answer is the candidate with the highest summed log-likelihood. Chance = 0.25.",
+        "- **Quiz**: zero-shot 4-way multiple choice built from the bsdgames quiz files (capitals of four "
+        "continents, chemical symbols, collective nouns; distractors drawn from the same file), seed 0, an evenly "
+        "spread subset; the answer is the candidate with the highest summed log-likelihood. Chance = 0.25.",
         "- **Pruning**: the inputs of the selected linears are pruned per token (top-N of every M consecutive "
         "input channels) in every forward pass here (all are prefill passes). Scoring `magnitude`: |x|; "
         "`amber`: |x| times the static robust-norm factor of the weight (0.5/99.5 % quantiles clamped; `drop` "

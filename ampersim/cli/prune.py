@@ -167,7 +167,7 @@ def _report(args: Any, experiment: Any) -> None:
     if deltas["quiz_acc_delta"] is not None:
         lines.append(_acc_line("quiz", d["quiz_acc"], s["quiz_acc"], deltas["quiz_acc_delta"],
                                deltas["quiz_acc_delta_stderr"], s["quiz_stderr"],
-                               f"{inputs['quiz_questions']} questions of the {inputs['quiz']}"))
+                               f"{inputs['quiz_questions']} questions ({inputs['quiz']})"))
     for task, delta in deltas["lm_eval"].items():
         lines.append(_acc_line(f"lm-eval {task}", d["lm_eval"][task]["acc"], s["lm_eval"][task]["acc"],
                                delta["acc_delta"], delta["acc_delta_stderr"], s["lm_eval"][task]["stderr"],

@@ -131,8 +131,7 @@ QUIZ_TASKS: tuple[QuizTask, ...] = (
     QuizTask("elements", "The chemical symbol of {q} is", 3, 0),
     QuizTask("collectives", "A group of {q} is called a", 0, 1),
 )
-SHIPPED_QUIZ = ("bsdgames quiz files (capitals of four continents, chemical symbols, collective nouns; "
-                "distractors drawn from the same file)")
+SHIPPED_QUIZ = "bsdgames quiz: capitals, chemical symbols, collective nouns"
 
 
 @dataclass(frozen=True)
