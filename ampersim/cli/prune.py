@@ -13,6 +13,7 @@ from typing import Any
 from ampersim.cli.output import add_format_argument, emit, render_csv, render_table, to_json
 from ampersim.core.errors import InvalidArgument
 from ampersim.core.vocab import AMBER_OUTLIERS, MODEL_DTYPES, SCORINGS
+from ampersim.models.load import BUILTIN_MODELS
 
 COLUMNS = ("variant", "ppl", "code_ppl", "quiz_acc", "coverage", "tokens_per_s")
 HEADERS = {"code_ppl": "code ppl", "quiz_acc": "quiz acc", "coverage": "coverage", "tokens_per_s": "tokens/s"}
@@ -28,8 +29,8 @@ def register(subparsers: Any) -> None:
                     "lm-evaluation-harness tasks (optional extra), coverage (share of linear MACs "
                     "sparsified) and forward tokens/s. Runs offline on CPU.")
     parser.add_argument("--model", default="smollm2-135m", metavar="NAME|PATH",
-                        help="smollm2-135m (default), gemma-3-270m, qwen2.5-coder-0.5b, qwen2.5-coder-1.5b, "
-                             "or a local Hugging Face folder / .gguf")
+                        help=f"a built-in model ({', '.join(BUILTIN_MODELS)}; default smollm2-135m) or a "
+                             "local Hugging Face folder / .gguf file")
     parser.add_argument("--pattern", default="8:16", metavar="N:M", help="N:M pattern (default: 8:16)")
     parser.add_argument("--scoring", choices=SCORINGS, default="amber",
                         help="score = |x| (magnitude) or |x| * robust-norm weight factor (amber, default)")
