@@ -310,7 +310,7 @@ def render_markdown(results: dict[str, Any], paper: dict[str, Any], prefill: dic
         "",
         "## What was measured",
         "",
-        "| model | family | parameters | weights | ppl windows | code windows | quiz questions | CPU min | load avg |",
+        "| model | family | parameters | weights | ppl windows | code windows | quiz questions | wall min | load avg (1 min) |",
         "|---|---|---:|---|---:|---:|---:|---:|---|",
     ]
     for m in models:
