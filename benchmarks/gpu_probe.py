@@ -59,7 +59,7 @@ def env():
         "clocks": sh("nvidia-smi --query-gpu=clocks.sm,clocks.max.sm,clocks.mem,clocks.max.mem,power.limit --format=csv"),
         "python": sys.version.split()[0],
     }
-    for mod in ("triton", "numba", "numba_cuda", "cupy", "transformers", "numpy"):
+    for mod in ("triton", "numba", "cupy", "transformers", "numpy"):
         try:
             info[mod] = __import__(mod).__version__
         except Exception as exc:  # noqa: BLE001
@@ -165,21 +165,6 @@ def int8_paths():
             out[str(od)] = repr(exc)[:300]
     out["dense_int_mm"] = bench(lambda: torch._int_mm(x, w.t()))
     return out
-
-
-@section
-def numba_cuda_check():
-    from numba import cuda
-
-    @cuda.jit
-    def add1(a):
-        i = cuda.grid(1)
-        if i < a.size:
-            a[i] += 1
-
-    a = cuda.to_device(np.arange(1024, dtype=np.float32))
-    add1[4, 256](a)
-    return {"ok": bool((a.copy_to_host() == np.arange(1024) + 1).all()), "devices": str(cuda.gpus)}
 
 
 @section

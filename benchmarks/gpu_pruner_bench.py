@@ -2,22 +2,23 @@
 
 Run on the device: ``PYTHONPATH=. python3 benchmarks/gpu_pruner_bench.py $OUT [--sections a,b] [--quick]``.
 Sections (each independent; a failure is recorded and the next runs): env, copy, correct, layout,
-tune, prune, linear, int8, layer. Results go to $OUT/results.json (rewritten after every section)
-and $OUT/log.txt; a short table is printed last.
+tune, prune, linear, layer, int8, repeat. Results go to $OUT/results.json (rewritten after every
+section) and $OUT/log.txt; a short table is printed last.
 
-Timing (docs/gpu-pruner.md): each measured unit is a list of calls over rotated input sets (enough
-sets to exceed ~3x L2, weights rotated too), captured into one CUDA graph and replayed; per-call
-time = replay time / sets; median of >= 20 replays, p10/p90/min/max recorded. Where capture fails
-the calls run back to back between CUDA events ("events" in the row). Inputs are fresh random
-normal values (never zeros).
+Timing: the library's harness (``ampersim.measure.harness.time_calls``): each measured unit is a list
+of calls over rotated input sets (enough sets to exceed ~3x L2, weights rotated too), captured into
+one CUDA graph and replayed after a warm-up; per-call time = replay time / sets; median of >= 20
+replays (about 0.25 s of them), p10/p90/min/max recorded, plus the SM clock read right after.
+Where capture fails the calls run back to back between CUDA events (``method`` says which). Inputs
+are fresh random normal values (never zeros). Kernels run with ``DEFAULT_LAUNCH``; ``tune`` sweeps
+the compress kernels' launch configurations and reports the best (it changes no default).
 """
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
-import subprocess
-import sys
 import time
 import traceback
 from pathlib import Path
@@ -25,9 +26,13 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from ampersim.kernels import torch_eager
 from ampersim.kernels.gpu import cslt_layout as gpu_layout
-
 from ampersim.kernels.gpu import pruner as kernels_gpu
+from ampersim.kernels.gpu.pruner import DEFAULT_LAUNCH, Launch
+from ampersim.measure import harness
+from ampersim.measure.env import capture_environment
+from ampersim.measure.ops import reference_rows, rel_err
 from ampersim.runtime import sparse_linear as SL
 
 RESULTS: dict = {}
@@ -67,50 +72,13 @@ def l2_bytes() -> int:
 
 
 def n_sets(set_bytes: int, cap: int = 8) -> int:
-    return int(max(1, min(cap, math.ceil(3 * l2_bytes() / max(set_bytes, 1)))))
+    return harness.rotation_sets(set_bytes, l2_bytes(), factor=3.0, max_sets=cap)
 
 
-def time_calls(calls, reps: int = 25, warmup: int = 2, graph: bool = True) -> dict:
-    """Seconds per call over ``calls`` (one per rotated set): CUDA-graph replay, else events."""
-    for _ in range(warmup):
-        for c in calls:
-            c()
-    torch.cuda.synchronize()
-    mode = "graph" if graph else "events"
-    g = None
-    if graph:
-        try:
-            s = torch.cuda.Stream()
-            s.wait_stream(torch.cuda.current_stream())
-            with torch.cuda.stream(s):
-                for c in calls:
-                    c()
-            torch.cuda.current_stream().wait_stream(s)
-            g = torch.cuda.CUDAGraph()
-            with torch.cuda.graph(g):
-                for c in calls:
-                    c()
-            g.replay()
-            torch.cuda.synchronize()
-        except Exception as exc:  # noqa: BLE001 - capture unsupported: time eagerly, say so
-            g = None
-            mode = f"events ({type(exc).__name__}: {str(exc)[:80]})"
-            torch.cuda.synchronize()
-    starts = [torch.cuda.Event(enable_timing=True) for _ in range(reps)]
-    ends = [torch.cuda.Event(enable_timing=True) for _ in range(reps)]
-    for i in range(reps):
-        starts[i].record()
-        if g is not None:
-            g.replay()
-        else:
-            for c in calls:
-                c()
-        ends[i].record()
-    torch.cuda.synchronize()
-    t = sorted(s.elapsed_time(e) / 1e3 / len(calls) for s, e in zip(starts, ends))
-    q = lambda p: t[min(len(t) - 1, int(p * (len(t) - 1) + 0.5))]  # noqa: E731
-    return {"median_s": q(0.5), "p10_s": q(0.1), "p90_s": q(0.9), "min_s": t[0], "max_s": t[-1],
-            "reps": reps, "sets": len(calls), "mode": mode, "sm_clock_mhz": sm_clock()}
+def time_calls(calls, min_runs: int = harness.MIN_RUNS, graph: bool = True) -> dict:
+    """Seconds per call over ``calls`` (one per rotated set), by the library's harness, plus the SM clock."""
+    timing = harness.time_calls(calls, device="cuda", use_graph=graph, min_runs=min_runs)
+    return {**timing.as_dict(), "sets": len(calls), "sm_clock_mhz": sm_clock()}
 
 
 def sm_clock() -> int | None:
@@ -124,29 +92,14 @@ def sm_clock() -> int | None:
         return None
 
 
-def rel_err(a: torch.Tensor, b: torch.Tensor) -> float:
-    a, b = a.double(), b.double()
-    if not (torch.isfinite(a).all() and torch.isfinite(b).all()):
-        return float("nan")
-    return ((a - b).norm() / b.norm().clamp_min(1e-30)).item()
-
-
 def randn(*shape, dtype=torch.bfloat16):
     return torch.randn(*shape, device="cuda", dtype=torch.float32).to(dtype)
 
 
 # ---------------------------------------------------------------- sections
 def env():
-    p = torch.cuda.get_device_properties(0)
-    sh = lambda c: subprocess.run(c, shell=True, capture_output=True, text=True).stdout.strip()  # noqa: E731
-    info = {"gpu": torch.cuda.get_device_name(0), "capability": list(torch.cuda.get_device_capability(0)),
-            "sm_count": p.multi_processor_count, "l2_bytes": l2_bytes(), "mem_bytes": p.total_memory,
-            "torch": torch.__version__, "cuda": torch.version.cuda,
-            "cusparselt": torch.backends.cusparselt.version(), "python": sys.version.split()[0],
-            "driver": sh("nvidia-smi --query-gpu=driver_version --format=csv,noheader"),
-            "clocks": sh("nvidia-smi --query-gpu=clocks.sm,clocks.max.sm,clocks.mem,power.limit --format=csv,noheader"),
-            "date_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
-    for mod in ("triton", "numba", "numba_cuda", "numpy", "transformers"):
+    info = {**capture_environment("cuda"), "date_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    for mod in ("triton", "numpy", "transformers"):
         try:
             info[mod] = __import__(mod).__version__
         except Exception as exc:  # noqa: BLE001
@@ -160,10 +113,10 @@ def copy():
     n = 1 << 30
     a = randn(n // 2)
     b = torch.empty_like(a)
-    rows = {"memcpy_eager": time_calls([lambda: b.copy_(a)], reps=30, graph=False),
-            "memcpy_graph": time_calls([lambda: b.copy_(a)], reps=30),
-            "kernel_graph": time_calls([lambda: torch.mul(a, 1, out=b)], reps=30),
-            "memcpy_eager_again": time_calls([lambda: b.copy_(a)], reps=30, graph=False)}
+    rows = {"memcpy_eager": time_calls([lambda: b.copy_(a)], min_runs=30, graph=False),
+            "memcpy_graph": time_calls([lambda: b.copy_(a)], min_runs=30),
+            "kernel_graph": time_calls([lambda: torch.mul(a, 1, out=b)], min_runs=30),
+            "memcpy_eager_again": time_calls([lambda: b.copy_(a)], min_runs=30, graph=False)}
     for r in rows.values():
         r["gbps_rw"] = 2 * n / r["median_s"] / 1e9
     return {"bytes": n, "runs": rows, "gbps_rw": max(r["gbps_rw"] for r in rows.values())}
@@ -186,29 +139,24 @@ def _special(x: torch.Tensor) -> torch.Tensor:
     return x
 
 
-def _same(a: torch.Tensor, b: torch.Tensor) -> bool:
-    return bool(torch.equal(a.isnan(), b.isnan()) and torch.equal(torch.nan_to_num(a.float()), torch.nan_to_num(b.float())))
-
-
 def correct():
+    """prune_gpu (Triton) and eager torch on the GPU against the numpy reference, bit for bit."""
     rows = []
+    signed = {torch.float32: torch.int32, torch.float16: torch.int16, torch.bfloat16: torch.int16}
     for dtype in (torch.bfloat16, torch.float16, torch.float32):
-        for pattern in ("2:4", "1:4", "8:16", "3:8"):
+        for pattern in ("2:4", "1:4", "8:16", "3:8", "16:32", "3:7"):
+            k = 252 if pattern == "3:7" else 256
             for use_f in (False, True):
-                for shape in ((64, 256), (2, 32, 512)):
+                for shape in ((64, k), (2, 32, 2 * k)):
                     x = randn(*shape, dtype=dtype)
                     _special(x.view(-1, shape[-1]))
                     f = (torch.rand(shape[-1], device="cuda") + 0.25) if use_f else None
-                    ref = kernels_gpu.prune_torch(x, pattern, factor=f)
-                    row = {"dtype": str(dtype), "pattern": pattern, "factor": use_f, "shape": list(shape),
-                           "triton": _same(kernels_gpu.prune_gpu(x, pattern, factor=f), ref)}
-                    if dtype != torch.float32 and int(pattern.split(":")[1]) <= 32:
-                        try:
-                            row["numba"] = _same(kernels_gpu.prune_gpu(x, pattern, factor=f, backend="numba"), ref)
-                        except Exception as exc:  # noqa: BLE001
-                            row["numba"] = f"error: {exc!r}"[:200]
+                    ref = reference_rows(x, pattern, f, rows=x.shape[0]).view(signed[dtype])
+                    row = {"dtype": str(dtype), "pattern": pattern, "factor": use_f, "shape": list(shape)}
+                    for name, fn in (("triton", kernels_gpu.prune_gpu), ("torch_eager", torch_eager.prune)):
+                        row[name] = bool(torch.equal(fn(x, pattern, factor=f).view(signed[dtype]), ref))
                     rows.append(row)
-    bad = [r for r in rows if r["triton"] is not True or r.get("numba", True) is not True]
+    bad = [r for r in rows if not (r["triton"] and r["torch_eager"])]
     return {"cases": len(rows), "all_pass": not bad, "failures": bad[:20]}
 
 
@@ -229,12 +177,11 @@ def layout():
                 ref = torch._cslt_compress(kernels_gpu.prune_gpu(x, "2:4", factor=f))
                 row = {"dtype": str(dtype), "rows": r, "k": k, "factor": use_f, "torch_shape": list(ref.shape),
                        "expected_shape": list(gpu_layout.compressed_shape(r, k, 2))}
-                for backend in ("triton", "numba"):
-                    try:
-                        got = kernels_gpu._fused_compress24(x, f, r, backend)
-                        row[backend] = bool(got.shape == ref.shape and torch.equal(_bytes(got, n), _bytes(ref, n)))
-                    except Exception as exc:  # noqa: BLE001
-                        row[backend] = f"error: {exc!r}"[:200]
+                try:
+                    got = kernels_gpu.fused_compress_24(x, factor=f, rows_out=r)
+                    row["triton"] = bool(got.shape == ref.shape and torch.equal(_bytes(got, n), _bytes(ref, n)))
+                except Exception as exc:  # noqa: BLE001
+                    row["triton"] = f"error: {exc!r}"[:200]
                 rows.append(row)
     for (r, k) in [(64, 64), (96, 256), (1024, 4096), (4096, 14336)]:
         for use_f in (False, True):
@@ -242,10 +189,10 @@ def layout():
             f = (torch.rand(k, device="cuda") + 0.25) if use_f else None
             q, s = kernels_gpu.quantize_int8(x, prune_24=True, factor=f)
             ref = torch._cslt_compress(q)
-            got, s2 = kernels_gpu._fused_quant_compress24(x, f, r)
+            got, s2 = kernels_gpu.fused_quant_compress_24_int8(x, factor=f, rows_out=r)
             n = gpu_layout.compressed_nbytes(r, k, 1)
             # the dense quantizer must agree with the CPU-side definition too
-            keep = kernels_gpu.prune_torch(x, "2:4", factor=f).float()
+            keep = torch_eager.prune(x, "2:4", factor=f).float()
             amax = keep.abs().amax(1)
             sref = torch.where(amax > 0, amax / 127, torch.ones_like(amax))
             rows.append({"dtype": "int8", "rows": r, "k": k, "factor": use_f, "torch_shape": list(ref.shape),
@@ -255,8 +202,9 @@ def layout():
                          "q_max_abs_diff_vs_torch_round": int((q.float() - torch.round(keep / sref[:, None]).clamp(-127, 127)).abs().max().item())})
     ok16 = kernels_gpu.fused_layout_ok("cuda", 2)
     ok8 = kernels_gpu.fused_layout_ok("cuda", 1)
-    bad = [r for r in rows if r.get("triton") is not True or r.get("numba", True) is not True]
-    return {"cases": rows, "all_match": not bad, "self_check_16bit": ok16, "self_check_8bit": ok8}
+    sixteen = [r for r in rows if r["dtype"] != "int8"]
+    return {"cases": rows, "all_match": all(r["triton"] is True for r in sixteen), "self_check_16bit": ok16,
+            "self_check_8bit": ok8}
 
 
 def _prune_impls(x, f=None):
@@ -266,60 +214,44 @@ def _prune_impls(x, f=None):
     c24 = gpu_layout.compressed_nbytes(r, k, 2)
     c8 = gpu_layout.compressed_nbytes(r, k, 1)
     return {
-        "fused_cslt_triton": (lambda: kernels_gpu._fused_compress24(x, f, r, "triton"), nbytes + c24),
-        "fused_cslt_numba": (lambda: kernels_gpu._fused_compress24(x, f, r, "numba"), nbytes + c24),
+        "fused_cslt_triton": (lambda: kernels_gpu.fused_compress_24(x, factor=f), nbytes + c24),
         "fused_mask_2:4_triton": (lambda: kernels_gpu.prune_gpu(x, "2:4", factor=f), 2 * nbytes),
-        "fused_mask_2:4_numba": (lambda: kernels_gpu.prune_gpu(x, "2:4", factor=f, backend="numba"), 2 * nbytes),
         "fused_mask_8:16_triton": (lambda: kernels_gpu.prune_gpu(x, "8:16", factor=f), 2 * nbytes),
-        "fused_mask_8:16_numba": (lambda: kernels_gpu.prune_gpu(x, "8:16", factor=f, backend="numba"), 2 * nbytes),
-        "quant_cslt_int8_triton": (lambda: kernels_gpu._fused_quant_compress24(x, f, r), 2 * nbytes + c8),
+        "quant_cslt_int8_triton": (lambda: kernels_gpu.fused_quant_compress_24_int8(x, factor=f), 2 * nbytes + c8),
         "quant_int8_dense_triton": (lambda: kernels_gpu.quantize_int8(x), 2 * nbytes + x.numel()),
         "cslt_compress_only": (None, None),  # filled per input below (needs a pruned input)
     }
 
 
-def _eager_topk_prune(x: torch.Tensor) -> torch.Tensor:
-    """What a user writes in eager PyTorch (the probe's baseline): abs, topk per group, scatter, multiply."""
-    g = x.reshape(x.shape[0], -1, 4)
-    idx = g.abs().float().topk(2, dim=-1).indices
-    mask = torch.zeros_like(g, dtype=torch.bool).scatter_(-1, idx, True)
-    return (g * mask).reshape_as(x)
+def _sweep(name: str, candidates, run, moved: int, sets) -> dict:
+    """Time ``run(x, launch)`` with DEFAULT_LAUNCH's ``name`` replaced by each candidate."""
+    rows, best = [], None
+    for br, bk, nw in candidates:
+        launch = dataclasses.replace(DEFAULT_LAUNCH, **{name: Launch(br, bk, nw)})
+        try:
+            t = time_calls([(lambda x=x: run(x, launch)) for x in sets])
+        except Exception as exc:  # noqa: BLE001
+            rows.append({"block_rows": br, "block_cols": bk, "num_warps": nw, "error": repr(exc)[:200]})
+            continue
+        rows.append({"block_rows": br, "block_cols": bk, "num_warps": nw, **t, "gbps_rw": moved / t["median_s"] / 1e9})
+        if best is None or t["median_s"] < best[1]:
+            best = (dataclasses.asdict(getattr(launch, name)), t["median_s"])
+    return {"rows": rows, "best": best[0] if best else None,
+            "default": dataclasses.asdict(getattr(DEFAULT_LAUNCH, name))}
 
 
 def tune():
-    """Launch-config sweep of the fused 2:4 compress kernel at 16384 x 14336 bf16; keeps the best."""
+    """Launch-config sweep of the fused 2:4 compress kernels at 16384 x 14336 bf16 (defaults unchanged)."""
     r, k = (4096, 14336) if QUICK else (16384, 14336)
     sets = [randn(r, k) for _ in range(n_sets(r * k * 3))]
-    rows = []
-    best = None
-    for br, bk, nw in ((64, 64, 4), (64, 128, 4), (64, 128, 8), (32, 128, 4), (64, 256, 8), (16, 256, 4)):
-        kernels_gpu.CONFIG["compress24"] = {"BR": br, "BK": bk, "num_warps": nw}
-        try:
-            t = time_calls([(lambda x=x: kernels_gpu._fused_compress24(x, None, r, "triton")) for x in sets])
-        except Exception as exc:  # noqa: BLE001
-            rows.append({"BR": br, "BK": bk, "num_warps": nw, "error": repr(exc)[:200]})
-            continue
-        gbps = (r * k * 2 + gpu_layout.compressed_nbytes(r, k, 2)) / t["median_s"] / 1e9
-        rows.append({"BR": br, "BK": bk, "num_warps": nw, **t, "gbps_rw": gbps})
-        if best is None or t["median_s"] < best[1]:
-            best = ({"BR": br, "BK": bk, "num_warps": nw}, t["median_s"])
-    kernels_gpu.CONFIG["compress24"] = best[0]
-    rows8 = []
-    best8 = None
-    for br, bk, nw in ((16, 256, 4), (32, 256, 4), (64, 128, 4), (16, 512, 8), (32, 128, 4)):
-        kernels_gpu.CONFIG["quant_compress24"] = {"BR": br, "BK": bk, "num_warps": nw}
-        try:
-            t = time_calls([(lambda x=x: kernels_gpu._fused_quant_compress24(x, None, r)) for x in sets])
-        except Exception as exc:  # noqa: BLE001
-            rows8.append({"BR": br, "BK": bk, "num_warps": nw, "error": repr(exc)[:200]})
-            continue
-        rows8.append({"BR": br, "BK": bk, "num_warps": nw, **t,
-                      "gbps_rw": (2 * r * k * 2 + gpu_layout.compressed_nbytes(r, k, 1)) / t["median_s"] / 1e9,
-                      "note": "absmax kernel (reads X) + quant/compress kernel (reads X again)"})
-        if best8 is None or t["median_s"] < best8[1]:
-            best8 = ({"BR": br, "BK": bk, "num_warps": nw}, t["median_s"])
-    kernels_gpu.CONFIG["quant_compress24"] = best8[0]
-    return {"shape": [r, k], "compress24": rows, "best": best[0], "quant_compress24": rows8, "best8": best8[0]}
+    c24 = _sweep("compress24", ((64, 64, 4), (64, 128, 4), (64, 128, 8), (32, 128, 4), (64, 256, 8), (16, 256, 4)),
+                 lambda x, launch: kernels_gpu.fused_compress_24(x, launch=launch),
+                 r * k * 2 + gpu_layout.compressed_nbytes(r, k, 2), sets)
+    c8 = _sweep("quant_compress24", ((16, 256, 4), (32, 256, 4), (64, 128, 4), (16, 512, 8), (32, 128, 4)),
+                lambda x, launch: kernels_gpu.fused_quant_compress_24_int8(x, launch=launch),
+                2 * r * k * 2 + gpu_layout.compressed_nbytes(r, k, 1), sets)
+    c8["note"] = "absmax kernel (reads X) + quant/compress kernel (reads X again)"
+    return {"shape": [r, k], "compress24": c24, "quant_compress24": c8}
 
 
 def prune():
@@ -346,12 +278,11 @@ def prune():
             rows.append({"impl": name, "rows": r, "k": k, **t, "bytes_moved": moved, "gbps_rw": gbps,
                          "input_gbps": r * k * 2 / t["median_s"] / 1e9,
                          "fraction_of_copy": gbps / copy_gbps if copy_gbps else None})
-        # eager baselines: what stock PyTorch gives (few reps; they are slow)
+        # eager torch (ampersim.kernels.torch_eager: the harness's torch_eager_* implementations); slow
         x = sets[0]
-        for name, fn in (("torch_eager_mask_topk", lambda: _eager_topk_prune(x)),
-                         ("torch_eager_mask_sort", lambda: kernels_gpu.prune_torch(x, "2:4")),
-                         ("torch_eager_cslt_topk", lambda: torch._cslt_compress(_eager_topk_prune(x)))):
-            t = time_calls([fn], reps=5, warmup=1)
+        for name, fn in (("torch_eager_mask", lambda: torch_eager.prune(x, "2:4")),
+                         ("torch_eager_cslt", lambda: torch._cslt_compress(torch_eager.prune(x, "2:4")))):
+            t = time_calls([fn], min_runs=5)
             rows.append({"impl": name, "rows": r, "k": k, **t, "input_gbps": r * k * 2 / t["median_s"] / 1e9})
     return {"copy_gbps_rw": copy_gbps, "rows": rows}
 
@@ -369,10 +300,11 @@ def _linear_case(name: str, m: int, k: int, n: int, reps: int) -> dict:
     cs = [kernels_gpu.prune_compress_24(x) for x in xs]
     row = {"name": name, "M": m, "K": k, "N": n, "rel_err": err, "check_pass": bool(err < 1e-2),
            "alg": list(SL._alg(cs[0], ws[0].t(), None, None))}
-    row["dense"] = time_calls([(lambda x=x, w=w: F.linear(x, w)) for x, w in zip(xs, ws)], reps=reps)
-    row["sparse_gemm"] = time_calls([(lambda c=c, w=w: SL.sparse_mm(c, w)) for c, w in zip(cs, ws)], reps=reps)
-    row["prune_compress"] = time_calls([(lambda x=x: kernels_gpu.prune_compress_24(x)) for x in xs], reps=reps)
-    row["sparse_linear"] = time_calls([(lambda x=x, w=w: SL.sparse_linear(x, w)) for x, w in zip(xs, ws)], reps=reps)
+    row["dense"] = time_calls([(lambda x=x, w=w: F.linear(x, w)) for x, w in zip(xs, ws)], min_runs=reps)
+    row["sparse_gemm"] = time_calls([(lambda c=c, w=w: SL.sparse_mm(c, w)) for c, w in zip(cs, ws)], min_runs=reps)
+    row["prune_compress"] = time_calls([(lambda x=x: kernels_gpu.prune_compress_24(x)) for x in xs], min_runs=reps)
+    row["sparse_linear"] = time_calls([(lambda x=x, w=w: SL.sparse_linear(x, w)) for x, w in zip(xs, ws)],
+                                      min_runs=reps)
     d = row["dense"]["median_s"]
     row["speedup_gemm"] = d / row["sparse_gemm"]["median_s"]
     row["speedup_linear"] = d / row["sparse_linear"]["median_s"]
@@ -484,8 +416,8 @@ def layer():
             out_r = out_r[0] if isinstance(out_r, tuple) else out_r
             del ref_layer
             err = rel_err(out_s, out_r)
-            td = time_calls([(lambda h=h: run(dense, h)) for h in hs], reps=20)
-            ts = time_calls([(lambda h=h: run(sparse, h)) for h in hs], reps=20)
+            td = time_calls([(lambda h=h: run(dense, h)) for h in hs])
+            ts = time_calls([(lambda h=h: run(sparse, h)) for h in hs])
         rows.append({"tokens": m, "rel_err_vs_pruned_dense": err, "check_pass": bool(err < 2e-2),
                      "dense": td, "sparse_amber_2:4": ts, "speedup": td["median_s"] / ts["median_s"]})
         torch.cuda.empty_cache()
@@ -498,10 +430,10 @@ def repeat():
     and the effect of the SM clock on this near-issue-bound kernel."""
     r, k = (4096, 14336) if QUICK else (16384, 14336)
     x = randn(r, k)
-    rows = [time_calls([lambda: kernels_gpu._fused_compress24(x, None, r, "triton")]) for _ in range(2)]
+    rows = [time_calls([lambda: kernels_gpu.fused_compress_24(x)]) for _ in range(2)]
     for t in rows:
         t["gbps_rw"] = (r * k * 2 + gpu_layout.compressed_nbytes(r, k, 2)) / t["median_s"] / 1e9
-    return {"shape": [r, k], "config": kernels_gpu.CONFIG["compress24"], "runs": rows}
+    return {"shape": [r, k], "config": dataclasses.asdict(DEFAULT_LAUNCH.compress24), "runs": rows}
 
 
 def summary() -> None:
@@ -541,7 +473,7 @@ def main() -> None:
     OUT.mkdir(parents=True, exist_ok=True)
     for name in args.sections.split(","):
         section(globals()[name])
-    RESULTS["config"] = kernels_gpu.CONFIG
+    RESULTS["config"] = dataclasses.asdict(DEFAULT_LAUNCH)
     save()
     summary()
 

@@ -1,8 +1,9 @@
 """Check `ampersim.sparsify` on CUDA: the GPU kernel path equals the CPU pruner, bit for bit.
 
 Run on a CUDA machine from the repository root: `python3 benchmarks/gpu_sparsify_check.py OUT_DIR`.
-(1) prune_activation on CUDA (fused Triton kernel) vs ampersim.kernels.cpu.prune on the same data copied
-to the CPU, for fp16/bf16/fp32, with and without a static factor, at 2:4, 8:16, 16:32 and 2:8;
+(1) prune_activation on CUDA (fused Triton kernel) and the eager torch pruner on CUDA vs
+ampersim.kernels.cpu.prune on the same data copied to the CPU, for fp16/bf16/fp32, with and without a
+static factor, at 2:4, 8:16, 16:32, 2:8 and 3:7;
 (2) a random-weight Llama-architecture model on CUDA, sparsified (policy all, amber scoring, 8:16):
 every hooked linear input seen in prefill is N:M sparse, decode steps stay dense, and remove()
 gives logits bit-identical to the unsparsified model. Writes gpu_sparsify_check.json.
@@ -19,6 +20,7 @@ from transformers import LlamaConfig, LlamaForCausalLM
 import ampersim
 from ampersim.measure.env import capture_environment
 from ampersim.core.patterns import NMPattern
+from ampersim.kernels import torch_eager
 from ampersim.kernels.cpu import prune
 from ampersim.runtime.sparsify import prune_activation
 
@@ -27,15 +29,18 @@ def kernel_vs_cpu() -> list[dict]:
     rows = []
     gen = torch.Generator(device="cuda").manual_seed(0)
     for dtype in (torch.float16, torch.bfloat16, torch.float32):
-        for pattern in ("2:4", "8:16", "16:32", "2:8"):
+        bits = torch.int16 if dtype != torch.float32 else torch.int32
+        for pattern in ("2:4", "8:16", "16:32", "2:8", "3:7"):
+            k = 2044 if pattern == "3:7" else 2048
             for with_factor in (False, True):
-                x = torch.randn(513, 2048, generator=gen, device="cuda").to(dtype)
-                factor = torch.rand(2048, generator=gen, device="cuda") + 1.0 if with_factor else None
+                x = torch.randn(513, k, generator=gen, device="cuda").to(dtype)
+                factor = torch.rand(k, generator=gen, device="cuda") + 1.0 if with_factor else None
                 gpu = prune_activation(x, NMPattern.parse(pattern), factor).cpu()
+                eager = torch_eager.prune(x, pattern, factor=factor).cpu()
                 cpu = prune(x.cpu(), pattern, factor=None if factor is None else factor.cpu().numpy())
-                same = bool(torch.equal(gpu.view(torch.int16 if dtype != torch.float32 else torch.int32),
-                                        cpu.view(torch.int16 if dtype != torch.float32 else torch.int32)))
-                rows.append({"dtype": str(dtype), "pattern": pattern, "factor": with_factor, "bit_identical": same,
+                rows.append({"dtype": str(dtype), "pattern": pattern, "factor": with_factor,
+                             "bit_identical": bool(torch.equal(gpu.view(bits), cpu.view(bits))),
+                             "eager_bit_identical": bool(torch.equal(eager.view(bits), cpu.view(bits))),
                              "nonzero_fraction": float((gpu != 0).float().mean())})
     return rows
 
@@ -85,7 +90,7 @@ def main() -> int:
     out = Path(sys.argv[1] if len(sys.argv) > 1 else ".")
     result = {"environment": capture_environment("cuda"), "kernel_vs_cpu": kernel_vs_cpu(), "model": model_check()}
     (out / "gpu_sparsify_check.json").write_text(json.dumps(result, indent=2))
-    bad = [r for r in result["kernel_vs_cpu"] if not r["bit_identical"]]
+    bad = [r for r in result["kernel_vs_cpu"] if not (r["bit_identical"] and r["eager_bit_identical"])]
     print(json.dumps(result["model"], indent=1))
     print(f"kernel vs CPU: {len(result['kernel_vs_cpu']) - len(bad)}/{len(result['kernel_vs_cpu'])} bit-identical")
     ok = not bad and all(v for k, v in result["model"].items() if isinstance(v, bool))

@@ -5,7 +5,10 @@ torch = pytest.importorskip("torch")
 
 from ampersim.cli import main  # noqa: E402
 from ampersim.core.errors import InvalidArgument  # noqa: E402
+from ampersim.core.vocab import DIAGNOSTIC_PRUNE_IMPLS, MEASURED_PRUNE_IMPLS  # noqa: E402
+from ampersim.kernels import torch_eager  # noqa: E402
 from ampersim.measure import ops as ops_torch  # noqa: E402
+from ampersim.measure.prune_impls import PRUNE_IMPLS, prune_impl, unavailable_impls  # noqa: E402
 from ampersim.measure.records import MeasurementWriter, header_record, read_measurements  # noqa: E402
 from ampersim.measure.runner import MeasureConfig, MeasureTarget, ModelSlot, execute, graph_ops, plan  # noqa: E402
 from ampersim.measure.validate import Predictor  # noqa: E402
@@ -60,14 +63,33 @@ def test_sparse_gemm_rows_rounded_to_kernel_multiple(ops):
         ops_torch.gemm_shape(bad, "sparse")
 
 
-def test_eager_prune_keeps_top_n_per_group():
-    x = ops_torch.random_tensor((8, 64), "bf16", "cpu")
-    y = ops_torch.eager_prune(x, 2, 4)
-    groups_x, groups_y = x.float().reshape(8, 16, 4), y.float().reshape(8, 16, 4)
-    assert bool(((groups_y != 0).sum(-1) == 2).all())
-    kept_min = torch.where(groups_y != 0, groups_x.abs(), torch.inf).amin(-1)
-    dropped_max = torch.where(groups_y == 0, groups_x.abs(), -torch.inf).amax(-1)
-    assert bool((kept_min >= dropped_max).all())
+@pytest.mark.parametrize("dtype", ["bf16", "int8"])
+def test_pruned_input_keeps_the_reference_entries(dtype):
+    x = ops_torch.pruned_input((2, 8, 64), dtype, "cpu")
+    groups = x.float().reshape(2, 8, 16, 4)
+    assert bool(((groups != 0).sum(-1) == 2).all())  # random inputs are non-zero: exactly 2 of 4 kept
+    assert torch.equal(x.float(), torch_eager.prune(x.float(), "2:4"))  # already pruned: unchanged
+
+
+def test_prune_impls_registry_names_the_vocabulary():
+    assert tuple(PRUNE_IMPLS) == MEASURED_PRUNE_IMPLS + DIAGNOSTIC_PRUNE_IMPLS
+    on_cpu = unavailable_impls("cpu")
+    assert "torch_eager_mask" not in on_cpu  # eager torch runs anywhere
+    assert "not a CUDA device" in on_cpu["fused_mask"] and "cuSPARSELt" in on_cpu["torch_eager_cslt"]
+    with pytest.raises(InvalidArgument, match="unknown prune impl 'topk'"):
+        prune_impl("topk")
+    with pytest.raises(InvalidArgument, match="pattern 8:16 is not 2:4"):
+        prune_impl("fused_cslt").pruner("8:16")
+
+
+@pytest.mark.parametrize("pattern", ["2:4", "8:16"])
+def test_eager_prune_checked_against_the_reference(ops, pattern):
+    op = ops["prune.mlp_mid"]
+    p = ops_torch.prepare(op, ops_torch.Request("cpu", 1e6, SMALL.spec, "prune", "torch_eager_mask", pattern))
+    assert p.check.ok and p.check.rel_err == 0.0 and p.check.tol == 0.0 and "reference" in p.check.what
+    assert "torch_eager" in p.impl
+    with pytest.raises(InvalidArgument, match="fused_mask is not available here"):
+        ops_torch.prepare_prune(op, "fused_mask", "cpu", 1e6, pattern)
 
 
 def test_random_inputs_are_non_zero():

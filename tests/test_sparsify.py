@@ -11,7 +11,7 @@ from ampersim.core.patterns import NMPattern  # noqa: E402
 from ampersim.runtime import sparsify as ti  # noqa: E402
 from ampersim.sparsity.coverage import coverage  # noqa: E402
 from ampersim.sparsity.policy import PolicyRule, SparsityPolicy, resolve_policy  # noqa: E402
-from ampersim.kernels.gpu.pruner import prune_torch  # noqa: E402
+from ampersim.kernels.torch_eager import prune as eager_prune  # noqa: E402
 from ampersim.runtime.sparsify import prune_activation  # noqa: E402
 
 from ampersim.core.vocab import DECODER_LINEAR_KINDS as KINDS  # noqa: E402
@@ -58,7 +58,7 @@ def test_cpu_kernels_match_torch_fallback():
             p = NMPattern.parse(pattern)
             for f in (None, factor):
                 xd = x.to(dtype)
-                assert same(prune_activation(xd, p, f), prune_torch(xd, p, factor=f)), (dtype, pattern)
+                assert same(prune_activation(xd, p, f), eager_prune(xd, p, factor=f)), (dtype, pattern)
 
 
 def test_prefill_pruned_exactly_and_removal_bit_identical():
@@ -72,7 +72,7 @@ def test_prefill_pruned_exactly_and_removal_bit_identical():
     sparse = logits(model, x)
     assert not torch.equal(sparse, before)
     factor = handle._targets[[t.target.name for t in handle._targets].index(name)].factor
-    assert torch.equal(pruned[name][0], prune_torch(raw[name][0], NMPattern.parse("2:4"), factor=factor))
+    assert torch.equal(pruned[name][0], eager_prune(raw[name][0], NMPattern.parse("2:4"), factor=factor))
     assert torch.equal(raw[name][0], raw[name][0].clone())  # the caller's tensor was not modified
     assert len(handle.layers) == 3 * 7 and handle.layers[0] == "layers.0.q_proj"
     for h in raw_hooks + pruned_hooks:
@@ -138,7 +138,7 @@ def test_plain_module_tree():
         out = model(x)
         assert torch.equal(x, x_copy)  # the caller's activations are untouched
         with handle.using("never"):
-            expected = model[2](prune_torch(torch.relu(model[0](prune_torch(x, p))), p))
+            expected = model[2](eager_prune(torch.relu(model[0](eager_prune(x, p))), p))
         assert torch.equal(out, expected)
     assert torch.equal(model(x), dense)
     only_second = SparsityPolicy(name="globs", pattern="4:8", scoring="magnitude",
@@ -147,7 +147,7 @@ def test_plain_module_tree():
         assert handle.layers == ["2"]
         out = model(x)
         with handle.using("never"):
-            expected = model[2](prune_torch(torch.relu(model[0](x)), p))
+            expected = model[2](eager_prune(torch.relu(model[0](x)), p))
         assert torch.equal(out, expected)
 
 

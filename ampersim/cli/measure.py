@@ -96,7 +96,7 @@ def run(args: Any) -> int:
     from ampersim.core.patterns import NMPattern
     from ampersim.core.vocab import MEASURED_DTYPES
     from ampersim.measure.env import capture_environment, require_cuda
-    from ampersim.measure.gpu_pruner import load_gpu_pruner
+    from ampersim.measure.prune_impls import unavailable_impls
     from ampersim.measure.records import MeasurementWriter, header_record
     from ampersim.measure.runner import MeasureConfig, execute
 
@@ -124,11 +124,11 @@ def run(args: Any) -> int:
     env = capture_environment(args.device)
     header = header_record(env, ["ampersim", *sys.argv[1:]] if sys.argv else [],
                            datetime.now(timezone.utc).isoformat(timespec="seconds"))
-    pruner = load_gpu_pruner() if args.device == "cuda" else None
-    print(f"measuring on {env.gpu} ({'project GPU pruner: ' + ', '.join(sorted(pruner.impls)) if pruner else 'no project GPU pruner'})",
-          file=sys.stderr)
+    unavailable = unavailable_impls(args.device)
+    print(f"measuring on {env.gpu}" + "".join(f"\n  prune impl {name} not available: {reason}"
+                                             for name, reason in unavailable.items()), file=sys.stderr)
     with MeasurementWriter(args.out, header, append=args.append) as writer:
-        counts = execute(config, writer, float(env.l2_bytes or 50e6), pruner)
+        counts = execute(config, writer, float(env.l2_bytes or 50e6))
     print(f"wrote {counts['measured']} records to {args.out} ({counts['skipped']} skipped; see 'skip' lines)",
           file=sys.stderr)
     return 0

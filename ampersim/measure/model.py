@@ -25,7 +25,8 @@ from typing import Any
 
 from ampersim.core.errors import InvalidArgument
 from ampersim.core.vocab import DECODER_LINEAR_KINDS
-from ampersim.measure.ops import eager_prune, rel_err, rope_eager, torch_dtype
+from ampersim.kernels import torch_eager
+from ampersim.measure.ops import rel_err, rope_eager, torch_dtype
 from ampersim.models.spec import ModelSpec
 from ampersim.sparsity.policy import SparsityPolicy
 
@@ -130,7 +131,7 @@ class DecoderLayer:
         pruned = None
         if sparse:
             n, m = path.pattern
-            pruned = eager_prune(x, n, m) if reference else path.prune(x)
+            pruned = torch_eager.prune(x, f"{n}:{m}") if reference else path.prune(x)
         if self.int8:
             return self._project_int8(x, kinds, sparse, path, pruned, reference)
         out = []

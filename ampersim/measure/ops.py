@@ -14,7 +14,7 @@ and to the sparse kernel's row multiple; the record keeps both).
 A GEMM op runs ``dense`` (F.linear / torch.bmm for 16-bit, torch._int_mm for int8,
 torch._scaled_mm for fp8) or ``sparse`` (2:4-pruned input compressed with torch._cslt_compress,
 then torch._cslt_sparse_mm with the algorithm torch._C._cusparselt.mm_search picks); a prune op
-runs one of the profile's prune implementations; other ops run as a prefill in torch would
+runs one of the implementations of ``ampersim.measure.prune_impls``; other ops run as a prefill in torch would
 (rotary and the gated activation as the one-pass Triton kernels the graph costs, with their
 eager-torch versions as the ``eager`` variant).
 """
@@ -27,7 +27,8 @@ from types import MappingProxyType
 from typing import Any, Literal
 
 from ampersim.core.errors import InvalidArgument
-from ampersim.core.vocab import MEASURED_DTYPES, TORCH_DTYPE_NAMES
+from ampersim.core.patterns import NMPattern
+from ampersim.core.vocab import DIAGNOSTIC_PRUNE_IMPLS, MEASURED_DTYPES, TORCH_DTYPE_NAMES
 from ampersim.measure.harness import rotation_sets
 from ampersim.measure.records import Check, MeasuredShape
 from ampersim.models.spec import ModelSpec
@@ -66,7 +67,7 @@ class Prepared:
 class Request:
     """What an op is prepared for: the device, its L2 size (to size the rotated input sets), the
     model, the variant (``dense``/``sparse`` GEMM, ``dense``/``eager`` fused op, ``prune``), and for a
-    prune op its implementation, pattern and the project's GPU pruner (if it imported)."""
+    prune op its implementation (ampersim.measure.prune_impls) and pattern."""
 
     device: str
     l2_bytes: float
@@ -74,7 +75,6 @@ class Request:
     variant: str = "dense"
     prune_impl: str | None = None
     pattern: str = "2:4"
-    gpu_pruner: Any = None
 
 
 def torch_dtype(dtype: str) -> Any:
@@ -121,31 +121,26 @@ def random_tensor(shape: tuple[int, ...], dtype: str, device: str, *, scale: flo
     return x.to(torch_dtype(dtype))
 
 
-def prune_mask(x: Any, n: int, m: int, factor: Any = None) -> Any:
-    """Boolean keep-mask: top-``n`` scores (|x|, times ``factor`` per column if given) per ``m`` along the last dim."""
-    import torch
+def pruned_input(shape: tuple[int, ...], dtype: str, device: str, pattern: str = "2:4") -> Any:
+    """A random activation pruned to ``pattern`` (8-bit types are pruned through float32, exactly)."""
+    from ampersim.kernels import torch_eager
 
-    score = x.abs() if x.dtype != torch.int8 else x.to(torch.int16).abs()
-    if factor is not None:
-        score = score * factor
-    groups = score.reshape(*x.shape[:-1], x.shape[-1] // m, m)
-    idx = groups.topk(n, dim=-1).indices
-    mask = torch.zeros(groups.shape, dtype=torch.bool, device=x.device).scatter_(-1, idx, True)
-    return mask.reshape(x.shape)
-
-
-def eager_prune(x: Any, n: int, m: int, factor: Any = None) -> Any:
-    """Eager PyTorch N:M masking (abs, [× factor], topk, scatter, multiply): a dense masked copy."""
-    return x * prune_mask(x, n, m, factor)
-
-
-def pruned_input(shape: tuple[int, ...], dtype: str, device: str, n: int = 2, m: int = 4) -> Any:
-    """A random activation pruned to n:m (8-bit types are pruned through float32)."""
     x = random_tensor(shape, dtype, device)
     if dtype in ("int8", "fp8"):
-        wide = x.float()
-        return (wide * prune_mask(wide, n, m)).to(x.dtype)
-    return eager_prune(x, n, m)
+        return torch_eager.prune(x.float(), pattern).to(x.dtype)
+    return torch_eager.prune(x, pattern)
+
+
+def reference_rows(x: Any, pattern: str, factor: Any = None, rows: int = CHECK_ROWS) -> Any:
+    """The reference pruning (ampersim.kernels.reference, numpy on the host) of x's first ``rows``
+    rows, as a tensor on x's device: what every prune implementation is checked against."""
+    from ampersim.kernels import reference
+    from ampersim.kernels.cpu.tensors import as_factor, as_rows, wrap_like
+
+    nm = NMPattern.parse(pattern)
+    head = as_rows(x[:rows].cpu(), "x")
+    f = None if factor is None else as_factor(factor.cpu(), x.shape[-1])
+    return wrap_like(reference.prune_bits(head.bits, head.fmt, nm.n, nm.m, f), head).to(x.device)
 
 
 # -- GEMMs ---------------------------------------------------------------------------------------
@@ -272,13 +267,15 @@ class _SparseGemm:
 
 
 # -- prune / compress ------------------------------------------------------------------------------
-def prepare_prune(op: Op, impl: str, device: str, l2_bytes: float, pattern: str,
-                  gpu_pruner: Any = None) -> Prepared:
-    """Runtime pruning of an [M, K] activation with implementation ``impl`` (profile prune_impls names,
-    plus ``cslt_compress_only``: torch._cslt_compress of an already pruned input)."""
+def prepare_prune(op: Op, impl: str, device: str, l2_bytes: float, pattern: str) -> Prepared:
+    """Runtime pruning of an [M, K] activation with implementation ``impl`` (ampersim.measure.prune_impls),
+    checked against the reference pruning of its first rows before timing."""
     import torch
 
-    n, m = (int(v) for v in pattern.split(":"))
+    from ampersim.kernels import torch_eager
+    from ampersim.measure.prune_impls import runnable_impl
+
+    chosen = runnable_impl(impl, device)
     dtype = op.dtype if op.dtype in ("bf16", "fp16") else "bf16"
     multiple = SPARSE_MULTIPLE[dtype]
     M, K = round_up(float(op.M), multiple), int(op.K)
@@ -287,45 +284,30 @@ def prepare_prune(op: Op, impl: str, device: str, l2_bytes: float, pattern: str,
     factor = None
     if op.attrs.get("scoring") == "amber":
         factor = torch.rand(K, device=device, dtype=torch.float32).add_(0.5).to(torch_dtype(dtype))
+    prune = chosen.pruner(pattern, factor)
     xs = [random_tensor((M, K), dtype, device) for _ in range(sets)]
-    reference = eager_prune(xs[0], n, m, factor)
-    if impl == "torch_eager_mask":
-        calls = [lambda x=x: eager_prune(x, n, m, factor) for x in xs]
-        check = require_within(rel_err(calls[0](), reference), 0.0, f"{op.name} eager mask")
-        return Prepared(calls, f"eager torch {pattern} mask (abs{', x factor' if factor is not None else ''}, "
-                        "topk, scatter, multiply)", shape, check)
-    if (n, m) != (2, 4) and impl != "fused_mask":
-        raise InvalidArgument(f"prune impl {impl} writes the cuSPARSELt 2:4 operand; pattern {pattern} "
-                              "is not 2:4")
-    if impl == "torch_eager_cslt":
-        calls = [lambda x=x: torch._cslt_compress(eager_prune(x, n, m, factor)) for x in xs]
-        check = _check_compressed(calls[0](), reference, dtype)
-        return Prepared(calls, "eager torch 2:4 mask, then torch._cslt_compress", shape, check)
-    if impl == "cslt_compress_only":
-        pruned = [eager_prune(x, n, m, factor) for x in xs]
-        calls = [lambda p=p: torch._cslt_compress(p) for p in pruned]
-        check = _check_compressed(calls[0](), reference, dtype)
-        return Prepared(calls, "torch._cslt_compress of an already 2:4-pruned input",
-                        shape, check, note="diagnostic: not a profile prune_impl")
-    if gpu_pruner is None or impl not in gpu_pruner.impls:
-        raise InvalidArgument(f"prune impl {impl} is not available here")
-    calls = [gpu_pruner.call(impl, x, n, m, factor) for x in xs]
-    own = gpu_pruner.reference(xs[0], n, m, factor)  # its semantics: fp32 scores
+    inputs = [torch_eager.prune(x, pattern, factor=factor) for x in xs] if chosen.prepruned else xs
+    calls = [lambda x=x: prune(x) for x in inputs]
+    expected = reference_rows(xs[0], pattern, factor)
     out = calls[0]()
-    check = (_check_compressed(out, own, dtype) if impl.endswith("cslt")
-             else require_within(rel_err(out, own), 0.0, f"{op.name} {impl} (vs its eager reference)"))
-    return Prepared(calls, gpu_pruner.describe(impl, device), shape, check)
+    check = (_check_compressed(out, expected, dtype) if chosen.compressed else
+             require_within(rel_err(out[:CHECK_ROWS], expected), 0.0, f"{op.name} {impl}",
+                            compared="the first rows vs the reference pruning (ampersim.kernels.reference)"))
+    note = "diagnostic: not a profile prune_impl" if impl in DIAGNOSTIC_PRUNE_IMPLS else ""
+    return Prepared(calls, chosen.describe(device), shape, check, note=note)
 
 
 def _check_compressed(compressed: Any, pruned_reference: Any, dtype: str) -> Check:
-    """A compressed operand must multiply like the pruned dense input (64 random output columns)."""
+    """A compressed operand must multiply like the pruned dense input (its first rows, 64 random
+    output columns)."""
     import torch
 
     K = pruned_reference.shape[1]
     w = random_tensor((64, K), dtype, str(pruned_reference.device), scale=1.0 / math.sqrt(K))
     got = torch._cslt_sparse_mm(compressed, w.t())[:CHECK_ROWS].float()
     ref = pruned_reference[:CHECK_ROWS].float() @ w.float().t()
-    return require_within(rel_err(got, ref), TOLERANCE[dtype], "compressed operand (vs pruned input)")
+    return require_within(rel_err(got, ref), TOLERANCE[dtype], "compressed operand (vs pruned input)",
+                          compared="the operand times random weights vs the reference-pruned input times them")
 
 
 # -- attention, norms, elementwise -----------------------------------------------------------------
@@ -509,8 +491,7 @@ def _prepare_prune_request(op: Op, request: Request) -> Prepared:
     if request.prune_impl is None:
         raise InvalidArgument(f"{op.name}: a prune op is prepared for one prune implementation; none given",
                               field="prune_impl")
-    return prepare_prune(op, request.prune_impl, request.device, request.l2_bytes, request.pattern,
-                         request.gpu_pruner)
+    return prepare_prune(op, request.prune_impl, request.device, request.l2_bytes, request.pattern)
 
 
 # -- the registry ----------------------------------------------------------------------------------

@@ -21,9 +21,9 @@ from typing import Any, TextIO
 from tqdm import tqdm
 
 from ampersim.core.errors import InvalidArgument
-from ampersim.core.vocab import DIAGNOSTIC_PRUNE_IMPLS, MEASURED_PRUNE_IMPLS
 from ampersim.measure import ops
 from ampersim.measure.harness import time_calls
+from ampersim.measure.prune_impls import PRUNE_IMPLS, runnable_impl, unavailable_impls
 from ampersim.measure.records import (
     Check,
     GemmChoice,
@@ -96,7 +96,6 @@ class Context:
 
     config: MeasureConfig
     l2_bytes: float
-    gpu_pruner: Any
     models: ModelSlot = field(default_factory=ModelSlot)
 
 
@@ -149,7 +148,7 @@ def plan(config: MeasureConfig, prune_impls: Sequence[str]) -> list[Item]:
                         ranked[how.rank] += [_op_item(base, target.spec, op, also, v) for v in how.variants]
                         continue
                     for impl in prune_impls:
-                        if not impl.startswith("fused") and (target is not config.targets[0] or
+                        if not PRUNE_IMPLS[impl].fused and (target is not config.targets[0] or
                                                              float(op.M) * float(op.K) > EAGER_PRUNE_MAX_ELEMENTS):
                             continue  # stock-torch paths: the first target, moderate sizes
                         ranked[how.rank].append(_op_item(base, target.spec, op, also, "prune", impl))
@@ -187,8 +186,7 @@ def _label(base: dict[str, Any], what: str) -> str:
 def _op_item(base: dict[str, Any], spec: ModelSpec, op: Op, also: list[str], variant: str,
              prune_impl: str | None = None) -> Item:
     def run(ctx: Context) -> list[Result]:
-        request = ops.Request(ctx.config.device, ctx.l2_bytes, spec, variant, prune_impl, ctx.config.pattern,
-                              ctx.gpu_pruner)
+        request = ops.Request(ctx.config.device, ctx.l2_bytes, spec, variant, prune_impl, ctx.config.pattern)
         prepared = ops.prepare(op, request)
         timing = time_calls(prepared.calls, device=ctx.config.device, use_graph=prepared.use_graph)
         return [OpMeasurement(
@@ -199,20 +197,13 @@ def _op_item(base: dict[str, Any], spec: ModelSpec, op: Op, also: list[str], var
     return Item(_label(base, f"{op.name} {prune_impl or variant}"), run)
 
 
-def _sparse_paths(prune_impls: Sequence[str], pattern: str, gpu_pruner: Any) -> list[Any]:
-    """Layer/model sparse paths: every available compressing implementation."""
-    import torch
-
+def _sparse_path(impl: str, pattern: str, device: str) -> Any:
+    """How the sparsified linears of a layer or model run with compressing implementation ``impl``."""
     from ampersim.measure.model import SparsePath
 
+    chosen = runnable_impl(impl, device)
     n, m = (int(v) for v in pattern.split(":"))
-    paths = []
-    if "torch_eager_cslt" in prune_impls:
-        paths.append(SparsePath("torch_eager_cslt",
-                                lambda x: torch._cslt_compress(ops.eager_prune(x, n, m)), True, (n, m)))
-    if "fused_cslt" in prune_impls and gpu_pruner is not None and "fused_cslt" in gpu_pruner.impls:
-        paths.append(SparsePath("fused_cslt", gpu_pruner.pruner("fused_cslt", n, m), True, (n, m)))
-    return paths
+    return SparsePath(impl, chosen.pruner(pattern), chosen.compressed, (n, m))
 
 
 def _layer_items(target: MeasureTarget, policy: SparsityPolicy, T: int, dtype: str, pattern: str,
@@ -242,7 +233,7 @@ def _layer_runner(base: dict[str, Any], target: MeasureTarget, layers: tuple[int
         from ampersim.measure.model import DecoderLayer, rotary_tables
 
         device, spec = ctx.config.device, target.spec
-        path = _path_or_fail(impl, ctx, pattern)
+        path = None if impl is None else _sparse_path(impl, pattern, device)
         layer = DecoderLayer(spec, kinds if impl else frozenset(), dtype, device)
         cos, sin = rotary_tables(T, spec.head_dim, device, dtype, spec.rope_theta)
         x = torch.randn(T, spec.hidden_size, device=device, dtype=ops.torch_dtype(dtype))
@@ -255,15 +246,6 @@ def _layer_runner(base: dict[str, Any], target: MeasureTarget, layers: tuple[int
             timing_eager=time_calls([call], device=device, use_graph=False),
             note="timing: CUDA-graph replay (GPU time); timing_eager: back-to-back eager calls")]
     return run
-
-
-def _path_or_fail(impl: str | None, ctx: Context, pattern: str) -> Any:
-    if impl is None:
-        return None
-    paths = {p.name: p for p in _sparse_paths([impl], pattern, ctx.gpu_pruner)}
-    if impl not in paths:
-        raise InvalidArgument(f"prune impl {impl} is not available here")
-    return paths[impl]
 
 
 def _layer_check(forward: Callable[[bool], Any], path: Any, tol: float = 2e-2) -> Check:
@@ -300,7 +282,7 @@ def _model_runner(base: dict[str, Any], target: MeasureTarget, policy: SparsityP
         from ampersim.measure.model import DecoderModel, rotary_tables
 
         device, spec = ctx.config.device, target.spec
-        path = _path_or_fail(impl, ctx, pattern)
+        path = None if impl is None else _sparse_path(impl, pattern, device)
         model = ctx.models.get((spec.name, policy.name, dtype), lambda: DecoderModel(spec, policy, dtype, device))
         cos, sin = rotary_tables(T, spec.head_dim, device, dtype, spec.rope_theta)
         ids = torch.randint(0, spec.vocab_size, (T,), device=device)
@@ -320,19 +302,18 @@ def _model_runner(base: dict[str, Any], target: MeasureTarget, policy: SparsityP
     return run
 
 
-def execute(config: MeasureConfig, writer: MeasurementWriter, l2_bytes: float, gpu_pruner: Any = None,
+def execute(config: MeasureConfig, writer: MeasurementWriter, l2_bytes: float,
             stream: TextIO | None = None) -> dict[str, int]:
     """Run every planned item, appending its records (or a skip record) as it finishes; a progress
     bar (and a line per skipped or failed item) goes to ``stream`` (stderr by default)."""
-    available = [i for i in MEASURED_PRUNE_IMPLS if not i.startswith("fused") or
-                 (gpu_pruner is not None and i in gpu_pruner.impls)] + list(DIAGNOSTIC_PRUNE_IMPLS)
-    impls = [i for i in (config.prune_impls or available) if i in available]
-    for wanted in config.prune_impls or ():
-        if wanted not in available:
-            writer.write(SkipRecord(what=f"prune impl {wanted}",
-                                    reason="not available here (the project's GPU pruner did not import)"))
+    unavailable = unavailable_impls(config.device)
+    wanted = list(config.prune_impls or PRUNE_IMPLS)
+    impls = [i for i in wanted if i not in unavailable]
+    for name in wanted:
+        if name in unavailable:
+            writer.write(SkipRecord(what=f"prune impl {name}", reason=unavailable[name]))
     items = plan(config, impls)
-    ctx = Context(config, l2_bytes, gpu_pruner)
+    ctx = Context(config, l2_bytes)
     counts = {"measured": 0, "skipped": 0}
     out = stream or sys.stderr
     started = time.monotonic()

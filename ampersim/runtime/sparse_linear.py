@@ -1,7 +1,7 @@
 """Activation-sparse linear layers on NVIDIA sparse tensor cores (cuSPARSELt with persistent plans).
 
 ``sparse_linear(x, W, b)`` computes ``prune(x) @ W.T + b`` as: fused 2:4 prune + compress of the
-activations (``kernels_gpu.prune_compress_24``), padded with zero rows to the token bucket
+activations (``ampersim.kernels.gpu.pruner.prune_compress_24``), padded with zero rows to the token bucket
 (:func:`token_bucket`), then the cuSPARSELt GEMM through a plan cached per (bucket, N, K, dtype)
 (:mod:`ampersim.kernels.gpu.cusparselt`, searched algorithm), then the bias (cuSPARSELt's bias would
 run along tokens here, so it is added afterwards). Buckets bound the plans a serving engine with
@@ -32,6 +32,7 @@ import torch.nn.functional as F
 
 from ampersim.core.errors import InvalidArgument
 from ampersim.core.patterns import NMPattern
+from ampersim.kernels import gpu, torch_eager
 from ampersim.kernels.gpu import pruner as kernels_gpu
 
 NATIVE = NMPattern(n=2, m=4)
@@ -87,9 +88,10 @@ def _reason(x: torch.Tensor, weight: torch.Tensor, int8: bool) -> str | None:
 
 
 def _prune_any(x: torch.Tensor, pattern: NMPattern, factor: Any) -> torch.Tensor:
-    if x.is_cuda and x.dtype in (torch.float16, torch.bfloat16, torch.float32):
+    """The fused kernel where Triton runs on x's device, eager torch elsewhere (same result)."""
+    if gpu.available(x.device) is None:
         return kernels_gpu.prune_gpu(x, pattern, factor=factor)
-    return kernels_gpu.prune_torch(x, pattern, factor=factor)
+    return torch_eager.prune(x, pattern, factor=factor)
 
 
 def _sparse_24(x: torch.Tensor, weights: list[torch.Tensor], factor: torch.Tensor | None) -> list[torch.Tensor]:
@@ -116,8 +118,8 @@ def _sparse_24_int8(x: torch.Tensor, w_q: torch.Tensor, w_scale: torch.Tensor,
     if reason is not None:
         _warn_once(reason)
         xp = _prune_any(x, NATIVE, factor)
-        q, s = (kernels_gpu.quantize_int8(xp) if x.is_cuda and x.dtype in (torch.float16, torch.bfloat16)
-                else _quantize_rows(xp))
+        fused = gpu.available(x.device) is None and x.dtype in (torch.float16, torch.bfloat16)
+        q, s = kernels_gpu.quantize_int8(xp) if fused else _quantize_rows(xp)
         acc = q.float() @ w_q.float().t()
         return (acc * s[:, None] * w_scale[None, :]).to(x.dtype)
     c, s = kernels_gpu.prune_quant_compress_24_int8(x, factor=factor,

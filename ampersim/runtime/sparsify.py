@@ -6,9 +6,10 @@ static factor f of :mod:`ampersim.sparsity.scoring`); the caller's tensor is nev
 Fused MoE expert modules (3-D ``gate_up_proj``/``down_proj``) get a forward that prunes the
 expert inputs (magnitude score: the robust-norm factor is not applicable to experts).
 CPU tensors go through the numba kernels of :mod:`ampersim.kernels.cpu`, CUDA tensors through the fused
-GPU kernel of :mod:`ampersim.kernels.gpu.pruner` (eager torch where Triton is missing); all share
-one semantics. ``backend="cuda"`` (2:4 only) instead runs each selected linear's prefill forward
-as an activation-sparse linear (:mod:`ampersim.runtime.sparse_linear`: fused prune + compress, the
+GPU kernel of :mod:`ampersim.kernels.gpu.pruner`, anything else (no Triton, other devices) through
+:mod:`ampersim.kernels.torch_eager`; all three are tested bit-equal to :mod:`ampersim.kernels.reference`.
+``backend="cuda"`` (2:4 only) instead runs each selected linear's prefill forward as an
+activation-sparse linear (:mod:`ampersim.runtime.sparse_linear`: fused prune + compress, the
 cuSPARSELt GEMM with persistent plans; a custom op under ``torch.compile``); decode stays dense.
 
 Prefill detection (mode ``"prefill"``, the default): a pre-hook on the model passed to
@@ -52,21 +53,21 @@ _HANDLE_ATTR = "_ampersim_sparsify_handle"
 
 def prune_activation(x: "torch.Tensor", pattern: NMPattern, factor: Any) -> "torch.Tensor":
     """Pruned copy of activation ``x``: numba kernels on CPU, the fused GPU kernel on CUDA (Triton),
-    eager torch (:func:`ampersim.kernels.gpu.pruner.prune_torch`) on other devices or without Triton.
+    eager torch (:func:`ampersim.kernels.torch_eager.prune`) on other devices or without Triton.
 
     ``factor``: per-input-channel static score factor (float32 numpy array or tensor) or None.
     """
-    import torch
+    from ampersim.kernels import gpu, torch_eager
 
-    from ampersim.kernels.gpu.pruner import prune_gpu, prune_torch, triton_available
-
-    if x.device.type == "cpu" and x.dtype in (torch.float32, torch.float16, torch.bfloat16):
+    if x.device.type == "cpu":
         from ampersim.kernels.cpu.pruner import prune
 
         return prune(x, pattern, factor=factor)
-    if x.is_cuda and x.dtype in (torch.float32, torch.float16, torch.bfloat16) and triton_available():
+    if gpu.available(x.device) is None:
+        from ampersim.kernels.gpu.pruner import prune_gpu
+
         return prune_gpu(x, pattern, factor=factor)
-    return prune_torch(x, pattern, factor=factor)
+    return torch_eager.prune(x, pattern, factor=factor)
 
 
 @dataclass

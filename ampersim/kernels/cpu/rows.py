@@ -109,12 +109,12 @@ def _variant(k: int, m: int, fmt: str, factor: np.ndarray | None) -> tuple[simd.
     return spec, padded
 
 
-def can_stream(bits: np.ndarray, out: np.ndarray) -> bool:
+def can_stream(bits: np.ndarray, out: np.ndarray, lanes: int) -> bool:
     """Streaming stores pay off for large outputs that are not also the input (no cache reuse),
-    and need every block 64-byte aligned (block = 64 or 128 bytes, see simd.block_lanes)."""
+    and need every block of ``lanes`` channels 64-byte aligned (see simd.block_lanes)."""
     return (out.nbytes >= STREAM_MIN_BYTES and not np.may_share_memory(bits, out)
             and out.ctypes.data % 64 == 0 and out.strides[0] % 64 == 0
-            and out.strides[1] == out.itemsize)
+            and out.strides[1] == out.itemsize and lanes * out.itemsize % 64 == 0)
 
 
 def prune_rows(bits: np.ndarray, out: np.ndarray, fmt: str, n: int, m: int,
@@ -125,7 +125,7 @@ def prune_rows(bits: np.ndarray, out: np.ndarray, fmt: str, n: int, m: int,
     """
     if bits.size:
         spec, f = _variant(bits.shape[1], m, fmt, factor)
-        stream = can_stream(bits, out) if stream is None else stream
+        stream = can_stream(bits, out, spec.lanes) if stream is None else stream
         with _threads_for(bits.nbytes):
             _prune_kernel(bits, out, f, n, dataclasses.replace(spec, stream=stream), spec)
 

@@ -43,8 +43,8 @@ def key_bits(fmt: str, scored: bool) -> int:
 
 
 def block_lanes(m: int, fmt: str, scored: bool) -> int:
-    """Channels per SIMD block (a multiple of m)."""
-    return max(512 // key_bits(fmt, scored), m)
+    """Channels per SIMD block: the most whole groups of m that fit 512 bits of keys (at least one)."""
+    return m * max(1, 512 // key_bits(fmt, scored) // m)
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,7 @@
 Decoded offline from ``validation/probe/cslt_layouts.npz`` (``torch._cslt_compress`` on an H200,
 torch 2.11 + cuSPARSELt 0.8.0) and reproduced bit-for-bit there for bf16/fp16/int8/fp8 at
 32x64 ... 256x512. NVIDIA calls the layout internal: the GPU writer that follows it
-(``gpu_triton``) is re-checked against ``_cslt_compress`` at run time (``kernels_gpu``).
+(``triton_prune``) is re-checked against ``_cslt_compress`` at run time (``pruner.fused_layout_ok``).
 
 Layout of ``_cslt_compress(x)`` for ``x`` of shape [R, K] (K a multiple of 64 here):
 

@@ -1,14 +1,14 @@
-"""Triton kernels for N:M activation pruning on NVIDIA GPUs (imported lazily by ``kernels_gpu``).
+"""Triton kernels for N:M activation pruning on NVIDIA GPUs (launched by ``ampersim.kernels.gpu.pruner``).
 
-Semantics match the CPU pruner: score = |x| (times a static per-channel fp32 factor if given, the
-product taken in fp32); in every group of M consecutive elements along the last dim the N best
-scores are kept; equal scores: the lower index wins; NaN scores rank above everything (+inf too).
-Pruned elements are written as +0.
+Semantics: ``ampersim.kernels.reference``: score = |x| (times a static per-channel fp32 factor if
+given, the product taken in fp32); in every group of M consecutive elements along the last dim the
+N best scores are kept; equal scores: the lower index wins; NaN scores rank above everything (+inf
+too). Pruned elements are written as +0.
 
 Kernels:
 - ``mask_kernel``: any N:M with M a power of two, dense masked output (the ``fused_mask`` impl).
 - ``compress24_kernel``: 2:4 prune + cuSPARSELt compression in one pass (``fused_cslt``): reads X
-  once, writes the kept values and the metadata in the layout of ``gpu_layout`` (16-bit data).
+  once, writes the kept values and the metadata in the layout of ``cslt_layout`` (16-bit data).
 - ``absmax_kernel`` then ``quant_compress24_kernel``: per-token absmax (atomic max per row), then
   2:4 prune + int8 quantization + compression in the 8-bit layout; both grids cover rows x K blocks.
 - ``absmax_kernel`` then ``quant_kernel``: per-token int8 quantization, optionally 2:4-pruned, dense.
