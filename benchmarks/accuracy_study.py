@@ -432,6 +432,9 @@ def _trend_text(models: list[dict[str, Any]], paper: dict[str, Any]) -> list[str
                            f"{math.log(b['ppl_ratio']):+.3f} (difference {diff:+.3f} ± {se:.3f}): the {ratio:.1f}x larger "
                            f"model's perplexity penalty is {verdict}.")
     out += _computed_claims(models, paper)
+    models = [m for m in models if m["rows"]]  # with at least one pruned variant
+    if not models:
+        return out
     families = sorted({m["family"] for m in models})
     sizes = sorted(m["parameters"] for m in models)
     steps = [f"{a['display_name']} -> {b['display_name']}" for a, b in zip(models, models[1:])
