@@ -61,8 +61,8 @@ class AccuracyResults(BaseModel):
         return "quiz_acc" if self.dense.quiz_acc is not None else "ppl"
 
 
-class AccuracyStudy(BaseModel):
-    """Every model of one accuracy study, in the study's order."""
+class AccuracyFile(BaseModel):
+    """An accuracy results file: every model of one study, in the study's order."""
 
     model_config = ConfigDict(frozen=True, extra="allow")
 
@@ -87,7 +87,7 @@ def default_accuracy_path() -> Path | None:
         return None
 
 
-def load_accuracy_study(path: str | Path) -> AccuracyStudy:
+def load_accuracy_file(path: str | Path) -> AccuracyFile:
     """Parse and validate an accuracy results file; InvalidData names the file and field."""
     path = Path(path)
     try:
@@ -100,9 +100,9 @@ def load_accuracy_study(path: str | Path) -> AccuracyStudy:
     try:
         if single:
             results = AccuracyResults.model_validate(data)
-            study = AccuracyStudy(environment=results.environment, models=[results])
+            study = AccuracyFile(environment=results.environment, models=[results])
         else:
-            study = AccuracyStudy.model_validate(data)
+            study = AccuracyFile.model_validate(data)
     except ValidationError as exc:
         err = exc.errors()[0]
         field = ".".join(str(p) for p in err["loc"]) or "(top level)"
@@ -114,4 +114,4 @@ def load_accuracy_study(path: str | Path) -> AccuracyStudy:
 
 def load_accuracy(path: str | Path, model: str | None = None) -> AccuracyResults:
     """One model's results from an accuracy results file (default: the study's first model)."""
-    return load_accuracy_study(path).for_model(model)
+    return load_accuracy_file(path).for_model(model)
