@@ -124,3 +124,15 @@ def test_user_text_too_short_names_the_window(tmp_path):
     with pytest.raises(InvalidArgument, match="the text has 3 tokens, fewer than one window of 8") as info:
         token_windows(_CharTokenizer(), "abc", 8, 1)
     assert info.value.field == "window_tokens"
+
+
+def test_local_lm_eval_task_does_not_run_the_quiz_twice():
+    from types import SimpleNamespace
+
+    from ampersim.eval.experiment import prepare_eval_set
+
+    loaded = SimpleNamespace(tokenizer=None, add_bos=False)
+    only_lm_eval = prepare_eval_set(loaded, (), lm_eval_tasks=("ampersim_quiz",), questions=12)
+    assert only_lm_eval.questions == () and len(only_lm_eval.lm_eval_questions) == 12
+    both = prepare_eval_set(loaded, ("quiz",), lm_eval_tasks=("ampersim_quiz",), questions=12)
+    assert both.questions == both.lm_eval_questions and both.describe()["quiz_questions"] == 12

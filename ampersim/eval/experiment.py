@@ -18,6 +18,7 @@ from ampersim.core.errors import InvalidArgument
 from ampersim.core.patterns import NMPattern
 from ampersim.core.vocab import AMBER_OUTLIERS, POLICY_PRESETS, SCORINGS
 from ampersim.eval import data as evdata
+from ampersim.eval.lm_eval import LOCAL_QUIZ_TASK
 from ampersim.eval.metrics import Evaluation, paired_deltas, perplexity, quiz_accuracy
 
 if TYPE_CHECKING:
@@ -74,6 +75,7 @@ class EvalSet:
     quiz: str = ""
     lm_eval_tasks: tuple[str, ...] = ()
     lm_eval_limit: int | None = None
+    lm_eval_questions: tuple[evdata.Question, ...] = ()  # the local ampersim_quiz task's questions
     add_bos: bool = False
 
     @property
@@ -89,7 +91,7 @@ class EvalSet:
 
         return {"text": self.text, "windows": shape(self.windows)[0], "window_tokens": shape(self.windows)[1],
                 "code": self.code, "code_windows": shape(self.code_windows)[0],
-                "quiz": self.quiz, "quiz_questions": len(self.questions),
+                "quiz": self.quiz, "quiz_questions": len(self.questions or self.lm_eval_questions),
                 "lm_eval_tasks": list(self.lm_eval_tasks), "lm_eval_limit": self.lm_eval_limit}
 
 
@@ -118,12 +120,16 @@ def prepare_eval_set(loaded: "LoadedModel", evals: Sequence[str], *, lm_eval_tas
         corpus = evdata.shipped_corpus("code")
         out.update(code_windows=_code_windows(tok, corpus.text, window_tokens, code_windows, bos),
                    code=corpus.description)
-    if "quiz" in evals or "ampersim_quiz" in lm_eval_tasks:
+    if "quiz" in evals or LOCAL_QUIZ_TASK in lm_eval_tasks:
         limit = questions or None
         chosen = (evdata.read_quiz_files(quizzes, seed=seed, limit=limit) if quizzes
                   else evdata.build_quiz(seed=seed, limit=limit))
         what = f"user quiz ({', '.join(Path(q).name for q in quizzes)})" if quizzes else evdata.SHIPPED_QUIZ
-        out.update(questions=tuple(chosen), quiz=what)
+        out["quiz"] = what
+        if "quiz" in evals:
+            out["questions"] = tuple(chosen)
+        if LOCAL_QUIZ_TASK in lm_eval_tasks:
+            out["lm_eval_questions"] = tuple(chosen)
     return EvalSet(**out)
 
 
@@ -255,7 +261,7 @@ def evaluate(loaded: "LoadedModel", eval_set: EvalSet, *, phase: str = "",
     if eval_set.lm_eval_tasks:
         from ampersim.eval.lm_eval import evaluate_tasks
 
-        result.lm_eval = evaluate_tasks(loaded, eval_set.lm_eval_tasks, questions=eval_set.questions,
+        result.lm_eval = evaluate_tasks(loaded, eval_set.lm_eval_tasks, questions=eval_set.lm_eval_questions,
                                         limit=eval_set.lm_eval_limit)
     return result
 
