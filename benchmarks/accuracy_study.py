@@ -356,7 +356,7 @@ def render_markdown(results: dict[str, Any], paper: dict[str, Any], prefill: dic
                 if r is not None:
                     lines.append(f"| {m['display_name']} | {m['parameters'] / 1e6:.0f} M | {pattern} | "
                                  f"{scoring}/{policy} | {100 * r['coverage']:.1f} | {_row_cells(r)} |")
-    lines += ["", "![trend](accuracy-trend.png)", "",
+    lines += ["", *_status_text(results), "", "![trend](accuracy-trend.png)", "",
               "Trend plot: left, perplexity change (symlog scale) against parameter count; right, quiz accuracy "
               "change with ±2 paired standard errors. Hollow markers: the paper's reported average zero-shot "
               f"accuracy change on Llama-3.1-8B and Qwen2-7B ({paper['source']}; other tasks, reported, not "
@@ -389,6 +389,24 @@ def render_markdown(results: dict[str, Any], paper: dict[str, Any], prefill: dic
     return "\n".join(lines) + "\n"
 
 
+def _status_text(results: dict[str, Any]) -> list[str]:
+    """How much of the planned grid is in the cells, and what a resumed run would add."""
+    planned = [c for tier in variant_tiers(list(PATTERNS)) for c in tier]
+    done = {m["model"]: len(m["rows"]) + len(m["extra_rows"]) for m in results["models"]}
+    total = len(planned) * len(MODELS)
+    have = sum(done.values())
+    if have >= total:
+        return [f"Status: all {total} planned cells evaluated."]
+    per_model = ", ".join(f"{MODELS_DISPLAY.get(n, n)} {done.get(n, 0)}/{len(planned)}" for n in MODELS)
+    return [f"Status: **partial** — {have} of {total} planned variant cells evaluated ({per_model}); "
+            "`python benchmarks/accuracy_study.py` resumes from the cells file in priority order (the 8:16 method "
+            "and baseline on every model, then 2:4, the rest of the grid, outlier handling and W8A8)."]
+
+
+MODELS_DISPLAY = {"smollm2-135m": "SmolLM2 135M", "gemma-3-270m": "Gemma 3 270M",
+                  "qwen2.5-coder-0.5b": "Qwen2.5-Coder 0.5B", "qwen2.5-coder-1.5b": "Qwen2.5-Coder 1.5B"}
+
+
 def _earlier_text(earlier: dict[str, Any], name: str) -> list[str]:
     """The previous study's full grid on SmolLM2-135M (more windows and questions), kept for reference."""
     ev, env, d = earlier["evaluation"], earlier["environment"], earlier["dense"]
@@ -417,6 +435,19 @@ def _trend_text(models: list[dict[str, Any]], paper: dict[str, Any]) -> list[str
                 parts.append(f"{m['display_name']} {_pct(r['ppl_ratio'])} % ppl / {r['quiz_acc_delta']:+.3f} acc")
         if parts:
             out.append(f"- {pattern} amber/amber, by size: " + "; ".join(parts) + ".")
+    for pattern in ("8:16", "2:4"):
+        points = [(m, r) for m in models if (r := _find(m["rows"], pattern, "amber", "amber"))]
+        if len(points) >= 2:
+            low = min(points, key=lambda p: p[1]["ppl_ratio"])
+            high = max(points, key=lambda p: p[1]["ppl_ratio"])
+            gap = math.log(high[1]["ppl_ratio"]) - math.log(low[1]["ppl_ratio"])
+            se = math.hypot(low[1]["log_ppl_delta_stderr"], high[1]["log_ppl_delta_stderr"])
+            span = max(m["parameters"] for m, _ in points) / min(m["parameters"] for m, _ in points)
+            out.append(f"- {pattern} amber/amber across {len(points)} models spanning {span:.1f}x in parameters: "
+                       f"perplexity cost from {_pct(low[1]['ppl_ratio'])} % ({low[0]['display_name']}) to "
+                       f"{_pct(high[1]['ppl_ratio'])} % ({high[0]['display_name']}); the largest gap is "
+                       + ("within 2 standard errors (no size effect resolved)." if gap <= 2 * se
+                          else f"{gap / se:.1f} standard errors."))
     qwen = [m for m in models if m["family"] == "qwen2"]
     if len(qwen) == 2:
         small, large = qwen
