@@ -205,7 +205,8 @@ def test_real_smollm2_config_matches_shipped_spec(monkeypatch):
 
 
 GGUF_KEYS = {"num_layers": "block_count", "hidden_size": "embedding_length", "intermediate_size": "feed_forward_length",
-             "num_heads": "attention.head_count", "num_kv_heads": "attention.head_count_kv"}
+             "num_heads": "attention.head_count", "num_kv_heads": "attention.head_count_kv",
+             "rope_theta": "rope.freq_base"}
 
 
 @pytest.mark.parametrize("name", ["qwen2.5-coder-0.5b", "qwen2.5-coder-1.5b", "gemma-3-270m"])
