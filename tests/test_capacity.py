@@ -1,20 +1,31 @@
-"""Capacity planning: traffic inputs, the replica search, and its bad inputs."""
+"""Capacity planning: the replicas × tp search under TTFT/TPOT SLOs, its physics, and `ampersim plan`."""
+
+import json
 
 import numpy as np
 import pytest
 
-from ampersim.econ.capacity import Traffic, parse_percentile, plan_capacity, require_feasible
-from ampersim.econ.queueing import build_step_tables, simulate
-from ampersim.econ.traffic import lognormal, parse_prompt_dist, poisson_arrivals, read_trace
-from ampersim.core.errors import InvalidArgument, InvalidData, NotFound
+from ampersim.cli import main
+from ampersim.core.errors import InvalidArgument
+from ampersim.econ.capacity import (
+    build_replica, parse_percentile, plan_capacity, require_feasible, scenario_outputs, scenario_prompts,
+)
+from ampersim.econ.serving import H_E2E, H_TPOT, H_TTFT, SLO, simulate
+from ampersim.econ.traffic import Traffic, fixed
+from ampersim.hardware.registry import load_profile
+from ampersim.models.registry import load_model_spec
+from ampersim.sim.engine import engine_for
+from ampersim.sim.scenario import load_scenario
+
+H100 = load_profile("h100-sxm")
+CHAT = load_scenario("chat").with_overrides(pattern="2:4")
+SPEC = load_model_spec(CHAT.model)
+ENGINE = engine_for(H100)
 
 
-def step(total, sum_sq):
-    dense = 0.004 + 50e-6 * np.asarray(total) + 4e-9 * np.asarray(sum_sq)
-    return dense, 0.7 * dense
-
-
-TABLES = dict(zip(("dense", "sparse"), build_step_tables(step, 8192, 32768)))
+@pytest.fixture(scope="module")
+def replica():
+    return build_replica(H100, CHAT, SPEC, 1, ENGINE)
 
 
 @pytest.mark.parametrize("text,value", [("p50", 50.0), ("p95", 95.0), ("P99", 99.0), ("p99.9", 99.9)])
@@ -24,175 +35,193 @@ def test_percentile_parse(text, value):
 
 @pytest.mark.parametrize("bad", ["95", "p0", "p100", "q95", "p", "p-5"])
 def test_bad_percentile(bad):
-    with pytest.raises(InvalidArgument, match="^percentile ") as info:
+    with pytest.raises(InvalidArgument) as err:
         parse_percentile(bad)
-    assert info.value.field == "percentile"
+    assert err.value.field == "percentile"
 
 
-def test_prompt_dist_forms():
-    rng = np.random.default_rng(0)
-    assert set(parse_prompt_dist("fixed:4096").sample(rng, 10)) == {4096}
-    logn = parse_prompt_dist("lognormal:2000,0.7")
-    assert logn.sample(rng, 200_000).mean() == pytest.approx(2000, rel=0.01)
-    capped = parse_prompt_dist("lognormal:2000,1.5,8000").sample(rng, 10_000)
-    assert capped.max() == 8000 and capped.min() >= 1
+def test_workload_lengths():
+    assert scenario_prompts(CHAT).mean() == pytest.approx(0.5 * 512 + 0.3 * 1024 + 0.2 * 2048)
+    assert scenario_outputs(CHAT).mean() == pytest.approx(211)
+    assert scenario_outputs(load_scenario("prefill-4k")).mean() == 0
 
 
-@pytest.mark.parametrize("bad", ["fixed:0", "fixed:x", "lognormal:2000", "lognormal:0,1", "uniform:5", "trace:"])
-def test_bad_prompt_dist(bad):
-    with pytest.raises(InvalidArgument, match="^prompt_dist ") as info:
-        parse_prompt_dist(bad)
-    assert info.value.field == "prompt_dist"
+def _traffic(rate, outputs=None, duration=120.0, seed=1):
+    return Traffic(rate, scenario_prompts(CHAT), duration, outputs=outputs or scenario_outputs(CHAT), seed=seed)
 
 
-def test_trace_forms(tmp_path):
-    plain = tmp_path / "lengths.txt"
-    plain.write_text("# one prompt per line\n100\n300\n\n300\n")
-    dist = read_trace(plain)
-    assert dict(zip(dist.lengths.tolist(), dist.weights.tolist())) == pytest.approx({100: 1 / 3, 300: 2 / 3})
-    hist = tmp_path / "hist.csv"
-    hist.write_text("tokens,count\n512,3\n2048,1\n")
-    assert read_trace(hist).mean() == pytest.approx((3 * 512 + 2048) / 4)
-    azure = tmp_path / "azure.csv"
-    azure.write_text(
-        "TIMESTAMP,ContextTokens,GeneratedTokens\n2023-11-16 18:15:46.68,374,44\n2023-11-16 18:15:50.1,1000,9\n"
-    )
-    assert parse_prompt_dist(f"trace:{azure}").lengths.tolist() == [374, 1000]
+def test_latency_grows_with_rate_and_output_length(replica):
+    def run(requests, replicas=1):
+        return simulate(requests, replicas, replica.costs, ENGINE, replica.memory.kv_blocks, "dense")
+
+    low, high = run(_traffic(5.0)), run(_traffic(25.0))
+    assert high.pct(H_TTFT, 95) > low.pct(H_TTFT, 95) and high.pct(H_TPOT, 95) > low.pct(H_TPOT, 95)
+    short, long = run(_traffic(10.0, fixed(50, minimum=0))), run(_traffic(10.0, fixed(400, minimum=0)))
+    assert long.pct(H_E2E, 50) > short.pct(H_E2E, 50) and long.pct(H_TPOT, 95) > short.pct(H_TPOT, 95)
+    assert long.prefill_share < short.prefill_share
 
 
-def test_trace_errors_name_the_line(tmp_path):
-    bad = tmp_path / "bad.txt"
-    bad.write_text("100\n200\n# fine\nabc\n")
-    with pytest.raises(InvalidData, match=r"bad.txt:4: expected a positive integer prompt token count, got 'abc'"):
-        read_trace(bad)
-    neg = tmp_path / "neg.csv"
-    neg.write_text("tokens,count\n100,2\n50,-1\n")
-    with pytest.raises(InvalidData, match=r"neg.csv:3: .*count, got '-1'"):
-        read_trace(neg)
-    header = tmp_path / "header.csv"
-    header.write_text("when,what\n1,2\n")
-    with pytest.raises(InvalidData, match=r"header.csv:1: no prompt-length column"):
-        read_trace(header)
-    with pytest.raises(NotFound, match="file not found"):
-        parse_prompt_dist(f"trace:{tmp_path / 'missing.txt'}")
-    binary = tmp_path / "binary.bin"
-    binary.write_bytes(b"\xff\xfe\x00\x01")
-    with pytest.raises(InvalidData, match="cannot read trace"):
-        read_trace(binary)
+CHAT_SLO = SLO(1.0, 0.05, 95.0)
 
 
-@pytest.mark.parametrize("rate", [0.0, -3.0])
-def test_rate_must_be_positive(rate):
-    with pytest.raises(InvalidArgument, match="rate_per_s .*must be > 0") as info:
-        Traffic(rate, lognormal(100, 0.5), 60)
-    assert info.value.field == "rate_per_s"
+def _plan(rate, outputs=None, slo=CHAT_SLO, tp=1, duration=120.0):
+    prompts = scenario_prompts(CHAT)
+    outputs = outputs or scenario_outputs(CHAT)
+    return plan_capacity(H100, CHAT, _traffic(rate, outputs, duration), slo, ENGINE, prompts=prompts,
+                         outputs=outputs, spec=SPEC, tp=tp, usd_per_gpu_hour=2.0)
 
 
-def test_poisson_arrival_rate():
-    times = poisson_arrivals(np.random.default_rng(1), 50.0, 2000.0)
-    assert len(times) == pytest.approx(100_000, rel=0.01)
-    assert np.all(np.diff(times) >= 0) and times[-1] < 2000.0
-
-
-def _plan(rate=30.0, slo=0.8, pct=95.0, dist=None):
-    traffic = Traffic(rate, dist or lognormal(2048, 0.8, 32768), 600, seed=3)
-    return traffic, plan_capacity(
-        TABLES, traffic, slo_ttft_s=slo, percentile=pct, max_seqs=256, tp=2, usd_per_gpu_hour=2.0
-    )
-
-
-def test_plan_finds_the_smallest_fleet():
-    traffic, plan = _plan()
-    arrival, lengths = traffic.draw()
-    keep = arrival >= traffic.warmup_fraction * traffic.duration_s
+def test_plan_finds_the_smallest_fleet(replica):
+    slo = SLO(0.3, 0.02, 95.0)
+    plan = _plan(40.0, slo=slo)
+    requests = _traffic(40.0)
     for path in ("dense", "sparse"):
-        n = plan.paths[path].fleet.replicas
-        at_n = simulate(arrival, lengths, n, TABLES[path], 256).ttft_s[keep]
-        below = simulate(arrival, lengths, n - 1, TABLES[path], 256).ttft_s[keep]
-        assert np.percentile(at_n, 95) <= 0.8 < np.percentile(below, 95)
-        assert plan.gpus(path) == 2 * n
-        assert plan.usd_per_day(path) == pytest.approx(2 * n * 2.0 * 24)
-        assert 0 < plan.paths[path].fleet.utilization < 1
-    assert plan.paths["sparse"].fleet.replicas <= plan.paths["dense"].fleet.replicas
+        fleet = plan.paths[path].fleet
+        n = fleet.replicas
+        at_n = simulate(requests, n, replica.costs, ENGINE, replica.memory.kv_blocks, path)
+        below = simulate(requests, n - 1, replica.costs, ENGINE, replica.memory.kv_blocks, path)
+        assert at_n.pct(H_TTFT, 95) <= 0.3 and at_n.pct(H_TPOT, 95) <= 0.02
+        assert below.pct(H_TTFT, 95) > 0.3 or below.pct(H_TPOT, 95) > 0.02
+        assert plan.gpus(path) == n and plan.usd_per_day(path) == pytest.approx(n * 2.0 * 24)
+        assert 0 < fleet.prefill_share < 1 and 0.99 < fleet.goodput <= 1
+    assert plan.gpus("sparse") <= plan.gpus("dense")
+    effect = plan.effect
+    assert effect.isolated_prefill_speedup > 1 and effect.in_fleet_prefill_speedup > 1
+    assert effect.expected_saving == pytest.approx(effect.prefill_share * (1 - 1 / effect.in_fleet_prefill_speedup))
 
 
-def test_more_traffic_needs_more_gpus():
-    assert _plan(rate=60.0)[1].gpus("dense") > _plan(rate=15.0)[1].gpus("dense")
+def test_more_traffic_and_longer_outputs_need_more_gpus():
+    slo = SLO(0.5, 0.03, 95.0)
+    assert _plan(40.0, slo=slo).gpus("dense") > _plan(10.0, slo=slo).gpus("dense")
+    short = _plan(20.0, fixed(50, minimum=0), slo=slo).gpus("dense")
+    assert _plan(20.0, fixed(600, minimum=0), slo=slo).gpus("dense") > short
 
 
-def test_unmeetable_slo_names_lowest_ttft():
-    solo_p95_dense = step(8192, 8192**2)[0]  # an idle replica, one full 8,192-token prompt
-    with pytest.raises(InvalidArgument, match=r"TTFT SLO 1 ms:.*lowest achievable.*dense [\d.]+ ms, sparse") as info:
-        require_feasible(_plan(slo=0.001, dist=parse_prompt_dist("fixed:8192"))[1])
-    assert info.value.field == "slo_ttft_s"
-    _, plan = _plan(slo=0.5 * (solo_p95_dense + 0.7 * solo_p95_dense), dist=parse_prompt_dist("fixed:8192"))
-    assert not plan.paths["dense"].feasible and plan.paths["sparse"].feasible
-    assert plan.paths["dense"].min_ttft_s == pytest.approx(solo_p95_dense)
-    assert plan.gpus("dense") is None and plan.usd_per_day("dense") is None
+def test_tp_search_prefers_fewest_gpus():
+    plan = _plan(10.0, tp=None)
+    tried = {c.tp for c in plan.candidates if c.path == "dense"}
+    assert tried == {1, 2, 4, 8}
+    best = plan.paths["dense"]
+    assert best.fleet.gpus == min(c.fleet.gpus for c in plan.candidates if c.path == "dense" and c.fleet)
 
 
-# -- the `ampersim plan` command --------------------------------------------------------------------
+def test_unmeetable_slo_names_the_lowest_achievable():
+    with pytest.raises(InvalidArgument, match=r"no fleet meets p95 TTFT <= 5 ms and TPOT <= 1 ms; the lowest "
+                                              r"achievable .* is dense TTFT [\d.]+ ms \(tp 1\), TPOT [\d.]+ ms") as err:
+        require_feasible(_plan(5.0, slo=SLO(0.005, 0.001, 95.0)))
+    assert err.value.field == "slo_ttft_s"
+
+
+def test_model_that_fits_nowhere_says_what_it_needs():
+    rag = load_scenario("rag-long-prompt")  # llama-3.1-70b: 141 GB of bf16 weights
+    l4 = load_profile("l4")
+    with pytest.raises(InvalidArgument, match=r"llama-3.1-70b fits at no tensor-parallel degree on l4 \(tried tp 1\): "
+                                              r"at tp 1 each GPU needs 141\.\d GB of weights .* more than the 21\.6 GB "
+                                              r"usable") as err:
+        plan_capacity(l4, rag, Traffic(1.0, scenario_prompts(rag), 60, outputs=scenario_outputs(rag)),
+                      SLO(10.0, None, 95.0), engine_for(l4), prompts=scenario_prompts(rag),
+                      outputs=scenario_outputs(rag), tp=1)
+    assert err.value.field == "profile"
+
+
+# -- prefill-only planning reproduces the results of the prefill-only planner it replaced --------------
+# `ampersim plan --profile h100-sxm ... --format json` at commit 490de05 (prefill queue, no decode).
+BEFORE = {
+    "fixed 4096 at 40/s": (["--workload", "prefill-4k", "--rate", "40", "--slo-ttft-ms", "800", "--prompt-dist",
+                            "fixed:4096", "--pattern", "2:4"], 47509,
+                           {"dense": (4, 596.4174, 247.2679, 851.5332, 0.93675),
+                            "sparse": (4, 299.6837, 169.3395, 386.6123, 0.84960)}),
+    "lognormal 2048 at 20/s": (["--workload", "prefill-4k", "--rate", "20", "--slo-ttft-ms", "800", "--prompt-dist",
+                                "lognormal:2048,0.8", "--pattern", "2:4", "--duration-s", "600"], 11530,
+                               {"dense": (2, 231.7203, 56.5092, 381.9619, 0.53453),
+                                "sparse": (2, 188.3476, 42.9558, 325.1568, 0.48189)}),
+}
+
+
+@pytest.mark.parametrize("case", list(BEFORE))
+def test_prefill_only_reproduces_the_previous_planner(capsys, case):
+    args, requests, before = BEFORE[case]
+    assert main(["plan", "--profile", "h100-sxm", *args, "--output-dist", "fixed:0", "--tp", "1", "--max-seqs",
+                 "256", "--format", "json"]) == 0
+    rows = {r["path"]: r for r in json.loads(capsys.readouterr().out)["results"]}
+    for path, (replicas, p95, p50, p99, utilization) in before.items():
+        row = rows[path]
+        assert row["replicas"] == replicas and row["requests"] == requests
+        assert row["ttft_ms"] == pytest.approx(p95, rel=0.005)  # the SLO percentile
+        assert row["ttft_p99_ms"] == pytest.approx(p99, rel=0.005)
+        assert row["ttft_p50_ms"] == pytest.approx(p50, rel=0.035)  # the old step table interpolated in context
+        assert row["utilization"] == pytest.approx(utilization, rel=0.005)
+
+
+# -- the command -----------------------------------------------------------------------------------
 def _cli(*args):
-    from ampersim.cli import main
-
     return main(["plan", "--profile", "h100-sxm", *args])
 
 
-def test_plan_cli_json(capsys):
-    import json
-
-    assert (
-        _cli(
-            "--rate",
-            "20",
-            "--slo-ttft-ms",
-            "800",
-            "--pattern",
-            "2:4",
-            "--prompt-dist",
-            "lognormal:2048,0.8",
-            "--duration-s",
-            "300",
-            "--format",
-            "json",
-        )
-        == 0
-    )
+def test_plan_cli_done_when(capsys):
+    assert _cli("--workload", "chat", "--rate", "20", "--slo-ttft-ms", "1000", "--slo-tpot-ms", "50",
+                "--duration-s", "120", "--format", "json") == 0
     out = json.loads(capsys.readouterr().out)
-    assert out["percentile"] == "p95" and out["usd_per_gpu_hour"] > 0 and out["price_date"]
+    assert out["percentile"] == "p95" and out["usd_per_gpu_hour"] > 0 and out["output_source"].startswith("derived:")
     rows = {r["path"]: r for r in out["results"]}
-    assert rows["sparse"]["gpus"] <= rows["dense"]["gpus"]
     for row in rows.values():
-        assert row["ttft_ms"] <= 800 and row["usd_per_day"] == pytest.approx(row["gpus"] * out["usd_per_gpu_hour"] * 24)
+        assert row["ttft_ms"] <= 1000 and row["tpot_ms"] <= 50 and row["tp"] >= 1 and row["replicas"] >= 1
+        assert 0 < row["prefill_share"] < 1 and row["goodput"] > 0.9 and row["itl_p99_ms"] > 0
+        assert row["usd_per_day"] == pytest.approx(row["gpus"] * out["usd_per_gpu_hour"] * 24)
+    effect = out["effect"]
+    assert set(effect) >= {"isolated_prefill_speedup", "in_fleet_prefill_speedup", "prefill_share",
+                           "expected_saving", "gpus", "same_fleet"}
+    assert {c["tp"] for c in out["candidates"]} == {1, 2, 4, 8}
 
 
 def test_plan_cli_table(capsys):
-    assert _cli("--rate", "5", "--slo-ttft-ms", "2000", "--percentile", "p99", "--duration-s", "200") == 0
+    assert _cli("--rate", "5", "--slo-tpot-ms", "40", "--percentile", "p99", "--pattern", "2:4", "--tp", "1",
+                "--duration-s", "100") == 0
     out = capsys.readouterr().out
-    assert "ttft_p99_ms" in out and "dense" in out and "sparse" in out and "$6.16/GPU-hour" in out
+    assert "tpot_p99_ms" in out and "$6.16/GPU-hour" in out and "end-to-end effect of 2:4 sparsity" in out
+    assert "no TTFT SLO" in out
 
 
 @pytest.mark.parametrize(
     "args,message",
     [
         (["--rate", "0", "--slo-ttft-ms", "500"], "--rate 0: the request rate must be > 0"),
-        (["--rate", "-2", "--slo-ttft-ms", "500"], "--rate -2: the request rate must be > 0"),
+        (["--rate", "5"], "give --slo-ttft-ms, --slo-tpot-ms or both"),
+        (["--slo-ttft-ms", "500"], "give --rate"),
         (["--rate", "5", "--slo-ttft-ms", "500", "--percentile", "p100"], "--percentile 'p100'"),
-        (["--rate", "5", "--slo-ttft-ms", "5", "--duration-s", "100"], "--slo-ttft-ms: TTFT SLO 5 ms: no number"),
-        (["--rate", "5", "--slo-ttft-ms", "0"], "--slo-ttft-ms: the TTFT SLO must be > 0; got 0 ms"),
-        (["--rate", "5", "--slo-ttft-ms", "500", "--max-seqs", "0"], "--max-seqs 0: must be >= 1"),
-        (["--rate", "5", "--slo-ttft-ms", "500", "--prompt-dist", "fixed:0"], "--prompt-dist 'fixed:0': expected fixed:TOKENS"),
-        (["--rate", "0.001", "--slo-ttft-ms", "500", "--duration-s", "1"], "--duration-s 1: no request arrives"),
+        (["--rate", "5", "--slo-ttft-ms", "500", "--output-dist", "fixed:-2"], "--output-dist fixed:-2: tokens"),
+        (["--rate", "5", "--slo-ttft-ms", "500", "--output-dist", "lots"], "--output-dist 'lots': expected"),
+        (["--rate", "5", "--slo-ttft-ms", "1", "--tp", "1", "--duration-s", "60"], "lowest achievable"),
+        (["--rate", "1e6", "--slo-ttft-ms", "1000"], "more than the 2 GB limit"),
+        (["--rate", "5", "--slo-ttft-ms", "500", "--max-batched-tokens", "0"], "--max-batched-tokens 0:"),
     ],
 )
 def test_plan_cli_bad_input(capsys, args, message):
     assert _cli(*args) == 2
-    err = capsys.readouterr().err
-    assert err.startswith("error: ") and message in err and err.count("\n") == 1
+    captured = capsys.readouterr()
+    assert captured.out == ""  # nothing written
+    assert captured.err.startswith("error: ") and message in captured.err and captured.err.count("\n") == 1
 
 
-def test_plan_cli_unreadable_trace(capsys, tmp_path):
-    trace = tmp_path / "trace.csv"
-    trace.write_text("prompt_tokens\n1200\n800\n12x\n")
-    assert _cli("--rate", "5", "--slo-ttft-ms", "500", "--prompt-dist", f"trace:{trace}") == 2
-    assert f"{trace}:4: expected a positive integer prompt token count, got '12x'" in capsys.readouterr().err
+def test_plan_cli_bad_traces(capsys, tmp_path):
+    lengths = tmp_path / "outputs.csv"
+    lengths.write_text("output_tokens\n120\n80\n-4\n")
+    assert _cli("--rate", "5", "--slo-ttft-ms", "500", "--output-dist", f"trace:{lengths}") == 2
+    assert f"{lengths}:4: expected a positive integer output token count, got '-4'" in capsys.readouterr().err
+    requests = tmp_path / "requests.csv"
+    requests.write_text("arrival_s,input_tokens,output_tokens\n0.0,100,10\n0.5,abc,3\n")
+    assert _cli("--trace", str(requests), "--slo-ttft-ms", "500") == 2
+    assert f"{requests}:3: expected a positive integer input token count, got 'abc'" in capsys.readouterr().err
+
+
+def test_plan_cli_replays_a_trace(capsys, tmp_path):
+    rng = np.random.default_rng(0)
+    rows = ["arrival_s,input_tokens,output_tokens"] + [
+        f"{t:.3f},{p},{o}" for t, p, o in zip(np.sort(rng.uniform(0, 60, 300)), rng.integers(100, 2000, 300),
+                                              rng.integers(1, 300, 300))]
+    trace = tmp_path / "requests.csv"
+    trace.write_text("\n".join(rows) + "\n")
+    assert _cli("--trace", str(trace), "--slo-ttft-ms", "1000", "--tp", "1", "--pattern", "2:4",
+                "--format", "json") == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["traffic"].startswith("trace requests.csv: 300 requests") and out["results"][0]["gpus"] >= 1

@@ -37,6 +37,28 @@ def test_predict_json_contract(capsys):
     assert data["comparison"][0]["speedup"] > 1 > data["comparison"][1]["speedup"]
 
 
+def test_predict_json_adds_the_decode_side(capsys):
+    code, out, _ = _run(capsys, "predict", "--profile", "h100-sxm", "--workload", "chat", "--pattern", "2:4",
+                        "--format", "json")
+    data = json.loads(out)
+    for key in ("profile", "model", "tokens", "pattern", "dense_total_s", "sparse_total_s", "speedup", "ops",
+                "weights_gb_per_gpu", "fits_memory", "comparison"):
+        assert key in data  # the keys predict always had
+    assert data["output_tokens"] == [211] * 8 and data["memory"]["kv_bytes_per_token"] == 131072
+    assert data["decode"]["batch"] == 8 and data["decode"]["ops"][0]["name"] == "embedding"
+    assert set(data["request"]) >= {"decode_s", "tpot_s", "e2e_dense_s", "e2e_sparse_s", "e2e_speedup"}
+    code, out, _ = _run(capsys, "predict", "--profile", "h100-sxm", "--workload", "chat", "--output-tokens", "0",
+                        "--format", "json")
+    assert json.loads(out)["decode"] is None
+
+
+def test_predict_table_shows_decode_and_memory(capsys):
+    code, out, _ = _run(capsys, "predict", "--profile", "h100-sxm", "--workload", "chat", "--output-tokens", "64")
+    assert code == 0 and "decode step (dense: decode is never sparsified): batch 8" in out
+    assert "decode_attention" in out and "whole request (64 output tokens each" in out
+    assert "KV cache: 128 KiB per token per GPU" in out and "prune_all" in out
+
+
 def test_predict_csv_and_overrides(capsys):
     code, out, _ = _run(capsys, "predict", "--profile", "h100", "--workload", "chat", "--model", "qwen2-7b",
                         "--tokens", "1024", "--batch", "2", "--pattern", "2:4", "--policy", "all",
@@ -57,6 +79,7 @@ def test_predict_workload_file_and_moe(capsys, tmp_path):
 
 
 @pytest.mark.parametrize("argv,match", [
+    (["--profile", "h100", "--output-tokens", "-1"], "--output-tokens: must be >= 0"),
     (["--profile", "a10"], "unknown hardware profile 'a10' (did you mean:"),
     (["--profile", "a100", "--model", "lama-3.1-8b"], "unknown model"),
     (["--profile", "a100", "--workload", "chatt"], "unknown workload 'chatt' (did you mean: chat"),

@@ -209,3 +209,69 @@ def test_measure_bad_arguments(tmp_path, capsys):
 def test_sparse_gemm_on_gpu_matches_dense_product_of_pruned_input(ops):
     p = ops_torch.prepare_gemm(ops["gate_proj"], request("sparse", "cuda", 50e6))
     assert p.check.ok and p.check.rel_err < 2e-2
+
+
+def test_decode_and_mixed_steps_plan_and_dry_run(tmp_path):
+    """Decode steps (a real KV cache) and mixed steps: the same graph's ops, and whole layers as that step."""
+    small = MeasureTarget("smollm2-135m", load_model_spec("smollm2-135m"))
+    config = MeasureConfig([small], [32], what=frozenset({"decode", "mixed"}), prune_impls=["torch_eager_mask"],
+                           device="cpu", decode_batches=(16, 2), decode_contexts=(64,), mixed_tokens=(64,))
+    labels = [item.label for item in plan(config, ["torch_eager_mask"])]
+    assert "smollm2-135m decode B=2 L=64 bf16 decode_attention dense" in labels
+    assert "smollm2-135m mixed split P=48 B=16 L=64 bf16 attention dense" in labels
+    assert "smollm2-135m decode B=16 L=64 bf16 layer 0 dense" in labels
+    path = tmp_path / "steps.jsonl"
+    with MeasurementWriter(path, header_record({"gpu": "cpu"}, [], "t")) as writer:
+        execute(config, writer, 2**20, stream=open(tmp_path / "progress.txt", "w"))
+    m = read_measurements(path)
+    decode = [r for r in m.records if r.record == "op" and r.op.kind == "decode_attention"]
+    assert decode and decode[0].measured.M in (2, 16) and decode[0].step.decode_context == 64
+    layers = {(r.tokens, r.step.decode_batch) for r in m.records if r.record == "layer"}
+    assert layers == {(0, 16), (0, 2), (48, 16)}  # two decode steps and the dense mixed step
+    predicted = Predictor(m.records).predict(load_profile("h200"))
+    assert len(predicted) == len(m.records) and (predicted > 0).all()
+
+
+def test_chunk_attention_after_a_cached_prefix_matches_its_reference():
+    from ampersim.sim.graph import BatchShape, StepShape, graph_for_step
+    from ampersim.sparsity.policy import resolve_policy
+
+    spec = SMALL.spec
+    step = StepShape(prefill=BatchShape.from_chunks([(40, 24)]))
+    att = next(op for op in graph_for_step(spec, resolve_policy("none", spec), step, "bf16", 1) if op.kind == "attention")
+    p = ops_torch.prepare_attention(att, request())
+    assert p.check.ok and "cached prefix" in p.impl and p.calls[0]().shape[2] == 24
+
+
+def test_mixed_budget_must_suit_the_sparse_kernels():
+    config = MeasureConfig([SMALL], [32], what=frozenset({"mixed"}), device="cpu", decode_batches=(3,),
+                           mixed_tokens=(64,))
+    with pytest.raises(InvalidArgument, match="multiples of 16 rows") as err:
+        config.step_points()
+    assert err.value.field == "mixed_tokens"
+
+
+def test_serving_step_of_a_layer_keeps_decode_rows_dense_under_split():
+    """A mixed step of one layer: under split the decode rows come out exactly as on the dense path,
+    under prune_all they are pruned too; the step writes its new K/V into the caches."""
+    from ampersim.kernels import torch_eager
+    from ampersim.measure.model import DecoderLayer, ServingStep, SparsePath
+
+    spec = TINY.spec
+    torch.manual_seed(0)
+    kinds = frozenset({"q_proj", "gate_proj", "down_proj"})
+    layer = DecoderLayer(spec, kinds, "fp16", "cpu")
+    mask = SparsePath("mask", lambda x: torch_eager.prune(x, "2:4"), False, (2, 4))
+    x = torch.randn(32 + 8, spec.hidden_size, dtype=torch.float16)
+
+    step = ServingStep.build(spec, 32, 16, 8, 40, "split", "fp16", "cpu")  # the same caches for every run
+
+    def run(mixed, path):
+        step.mixed = mixed
+        return layer.step(x, step, path)
+
+    dense, split, every = run("split", None), run("split", mask), run("prune_all", mask)
+    assert torch.equal(split[32:], dense[32:]) and not torch.equal(split[:32], dense[:32])
+    assert not torch.equal(every[32:], dense[32:])
+    assert step.decode_k.shape == (8, spec.num_kv_heads, 40, spec.head_dim)
+    assert step.prefill_k.shape == (1, spec.num_kv_heads, 16 + 32, spec.head_dim)

@@ -146,3 +146,42 @@ def test_timing_note_says_what_the_times_mean():
     dense_only = predict(load_profile("h100-sxm"), Scenario(name="t", model="llama-3.1-8b", prompt_tokens=4096,
                                                             pattern="8:16", policy="amber"))
     assert "cuSPARSELt" not in dense_only.timing_note  # 8:16 runs as masking + dense GEMMs on H100
+
+
+def test_decode_side_of_a_workload_with_outputs():
+    p = predict(load_profile("h100"), load_scenario("chat").with_overrides(pattern="2:4"))
+    assert p.output_tokens == [211] * 8 and p.decode.batch == 8
+    assert all(op.dense_s == op.sparse_s for op in p.decode.ops)  # decode stays dense
+    assert not any(op.kind in ("sparse_gemm", "prune") for op in p.decode.ops)
+    assert p.decode.context_tokens == [x + 105 for x in p.tokens_per_seq]
+    assert p.decode.tokens_per_s == pytest.approx(8 / p.decode.step_s)
+    r = p.request
+    assert r.e2e_dense_s == pytest.approx(p.ttft_dense_s + r.decode_s)
+    assert r.e2e_sparse_s == pytest.approx(p.ttft_sparse_s + r.decode_s)
+    assert r.tpot_s == pytest.approx(r.decode_s / 210) and 1 < r.e2e_speedup < p.speedup
+    assert r.prefill_share == pytest.approx(p.ttft_dense_s / r.e2e_dense_s)
+    assert {m.mixed for m in p.mixed_steps} == {"split", "prune_all", "separate"}
+    by = {m.mixed: m for m in p.mixed_steps}
+    assert by["prune_all"].sparse_s < by["split"].sparse_s < by["split"].dense_s
+
+
+def test_prefill_only_workload_has_no_decode_side():
+    p = predict(load_profile("h100"), load_scenario(DEFAULT_SCENARIO))
+    assert p.output_tokens == [0] and p.decode is None and p.request is None and p.mixed_steps is None
+
+
+def test_scenario_output_lengths_are_validated(tmp_path):
+    from ampersim.core.errors import InvalidData
+
+    base = "name: w\nmodel: llama-3.1-8b\nprompt_tokens: 512\n"
+    good = tmp_path / "good.yaml"
+    good.write_text(base + "output_tokens: {lognormal: {mean: 120, sigma: 0.5, max: 900}}\n"
+                    "output_source: 'assumed: a test'\n")
+    assert load_scenario(good).mean_output_tokens() == 120
+    for bad, match in (("output_tokens: -5\n", r"bad.yaml:4: field 'output_tokens'.*must be >= 0"),
+                       ("output_tokens: [{tokens: 10, share: 0.4}]\n", "shares must sum to 1"),
+                       ("output_tokens: 10\noutput_source: somewhere\n", "field 'output_source'")):
+        path = tmp_path / "bad.yaml"
+        path.write_text(base + bad)
+        with pytest.raises(InvalidData, match=match):
+            load_scenario(path)

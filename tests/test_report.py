@@ -1,17 +1,26 @@
-"""The report: content of every section, self-contained HTML, Markdown with figure files, bad input."""
+"""The report: the study computed once, every section's content, self-contained HTML, Markdown, bad input."""
 
+import collections
+import itertools
 import json
 import re
 
 import pytest
 
+import ampersim.econ.capacity
+import ampersim.report.study
+import ampersim.sim.predict
 from ampersim.cli import main
-from ampersim.econ.capacity import scenario_prompts
+from ampersim.core.sourced import sourced_numbers
+from ampersim.econ.capacity import scenario_outputs, scenario_prompts
 from ampersim.econ.roi import price_basis
 from ampersim.hardware.registry import load_profile
-from ampersim.report.content import ReportInputs, _pareto, _sourced, build_document
 from ampersim.report.html import render_html
 from ampersim.report.markdown import render_markdown
+from ampersim.report.sections import document
+from ampersim.report.study import ReportInputs, build_study, pareto, price_bases
+from ampersim.sim.engine import engine_for
+from ampersim.sim.predict import comparison_patterns
 from ampersim.sim.scenario import load_scenario
 
 ACCURACY = {
@@ -56,7 +65,7 @@ ACCURACY = {
 
 
 def _inputs(tmp_path, accuracy: bool) -> ReportInputs:
-    profiles = [load_profile("h100-sxm"), load_profile("a100-sxm")]
+    profiles = (load_profile("h100-sxm"), load_profile("a100-sxm"))
     scenario = load_scenario("prefill-4k")
     path = tmp_path / "accuracy.json"
     if accuracy:
@@ -64,14 +73,14 @@ def _inputs(tmp_path, accuracy: bool) -> ReportInputs:
     return ReportInputs(
         profiles=profiles,
         scenario=scenario,
-        bases=[price_basis(p) for p in profiles],
-        price_errors=[],
-        rates=[2.0, 10.0],
+        bases=tuple(price_basis(p) for p in profiles),
+        price_notes=(),
+        rates=(2.0, 10.0),
         slo_ttft_s=1.0,
         percentile=95.0,
         prompts=scenario_prompts(scenario),
-        max_batched_tokens=8192,
-        max_seqs=256,
+        outputs=scenario_outputs(scenario),
+        engines=tuple(engine_for(p, max_batched_tokens=8192, max_seqs=256) for p in profiles),
         duration_s=300.0,
         seed=0,
         accuracy_path=path,
@@ -81,8 +90,94 @@ def _inputs(tmp_path, accuracy: bool) -> ReportInputs:
 
 
 @pytest.fixture(scope="module")
-def with_accuracy(tmp_path_factory):
-    return build_document(_inputs(tmp_path_factory.mktemp("acc"), True), lambda _: None)
+def counted_study(tmp_path_factory):
+    """The study with accuracy results, built while every call of ``predict`` is counted per variant."""
+    calls = collections.Counter()
+    real = ampersim.report.study.predict
+
+    def counting(profile, scenario, **kwargs):
+        lengths = tuple(scenario.sequence_lengths())
+        calls[(profile.name, scenario.pattern, scenario.policy, scenario.scoring, lengths)] += 1
+        return real(profile, scenario, **kwargs)
+
+    with pytest.MonkeyPatch.context() as mp:
+        for module in (ampersim.report.study, ampersim.sim.predict):
+            mp.setattr(module, "predict", counting)
+        study = build_study(_inputs(tmp_path_factory.mktemp("acc"), True), lambda _: None)
+    return study, calls
+
+
+@pytest.fixture(scope="module")
+def with_accuracy(counted_study):
+    return document(counted_study[0])
+
+
+def test_each_variant_is_predicted_once(counted_study):
+    study, calls = counted_study
+    sc = study.inputs.scenario
+    lengths = tuple(sc.sequence_lengths())
+    expected = {
+        (p.name, pattern, sc.policy, sc.scoring, lengths)
+        for p in study.inputs.profiles
+        for pattern in comparison_patterns(p, sc)
+    } | {
+        (p.name, row["pattern"], row["policy"], row["scoring"], lengths)
+        for p in study.inputs.profiles
+        for row in ACCURACY["rows"]
+    }
+    assert set(calls) == expected  # the workload's own pattern and the W8A8 row reuse a prediction
+    assert set(calls.values()) == {1}
+    assert study.predictions == len(expected)
+    for p in study.profiles:  # the summary, breakdown and cost sections share one prediction object
+        assert p.prediction in p.by_pattern and p.economics.tokens_per_s["sparse"] == p.prediction.tokens_per_s_sparse
+
+
+def test_sections_only_format(counted_study, monkeypatch):
+    def refuse(*args, **kwargs):
+        raise AssertionError("a section computed a prediction or a plan")
+
+    for module, name in (
+        (ampersim.report.study, "predict"),
+        (ampersim.report.study, "step_seconds"),
+        (ampersim.report.study, "plan_capacity"),
+        (ampersim.sim.predict, "predict"),
+        (ampersim.sim.predict, "step_seconds"),
+        (ampersim.econ.capacity, "plan_capacity"),
+    ):
+        monkeypatch.setattr(module, name, refuse)
+    assert len(document(counted_study[0]).sections) == 7
+
+
+def test_every_table_says_where_its_numbers_come_from(with_accuracy):
+    for section in with_accuracy.sections:
+        if section.anchor != "sources":  # that section's tables are the sources (and the inputs)
+            assert all(t.source for t in section.tables), section.title
+    summary = with_accuracy.sections[0].tables[0].source
+    assert "predicted by ampersim" in summary and "h100-sxm, a100-sxm (official)" in summary and "simulated" in summary
+    frontier = next(s for s in with_accuracy.sections if s.anchor == "frontier")
+    assert frontier.tables[0].source.startswith("measured on smollm2-135m")
+
+
+@pytest.fixture(scope="module")
+def without_accuracy(tmp_path_factory):
+    return build_study(_inputs(tmp_path_factory.mktemp("none"), False), lambda _: None)
+
+
+def test_no_internal_references(with_accuracy, without_accuracy, tmp_path):
+    for doc in (with_accuracy, document(without_accuracy)):
+        for text in (render_html(doc), render_markdown(doc, tmp_path / "r.md")[0]):
+            assert not re.search(r"\bissues?\s*#?\d", text, re.IGNORECASE)
+
+
+def test_price_bases_note_unpriced_profiles():
+    from ampersim.hardware.profile import Prices
+
+    priced = load_profile("h100-sxm")
+    unpriced = load_profile("l4").model_copy(update={"name": "l4-noprice", "prices": Prices()})
+    bases, notes = price_bases([priced, unpriced, unpriced], [None, None, 1.5], [None, None, None])
+    assert bases[0].cloud_usd_per_gpu_hour == priced.prices.cloud_usd_per_gpu_hour
+    assert bases[1] is None and len(notes) == 1 and "'l4-noprice' has no price" in notes[0]
+    assert bases[2].cloud_usd_per_gpu_hour.value == 1.5  # a price given for it counts
 
 
 def test_sections_and_figures(with_accuracy):
@@ -105,7 +200,7 @@ def test_every_profile_number_and_price_is_listed(with_accuracy):
     sources = with_accuracy.sections[-1]
     h100 = load_profile("h100-sxm")
     table = next(t for t in sources.tables if t.caption.startswith("h100-sxm"))
-    assert len(table.rows) == len(_sourced(h100))
+    assert len(table.rows) == sum(1 for *_, source in sourced_numbers(h100) if source is not None)
     assert {r["field"] for r in table.rows} >= {"memory.bandwidth_gbps", "power.tdp_w", "prices.cloud_usd_per_gpu_hour"}
     prices = next(t for t in sources.tables if t.caption.startswith("prices"))
     assert {(r["profile"], r["item"]) for r in prices.rows} >= {
@@ -121,20 +216,19 @@ def test_frontier_uses_accuracy(with_accuracy):
     assert len(every) == 4 * 2  # every option on both profiles
     assert min(every, key=lambda r: r["cloud $/M tokens"]) == best[0]  # the cheapest option is on the frontier
     assert max(r["quiz_acc"] for r in every) == best[-1]["quiz_acc"]  # and so is the most accurate
-    assert all(a["quiz_acc"] < b["quiz_acc"] for a, b in zip(best, best[1:]))
+    assert all(a["quiz_acc"] < b["quiz_acc"] for a, b in itertools.pairwise(best))
 
 
 def test_pareto_frontier():
     points = [(1.0, 0.70), (2.0, 0.80), (1.5, 0.60), (3.0, 0.75), (2.5, 0.85)]
-    assert _pareto(points, higher_better=True) == [(1.0, 0.70), (2.0, 0.80), (2.5, 0.85)]
-    assert _pareto([(1.0, 30.0), (2.0, 20.0), (3.0, 25.0)], higher_better=False) == [(1.0, 30.0), (2.0, 20.0)]
+    assert pareto(points, higher_better=True) == [(1.0, 0.70), (2.0, 0.80), (2.5, 0.85)]
+    assert pareto([(1.0, 30.0), (2.0, 20.0), (3.0, 25.0)], higher_better=False) == [(1.0, 30.0), (2.0, 20.0)]
 
 
-def test_missing_accuracy_is_said_clearly(tmp_path):
-    inputs = _inputs(tmp_path, False)
-    doc = build_document(inputs, lambda _: None)
-    frontier = next(s for s in doc.sections if s.anchor == "frontier")
-    assert "No accuracy results" in frontier.paragraphs[0] and not frontier.figures
+def test_missing_accuracy_is_said_clearly(without_accuracy):
+    assert without_accuracy.accuracy is None
+    frontier = next(s for s in document(without_accuracy).sections if s.anchor == "frontier")
+    assert "No accuracy results" in frontier.paragraphs[0] and not frontier.figures and not frontier.tables
 
 
 def test_html_is_self_contained(with_accuracy):
@@ -179,6 +273,8 @@ def test_report_cli_html_and_markdown(tmp_path, capsys):
     )
     assert out.read_text().startswith("<!DOCTYPE html>")
     assert (tmp_path / "report.md").is_file() and (tmp_path / "report_files" / "frontier.png").is_file()
+    # each profile plans with its own engine (vLLM's defaults differ by GPU), as `ampersim plan` does
+    assert "h100-sxm 8,192 / 1,024, l4 2,048 / 256" in (tmp_path / "report.md").read_text()
     assert f"wrote {out}" in capsys.readouterr().out
 
 

@@ -5,6 +5,7 @@ from typing import Any
 
 from ampersim.cli.output import add_format_argument, emit, render_table, to_json
 from ampersim.cli.validate import SUMMARY_COLUMNS, SUMMARY_HEADERS, add_common_arguments
+from ampersim.core.vocab import SPARSE_GEMM_IMPLS
 
 STAGE_COLUMNS = ("stage", "n", "fit_mape_before_pct", "fit_mape_after_pct", "values")
 STAGE_HEADERS = {"fit_mape_before_pct": "fit MAPE before %", "fit_mape_after_pct": "fit MAPE after %"}
@@ -20,6 +21,10 @@ def register(subparsers: Any) -> None:
                     "Several measurement files can be combined (e.g. a single-GPU op run and a multi-GPU all-reduce "
                     "run of the same GPU, which calibrates the interconnect).")
     add_common_arguments(parser)
+    parser.add_argument("--sparse-gemm-impl", choices=SPARSE_GEMM_IMPLS,
+                        help="the sparse-GEMM implementation the measured 2:4 GEMMs ran; if it is not the profile's "
+                             "own (efficiency.sparse_gemm_impl), only the 2:4 GEMM stage is fitted, into the profile's "
+                             "sparse_gemm_alternatives under that name, and every other number is kept")
     parser.add_argument("--out", required=True, metavar="FILE", help="calibrated profile YAML to write")
     add_format_argument(parser)
     parser.set_defaults(run=run)
@@ -32,9 +37,10 @@ def run(args: Any) -> int:
     from ampersim.core.yamlio import write_text_atomic
 
     files, profile, holdout = load_checked(args)
-    before = validate(files, profile, holdout)
-    calibrated, stages, holdout = calibrate(files, profile, holdout)
-    after = validate(files, calibrated, holdout)
+    impl = args.sparse_gemm_impl
+    before = validate(files, profile, holdout, impl if impl in profile.efficiency.sparse_gemm_impls else None)
+    calibrated, stages, holdout = calibrate(files, profile, holdout, impl)
+    after = validate(files, calibrated, holdout, impl)
     write_text_atomic(args.out, profile_yaml(calibrated))
     labels = [f.label for f in files]
     result = {"measurements": labels, "profile": profile.name, "out": args.out, "holdout": holdout,
@@ -46,7 +52,8 @@ def run(args: Any) -> int:
     stage_rows = [{**s, "values": ", ".join(f"{k.split('.', 1)[1]}={_fmt(v)}" for k, v in s.get("values", {}).items())}
                   for s in stages]
     emit("\n".join([
-        f"calibrated {profile.name} on {', '.join(labels)} ({before['gpu']}); held out: {', '.join(holdout) or 'none'}",
+        f"calibrated {profile.name} on {', '.join(labels)} ({before['gpu']}); held out: {', '.join(holdout) or 'none'}"
+        f"; sparse GEMMs as {after['sparse_gemm_impl']}",
         render_table(stage_rows, STAGE_COLUMNS, STAGE_HEADERS), "",
         "error after calibration (fit rows were used by the fit; judge it on held-out rows):",
         render_table(after["summary"], SUMMARY_COLUMNS, SUMMARY_HEADERS), "",

@@ -15,7 +15,8 @@ def register(subparsers: Any) -> None:
         "measure", help="measure a workload's op graph on a CUDA GPU (torch)",
         description="Measure the same op graph `ampersim predict` costs: every GEMM shape dense and 2:4-sparse "
                     "(cuSPARSELt), runtime prune/compress implementations, attention, norms and elementwise ops, "
-                    "whole decoder layers and the whole model (random weights) dense vs sparsified. Results are "
+                    "whole decoder layers and the whole model (random weights) dense vs sparsified; with --what "
+                    "decode,mixed also decode steps (a real KV cache) and mixed chunked-prefill steps. Results are "
                     "appended to a JSON-lines file as they land. Needs a CUDA GPU.")
     parser.add_argument("--workload", default="llama-3.1-8b", metavar="NAME[,NAME...]",
                         help="model spec or scenario names/YAML paths, comma-separated (default: llama-3.1-8b); "
@@ -31,7 +32,15 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--policy", metavar="amber|all|none|FILE",
                         help="policy of whole layers/model (default: the workload's, amber for a model name)")
     parser.add_argument("--what", default="ops,layers,model", metavar="LIST",
-                        help="any of ops,layers,model (default: all three)")
+                        help="any of ops,layers,model,decode,mixed (default: ops,layers,model; decode: decode steps, "
+                             "mixed: chunked-prefill steps with decode tokens, their ops and whole layers)")
+    parser.add_argument("--decode-batch", default="1,16,64,256", metavar="B[,B...]",
+                        help="sequences per decode step (default 1,16,64,256; the first also in mixed steps)")
+    parser.add_argument("--decode-context", default="512,4096,32768", metavar="L[,L...]",
+                        help="tokens in each decoding sequence's KV cache (default 512,4096,32768; the first also "
+                             "in mixed steps)")
+    parser.add_argument("--mixed-tokens", default="2048,8192", metavar="N[,N...]",
+                        help="token budget of the mixed steps: decode tokens plus a prefill chunk (default 2048,8192)")
     parser.add_argument("--prune-impls", metavar="LIST",
                         help=f"any of {','.join(MEASURED_PRUNE_IMPLS + DIAGNOSTIC_PRUNE_IMPLS)} "
                              "(default: every one available here)")
@@ -106,7 +115,7 @@ def run(args: Any) -> int:
         tokens=_ints(args.tokens, "--tokens"),
         dtypes=_words(args.dtype, "--dtype", MEASURED_DTYPES),
         pattern=pattern,
-        what=frozenset(_words(args.what, "--what", ("ops", "layers", "model"))),
+        what=frozenset(_words(args.what, "--what", ("ops", "layers", "model", "decode", "mixed"))),
         prune_impls=_words(args.prune_impls, "--prune-impls", MEASURED_PRUNE_IMPLS + DIAGNOSTIC_PRUNE_IMPLS)
         if args.prune_impls else None,
         layer_tokens=_ints(args.layer_tokens, "--layer-tokens"),
@@ -114,7 +123,11 @@ def run(args: Any) -> int:
         extra_dtype_tokens=_ints(args.extra_dtype_tokens, "--extra-dtype-tokens"),
         deadline_s=args.deadline,
         device=args.device,
+        decode_batches=_ints(args.decode_batch, "--decode-batch"),
+        decode_contexts=_ints(args.decode_context, "--decode-context"),
+        mixed_tokens=_ints(args.mixed_tokens, "--mixed-tokens"),
     )
+    config.step_points()  # refuses mixed budgets the 2:4 kernels cannot take, before any GPU work
     if not config.targets:
         raise InvalidArgument("--workload: give at least one model or scenario")
     if args.device == "cuda":

@@ -1,4 +1,5 @@
-"""`ampersim predict`: dense vs N:M-sparse prefill of a workload on one accelerator, op by op."""
+"""`ampersim predict`: dense vs N:M-sparse prefill of a workload on one accelerator, op by op, and the
+decode side of a workload with outputs (a decode step op by op, per-token time, the whole request)."""
 from __future__ import annotations
 
 from typing import Any
@@ -16,6 +17,8 @@ CSV_COLUMNS = ("name", "kind", "layer", "layers", "count", "M", "N", "K", "group
 COMPARE_COLUMNS = ("pattern", "runs_as", "coverage_pct", "total_ms", "speedup", "ttft_ms", "tokens_per_s")
 COMPARE_HEADERS = {"runs_as": "runs as", "coverage_pct": "coverage %", "total_ms": "prefill ms",
                    "ttft_ms": "TTFT ms", "tokens_per_s": "prompt tok/s"}
+DECODE_COLUMNS = ("name", "kind", "M", "N", "K", "dense_us", "bound")
+MIXED_COLUMNS = ("mixed", "prefill_tokens", "decode_tokens", "dense_ms", "sparse_ms", "speedup")
 
 
 def register(subparsers: Any) -> None:
@@ -34,6 +37,8 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--scoring", choices=SCORINGS, help="pruning score (no effect on time)")
     parser.add_argument("--dtype", choices=MEASURED_DTYPES, help="GEMM data type")
     parser.add_argument("--tp", type=int, metavar="N", help="tensor-parallel degree")
+    parser.add_argument("--output-tokens", type=int, metavar="N",
+                        help="tokens generated per request (0: prefill only; default: the workload's)")
     parser.add_argument("--prune-impl", metavar="NAME",
                         help="runtime pruning implementation from the profile's prune_impls "
                              "(default: default_prune_impl for native patterns, default_mask_impl otherwise)")
@@ -54,7 +59,7 @@ def run(args: Any) -> int:
     profile = load_profile(args.profile)
     scenario = load_scenario(args.workload).with_overrides(
         model=args.model, prompt_tokens=args.tokens, batch=args.batch, pattern=args.pattern,
-        policy=args.policy, scoring=args.scoring, dtype=args.dtype, tp=args.tp)
+        policy=args.policy, scoring=args.scoring, dtype=args.dtype, tp=args.tp, output_tokens=args.output_tokens)
     spec = load_model_spec(scenario.model)
     result = predict(profile, scenario, prune_impl=args.prune_impl, spec=spec, sparse_gemm_impl=args.sparse_gemm_impl)
     if args.format == "csv":
@@ -153,7 +158,59 @@ def _render(result: Any, comparison: list[Any], display_name: str) -> str:
     for p in comparison:
         if not p.native and p.pattern != result.pattern:
             out.append(f"{p.pattern}: {p.note}.")
+    out += _memory(result)
+    if result.decode is not None:
+        out += _decode(result)
     return "\n".join(out)
+
+
+def _memory(result: Any) -> list[str]:
+    m = result.memory
+    return [
+        "",
+        f"memory per GPU ({m.capacity_gb:g} GB, gpu_memory_utilization {m.gpu_memory_utilization:g}): weights "
+        f"{m.weights_gb:.2f} GB + activation workspace {m.workspace_gb:.2f} GB + KV cache {m.kv_gb:.2f} GB + runtime "
+        f"reserve {m.reserve_gb:.2f} GB",
+        f"KV cache: {m.kv_bytes_per_token / 1024:g} KiB per token per GPU, {m.kv_blocks:,} blocks of {m.block_size} = "
+        f"{result.max_concurrent_tokens:,} tokens; at most {result.max_concurrent_sequences:,} sequences of this "
+        f"workload's length at once; fits: {'yes' if result.fits_memory else 'NO (see note)'}",
+    ]
+
+
+def _decode(result: Any) -> list[str]:
+    d, r = result.decode, result.request
+    ctx = d.context_tokens
+    shape = f"{d.batch} × {ctx[0]}" if len(set(ctx)) == 1 else f"{d.batch} sequences of {'/'.join(map(str, ctx))}"
+    outs = r.output_tokens
+    out_text = f"{outs[0]}" if len(set(outs)) == 1 else "/".join(map(str, outs))
+    rows = [{"name": op.name, "kind": op.kind, "M": _shape(op.M), "N": _shape(op.N), "K": _shape(op.K),
+             "dense_us": round(op.dense_s * 1e6, 1), "bound": op.bound} for op in d.ops]
+    first = next(tuple(op.layers) for op in d.ops if op.layers)
+    lines = [
+        "",
+        f"decode step (dense: decode is never sparsified): batch {d.batch}, context {shape} tokens "
+        "(each prompt + half its outputs in the KV cache), per layer and model ops",
+        render_table([row for row, op in zip(rows, d.ops) if tuple(op.layers) == first]
+                     + [row for row, op in zip(rows, d.ops) if not op.layers], DECODE_COLUMNS, OP_HEADERS),
+        f"decode step: {d.step_s * 1e3:.3f} ms = time per output token of each sequence; "
+        f"{d.tokens_per_s:,.0f} output tokens/s for the batch",
+        "",
+        f"whole request ({out_text} output tokens each, the batch decoding together): TTFT dense "
+        f"{result.ttft_dense_s * 1e3:.2f} / sparse {result.ttft_sparse_s * 1e3:.2f} ms, then decode "
+        f"{r.decode_s * 1e3:.1f} ms (TPOT {r.tpot_s * 1e3:.3f} ms)",
+        f"end to end: dense {r.e2e_dense_s * 1e3:.1f} ms, sparse {r.e2e_sparse_s * 1e3:.1f} ms, speedup "
+        f"{r.e2e_speedup:.3f}× (prefill is {100 * r.prefill_share:.1f} % of the dense request; prefill speedup "
+        f"{result.speedup:.3f}×)",
+    ]
+    if result.mixed_steps:
+        mixed = [{"mixed": m.mixed, "prefill_tokens": m.prefill_tokens, "decode_tokens": m.decode_tokens,
+                  "dense_ms": round(m.dense_s * 1e3, 3), "sparse_ms": round(m.sparse_s * 1e3, 3),
+                  "speedup": round(m.speedup, 3)} for m in result.mixed_steps]
+        lines += ["", "a full step mixing a prefill chunk with the batch's decode tokens, by mixed-step mode "
+                  "(split: decode rows dense; prune_all: decode rows pruned too; separate: two steps)",
+                  render_table(mixed, MIXED_COLUMNS)]
+    return lines
+
 
 
 def _num_layers(groups: dict[tuple[int, ...], list[Any]]) -> int:

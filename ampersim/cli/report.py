@@ -52,12 +52,13 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ampersim.econ.capacity import check_rate, parse_percentile, scenario_prompts
-    from ampersim.econ.roi import price_basis
-    from ampersim.econ.traffic import parse_prompt_dist
+    from ampersim.cli.econ_args import load_engine
+    from ampersim.econ.capacity import check_rate, parse_percentile, scenario_outputs, scenario_prompts
+    from ampersim.econ.traffic import parse_length_dist
     from ampersim.hardware.registry import load_profile
     from ampersim.report.accuracy import default_accuracy_path
-    from ampersim.report.content import ReportInputs, build_document
+    from ampersim.report.sections import build_document
+    from ampersim.report.study import ReportInputs, price_bases
 
     start = time.perf_counter()
     out = Path(args.out)
@@ -69,29 +70,22 @@ def run(args: argparse.Namespace) -> int:
     rates = _rates(args.rates)
     for rate in rates:
         check_rate(rate)
-    profiles = [load_profile(name) for name in args.profile]
+    profiles = tuple(load_profile(name) for name in args.profile)
     scenario = load_workload(args)
-    prompts = parse_prompt_dist(args.prompt_dist) if args.prompt_dist else scenario_prompts(scenario)
-    hourly = per_profile(args.usd_per_hour, "--usd-per-hour", len(profiles))
-    bought = per_profile(args.purchase_usd, "--purchase-usd", len(profiles))
-    bases, price_errors = [], []
-    for profile, h, b in zip(profiles, hourly, bought):
-        try:
-            bases.append(
-                price_basis(
-                    profile,
-                    usd_per_hour=h,
-                    purchase_usd=b,
-                    lifetime_years=args.lifetime_years,
-                    usd_per_kwh=args.usd_per_kwh,
-                    utilization=args.utilization,
-                )
-            )
-        except InvalidArgument as exc:
-            if h is not None or b is not None or "has no price" not in str(exc):
-                raise
-            bases.append(None)
-            price_errors.append(f"{exc}; cost results leave it out")
+    prompts = parse_length_dist(args.prompt_dist) if args.prompt_dist else scenario_prompts(scenario)
+    outputs = (
+        parse_length_dist(args.output_dist, what="output", field="output_dist")
+        if args.output_dist
+        else scenario_outputs(scenario)
+    )
+    bases, price_notes = price_bases(
+        profiles,
+        per_profile(args.usd_per_hour, "--usd-per-hour", len(profiles)),
+        per_profile(args.purchase_usd, "--purchase-usd", len(profiles)),
+        lifetime_years=args.lifetime_years,
+        usd_per_kwh=args.usd_per_kwh,
+        utilization=args.utilization,
+    )
     accuracy = Path(args.accuracy) if args.accuracy else default_accuracy_path()
     if args.accuracy and not accuracy.is_file():
         raise InvalidArgument(f"--accuracy {accuracy}: file not found")
@@ -99,13 +93,13 @@ def run(args: argparse.Namespace) -> int:
         profiles=profiles,
         scenario=scenario,
         bases=bases,
-        price_errors=price_errors,
-        rates=rates,
+        price_notes=price_notes,
+        rates=tuple(rates),
         slo_ttft_s=args.slo_ttft_ms / 1e3,
         percentile=percentile,
         prompts=prompts,
-        max_batched_tokens=args.max_batched_tokens,
-        max_seqs=args.max_seqs,
+        outputs=outputs,
+        engines=tuple(load_engine(args, profile) for profile in profiles),
         duration_s=args.duration_s,
         seed=args.seed,
         accuracy_path=accuracy,
@@ -117,8 +111,8 @@ def run(args: argparse.Namespace) -> int:
     if out.suffix.lower() == ".md":
         written += _write_markdown(doc, out)
     else:
-        from ampersim.report.html import render_html
         from ampersim.core.yamlio import write_text_atomic
+        from ampersim.report.html import render_html
 
         write_text_atomic(out, render_html(doc))
         written.append(out)
@@ -142,8 +136,8 @@ def _rates(text: str) -> list[float]:
 
 
 def _write_markdown(doc, md_path: Path) -> list[Path]:
-    from ampersim.report.markdown import render_markdown
     from ampersim.core.yamlio import write_bytes_atomic, write_text_atomic
+    from ampersim.report.markdown import render_markdown
 
     text, files = render_markdown(doc, md_path)
     for rel, data in files.items():
@@ -154,7 +148,7 @@ def _write_markdown(doc, md_path: Path) -> list[Path]:
 
 def _command(args: argparse.Namespace, workload: str) -> str:
     parts = ["ampersim report", f"--workload {workload}", *(f"--profile {p}" for p in args.profile)]
-    for flag in ("pattern", "policy", "dtype", "tp", "tokens", "batch", "prompt_dist", "accuracy"):
+    for flag in ("pattern", "policy", "dtype", "tp", "tokens", "batch", "prompt_dist", "output_dist", "accuracy"):
         value = getattr(args, flag)
         if value is not None:
             parts.append(f"--{flag.replace('_', '-')} {value}")

@@ -5,6 +5,7 @@ import sys
 from typing import Any
 
 from ampersim.cli.output import add_format_argument, emit, render_csv, render_table, to_json
+from ampersim.core.vocab import SPARSE_GEMM_IMPLS
 
 SUMMARY_COLUMNS = ("category", "split", "n", "mape_pct", "max_abs_err_pct", "bias_pct")
 SUMMARY_HEADERS = {"mape_pct": "MAPE %", "max_abs_err_pct": "max |err| %", "bias_pct": "mean err %"}
@@ -33,6 +34,10 @@ def register(subparsers: Any) -> None:
                     "graph) and report error per category: MAPE, max error, mean error, and the speedup error "
                     "of dense/sparse pairs, split into fit and held-out models.")
     add_common_arguments(parser)
+    parser.add_argument("--sparse-gemm-impl", choices=SPARSE_GEMM_IMPLS,
+                        help="the sparse-GEMM implementation the measured 2:4 GEMMs ran, costed with the profile's "
+                             "model of it (default: the profile's efficiency.sparse_gemm_impl; others must be among "
+                             "its sparse_gemm_alternatives)")
     parser.add_argument("--plot", metavar="FILE", help="write predicted-vs-measured and error-vs-tokens plots")
     parser.add_argument("--rows", action="store_true", help="also print every row (table format)")
     add_format_argument(parser)
@@ -65,7 +70,7 @@ def run(args: Any) -> int:
     from ampersim.measure.validate import validate
 
     files, profile, holdout = load_checked(args)
-    result = validate(files, profile, holdout)
+    result = validate(files, profile, holdout, args.sparse_gemm_impl)
     if args.plot:
         from ampersim.measure.plots import plot_validation
 
@@ -83,7 +88,7 @@ def run(args: Any) -> int:
 
 def render(result: dict[str, Any], rows: list[dict[str, Any]] | None) -> str:
     parts = [f"{result['profile']} vs {', '.join(result['measurements'])} ({result['gpu']}); held out: "
-             f"{', '.join(result['holdout']) or 'none'}",
+             f"{', '.join(result['holdout']) or 'none'}; sparse GEMMs costed as {result['sparse_gemm_impl']}",
              render_table(result["summary"], SUMMARY_COLUMNS, SUMMARY_HEADERS)]
     if result["speedup_summary"]:
         parts += ["", render_table(result["speedup_summary"], SPEEDUP_COLUMNS, SPEEDUP_HEADERS)]

@@ -15,6 +15,11 @@ SOURCE_RULE = (
 )
 
 
+def is_source(text: str) -> bool:
+    """True if ``text`` is a valid source (see SOURCE_RULE)."""
+    return bool(_SOURCE_RE.match(text.strip()))
+
+
 class Sourced(BaseModel):
     """A number with its source; ``date`` (YYYY-MM[-DD]) is required where values age (prices)."""
 
@@ -27,7 +32,7 @@ class Sourced(BaseModel):
     @field_validator("source")
     @classmethod
     def _check_source(cls, value: str) -> str:
-        if not _SOURCE_RE.match(value.strip()):
+        if not is_source(value):
             raise ValueError(f"source must be {SOURCE_RULE}; got '{value}'")
         return value.strip()
 

@@ -54,8 +54,23 @@ MEASURED_DTYPES: tuple[str, ...] = ("bf16", "fp16", "int8", "fp8")
 """GEMM dtypes the GPU harness measures and ``predict`` offers on the command line."""
 
 # -- the op graph ---------------------------------------------------------------------------------
-OpKind = Literal["gemm", "sparse_gemm", "prune", "attention", "norm", "elementwise", "embedding", "allreduce"]
+OpKind = Literal["gemm", "sparse_gemm", "prune", "attention", "decode_attention", "norm", "elementwise",
+                 "embedding", "allreduce"]
 OP_KINDS: tuple[str, ...] = get_args(OpKind)
+"""attention: the causal attention of prefill tokens (chunks, optionally after a cached prefix);
+decode_attention: one query per running sequence reading its whole KV cache (flash-decoding)."""
+
+OpPath = Literal["both", "dense", "sparse"]
+OP_PATHS: tuple[str, ...] = get_args(OpPath)
+"""Which path of a step an op runs on: both (most ops), or only one when a mixed step splits a
+sparsified linear into a sparse prefill-row GEMM and a dense decode-row GEMM."""
+
+# -- serving: how the sparse path treats a step that mixes prefill chunks and decode tokens -------
+MixedStepMode = Literal["split", "prune_all", "separate"]
+MIXED_STEP_MODES: tuple[str, ...] = get_args(MixedStepMode)
+"""split: prefill rows of a sparsified linear run sparse, decode rows dense (two GEMMs);
+prune_all: every row of a step that holds a prefill chunk is pruned (decode rows too: an accuracy
+risk); separate: the scheduler never mixes, prefill and decode run in separate steps."""
 
 # -- runtime pruning implementations the harness measures (profile ``prune_impls`` keys) -----------
 PruneImplName = Literal["torch_eager_mask", "torch_eager_cslt", "fused_mask", "fused_cslt"]

@@ -1,28 +1,47 @@
-"""Capacity planning: the fewest prefill GPUs that meet a TTFT SLO at a percentile, dense vs sparse.
+"""Capacity planning: the fewest GPUs that serve a request rate under TTFT and/or TPOT SLOs, dense vs sparse.
 
-The fleet is ``replicas`` copies of a ``tp``-GPU model replica fed by one FCFS queue (see
-ampersim.econ.queueing). For each path (dense, sparse) the same seeded traffic is simulated at
-candidate replica counts: galloping from a throughput-based first guess brackets the answer, then
-bisection finds the smallest count whose TTFT percentile meets the SLO (TTFT percentiles fall as
-replicas are added).
+A fleet is ``replicas`` copies of a ``tp``-GPU model replica running the serving engine
+(ampersim.econ.serving). For each path (dense, sparse) and each tensor-parallel degree whose memory
+fit holds the longest request, the same seeded traffic is simulated at candidate replica counts:
+galloping from a throughput-based first guess brackets the answer, then bisection finds the smallest
+count whose percentiles meet the SLOs (they fall as replicas are added). A simulation stops as soon
+as the SLO is certainly missed. The plan per path is the (tp, replicas) with the fewest GPUs.
 """
 
 from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ampersim.econ.queueing import SimResult, StepTable, build_step_tables, simulate, solo_prefill_seconds
-from ampersim.econ.traffic import PromptDist, empirical, fixed, poisson_arrivals
 from ampersim.core.errors import InvalidArgument
+from ampersim.econ.serving import (
+    C_BUSY_PREFILL, C_FINISHED, C_IN_TOKENS, C_OUT_TOKENS, C_PREEMPT, H_E2E, H_ITL, H_TPOT, H_TTFT, SLO, Requests, SimResult,
+    check_state_memory, simulate, solo_times,
+)
+from ampersim.econ.traffic import LengthDist, empirical, fixed, lognormal
 from ampersim.hardware.profile import HardwareProfile
-from ampersim.sim.predict import step_seconds
-from ampersim.sim.scenario import Scenario
+from ampersim.models.spec import ModelSpec
+from ampersim.sim.engine import EngineConfig
+from ampersim.sim.execution import sparse_execution
+from ampersim.sim.graph import allowed_tp
+from ampersim.sim.memory import MemoryFit, memory_fit
+from ampersim.sim.scenario import LognormalLengths, Scenario
+from ampersim.sim.steps import StepCosts, step_costs
+from ampersim.sparsity.policy import resolve_policy
 
+if TYPE_CHECKING:
+    from ampersim.sim.predict import Prediction
+
+PATHS = ("dense", "sparse")
 MAX_REPLICAS = 100_000
+MAX_TP = 8  # assumed: tensor parallelism stays within one 8-GPU node (NVLink / Infinity Fabric domain)
+QUEUE_BOUND_FACTOR = 10.0  # without a TTFT SLO, TTFT may reach this multiple of an idle replica's
+FLOOR_SAMPLE = 20_000  # requests whose idle-replica TTFT/TPOT give the lowest achievable percentiles
 _PCT_RE = re.compile(r"^[pP](\d{1,2}(\.\d+)?)$")
 
 
@@ -48,145 +67,226 @@ def auto_duration_s(rate_per_s: float) -> float:
     return min(3600.0, max(600.0, 50_000.0 / rate_per_s))
 
 
-def scenario_prompts(scenario: Scenario) -> PromptDist:
+def _bins(bins: tuple, description: str) -> LengthDist:
+    return empirical(np.array([b.tokens for b in bins]), np.array([b.share for b in bins]), description)
+
+
+def scenario_prompts(scenario: Scenario) -> LengthDist:
     """The workload's prompt lengths as a distribution (its fixed length or its length mix)."""
     if isinstance(scenario.prompt_tokens, int):
         return fixed(scenario.prompt_tokens)
-    bins = scenario.prompt_tokens
-    mix = ", ".join(f"{b.share:.0%} {b.tokens}" for b in bins)
-    return empirical(
-        np.array([b.tokens for b in bins]),
-        np.array([b.share for b in bins]),
-        f"workload '{scenario.name}' mix: {mix} tokens",
-    )
+    mix = ", ".join(f"{b.share:.0%} {b.tokens}" for b in scenario.prompt_tokens)
+    return _bins(scenario.prompt_tokens, f"workload '{scenario.name}' mix: {mix} tokens")
 
 
-def step_tables(
-    profile: HardwareProfile, scenario: Scenario, max_batched_tokens: int, prompts: PromptDist
-) -> dict[str, StepTable]:
-    """Dense and sparse step-time tables of ``scenario``'s model, dtype, tp and policy on ``profile``."""
-    if max_batched_tokens < 1:
-        raise InvalidArgument(f"max_batched_tokens {max_batched_tokens}: must be >= 1", field="max_batched_tokens")
-    dense, sparse = build_step_tables(
-        lambda t, s: step_seconds(profile, scenario, t, s), max_batched_tokens, prompts.max_tokens()
-    )
-    return {"dense": dense, "sparse": sparse}
+def scenario_outputs(scenario: Scenario) -> LengthDist:
+    """The workload's output lengths as a distribution (fixed 0: prefill only)."""
+    out = scenario.output_tokens
+    if isinstance(out, int):
+        return fixed(out, field="output_dist", minimum=0)
+    if isinstance(out, LognormalLengths):
+        p = out.lognormal
+        return lognormal(p.mean, p.sigma, p.max, field="output_dist")
+    mix = ", ".join(f"{b.share:.0%} {b.tokens}" for b in out)
+    return _bins(out, f"workload '{scenario.name}' outputs: {mix} tokens")
 
 
 @dataclass(frozen=True)
-class Traffic:
-    """Poisson arrivals of ``rate_per_s`` with prompt lengths from ``prompts``, seeded.
+class Replica:
+    """One tensor-parallel replica of the workload's model on a profile: memory fit and step costs."""
 
-    Requests arriving in the first ``warmup_fraction`` of the window are simulated but left out
-    of the statistics (the fleet starts empty).
-    """
+    tp: int
+    memory: MemoryFit
+    costs: StepCosts
+    isolated_speedup: float  # dense / sparse time of the workload's own prefill step at this tp
 
-    rate_per_s: float
-    prompts: PromptDist
-    duration_s: float
-    seed: int = 0
-    warmup_fraction: float = 0.05
 
-    def __post_init__(self) -> None:
-        check_rate(self.rate_per_s)
-        if not self.duration_s > 0:
-            raise InvalidArgument(f"duration_s {self.duration_s:g}: must be > 0 seconds", field="duration_s")
+def build_replica(profile: HardwareProfile, scenario: Scenario, spec: ModelSpec, tp: int,
+                  engine: EngineConfig, *, step: Prediction | None = None) -> Replica:
+    """``step``: the workload's prefill prediction at this tp and engine, when the caller has made it."""
+    policy = resolve_policy(scenario.policy, spec, scenario.pattern, scenario.scoring)
+    execution = sparse_execution(profile, scenario.dtype, policy.pattern)
+    costs = step_costs(profile, spec, policy, execution, scenario.dtype, tp, engine.max_batched_tokens,
+                       engine.kv_dtype)
+    fit = memory_fit(profile, spec, scenario.dtype, tp, engine)
+    if step is None:
+        from ampersim.sim.predict import predict  # the same prefill step `ampersim predict` shows
 
-    def draw(self) -> tuple[np.ndarray, np.ndarray]:
-        """(arrival times s, prompt lengths) — identical for every call with the same fields."""
-        rng = np.random.default_rng(self.seed)
-        arrival = poisson_arrivals(rng, self.rate_per_s, self.duration_s)
-        if len(arrival) == 0:
-            raise InvalidArgument(
-                f"duration_s {self.duration_s:g}: no request arrives at {self.rate_per_s:g} requests/s; "
-                "lengthen the window",
-                field="duration_s",
-            )
-        return arrival, self.prompts.sample(rng, len(arrival))
+        step = predict(profile, scenario.with_overrides(tp=tp), spec=spec, engine=engine)
+    return Replica(tp, fit, costs, step.speedup)
 
 
 @dataclass(frozen=True)
 class FleetStats:
-    """One simulated fleet size."""
+    """One simulated fleet: per-request percentiles (s) and fleet throughput."""
 
     replicas: int
-    ttft_s: float  # at the requested percentile
-    ttft_p50_s: float
-    ttft_p95_s: float
-    ttft_p99_s: float
-    ttft_mean_s: float
-    utilization: float  # busy replica-seconds / (replicas × simulated seconds)
-    tokens_per_step: float
+    tp: int
+    ttft_s: dict[str, float]   # "p50", "pNN" (the SLO percentile), "p99", "mean"
+    tpot_s: dict[str, float]
+    itl_s: dict[str, float]
+    e2e_s: dict[str, float]
+    goodput: float             # share of requests meeting every SLO
+    requests_per_s: float
+    input_tokens_per_s: float
+    output_tokens_per_s: float
+    prefill_share: float       # of busy GPU time
+    utilization: float
+    gpu_s_per_request: float   # busy GPU-seconds per request (replica-seconds × tp)
+    preemptions: int
     requests: int
+
+    @property
+    def gpus(self) -> int:
+        return self.replicas * self.tp
+
+
+def fleet_stats(result: SimResult, tp: int, percentile: float) -> FleetStats:
+    key = f"p{percentile:g}"
+
+    def pcts(which: int) -> dict[str, float]:
+        out = {"p50": result.pct(which, 50), key: result.pct(which, percentile), "p95": result.pct(which, 95),
+               "p99": result.pct(which, 99)}
+        if which != H_ITL:
+            out["mean"] = result.mean(which)
+        return out
+
+    return FleetStats(result.replicas, tp, pcts(H_TTFT), pcts(H_TPOT), pcts(H_ITL), pcts(H_E2E), result.goodput,
+                      result.per_second(C_FINISHED),
+                      result.per_second(C_IN_TOKENS), result.per_second(C_OUT_TOKENS), result.prefill_share,
+                      result.utilization, result.busy_s_per_request * tp, int(result.counters[C_PREEMPT]),
+                      result.requests)
 
 
 @dataclass(frozen=True)
 class PathPlan:
-    """Result for one path: the smallest fleet meeting the SLO, or why none does."""
+    """The smallest fleet of one path at one tp meeting the SLOs, or why none does."""
 
     path: str
+    tp: int
     feasible: bool
-    min_ttft_s: float  # TTFT percentile with unlimited replicas (each prompt alone)
     fleet: FleetStats | None
+    min_ttft_s: float          # SLO percentile of TTFT with every request alone on an idle replica
+    min_tpot_s: float          # the same for TPOT (nan without decode)
     evaluations: int
     note: str = ""
+    memory: MemoryFit | None = None
+    isolated_speedup: float = math.nan
 
 
-def fleet_stats(
-    result: SimResult, arrival: np.ndarray, replicas: int, percentile: float, warmup_s: float
-) -> FleetStats:
-    ttft = result.ttft_s[arrival >= warmup_s]
-    horizon = float((arrival + result.ttft_s).max())
-    p = np.percentile(ttft, [percentile, 50, 95, 99])
-    return FleetStats(
-        replicas,
-        float(p[0]),
-        float(p[1]),
-        float(p[2]),
-        float(p[3]),
-        float(ttft.mean()),
-        result.busy_s / (replicas * horizon),
-        result.tokens / result.steps,
-        len(ttft),
-    )
+@dataclass(frozen=True)
+class SparsityEffect:
+    """How the isolated prefill speedup carries to the fleet (sparse simulated on the dense plan's fleet)."""
+
+    isolated_prefill_speedup: float   # predict's dense/sparse time of the workload's prefill step
+    in_fleet_prefill_speedup: float   # prefill GPU time dense / sparse, same fleet and traffic
+    prefill_share: float              # of the dense fleet's busy GPU time
+    expected_saving: float            # prefill_share × (1 − 1 / in_fleet_prefill_speedup)
+    dense_at_fleet: FleetStats
+    sparse_at_fleet: FleetStats
+    gpus: dict[str, int | None]
+
+    @property
+    def gpu_saving(self) -> float | None:
+        dense, sparse = self.gpus["dense"], self.gpus["sparse"]
+        return None if not dense or sparse is None else 1.0 - sparse / dense
 
 
-def throughput_replicas(table: StepTable, rate_per_s: float, mean_tokens: float, mean_ctx: float) -> float:
-    """Fractional replicas the token rate needs when every step is full (a lower bound's estimate)."""
-    full = table.max_tokens
-    step = float(table.lookup(np.array([full]), np.array([full * mean_ctx]))[0])
-    return rate_per_s * mean_tokens * step / full
+@dataclass(frozen=True)
+class CapacityPlan:
+    """Per path the best (tp, replicas), every candidate tp tried, and the sparsity effect."""
+
+    slo: SLO
+    engine: EngineConfig
+    usd_per_gpu_hour: float | None
+    paths: dict[str, PathPlan]
+    candidates: list[PathPlan]
+    queue_bound_s: dict[str, float] = field(default_factory=dict)  # implicit TTFT bound per path (no TTFT SLO)
+    effect: SparsityEffect | None = None
+
+    def gpus(self, path: str) -> int | None:
+        fleet = self.paths[path].fleet
+        return None if fleet is None else fleet.gpus
+
+    def usd_per_day(self, path: str) -> float | None:
+        gpus = self.gpus(path)
+        return None if gpus is None or self.usd_per_gpu_hour is None else gpus * self.usd_per_gpu_hour * 24.0
 
 
-def min_replicas(
-    table: StepTable,
-    arrival: np.ndarray,
-    lengths: np.ndarray,
-    *,
-    slo_s: float,
-    percentile: float,
-    max_seqs: int,
-    warmup_s: float,
-    path: str,
-) -> PathPlan:
-    """Smallest replica count whose simulated TTFT percentile is <= ``slo_s``."""
-    solo = solo_prefill_seconds(table, lengths[arrival >= warmup_s])
-    floor_s = float(np.percentile(solo, percentile))
-    if floor_s > slo_s:
-        return PathPlan(
-            path, False, floor_s, None, 0, f"even an idle replica needs {floor_s * 1e3:.4g} ms at p{percentile:g}"
-        )
-    rate = len(arrival) / max(float(arrival[-1]), 1e-9)
-    mean_ctx = float((lengths.astype(float) ** 2).sum() / lengths.sum())
-    guess = throughput_replicas(table, rate, float(lengths.mean()), mean_ctx)
-    cache: dict[int, FleetStats] = {}
+def candidate_tps(profile: HardwareProfile, spec: ModelSpec, tp: int | None) -> list[int]:
+    """The tensor-parallel degrees to try: ``tp`` if given, else every valid degree up to MAX_TP that the
+    profile can connect (no interconnect: 1 only)."""
+    if tp is not None:
+        if tp not in allowed_tp(spec):
+            raise InvalidArgument(f"tp {tp} does not divide the heads, KV heads and FFN width of {spec.name}; "
+                                  f"allowed: {', '.join(map(str, allowed_tp(spec)))}", field="tp")
+        if tp > 1 and profile.interconnect is None:
+            raise InvalidArgument(f"tp {tp}: profile {profile.name} has no interconnect, so only tp 1", field="tp")
+        return [tp]
+    return [d for d in allowed_tp(spec) if d <= MAX_TP and (d == 1 or profile.interconnect is not None)]
+
+
+def longest_request(requests: Requests, prompts: LengthDist, outputs: LengthDist) -> int:
+    """Tokens the longest request holds in the KV cache (prompt + output − 1)."""
+    trace = getattr(requests, "prompt", None)
+    if trace is not None:
+        return int((requests.prompt + requests.output).max()) - 1  # type: ignore[attr-defined]
+    return prompts.max_tokens() + max(outputs.max_tokens(), 1) - 1
+
+
+def _sample(requests: Requests, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Prompt and output lengths of the first ``n`` measured requests."""
+    prompts, outputs, got = [], [], 0
+    for arrival, prompt, output in requests.chunks():
+        keep = arrival >= requests.warmup_s
+        prompts.append(prompt[keep][: n - got])
+        outputs.append(output[keep][: n - got])
+        got += len(prompts[-1])
+        if got >= n:
+            break
+    return np.concatenate(prompts), np.concatenate(outputs)
+
+
+def _floors(sample: tuple[np.ndarray, np.ndarray], replica: Replica, engine: EngineConfig, path: str,
+            percentile: float) -> tuple[float, float]:
+    ttft, tpot = solo_times(*sample, replica.costs, engine, path)
+    tpot = tpot[~np.isnan(tpot)]
+    return float(np.percentile(ttft, percentile)), float(np.percentile(tpot, percentile)) if len(tpot) else math.nan
+
+
+def _first_guess(replica: Replica, engine: EngineConfig, rate: float, prompts: LengthDist,
+                 outputs: LengthDist) -> float:
+    """Replicas the traffic needs if every step were full: prefill in budget-sized chunks, decode at the
+    largest batch the KV cache and sequence limit allow (a lower estimate)."""
+    budget = engine.max_batched_tokens
+    full = replica.costs.seconds([(0, budget)], [])[0]
+    prefill_s = prompts.mean() / budget * full
+    decode_s = 0.0
+    if outputs.mean() > 1:
+        context = int(prompts.mean() + outputs.mean() / 2)
+        batch = max(1, min(engine.max_seqs, budget, replica.memory.max_sequences(context)))
+        decode_s = (outputs.mean() - 1) * replica.costs.seconds([], [context] * batch)[0] / batch
+    return rate * (prefill_s + decode_s)
+
+
+def _search(requests: Requests, replica: Replica, engine: EngineConfig, path: str, slo: SLO, guess: float,
+            floors: tuple[float, float], max_gpus: int | None) -> PathPlan:
+    """Smallest replica count meeting ``slo`` (None fleet when none, or none with fewer than max_gpus GPUs)."""
+    cache: dict[int, FleetStats | None] = {}
 
     def ok(n: int) -> bool:
         if n not in cache:
-            cache[n] = fleet_stats(simulate(arrival, lengths, n, table, max_seqs), arrival, n, percentile, warmup_s)
-        return cache[n].ttft_s <= slo_s
+            result = simulate(requests, n, replica.costs, engine, replica.memory.kv_blocks, path, slo=slo)
+            stats = fleet_stats(result, replica.tp, slo.percentile)
+            cache[n] = None if result.aborted or not _meets(stats, slo) else stats
+        return cache[n] is not None
 
-    n = max(1, math.ceil(guess))
+    common = dict(min_ttft_s=floors[0], min_tpot_s=floors[1], memory=replica.memory,
+                  isolated_speedup=replica.isolated_speedup)
+    limit = MAX_REPLICAS if max_gpus is None else max(0, (max_gpus - 1) // replica.tp)
+    n = min(max(1, math.ceil(guess)), max(limit, 1))
+    if limit < 1:
+        return PathPlan(path, replica.tp, False, None, evaluations=0, note="cannot beat a smaller fleet", **common)
     step = 1
     if ok(n):  # gallop down to a failing count (or 1)
         good = n
@@ -200,10 +300,13 @@ def min_replicas(
         bad = n
         while True:
             n = bad + step
-            if n > MAX_REPLICAS:
-                return PathPlan(
-                    path, False, floor_s, None, len(cache), f"more than {MAX_REPLICAS} replicas would be needed"
-                )
+            if n > limit:
+                if bad >= limit:
+                    note = (f"more than {MAX_REPLICAS} replicas would be needed" if max_gpus is None
+                            else "cannot beat a smaller fleet")
+                    return PathPlan(path, replica.tp, False, None, evaluations=len(cache), note=note, **common)
+                n = limit
+            check_state_memory(n, engine)
             if ok(n):
                 good = n
                 break
@@ -214,73 +317,130 @@ def min_replicas(
             good = mid
         else:
             bad = mid
-    return PathPlan(path, True, floor_s, cache[good], len(cache))
+    return PathPlan(path, replica.tp, True, cache[good], evaluations=len(cache), **common)
 
 
-@dataclass(frozen=True)
-class CapacityPlan:
-    """Dense and sparse results for one traffic description and SLO."""
-
-    traffic: Traffic
-    slo_ttft_s: float
-    percentile: float
-    max_batched_tokens: int
-    max_seqs: int
-    tp: int
-    usd_per_gpu_hour: float | None
-    paths: dict[str, PathPlan]
-
-    def gpus(self, path: str) -> int | None:
-        fleet = self.paths[path].fleet
-        return None if fleet is None else fleet.replicas * self.tp
-
-    def usd_per_day(self, path: str) -> float | None:
-        gpus = self.gpus(path)
-        return None if gpus is None or self.usd_per_gpu_hour is None else gpus * self.usd_per_gpu_hour * 24.0
+def _meets(stats: FleetStats, slo: SLO) -> bool:
+    key = f"p{slo.percentile:g}"
+    if slo.ttft_s is not None and not stats.ttft_s[key] <= slo.ttft_s:
+        return False
+    if slo.tpot_s is not None and not (math.isnan(stats.tpot_s[key]) or stats.tpot_s[key] <= slo.tpot_s):
+        return False
+    return True
 
 
-def plan_capacity(
-    tables: dict[str, StepTable],
-    traffic: Traffic,
-    *,
-    slo_ttft_s: float,
-    percentile: float,
-    max_seqs: int,
-    tp: int,
-    usd_per_gpu_hour: float | None = None,
-) -> CapacityPlan:
-    """Minimum fleet per path in ``tables`` ({"dense": ..., "sparse": ...}) for ``traffic``."""
-    if not slo_ttft_s > 0:
-        raise InvalidArgument(f"the TTFT SLO must be > 0; got {slo_ttft_s * 1e3:g} ms", field="slo_ttft_s")
-    if max_seqs < 1:
-        raise InvalidArgument(f"max_seqs {max_seqs}: must be >= 1", field="max_seqs")
-    arrival, lengths = traffic.draw()
-    warmup_s = traffic.warmup_fraction * traffic.duration_s
-    paths = {
-        path: min_replicas(
-            table,
-            arrival,
-            lengths,
-            slo_s=slo_ttft_s,
-            percentile=percentile,
-            max_seqs=max_seqs,
-            warmup_s=warmup_s,
-            path=path,
-        )
-        for path, table in tables.items()
-    }
-    table = next(iter(tables.values()))
-    return CapacityPlan(traffic, slo_ttft_s, percentile, table.max_tokens, max_seqs, tp, usd_per_gpu_hour, paths)
+def plan_capacity(profile: HardwareProfile, scenario: Scenario, requests: Requests, slo: SLO, engine: EngineConfig,
+                  *, prompts: LengthDist, outputs: LengthDist, spec: ModelSpec | None = None, tp: int | None = None,
+                  paths: tuple[str, ...] = PATHS, usd_per_gpu_hour: float | None = None,
+                  built: dict[int, Replica] | None = None, with_effect: bool = True,
+                  progress: Callable[[str], None] | None = None) -> CapacityPlan:
+    """The fewest GPUs per path serving ``requests`` under ``slo`` (see the module docstring).
+
+    ``built``: replicas of this profile, scenario and engine already built, by tp (plans of several
+    rates share them); those missing are built and added. ``with_effect``: also simulate both paths on
+    the dense plan's fleet (``CapacityPlan.effect``)."""
+    if slo.ttft_s is None and slo.tpot_s is None:
+        raise InvalidArgument("give a TTFT SLO, a TPOT SLO or both", field="slo_ttft_s")
+    for value, what, name in ((slo.ttft_s, "TTFT", "slo_ttft_s"), (slo.tpot_s, "TPOT", "slo_tpot_s")):
+        if value is not None and not value > 0:
+            raise InvalidArgument(f"the {what} SLO must be > 0; got {value * 1e3:g} ms", field=name)
+    if spec is None:
+        from ampersim.models.registry import load_model_spec
+
+        spec = load_model_spec(scenario.model)
+    longest = longest_request(requests, prompts, outputs)
+    built = {} if built is None else built
+    replicas = {}
+    for d in candidate_tps(profile, spec, tp):
+        fit = memory_fit(profile, spec, scenario.dtype, d, engine)
+        if fit.kv_tokens >= longest:
+            if d not in built:
+                built[d] = build_replica(profile, scenario, spec, d, engine)
+            replicas[d] = built[d]
+    if not replicas:
+        raise _no_fit(profile, spec, scenario, engine, candidate_tps(profile, spec, tp), longest)
+    guesses = {d: _first_guess(r, engine, requests.rate_per_s, prompts, outputs) for d, r in replicas.items()}
+    for d, guess in guesses.items():  # refuse before simulating anything too large to hold
+        check_state_memory(max(1, math.ceil(guess)), engine, what="rate_per_s")
+    requests.counts()  # refuses a window in which no request arrives
+    sample = _sample(requests, FLOOR_SAMPLE)
+    candidates: list[PathPlan] = []
+    best: dict[str, PathPlan] = {}
+    bounds: dict[str, float] = {}
+    for path in paths:
+        floors = {d: _floors(sample, r, engine, path, slo.percentile) for d, r in replicas.items()}
+        queue_bound = QUEUE_BOUND_FACTOR * min(f[0] for f in floors.values())
+        bounds[path] = queue_bound
+        path_slo = slo if slo.ttft_s is not None else replace(slo, ttft_s=queue_bound)
+        chosen: PathPlan | None = None
+        for d in sorted(replicas, key=lambda d: (guesses[d] * d, d)):
+            if progress:
+                progress(f"{path}: tp {d}")
+            floor_ttft, floor_tpot = floors[d]
+            if floor_ttft > path_slo.ttft_s or (slo.tpot_s is not None and floor_tpot > slo.tpot_s):
+                plan = PathPlan(path, d, False, None, floor_ttft, floor_tpot, 0,
+                                "an idle replica already misses the SLO", replicas[d].memory,
+                                replicas[d].isolated_speedup)
+            else:
+                limit = chosen.fleet.gpus if chosen is not None else None
+                plan = _search(requests, replicas[d], engine, path, path_slo, guesses[d], floors[d], limit)
+            candidates.append(plan)
+            if plan.feasible and (chosen is None or plan.fleet.gpus < chosen.fleet.gpus):
+                chosen = plan
+        if chosen is None:
+            chosen = min((c for c in candidates if c.path == path), key=lambda c: (c.min_ttft_s, c.tp))
+        best[path] = chosen
+    effect = None
+    if with_effect and set(paths) == set(PATHS) and best["dense"].feasible:
+        effect = _effect(requests, replicas[best["dense"].tp], engine, best, slo)
+    return CapacityPlan(slo, engine, usd_per_gpu_hour, best, candidates, bounds, effect)
+
+
+def _effect(requests: Requests, replica: Replica, engine: EngineConfig, best: dict[str, PathPlan],
+            slo: SLO) -> SparsityEffect:
+    """Simulate both paths on the dense plan's fleet and compare their prefill GPU time."""
+    n = best["dense"].fleet.replicas
+    runs = {p: simulate(requests, n, replica.costs, engine, replica.memory.kv_blocks, p, slo=replace(
+        slo, ttft_s=math.inf if slo.ttft_s is None else slo.ttft_s)) for p in PATHS}
+    stats = {p: fleet_stats(r, replica.tp, slo.percentile) for p, r in runs.items()}
+    prefill = {p: r.counters[C_BUSY_PREFILL] for p, r in runs.items()}
+    speedup = prefill["dense"] / prefill["sparse"] if prefill["sparse"] else math.nan
+    share = runs["dense"].prefill_share
+    return SparsityEffect(replica.isolated_speedup, speedup, share, share * (1 - 1 / speedup), stats["dense"],
+                          stats["sparse"], {p: (best[p].fleet.gpus if best[p].fleet else None) for p in PATHS})
+
+
+def _no_fit(profile: HardwareProfile, spec: ModelSpec, scenario: Scenario, engine: EngineConfig, tps: list[int],
+            longest: int) -> InvalidArgument:
+    widest = max(tps)
+    fit = memory_fit(profile, spec, scenario.dtype, widest, engine)
+    usable = fit.capacity_gb * fit.gpu_memory_utilization
+    return InvalidArgument(
+        f"{spec.name} fits at no tensor-parallel degree on {profile.name} (tried tp {', '.join(map(str, tps))}): at "
+        f"tp {widest} each GPU needs {fit.weights_gb:.1f} GB of weights + {fit.workspace_gb:.1f} GB of activations "
+        f"+ {longest * fit.kv_bytes_per_token / 1e9:.2f} GB of KV cache for the longest request ({longest:,} tokens) "
+        f"= {fit.needed_gb(longest):.1f} GB, more than the {usable:.1f} GB usable "
+        f"({fit.gpu_memory_utilization:g} of {fit.capacity_gb:g} GB)", field="profile")
 
 
 def require_feasible(plan: CapacityPlan) -> CapacityPlan:
-    """``plan`` if some path meets the SLO; else InvalidArgument naming the lowest achievable TTFT."""
-    if not any(p.feasible for p in plan.paths.values()):
-        floors = ", ".join(f"{p.path} {p.min_ttft_s * 1e3:.4g} ms" for p in plan.paths.values())
-        raise InvalidArgument(
-            f"TTFT SLO {plan.slo_ttft_s * 1e3:g} ms: no number of GPUs meets p{plan.percentile:g} TTFT at "
-            f"tp={plan.tp}; the lowest achievable (each prompt alone on an idle replica) is {floors}; "
-            "raise the SLO or tp, or shorten prompts",
-            field="slo_ttft_s",
-        )
-    return plan
+    """``plan`` if some path meets the SLOs; else InvalidArgument naming the lowest achievable values."""
+    if any(p.feasible for p in plan.paths.values()):
+        return plan
+    slo, key = plan.slo, f"p{plan.slo.percentile:g}"
+    wanted = " and ".join(f"{name} <= {v * 1e3:g} ms" for name, v in (("TTFT", slo.ttft_s), ("TPOT", slo.tpot_s))
+                          if v is not None)
+    lows = []
+    for path in plan.paths:
+        runs = [c for c in plan.candidates if c.path == path]
+        ttft = min(runs, key=lambda c: c.min_ttft_s)
+        text = f"{path} TTFT {ttft.min_ttft_s * 1e3:.4g} ms (tp {ttft.tp})"
+        tpots = [c for c in runs if not math.isnan(c.min_tpot_s)]
+        if tpots:
+            tpot = min(tpots, key=lambda c: c.min_tpot_s)
+            text += f", TPOT {tpot.min_tpot_s * 1e3:.4g} ms (tp {tpot.tp})"
+        lows.append(text)
+    field_name = "slo_ttft_s" if slo.ttft_s is not None else "slo_tpot_s"
+    raise InvalidArgument(
+        f"no fleet meets {key} {wanted}; the lowest achievable ({key} of each request alone on an idle replica) "
+        f"is {'; '.join(lows)}: relax the SLO, or shorten prompts or outputs", field=field_name)

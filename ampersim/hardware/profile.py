@@ -12,7 +12,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from ampersim.core.patterns import NMPattern
-from ampersim.core.errors import not_found
+from ampersim.core.errors import NotFound, not_found
 from ampersim.core.vocab import DType, SparseGemmImpl
 from ampersim.core.sourced import FractionSourced, PositiveSourced, Sourced
 
@@ -239,6 +239,15 @@ class HardwareProfile(BaseModel):
     @property
     def dtypes(self) -> list[str]:
         return list(self.matrix)
+
+    def with_sparse_gemm(self, name: str) -> "HardwareProfile":
+        """This profile costing sparse GEMMs as its implementation ``name`` (NotFound, field
+        ``sparse_gemm_impl``, lists the ones it has)."""
+        try:
+            return self.model_copy(update={"efficiency": self.efficiency.with_sparse_gemm(name)})
+        except NotFound as exc:
+            exc.field = "sparse_gemm_impl"
+            raise
 
     def native_patterns(self, dtype: str) -> list[NMPattern]:
         """Patterns whose sparse GEMM this hardware accelerates for ``dtype``."""

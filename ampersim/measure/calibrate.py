@@ -20,6 +20,7 @@ not fitted: the profile has one GEMM efficiency per path for all dtypes and shap
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -27,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from ampersim.core.errors import InvalidData
 from ampersim.core.sourced import PositiveSourced
 from ampersim.hardware.profile import HardwareProfile
 from ampersim.measure.ops import GROUPED_KERNEL
@@ -195,17 +197,23 @@ def fit_stage(profile: HardwareProfile, stage: Stage, records: list[OpMeasuremen
     return best
 
 
-def calibrate(measurements: Measurements, profile: HardwareProfile, holdout: Sequence[str] | None = None
-              ) -> tuple[HardwareProfile, list[dict[str, Any]], list[str]]:
+def calibrate(measurements: Measurements, profile: HardwareProfile, holdout: Sequence[str] | None = None,
+              sparse_gemm_impl: str | None = None) -> tuple[HardwareProfile, list[dict[str, Any]], list[str]]:
     """Fit every stage that has fit-split rows; return (calibrated profile, stage reports, holdout).
 
     ``measurements``: one file or several (e.g. single-GPU ops plus a multi-GPU all-reduce run); each
-    fitted number's source names the file(s) whose rows fitted it."""
+    fitted number's source names the file(s) whose rows fitted it. ``sparse_gemm_impl``: the sparse-GEMM
+    implementation the measured 2:4 GEMMs ran, when it is not the profile's own (``efficiency.sparse_gemm_impl``):
+    then only the 2:4 GEMM stage is fitted, into ``efficiency.sparse_gemm_alternatives[sparse_gemm_impl]``,
+    and every other number of ``profile`` is kept (how a second implementation joins a calibrated profile)."""
     files = as_files(measurements)
     records = all_records(files)
     holdout = list(holdout) if holdout is not None else default_holdout([r.model for r in records])
     usable = [r for r in records if r.dtype in FIT_DTYPES and isinstance(r, OpMeasurement)]
     fit_rows = [r for r in usable if r.model not in holdout]
+    if sparse_gemm_impl not in (None, profile.efficiency.sparse_gemm_impl):
+        calibrated, report = _calibrate_alternative(files, profile, fit_rows, sparse_gemm_impl)
+        return calibrated, [report], holdout
     measured_impls = sorted({r.prune_impl for r in fit_rows if r.variant == "prune"
                              and r.prune_impl in profile.prune_impls})
     current = profile
@@ -218,17 +226,8 @@ def calibrate(measurements: Measurements, profile: HardwareProfile, holdout: Seq
         if not rows:
             reports.append({"stage": stage.name, "n": 0, "note": "no fit rows: parameters kept"})
             continue
-        before = error_stats(Predictor(rows).predict(current), Predictor(rows).measured)
-        values, _ = fit_stage(current, stage, rows)
-        values = {k: v if isinstance(v, bool) else float(f"{v:.4g}") for k, v in values.items()}
-        where = ", ".join(dict.fromkeys(r.file for r in rows))
-        models = ", ".join(sorted({r.model for r in rows}))
-        sources = {path: (f"measured: {where} (ampersim calibrate, stage '{stage.name}': fit on {len(rows)} "
-                          f"{models} rows; MAPE before {before['mape_pct']:.1f} %)") for path in values}
-        current = with_values(current, values, sources)
-        after = error_stats(Predictor(rows).predict(current), Predictor(rows).measured)
-        reports.append({"stage": stage.name, "n": len(rows), "fit_mape_before_pct": before["mape_pct"],
-                        "fit_mape_after_pct": after["mape_pct"], "values": values})
+        current, report = _fit_and_source(current, stage, rows)
+        reports.append(report)
     if any(isinstance(r, OpMeasurement) and r.op.kind in ("gemm", "sparse_gemm") for r in records):
         current = with_values(current, {f"efficiency.{path}_gemm.grouped": grouped
                                         for path, grouped in GROUPED_KERNEL.items()})
@@ -243,6 +242,51 @@ def calibrate(measurements: Measurements, profile: HardwareProfile, holdout: Seq
     data.update(name=f"{profile.name}-calibrated", display_name=f"{profile.display_name} (calibrated)",
                 aliases=[], status="calibrated", calibrated_from=labels, notes=notes)
     return HardwareProfile.model_validate(data), reports, holdout
+
+
+def _calibrate_alternative(files: list[MeasurementFile], profile: HardwareProfile, fit_rows: list[OpMeasurement],
+                           name: str) -> tuple[HardwareProfile, dict[str, Any]]:
+    """``profile`` with its sparse-GEMM implementation ``name`` (an alternative) fitted on the 2:4 GEMM rows."""
+    own = profile.efficiency.sparse_gemm_impl
+    eff = profile.efficiency
+    if name not in eff.sparse_gemm_alternatives:  # a new one starts as a copy of the profile's own (every fitted
+        alternatives = {**eff.sparse_gemm_alternatives, name: eff.sparse_gemm}  # value is searched from mid-range)
+        eff = eff.model_copy(update={"sparse_gemm_alternatives": alternatives})
+    current = profile.model_copy(update={"efficiency": eff}).with_sparse_gemm(name)
+    stage = next(s for s in stages(()) if s.categories == ("sparse_gemm",))
+    stage = dataclasses.replace(stage, name=f"{stage.name} ({name})")
+    rows = [r for r in fit_rows if stage.takes(r)]
+    if not rows:
+        raise InvalidData(f"{', '.join(f.label for f in files)}: no 16-bit 2:4 GEMM rows of a fit model to calibrate "
+                          f"sparse-GEMM implementation {name} on")
+    current, report = _fit_and_source(current, stage, rows)
+    current = with_values(current, {"efficiency.sparse_gemm.grouped": GROUPED_KERNEL["sparse"]}).with_sparse_gemm(own)
+    sources = [*(profile.calibrated_from or "").split(", "), *(f.label for f in files)]
+    note = (f"Sparse-GEMM implementation {name} calibrated by `ampersim calibrate` on "
+            f"{'; '.join(_run_description(f) for f in files)}.")
+    data = current.model_dump(mode="python")
+    data.update(calibrated_from=", ".join(dict.fromkeys(x for x in sources if x)),
+                notes=profile.notes if note in profile.notes else f"{profile.notes} {note}".strip())
+    if profile.status != "calibrated":
+        data.update(name=f"{profile.name}-calibrated", display_name=f"{profile.display_name} (calibrated)",
+                    aliases=[], status="calibrated")
+    return HardwareProfile.model_validate(data), report
+
+
+def _fit_and_source(current: HardwareProfile, stage: Stage, rows: list[OpMeasurement]
+                    ) -> tuple[HardwareProfile, dict[str, Any]]:
+    """``current`` with ``stage`` fitted on ``rows`` (each value sourced to their files), and the stage report."""
+    before = error_stats(Predictor(rows).predict(current), Predictor(rows).measured)
+    values, _ = fit_stage(current, stage, rows)
+    values = {k: v if isinstance(v, bool) else float(f"{v:.4g}") for k, v in values.items()}
+    where = ", ".join(dict.fromkeys(r.file for r in rows))
+    models = ", ".join(sorted({r.model for r in rows}))
+    sources = {path: (f"measured: {where} (ampersim calibrate, stage '{stage.name}': fit on {len(rows)} "
+                      f"{models} rows; MAPE before {before['mape_pct']:.1f} %)") for path in values}
+    current = with_values(current, values, sources)
+    after = error_stats(Predictor(rows).predict(current), Predictor(rows).measured)
+    return current, {"stage": stage.name, "n": len(rows), "fit_mape_before_pct": before["mape_pct"],
+                     "fit_mape_after_pct": after["mape_pct"], "values": values}
 
 
 def _run_description(measured: MeasurementFile) -> str:

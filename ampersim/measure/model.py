@@ -15,6 +15,11 @@ ones 2:4-pruned, quantized and compressed in one kernel pair and multiplied by t
 ``reference=True`` runs the same layer with eager masking and F.linear (W8A8: eager masking, eager
 quantization, float products of the int8 values) instead of the sparse path: the sparse output must
 match it before anything is timed.
+
+``DecoderLayer.step`` runs a serving step of the layer (``ServingStep``): a prefill chunk after a
+cached prefix and/or decode tokens of sequences with real KV caches (SDPA over [B, kv_heads, L,
+head_dim] tensors; each step writes its new K/V into the caches), with the mixed-step mode's
+sparse path: prefill rows sparse and decode rows dense (split), or every row pruned (prune_all).
 """
 from __future__ import annotations
 
@@ -126,25 +131,34 @@ class DecoderLayer:
         self.attn_norm, self.ffn_norm = ones(h), ones(h)
         self.q_norm, self.k_norm = ones(hd), ones(hd)
 
-    def _project(self, x: Any, kinds: tuple[str, ...], path: SparsePath | None, reference: bool) -> list[Any]:
-        sparse = [k for k in kinds if k in self.sparse_kinds] if path is not None else []
+    def _project(self, x: Any, kinds: tuple[str, ...], path: SparsePath | None, reference: bool,
+                 sparse_rows: int | None = None) -> list[Any]:
+        """The linears ``kinds`` of x; with a sparse path, the sparsified ones prune their input's first
+        ``sparse_rows`` rows (all by default) and run the rest dense (a split mixed step)."""
+        sparse = [k for k in kinds if k in self.sparse_kinds] if path is not None and sparse_rows != 0 else []
+        rows = x.shape[0] if sparse_rows is None else sparse_rows
         pruned = None
         if sparse:
             n, m = path.pattern
-            pruned = torch_eager.prune(x, f"{n}:{m}") if reference else path.prune(x)
+            head = x[:rows]
+            pruned = torch_eager.prune(head, f"{n}:{m}") if reference else path.prune(head)
         if self.int8:
+            if rows != x.shape[0]:
+                raise InvalidArgument("W8A8 layers run whole prefill steps only, not split mixed steps")
             return self._project_int8(x, kinds, sparse, path, pruned, reference)
         out = []
         for kind in kinds:
             lin = self.linears[kind]
             if kind not in sparse:
                 out.append(lin.dense(x))
-            elif reference or not path.compressed:
-                out.append(lin.dense(pruned))
+                continue
+            if reference or not path.compressed:
+                y = lin.dense(pruned)
             elif path.matmul is not None:
-                out.append(path.matmul(pruned, lin, x.shape[0]))
+                y = path.matmul(pruned, lin, rows)
             else:
-                out.append(lin.sparse(pruned))
+                y = lin.sparse(pruned)
+            out.append(y if rows == x.shape[0] else self.torch.cat((y, lin.dense(x[rows:]))))
         return out
 
     def _project_int8(self, x: Any, kinds: tuple[str, ...], sparse: list[str], path: SparsePath | None,
@@ -179,6 +193,84 @@ class DecoderLayer:
         act = self.silu_mul(gate, up)
         (down,) = self._project(act, ("down_proj",), path, reference)
         return x + down
+
+
+    def step(self, x: Any, step: "ServingStep", path: SparsePath | None = None, reference: bool = False) -> Any:
+        """One serving step of this layer on x [P + B, h]: the prefill chunk's rows, then the decode rows."""
+        F = self.torch.nn.functional
+        spec, P, B = self.spec, step.prefill_tokens, step.decode_batch
+        H, Hkv, D, T = spec.num_heads, spec.num_kv_heads, spec.head_dim, x.shape[0]
+        rows = 0 if P == 0 else (None if step.mixed == "prune_all" or B == 0 else P)  # decode stays dense
+        h = F.rms_norm(x, (x.shape[1],), self.attn_norm, 1e-6)
+        q, k, v = self._project(h, ("q_proj", "k_proj", "v_proj"), path, reference, rows)
+        q, k, v = q.view(T, H, D), k.view(T, Hkv, D), v.view(T, Hkv, D)
+        if spec.qk_norm:
+            q, k = F.rms_norm(q, (D,), self.q_norm, 1e-6), F.rms_norm(k, (D,), self.k_norm, 1e-6)
+        q, k = self.rope(q, step.cos, step.sin), self.rope(k, step.cos, step.sin)
+        parts = []
+        if P:
+            o = step.prefill_offset
+            step.prefill_k[0, :, o:o + P] = k[:P].transpose(0, 1)
+            step.prefill_v[0, :, o:o + P] = v[:P].transpose(0, 1)
+            qp = q[:P].transpose(0, 1)[None]
+            kp, vp = step.prefill_k[:, :, :o + P], step.prefill_v[:, :, :o + P]
+            att = (F.scaled_dot_product_attention(qp, kp, vp, attn_mask=step.prefill_mask, enable_gqa=True) if o else
+                   F.scaled_dot_product_attention(qp, kp, vp, is_causal=True, enable_gqa=True))
+            parts.append(att[0].transpose(0, 1).reshape(P, H * D))
+        if B:
+            step.decode_k[:, :, -1] = k[P:]
+            step.decode_v[:, :, -1] = v[P:]
+            att = F.scaled_dot_product_attention(q[P:][:, :, None], step.decode_k, step.decode_v, enable_gqa=True)
+            parts.append(att.reshape(B, H * D))
+        attn = parts[0] if len(parts) == 1 else self.torch.cat(parts)
+        (o_out,) = self._project(attn, ("o_proj",), path, reference, rows)
+        x = x + o_out
+        h = F.rms_norm(x, (x.shape[1],), self.ffn_norm, 1e-6)
+        gate, up = self._project(h, ("gate_proj", "up_proj"), path, reference, rows)
+        act = self.silu_mul(gate, up)
+        (down,) = self._project(act, ("down_proj",), path, reference, rows)
+        return x + down
+
+
+@dataclass
+class ServingStep:
+    """The inputs of one serving step of a layer: a prefill chunk of ``prefill_tokens`` after
+    ``prefill_offset`` cached tokens, ``decode_batch`` sequences with ``decode_context`` tokens in their
+    KV caches (the new one included), random caches, rotary tables at each row's position."""
+
+    prefill_tokens: int
+    prefill_offset: int
+    decode_batch: int
+    decode_context: int
+    mixed: str
+    cos: Any
+    sin: Any
+    prefill_k: Any = None
+    prefill_v: Any = None
+    prefill_mask: Any = None
+    decode_k: Any = None
+    decode_v: Any = None
+
+    @classmethod
+    def build(cls, spec: ModelSpec, prefill_tokens: int, prefill_offset: int, decode_batch: int, decode_context: int,
+              mixed: str, dtype: str, device: str) -> "ServingStep":
+        import torch
+
+        P, o, B, L = prefill_tokens, prefill_offset, decode_batch, decode_context
+        positions = torch.cat((torch.arange(o, o + P), torch.full((B,), max(L - 1, 0)))).to(device)
+        cos, sin = rotary_tables(max(o + P, L), spec.head_dim, device, dtype, spec.rope_theta)
+        dt, Hkv, D = torch_dtype(dtype), spec.num_kv_heads, spec.head_dim
+        cache = lambda n, length: torch.randn(n, Hkv, length, D, device=device, dtype=dt)  # noqa: E731
+        step = cls(P, o, B, L, mixed, cos[positions], sin[positions])
+        if P:
+            step.prefill_k, step.prefill_v = cache(1, o + P), cache(1, o + P)
+            if o:
+                from torch.nn.attention.bias import causal_lower_right
+
+                step.prefill_mask = causal_lower_right(P, o + P)
+        if B:
+            step.decode_k, step.decode_v = cache(B, L), cache(B, L)
+        return step
 
 
 def rotary_tables(T: int, D: int, device: str, dtype: str, theta: float) -> tuple[Any, Any]:

@@ -14,9 +14,10 @@ and to the sparse kernel's row multiple; the record keeps both).
 A GEMM op runs ``dense`` (F.linear / torch.bmm for 16-bit, torch._int_mm for int8,
 torch._scaled_mm for fp8) or ``sparse`` (2:4-pruned input compressed with torch._cslt_compress,
 then torch._cslt_sparse_mm with the algorithm torch._C._cusparselt.mm_search picks); a prune op
-runs one of the implementations of ``ampersim.measure.prune_impls``; other ops run as a prefill in torch would
-(rotary and the gated activation as the one-pass Triton kernels the graph costs, with their
-eager-torch versions as the ``eager`` variant).
+runs one of the implementations of ``ampersim.measure.prune_impls``; attention runs through SDPA (causal,
+after a cached prefix for a chunk of chunked prefill), decode attention through SDPA over a real KV
+cache; other ops run as in torch (rotary and the gated activation as the one-pass Triton kernels the
+graph costs, with their eager-torch versions as the ``eager`` variant).
 """
 from __future__ import annotations
 
@@ -312,32 +313,74 @@ def _check_compressed(compressed: Any, pruned_reference: Any, dtype: str) -> Che
 
 # -- attention, norms, elementwise -----------------------------------------------------------------
 def prepare_attention(op: Op, request: Request) -> Prepared:
-    """Causal GQA attention through F.scaled_dot_product_attention on one sequence of op.M tokens."""
+    """Causal GQA attention through F.scaled_dot_product_attention: sequences of op.M tokens, or chunks
+    after a cached prefix (``cached_lens``: queries attend the prefix and their chunk, lower-right causal)."""
     import torch
     import torch.nn.functional as F
 
     a = op.attrs
     lens = a.get("seq_lens") or [int(op.M)]
-    if len(set(lens)) != 1:
-        raise InvalidArgument(f"{op.name}: sequences of different lengths {sorted(set(lens))[:4]} are not measured")
-    if a.get("window") is not None and a["window"] < lens[0]:
+    cached = a.get("cached_lens") or [0] * len(lens)
+    if len(set(lens)) != 1 or len(set(cached)) != 1:
+        raise InvalidArgument(f"{op.name}: sequences of different lengths {sorted(set(lens))[:4]} or cached "
+                              f"prefixes {sorted(set(cached))[:4]} are not measured")
+    if a.get("window") is not None and a["window"] < lens[0] + cached[0]:
         raise InvalidArgument(f"{op.name}: sliding-window attention (window {a['window']}) is not measured")
-    B, T, H, Hkv, D = len(lens), lens[0], a["heads"], a["kv_heads"], a["head_dim"]
+    B, T, o, H, Hkv, D = len(lens), lens[0], cached[0], a["heads"], a["kv_heads"], a["head_dim"]
     dtype, device = torch_dtype("bf16" if op.dtype in ("int8", "fp8") else op.dtype), request.device
-    working = B * T * (2 * H + 2 * Hkv) * D * 2
+    working = B * (T * 2 * H + (o + T) * 2 * Hkv) * D * 2
     sets = rotation_sets(working, request.l2_bytes)
-    qkv = [(torch.randn(B, H, T, D, device=device, dtype=dtype), torch.randn(B, Hkv, T, D, device=device, dtype=dtype),
-            torch.randn(B, Hkv, T, D, device=device, dtype=dtype)) for _ in range(sets)]
-    calls = [lambda q=q, k=k, v=v: F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=True)
-             for q, k, v in qkv]
+    qkv = [(torch.randn(B, H, T, D, device=device, dtype=dtype), torch.randn(B, Hkv, o + T, D, device=device, dtype=dtype),
+            torch.randn(B, Hkv, o + T, D, device=device, dtype=dtype)) for _ in range(sets)]
+    if o:
+        from torch.nn.attention.bias import causal_lower_right
+
+        mask = causal_lower_right(T, o + T)
+        calls = [lambda q=q, k=k, v=v: F.scaled_dot_product_attention(q, k, v, attn_mask=mask, enable_gqa=True)
+                 for q, k, v in qkv]
+        impl = "F.scaled_dot_product_attention(attn_mask=causal_lower_right, enable_gqa=True) after a cached prefix"
+    else:
+        calls = [lambda q=q, k=k, v=v: F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=True)
+                 for q, k, v in qkv]
+        impl = "F.scaled_dot_product_attention(is_causal=True, enable_gqa=True)"
     q, k, v = qkv[0]
-    rows = min(T, CHECK_ROWS)  # causal: the first rows depend only on the first keys
+    rows = min(T, CHECK_ROWS)  # causal: the first rows depend only on the prefix and the first keys
     rep = H // Hkv
-    ref = F.scaled_dot_product_attention(q[:, :, :rows].float(), k[:, :, :rows].float().repeat_interleave(rep, 1),
-                                         v[:, :, :rows].float().repeat_interleave(rep, 1), is_causal=True)
+    keys = torch.arange(o + rows, device=device)
+    allowed = keys[None, :] <= (o + torch.arange(rows, device=device))[:, None]
+    ref = F.scaled_dot_product_attention(q[:, :, :rows].float(), k[:, :, :o + rows].float().repeat_interleave(rep, 1),
+                                         v[:, :, :o + rows].float().repeat_interleave(rep, 1), attn_mask=allowed)
     check = require_within(rel_err(calls[0]()[:, :, :rows], ref), TOLERANCE["bf16"], f"{op.name} SDPA")
-    return Prepared(calls, "F.scaled_dot_product_attention(is_causal=True, enable_gqa=True)",
-                    MeasuredShape(M=B * T, N=float(op.N), K=D, groups=1, sets=sets), check)
+    return Prepared(calls, impl, MeasuredShape(M=B * T, N=float(op.N), K=D, groups=1, sets=sets), check)
+
+
+def prepare_decode_attention(op: Op, request: Request) -> Prepared:
+    """One query per sequence attending its whole KV cache (``context_lens`` tokens, the new one included),
+    through F.scaled_dot_product_attention on a [B, kv_heads, L, head_dim] cache (flash / split-KV kernels)."""
+    import torch
+    import torch.nn.functional as F
+
+    a = op.attrs
+    contexts = a.get("context_lens") or [int(round(float(op.N)))] * int(round(float(op.M)))
+    if len(set(contexts)) != 1:
+        raise InvalidArgument(f"{op.name}: KV caches of different lengths {sorted(set(contexts))[:4]} are not measured")
+    if a.get("window") is not None and a["window"] < contexts[0]:
+        raise InvalidArgument(f"{op.name}: sliding-window attention (window {a['window']}) is not measured")
+    B, L, H, Hkv, D = len(contexts), contexts[0], a["heads"], a["kv_heads"], a["head_dim"]
+    dtype, device = torch_dtype("bf16" if op.dtype in ("int8", "fp8") else op.dtype), request.device
+    if a.get("kv_bytes", 2) < 2:
+        raise InvalidArgument(f"{op.name}: an 8-bit KV cache is not measured (SDPA reads 16-bit caches)")
+    sets = rotation_sets(B * (2 * H + 2 * Hkv * L) * D * 2, request.l2_bytes)
+    caches = [(torch.randn(B, H, 1, D, device=device, dtype=dtype), torch.randn(B, Hkv, L, D, device=device, dtype=dtype),
+               torch.randn(B, Hkv, L, D, device=device, dtype=dtype)) for _ in range(sets)]
+    calls = [lambda q=q, k=k, v=v: F.scaled_dot_product_attention(q, k, v, enable_gqa=True) for q, k, v in caches]
+    q, k, v = caches[0]
+    seqs, rep = min(B, 4), H // Hkv
+    ref = F.scaled_dot_product_attention(q[:seqs].float(), k[:seqs].float().repeat_interleave(rep, 1),
+                                         v[:seqs].float().repeat_interleave(rep, 1))
+    check = require_within(rel_err(calls[0]()[:seqs], ref), TOLERANCE["bf16"], f"{op.name} SDPA decode")
+    return Prepared(calls, "F.scaled_dot_product_attention(enable_gqa=True), one query per sequence over its KV cache",
+                    MeasuredShape(M=B, N=float(L), K=D, groups=1, sets=sets), check)
 
 
 def fused_kernels(device: str) -> Any:
@@ -510,6 +553,11 @@ def gemm_key(op: Op) -> Hashable:
     return (round(float(op.M), 6), float(op.N), float(op.K), round(float(op.groups), 6))
 
 
+def attention_key(op: Op) -> Hashable:
+    """Attention of equal shape and equal cached prefix is timed once."""
+    return (*gemm_key(op), tuple(op.attrs.get("cached_lens") or ()))
+
+
 def rows_key(op: Op) -> Hashable:
     """Memory-bound and prune ops over equal [M, K] are timed once."""
     return (round(float(op.M), 6), float(op.K))
@@ -542,7 +590,8 @@ def _stream(prepare: Callable[[Op, Request], Prepared], *variants: str) -> Prepa
 PREPARATIONS: Mapping[tuple[str, str | None], Preparation] = MappingProxyType({
     ("gemm", None): Preparation(prepare_gemm, ("dense",), gemm_key, "first", extra_dtypes=True),
     ("sparse_gemm", None): Preparation(prepare_gemm, ("dense", "sparse"), gemm_key, "first", extra_dtypes=True),
-    ("attention", None): Preparation(prepare_attention, ("dense",), gemm_key, "after_models"),
+    ("attention", None): Preparation(prepare_attention, ("dense",), attention_key, "after_models"),
+    ("decode_attention", None): Preparation(prepare_decode_attention, ("dense",), gemm_key, "after_models"),
     ("prune", None): Preparation(_prepare_prune_request, ("prune",), rows_key, "last"),
     ("norm", "norm"): _stream(prepare_norm),
     ("norm", "head_norm"): _stream(prepare_head_norm),

@@ -2,7 +2,8 @@
 
 Line 1 is a ``header`` (format name, schema version, command line, time, environment). Every later
 line is a result (``op``: one op of the graph; ``layer``: a whole decoder layer; ``model``: the whole
-model) or a ``skip`` saying what could not be measured and why. A run appended to an existing file
+model) or a ``skip`` saying what could not be measured and why. A result of a decode or mixed step
+says so in ``step``; without it the record is a prefill step. A run appended to an existing file
 writes a new header first; all headers of one file must name the same GPU. Each kind is a frozen
 pydantic model: writing takes only these, reading validates every line and names the file, line
 and field of the first problem. An interrupted run leaves at most one incomplete last line, which
@@ -25,9 +26,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ampersim.core.errors import InvalidData, NotFound
 from ampersim.core.resources import repository_root
-from ampersim.core.vocab import DecoderLinearKind, DiagnosticPruneImpl, DType, PruneImplName, Scoring
+from ampersim.core.vocab import DecoderLinearKind, DiagnosticPruneImpl, DType, MixedStepMode, PruneImplName, Scoring
 from ampersim.measure.harness import Timing
-from ampersim.sim.graph import OpRecord
+from ampersim.sim.graph import BatchShape, DecodeShape, OpRecord, StepShape
 
 FORMAT = "ampersim-measurements"
 SCHEMA_VERSION = 1
@@ -106,6 +107,24 @@ class GemmChoice(_Model):
     alg: tuple[int, int, int] = Field(description="(alg_id, split_k, split_k_mode)")
 
 
+class StepPoint(_Model):
+    """A serving step: ``decode_batch`` sequences decoding one token each with ``decode_context``
+    tokens in their KV cache (the new one included), beside the record's ``tokens`` prefill tokens:
+    one chunk after ``prefill_offset`` cached tokens (0 tokens: a decode-only step). ``mixed``: how
+    the sparse path runs a step with both (core.vocab.MIXED_STEP_MODES)."""
+
+    decode_batch: int = Field(ge=0)
+    decode_context: int = Field(ge=0)
+    prefill_offset: int = Field(0, ge=0)
+    mixed: MixedStepMode = "split"
+
+    def shape(self, tokens: int) -> StepShape:
+        """The step's shape for the op graph (ampersim.sim.graph.graph_for_step)."""
+        return StepShape(
+            prefill=BatchShape.from_chunks([(self.prefill_offset, tokens)]) if tokens else None,
+            decode=DecodeShape.from_contexts([self.decode_context] * self.decode_batch) if self.decode_batch else None)
+
+
 class _Result(_Record):
     """What every result carries: the workload point measured, the check, the timing, and where
     it was read from (``file``, ``line``: set by the reader, never written)."""
@@ -124,6 +143,8 @@ class _Result(_Record):
     check: Check
     timing: Timing
     note: str = ""
+    step: StepPoint | None = Field(None, description="a decode or mixed step; None: a prefill step of ``batch`` "
+                                                     "prompts of ``tokens`` tokens (every record before decode)")
     file: str = Field("", exclude=True)
     line: int = Field(0, exclude=True)
 

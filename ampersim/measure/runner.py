@@ -1,5 +1,11 @@
 """`ampersim measure`: plan the measurements of each target's op graph, run them, append records.
 
+Decode and mixed steps (``what`` "decode", "mixed") are the same graph at a serving step
+(ampersim.sim.graph.graph_for_step): their ops through the same registry — decode attention over a
+real KV cache, a prefill chunk's attention after its cached prefix — and whole decoder layers run
+as that step (ampersim.measure.model.DecoderLayer.step), dense, and for mixed steps sparse under
+``split`` and ``prune_all``; every record carries the step (records.StepPoint).
+
 The plan is the op graph (ampersim.sim.graph.build_graph) of each target at each token count,
 built with policy ``all`` so that every decoder GEMM shape is measured dense and 2:4-sparse and
 every activation's prune op exists; which ops are measured, in which variants, and which share a
@@ -33,9 +39,10 @@ from ampersim.measure.records import (
     OpMeasurement,
     Result,
     SkipRecord,
+    StepPoint,
 )
 from ampersim.models.spec import ModelSpec
-from ampersim.sim.graph import Op, build_graph, layer_groups
+from ampersim.sim.graph import Op, build_graph, graph_for_step, layer_groups
 from ampersim.sparsity.policy import SparsityPolicy, resolve_policy
 
 EAGER_PRUNE_MAX_ELEMENTS = 2**26  # eager torch masking beyond this many elements costs ~0.1 s per call
@@ -66,6 +73,27 @@ class MeasureConfig:
     extra_dtype_tokens: Sequence[int] | None = None  # None: same as tokens (first target only)
     deadline_s: float | None = None
     device: str = "cuda"
+    decode_batches: Sequence[int] = (1, 16, 64, 256)  # decode steps: sequences decoding together
+    decode_contexts: Sequence[int] = (512, 4096, 32768)  # tokens in each sequence's KV cache
+    mixed_tokens: Sequence[int] = (2048, 8192)  # mixed steps: token budget (first decode batch + a prefill chunk)
+
+    def step_points(self) -> list[tuple[int, StepPoint]]:
+        """(prefill tokens, step) of every decode step, and of every mixed step under split and prune_all:
+        the first decode batch and context beside a prefill chunk filling the budget."""
+        points = []
+        if "decode" in self.what:
+            points += [(0, StepPoint(decode_batch=b, decode_context=c))
+                       for b in self.decode_batches for c in self.decode_contexts]
+        if "mixed" in self.what and self.decode_batches and self.decode_contexts:
+            b, c = self.decode_batches[0], self.decode_contexts[0]
+            for budget in self.mixed_tokens:
+                if budget <= b or (budget - b) % 16 or budget % 16:
+                    raise InvalidArgument(f"mixed_tokens {budget}: the prefill chunk ({budget} - {b} decode tokens) "
+                                          "and the whole step must be multiples of 16 rows (the 2:4 kernels)",
+                                          field="mixed_tokens")
+                points += [(budget - b, StepPoint(decode_batch=b, decode_context=c, mixed=mode))
+                           for mode in ("split", "prune_all")]
+        return points
 
 
 class ModelSlot:
@@ -107,10 +135,11 @@ class Item:
     run: Callable[[Context], list[Result]]
 
 
-def _base(target: MeasureTarget, tokens: int, dtype: str, pattern: str, policy: str) -> dict[str, Any]:
+def _base(target: MeasureTarget, tokens: int, dtype: str, pattern: str, policy: str,
+          step: StepPoint | None = None) -> dict[str, Any]:
     """The fields of the workload point every result record of this target, size and dtype carries."""
     return {"workload": target.name, "model": target.spec.name, "tokens": tokens, "batch": 1, "dtype": dtype,
-            "tp": 1, "pattern": pattern, "policy": policy, "scoring": target.scoring}
+            "tp": 1, "pattern": pattern, "policy": policy, "scoring": target.scoring, "step": step}
 
 
 def _distinct(graph: Iterable[Op]) -> list[tuple[Op, list[str], ops.Preparation]]:
@@ -135,10 +164,32 @@ def graph_ops(target: MeasureTarget, tokens: int, dtype: str, pattern: str) -> l
     return build_graph(target.spec, policy, tokens, 1, dtype, 1)
 
 
+def step_ops(target: MeasureTarget, tokens: int, step: StepPoint, dtype: str, pattern: str) -> list[Op]:
+    """The graph of a decode or mixed step with every decoder linear sparsified (policy 'all')."""
+    policy = resolve_policy("all", target.spec, pattern, target.scoring)
+    return graph_for_step(target.spec, policy, step.shape(tokens), dtype, 1, mixed=step.mixed)
+
+
 def plan(config: MeasureConfig, prune_impls: Sequence[str]) -> list[Item]:
     """Every measurement of ``config`` in priority order."""
     primary, extra_dtypes = config.dtypes[0], list(config.dtypes[1:])
     ranked: dict[ops.Rank, list[Item]] = {"first": [], "after_models": [], "last": []}
+    steps: list[Item] = []
+    for target in config.targets:
+        seen: set[Hashable] = set()  # an op of equal shape in another step is timed once
+        for P, point in config.step_points():
+            base = _base(target, P, primary, config.pattern, "all", point)
+            for op, also, how in _distinct(step_ops(target, P, point, primary, config.pattern)):
+                if (how, how.same(op)) in seen:
+                    continue
+                seen.add((how, how.same(op)))
+                if how.variants != ("prune",):
+                    ranked[how.rank] += [_op_item(base, target.spec, op, also, v) for v in how.variants]
+                elif "fused_cslt" in prune_impls:
+                    ranked[how.rank].append(_op_item(base, target.spec, op, also, "prune", "fused_cslt"))
+            if target.spec.moe is None and target.spec.sliding_window is None:
+                policy = resolve_policy(target.policy, target.spec, config.pattern, target.scoring)
+                steps += _step_items(target, policy, P, point, primary, config.pattern, prune_impls)
     if "ops" in config.what:
         for target in config.targets:
             for T in config.tokens:
@@ -176,11 +227,15 @@ def plan(config: MeasureConfig, prune_impls: Sequence[str]) -> list[Item]:
                     for op, also, how in _distinct(graph_ops(target, T, dtype, config.pattern)):
                         if how.extra_dtypes and float(op.groups) == 1 and op.name != "lm_head":
                             extra += [_op_item(base, target.spec, op, also, v) for v in how.variants]
-    return ranked["first"] + layers + model + ranked["after_models"] + ranked["last"] + extra
+    return ranked["first"] + layers + model + steps + ranked["after_models"] + ranked["last"] + extra
 
 
 def _label(base: dict[str, Any], what: str) -> str:
-    return f"{base['model']} T={base['tokens']} {base['dtype']} {what}"
+    step = base.get("step")
+    where = (f"T={base['tokens']}" if step is None else
+             f"{'mixed ' + step.mixed + ' P=' + str(base['tokens']) + ' ' if base['tokens'] else 'decode '}"
+             f"B={step.decode_batch} L={step.decode_context}")
+    return f"{base['model']} {where} {base['dtype']} {what}"
 
 
 def _op_item(base: dict[str, Any], spec: ModelSpec, op: Op, also: list[str], variant: str,
@@ -258,6 +313,49 @@ def _layer_check(forward: Callable[[bool], Any], path: Any, tol: float = 2e-2) -
         return Check(rel_err=0.0, tol=0.0, ok=True, what="finite output (dense path is the reference)")
     return ops.require_within(ops.rel_err(forward(False), forward(True)), tol, "sparse path vs pruned dense reference",
                               compared="sparse path vs eager masking + F.linear on the same pruned activations")
+
+
+def _step_items(target: MeasureTarget, policy: SparsityPolicy, P: int, point: StepPoint, dtype: str, pattern: str,
+                prune_impls: Sequence[str]) -> list[Item]:
+    """A decoder layer as a decode step (dense) or a mixed step (dense once, sparse per mode), for the
+    first layer the policy sparsifies (decode-only steps: the first layer)."""
+    from ampersim.measure.model import layer_kinds
+
+    groups = layer_groups(target.spec, policy)
+    layers, _, _ = next((g for g in groups if layer_kinds(policy, g[0][0])), groups[0])
+    kinds = layer_kinds(policy, layers[0])
+    base = _base(target, P, dtype, pattern, policy.name, point)
+    impls: list[str | None] = [None] if P == 0 or point.mixed == "split" else []  # the dense path mixes one way
+    if P and kinds:
+        impls += [i for i in ("fused_cslt", "torch_eager_cslt") if i in prune_impls]
+    return [Item(_label(base, f"layer {layers[0]} {impl or 'dense'}"),
+                 _step_runner(base, target, layers, kinds, P, point, dtype, pattern, impl)) for impl in impls]
+
+
+def _step_runner(base: dict[str, Any], target: MeasureTarget, layers: tuple[int, ...], kinds: frozenset[str], P: int,
+                 point: StepPoint, dtype: str, pattern: str, impl: str | None) -> Callable[[Context], list[Result]]:
+    def run(ctx: Context) -> list[Result]:
+        import torch
+
+        from ampersim.measure.model import DecoderLayer, ServingStep
+
+        device, spec = ctx.config.device, target.spec
+        path = None if impl is None else _sparse_path(impl, pattern, device)
+        layer = DecoderLayer(spec, kinds if impl else frozenset(), dtype, device)
+        step = ServingStep.build(spec, P, point.prefill_offset, point.decode_batch, point.decode_context,
+                                 point.mixed, dtype, device)
+        x = torch.randn(P + point.decode_batch, spec.hidden_size, device=device, dtype=ops.torch_dtype(dtype))
+        check = _layer_check(lambda ref: layer.step(x, step, path, reference=ref), path)
+        call = lambda: layer.step(x, step, path)  # noqa: E731
+        sparse = "sparse" if impl else "dense"
+        return [LayerMeasurement(
+            **{**base, "step": point if impl else point.model_copy(update={"mixed": "split"})}, variant=sparse,
+            prune_impl=impl, layer=layers[0], layers=layers, sparse_kinds=sorted(kinds) if impl else [], check=check,
+            timing=time_calls([call], device=device, use_graph=True),
+            timing_eager=time_calls([call], device=device, use_graph=False),
+            note="a serving step of one layer: KV caches as [B, kv_heads, L, head_dim] tensors read by SDPA, the "
+                 "step's K/V written into them; timing: CUDA-graph replay; timing_eager: back-to-back eager calls")]
+    return run
 
 
 def _model_items(target: MeasureTarget, policy: SparsityPolicy, T: int, dtype: str, pattern: str,

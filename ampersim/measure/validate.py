@@ -31,7 +31,7 @@ from ampersim.measure.records import (
 )
 from ampersim.sim.cost import OpColumns, cost_graph
 from ampersim.sim.execution import sparse_execution
-from ampersim.sim.graph import Op, build_graph
+from ampersim.sim.graph import Op, build_graph, graph_for_step
 
 DEFAULT_FIT_MODEL = "llama-3.1-8b"
 Measurements = Union[MeasurementFile, Sequence[MeasurementFile]]
@@ -89,9 +89,15 @@ class Row:
 
 def category_of(record: Result) -> str:
     """dense_gemm, sparse_gemm (``_grouped`` for MoE experts, ``[int8]``/``[fp8]`` for 8-bit), attention,
-    norm, elementwise (``:eager_torch``: the eager diagnostic of a fused op), embedding, prune:<impl>, layer_dense, layer_sparse:<impl>, model_dense, model_sparse:<impl>."""
+    decode_attention, norm, elementwise (``:eager_torch``: the eager diagnostic of a fused op), embedding,
+    prune:<impl>, layer_dense, layer_sparse:<impl>, model_dense, model_sparse:<impl>; whole decode steps
+    ``decode_layer_dense``, mixed steps ``mixed_layer_dense`` and ``mixed_layer_sparse:<impl>[<mode>]``."""
     if not isinstance(record, OpMeasurement):
-        return f"{record.record}_dense" if record.variant == "dense" else f"{record.record}_sparse:{record.prune_impl}"
+        step = "" if record.step is None else ("decode_" if record.tokens == 0 else "mixed_")
+        if record.variant == "dense":
+            return f"{step}{record.record}_dense"
+        mode = f"[{record.step.mixed}]" if step == "mixed_" else ""
+        return f"{step}{record.record}_sparse:{record.prune_impl}{mode}"
     op_kind = record.op.kind
     if record.variant == "eager":
         return f"{op_kind}:eager_torch"
@@ -105,8 +111,9 @@ def category_of(record: Result) -> str:
 
 
 def measured_op(record: OpMeasurement) -> Op:
-    """The record's Op with the shape that was actually timed (rows rounded up, whole groups)."""
-    op = record.op.to_op()
+    """The record's Op with the shape that was actually timed (rows rounded up, whole groups), costed as
+    the variant it was timed in whichever path of a mixed step it belongs to."""
+    op = dataclasses.replace(record.op.to_op(), path="both")
     M, groups = record.measured.M, float(record.measured.groups)
     scale = M / float(op.M) if float(op.M) else 1.0
     if op.kind in ("gemm", "sparse_gemm"):
@@ -152,11 +159,14 @@ class Predictor:
                 name = record.op.name
             else:
                 gkey = (record.model, record.policy, record.pattern, record.scoring, record.tokens, record.batch,
-                        record.dtype, record.tp)
+                        record.dtype, record.tp, record.step)
                 if gkey not in graphs:
                     spec = load_model_spec(record.model)
                     policy = resolve_policy(record.policy, spec, record.pattern, record.scoring)
-                    graphs[gkey] = build_graph(spec, policy, record.tokens, record.batch, record.dtype, record.tp)
+                    graphs[gkey] = (build_graph(spec, policy, record.tokens, record.batch, record.dtype, record.tp)
+                                    if record.step is None else
+                                    graph_for_step(spec, policy, record.step.shape(record.tokens), record.dtype,
+                                                   record.tp, mixed=record.step.mixed))
                 for op in graphs[gkey]:
                     if isinstance(record, ModelMeasurement):
                         weight = float(op.count)
@@ -171,7 +181,9 @@ class Predictor:
             self.rows.append(Row(
                 category=category_of(record), model=record.model, tokens=record.tokens, dtype=record.dtype,
                 name=name, variant=record.variant, measured_s=record.timing.median_s, file=record.file,
-                line=record.line, pair_key=(record.record, record.model, record.tokens, record.dtype, name),
+                line=record.line, pair_key=(record.record, record.model, record.tokens, record.dtype, name,
+                                            None if record.step is None else record.step.model_copy(
+                                                update={"mixed": "split"})),
                 timing_eager_s=eager.median_s if eager else None))
         self.groups = list(groups.values())
         for group in self.groups:
@@ -225,8 +237,8 @@ def summary(rows: Sequence[Row], predicted: np.ndarray, holdout: Iterable[str]) 
 
 
 def _order(category: str) -> tuple[int, str]:
-    head = ("dense_gemm", "sparse_gemm", "attention", "norm", "elementwise", "embedding", "prune", "allreduce",
-            "layer", "model")
+    head = ("dense_gemm", "sparse_gemm", "attention", "decode_attention", "norm", "elementwise", "embedding", "prune",
+            "allreduce", "layer", "model", "decode_layer", "mixed_layer")
     for i, prefix in enumerate(head):
         if category.startswith(prefix):
             return i, category
@@ -260,8 +272,13 @@ def speedup_summary(pairs: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def validate(measurements: Measurements, profile: HardwareProfile,
-             holdout: Sequence[str] | None = None) -> dict[str, Any]:
-    """Every number `ampersim validate` reports (one file or several together), as one JSON-ready dict."""
+             holdout: Sequence[str] | None = None, sparse_gemm_impl: str | None = None) -> dict[str, Any]:
+    """Every number `ampersim validate` reports (one file or several together), as one JSON-ready dict.
+
+    ``sparse_gemm_impl``: the sparse-GEMM implementation the measured 2:4 GEMMs ran (one of the profile's,
+    e.g. cusparselt_default for a run with cuSPARSELt's default algorithm); None: the profile's own."""
+    if sparse_gemm_impl is not None:
+        profile = profile.with_sparse_gemm(sparse_gemm_impl)
     files = as_files(measurements)
     predictor = Predictor(all_records(files))
     predicted = predictor.predict(profile)
@@ -270,7 +287,7 @@ def validate(measurements: Measurements, profile: HardwareProfile,
     pairs = speedups(rows, predicted, holdout)
     return {
         "measurements": [f.label for f in files], "gpu": ", ".join(dict.fromkeys(f.gpu for f in files)),
-        "profile": profile.name, "holdout": holdout,
+        "profile": profile.name, "sparse_gemm_impl": profile.efficiency.sparse_gemm_impl, "holdout": holdout,
         "summary": summary(rows, predicted, holdout),
         "speedup_summary": speedup_summary(pairs),
         "speedups": pairs,

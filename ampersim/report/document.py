@@ -12,6 +12,7 @@ class Figure:
     name: str  # file stem when written next to a Markdown report
     png: bytes
     alt: str
+    source: str = ""  # where its numbers come from, shown under it
 
 
 @dataclass(frozen=True)
@@ -21,6 +22,7 @@ class Table:
     headers: dict[str, str] = field(default_factory=dict)
     caption: str = ""
     collapsed: bool = False  # long reference tables: folded in HTML
+    source: str = ""  # where its numbers come from, shown under it
 
     def title(self, column: str) -> str:
         return self.headers.get(column, column)

@@ -25,6 +25,7 @@ tr:nth-child(even) td { background: #fafbfc; }
 td.text { max-width: 46rem; overflow-wrap: break-word; }
 details { margin: 0.4rem 0; } summary { cursor: pointer; font-weight: 600; color: #38424c; }
 ul.notes { font-size: 0.9rem; color: #38424c; }
+p.source { font-size: 0.8rem; color: #5b6670; margin: -0.8rem 0 1.2rem; max-width: 60rem; }
 """
 
 
@@ -55,7 +56,11 @@ def _section(s: Section) -> str:
 
 def _figure(f: Figure) -> str:
     data = base64.b64encode(f.png).decode("ascii")
-    return f'<figure><img src="data:image/png;base64,{data}" alt="{escape(f.alt)}"></figure>\n'
+    return f'<figure><img src="data:image/png;base64,{data}" alt="{escape(f.alt)}"></figure>\n' + _source(f.source)
+
+
+def _source(text: str) -> str:
+    return f'<p class="source">Source: {escape(text)}</p>\n' if text else ""
 
 
 def _table(t: Table) -> str:
@@ -70,7 +75,7 @@ def _table(t: Table) -> str:
     if t.collapsed:
         return (
             f"<details><summary>{escape(t.caption)}</summary>\n"
-            f"<table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table></details>\n"
+            f"<table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>\n{_source(t.source)}</details>\n"
         )
     caption = f"<caption>{escape(t.caption)}</caption>" if t.caption else ""
-    return f"<table>{caption}<thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>\n"
+    return f"<table>{caption}<thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>\n{_source(t.source)}"

@@ -33,11 +33,15 @@ def _section(s: Section, folder: str, files: dict[Path, bytes]) -> str:
     for f in s.figures:
         rel = Path(folder) / f"{f.name}.png"
         files[rel] = f.png
-        out += [f"![{f.alt}]({rel.as_posix()})", ""]
+        out += [f"![{f.alt}]({rel.as_posix()})", ""] + _source(f.source)
     for t in s.tables:
         out += [_table(t), ""]
     out += [f"- {_inline(b)}" for b in s.bullets]
     return "\n".join(out).rstrip()
+
+
+def _source(text: str) -> list[str]:
+    return [f"Source: {_inline(text)}", ""] if text else []
 
 
 def _inline(text: str) -> str:
@@ -50,7 +54,16 @@ def _table(t: Table) -> str:
     rows = ["| " + " | ".join(_inline(cell(r.get(c))).replace("\n", " ") for c in t.columns) + " |" for r in t.rows]
     if t.collapsed:  # folded like the HTML (GitHub and most viewers render <details>)
         return "\n".join(
-            [f"<details><summary>{html.escape(t.caption)}</summary>", "", head, rule, *rows, "", "</details>"]
+            [
+                f"<details><summary>{html.escape(t.caption)}</summary>",
+                "",
+                head,
+                rule,
+                *rows,
+                "",
+                *_source(t.source),
+                "</details>",
+            ]
         )
     caption = [f"**{_inline(t.caption)}**", ""] if t.caption else []
-    return "\n".join([*caption, head, rule, *rows])
+    return "\n".join([*caption, head, rule, *rows, "", *_source(t.source)]).rstrip()

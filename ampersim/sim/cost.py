@@ -133,6 +133,7 @@ class OpColumns:
     groups: np.ndarray
     flops: np.ndarray
     bytes: np.ndarray
+    path: np.ndarray  # per op: "both", "dense" or "sparse" (core.vocab.OP_PATHS)
 
     @classmethod
     def from_ops(cls, ops: Sequence[Op]) -> "OpColumns":
@@ -143,7 +144,7 @@ class OpColumns:
             return np.stack([np.broadcast_to(np.asarray(getattr(op, name), dtype=float), (points,)) for op in ops])
 
         return cls(kind=np.array([op.kind for op in ops]), count=np.array([op.count for op in ops], dtype=float),
-                   **{f: column(f) for f in fields})
+                   path=np.array([op.path for op in ops]), **{f: column(f) for f in fields})
 
 
 @dataclass(frozen=True)
@@ -173,7 +174,8 @@ def cost_graph(cols: OpColumns, profile: HardwareProfile, dtype: str, execution:
                tp: int) -> GraphCost:
     """Cost every op of a graph on ``profile`` for the dense path and the sparse path.
 
-    ``execution`` None: a graph without sparse GEMMs or prune ops (both paths are the dense one)."""
+    ``execution`` None: a graph without sparse GEMMs or prune ops (both paths are the dense one).
+    An op that runs on one path only (``path``) costs nothing, with no bound, on the other."""
     unknown = set(cols.kind.tolist()) - set(OP_KINDS)
     if unknown:
         raise ValueError(f"op kinds without a cost function: {sorted(unknown)}")
@@ -212,7 +214,7 @@ def cost_graph(cols: OpColumns, profile: HardwareProfile, dtype: str, execution:
     rows = rows_of("norm", "elementwise", "embedding")
     if rows.size:
         put(rows, stream_terms(cols.bytes[rows], bandwidth_gbps=bw, memory_fraction=mem_frac, kernel_overhead_us=k_over))
-    rows = rows_of("attention")
+    rows = rows_of("attention", "decode_attention")
     if rows.size:
         put(rows, attention_terms(cols.flops[rows], cols.bytes[rows], peak_tflops=attention_peak_tflops(profile, dtype),
                                   attention_fraction=eff.attention_fraction.value, bandwidth_gbps=bw,
@@ -229,4 +231,7 @@ def cost_graph(cols: OpColumns, profile: HardwareProfile, dtype: str, execution:
         link = profile.interconnect
         put(rows, allreduce_terms(cols.bytes[rows], tp=tp, link_gbps=link.bandwidth_gbps.value,
                                   allreduce_fraction=eff.allreduce_fraction.value, latency_us=link.latency_us.value))
+    for path, seconds, bound in (("sparse", dense, dense_bound), ("dense", sparse, sparse_bound)):
+        other = cols.path == path  # ops of the other path only
+        seconds[other], bound[other] = 0.0, NO_BOUND
     return GraphCost(dense, sparse, dense_bound, sparse_bound)

@@ -1,4 +1,10 @@
-"""The op graph of one prefill step: what the model does, independent of the hardware that runs it.
+"""The op graph of one step: what the model does, independent of the hardware that runs it.
+
+A step processes prefill work (prompt chunks, optionally after a prefix already in the KV cache),
+decode work (one new token for each running sequence, reading its KV cache), or both (a mixed
+step of continuous batching with chunked prefill). A prefill-only step is the graph ``predict``
+has always costed; decode steps are dense (activation sparsity is prefill-only), and how a mixed
+step's sparsified linears run is the ``mixed`` mode (core.vocab.MIXED_STEP_MODES).
 
 The same graph is costed by the analytical model (ampersim.sim.cost) and measured on a GPU (issue 5),
 so every op carries the shapes needed to rebuild it (M, N, K, dtype, ``attrs``). Identical decoder
@@ -13,7 +19,9 @@ Per decoder layer, in execution order (HF-style unfused projections, one kernel 
     [post_ffn_norm], [allreduce.mlp], residual.mlp
 
 plus ``embedding`` (+ ``allreduce.embedding`` under TP), ``final_norm`` and ``lm_head`` (last token
-of each sequence only). A ``prune.*`` op appears where at least one consumer of that activation is
+of each sequence only). A step with decode tokens has ``decode_attention`` after (or instead of)
+``attention``; in a mixed step under ``split`` each sparsified linear is two GEMMs on the sparse
+path (prefill rows sparse, ``<name>.decode_rows`` dense) and one on the dense path (``Op.path``). A ``prune.*`` op appears where at least one consumer of that activation is
 sparsified; it runs once per activation (q/k/v share one, gate/up share one).
 
 Shapes: a GEMM is Y[M, N] = X[M, K] · W[N, K]ᵀ, ``groups`` independent GEMMs of that shape in one
@@ -34,7 +42,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict
 
 from ampersim.core.errors import InvalidArgument
-from ampersim.core.vocab import DECODER_LINEAR_KINDS, DTYPE_BYTES, DType, OpKind
+from ampersim.core.vocab import DECODER_LINEAR_KINDS, DTYPE_BYTES, MIXED_STEP_MODES, DType, OpKind, OpPath
 from ampersim.models.spec import ModelSpec
 from ampersim.sparsity.policy import SparsityPolicy, canonical_name
 
@@ -44,17 +52,22 @@ Num = Union[float, np.ndarray]
 
 @dataclass(frozen=True)
 class BatchShape:
-    """The prompts of one step: total tokens T, sequences n, sum of squared lengths S.
+    """The prefill work of one step: total new tokens T, sequences n, causal-pair moment S.
 
-    ``lengths`` are the exact per-sequence lengths when known; otherwise the step is treated as
-    n equal sequences of length S/T (exact for equal lengths; n defaults to T²/S, which is the
-    number of sequences when they are equal and a lower bound otherwise).
+    Each sequence contributes a chunk of c new tokens after o tokens already in its KV cache (o = 0
+    for a whole prompt); S = Σ ((o + c)² − o²), which is Σ c² for whole prompts, so the causal
+    (query, key) pairs are (S + T) / 2 either way; ``cached`` = Σ o. ``lengths`` (chunk sizes) and
+    ``offsets`` are exact per-sequence values when known; otherwise the step is treated as n equal
+    sequences (n defaults to T²/S, the number of sequences when they are equal whole prompts and a
+    lower bound otherwise).
     """
 
     tokens: Num
     seqs: Num
     sum_sq: Num
     lengths: tuple[int, ...] | None = None
+    cached: Num = 0.0
+    offsets: tuple[int, ...] | None = None
 
     @classmethod
     def from_lengths(cls, lengths: Sequence[int]) -> "BatchShape":
@@ -63,6 +76,17 @@ class BatchShape:
             raise InvalidArgument(f"tokens per sequence must be > 0; got {list(lengths)[:8]}")
         return cls(tokens=float(sum(lengths)), seqs=float(len(lengths)),
                    sum_sq=float(sum(x * x for x in lengths)), lengths=lengths)
+
+    @classmethod
+    def from_chunks(cls, chunks: Sequence[tuple[int, int]]) -> "BatchShape":
+        """Prefill chunks as (offset, tokens): ``tokens`` new tokens after ``offset`` cached ones."""
+        offsets = tuple(int(o) for o, _ in chunks)
+        lengths = tuple(int(c) for _, c in chunks)
+        if not lengths or min(lengths) <= 0 or min(offsets) < 0:
+            raise InvalidArgument(f"prefill chunks need tokens > 0 and offsets >= 0; got {list(chunks)[:8]}")
+        return cls(tokens=float(sum(lengths)), seqs=float(len(lengths)),
+                   sum_sq=float(sum((o + c) ** 2 - o * o for o, c in zip(offsets, lengths))),
+                   lengths=lengths, cached=float(sum(offsets)), offsets=offsets)
 
     @classmethod
     def from_moments(cls, tokens: Num, sum_sq: Num, seqs: Num | None = None) -> "BatchShape":
@@ -82,8 +106,71 @@ class BatchShape:
         if window is None:
             return (self.sum_sq + self.tokens) / 2
         if self.lengths is not None:
-            return float(sum(_window_pairs(np.float64(x), window) for x in self.lengths))
-        return self.seqs * _window_pairs(self.sum_sq / self.tokens, window)
+            offsets = self.offsets or (0,) * len(self.lengths)
+            return float(sum(_window_pairs(np.float64(o + c), window) - _window_pairs(np.float64(o), window)
+                             for o, c in zip(offsets, self.lengths)))
+        if not np.any(self.cached):
+            return self.seqs * _window_pairs(self.sum_sq / self.tokens, window)
+        chunk, offset = self.tokens / self.seqs, self.cached / self.seqs
+        return self.seqs * (_window_pairs(offset + chunk, window) - _window_pairs(offset, window))
+
+    def keys_read(self, window: int | None) -> Num:
+        """K/V rows the attention kernel reads: every new token plus the cached prefix it attends to
+        (with a window, at most the last window − 1 cached tokens)."""
+        if window is None:
+            return self.tokens + self.cached
+        if self.lengths is not None:
+            offsets = self.offsets or (0,) * len(self.lengths)
+            return float(sum(c + min(o, window - 1) for o, c in zip(offsets, self.lengths)))
+        return self.tokens + self.seqs * np.minimum(self.cached / self.seqs, window - 1)
+
+
+@dataclass(frozen=True)
+class DecodeShape:
+    """The decode work of one step: one new token for each of ``seqs`` running sequences, whose
+    attention reads ``context`` = Σ L_i keys (L_i: the sequence's KV cache with the new token).
+    ``contexts`` are the exact L_i when known; otherwise the sequences count as equally long."""
+
+    seqs: Num
+    context: Num
+    contexts: tuple[int, ...] | None = None
+
+    @classmethod
+    def from_contexts(cls, contexts: Sequence[int]) -> "DecodeShape":
+        contexts = tuple(int(x) for x in contexts)
+        if not contexts or min(contexts) <= 0:
+            raise InvalidArgument(f"decode context lengths must be > 0; got {list(contexts)[:8]}")
+        return cls(seqs=float(len(contexts)), context=float(sum(contexts)), contexts=contexts)
+
+    def keys(self, window: int | None) -> Num:
+        """Keys the decode queries attend to (each sequence at most ``window``)."""
+        if window is None:
+            return self.context
+        if self.contexts is not None:
+            return float(sum(min(x, window) for x in self.contexts))
+        return self.seqs * np.minimum(self.context / self.seqs, window)
+
+
+@dataclass(frozen=True)
+class StepShape:
+    """What one forward pass processes: prefill chunks, decode tokens, or both (a mixed step)."""
+
+    prefill: BatchShape | None = None
+    decode: DecodeShape | None = None
+
+    def __post_init__(self) -> None:
+        if self.prefill is None and self.decode is None:
+            raise InvalidArgument("a step needs prefill chunks or decode tokens")
+
+    @property
+    def tokens(self) -> Num:
+        """Rows of every linear layer: prefill tokens plus one per decoding sequence."""
+        return (self.prefill.tokens if self.prefill else 0.0) + (self.decode.seqs if self.decode else 0.0)
+
+    @property
+    def seqs(self) -> Num:
+        """Sequences in the step (lm_head rows: each computes the logits of its last token)."""
+        return (self.prefill.seqs if self.prefill else 0.0) + (self.decode.seqs if self.decode else 0.0)
 
 
 def _window_pairs(length: Num, window: int) -> Num:
@@ -98,8 +185,9 @@ class Op:
 
     GEMM: Y[M, N] = X[M, K] · W[N, K]ᵀ, ``groups`` of them. prune: an [M, K] activation. norm /
     elementwise / embedding: M rows of K features. attention: M query tokens, N = mean keys per
-    query, K = head_dim. allreduce: bytes = message size. ``flops`` / ``bytes`` are the dense
-    path's (bytes = compulsory device-memory traffic).
+    query, K = head_dim (decode_attention: M = decoding sequences). allreduce: bytes = message size.
+    ``flops`` / ``bytes`` are the dense path's (bytes = compulsory device-memory traffic). ``path``:
+    the op runs on both paths, or only on the dense or the sparse one (a split mixed step).
     """
 
     name: str
@@ -115,6 +203,7 @@ class Op:
     groups: Num = 1.0
     sparse: bool = False
     attrs: dict[str, Any] = field(default_factory=dict)
+    path: str = "both"
 
     @property
     def count(self) -> int:
@@ -162,6 +251,7 @@ class OpRecord(BaseModel):
     groups: float = 1.0
     sparse: bool = False
     attrs: dict[str, Any] = {}
+    path: OpPath = "both"  # absent in files written before decode and mixed steps: both paths
 
     def to_op(self) -> Op:
         """The Op this record was made from (``Op.to_record`` inverted)."""
@@ -184,12 +274,13 @@ def check_tp(spec: ModelSpec, tp: int) -> None:
         if value % tp:
             raise InvalidArgument(
                 f"tp {tp} does not divide the {what} of {spec.name} ({value}); "
-                f"allowed tp: {', '.join(str(d) for d in _divisors(spec))}",
+                f"allowed tp: {', '.join(str(d) for d in allowed_tp(spec))}",
                 field="tp",
             )
 
 
-def _divisors(spec: ModelSpec) -> list[int]:
+def allowed_tp(spec: ModelSpec) -> list[int]:
+    """Tensor-parallel degrees that split heads, KV heads and FFN widths evenly."""
     ffn = spec.moe.expert_intermediate_size if spec.moe else spec.intermediate_size
     shared = spec.moe.shared_expert_intermediate_size if spec.moe else 0
     return [d for d in range(1, spec.num_kv_heads + 1)
@@ -213,14 +304,35 @@ def build_graph(spec: ModelSpec, policy: SparsityPolicy, tokens_per_seq: int | S
 
 
 def graph_for_shape(spec: ModelSpec, policy: SparsityPolicy, shape: BatchShape, dtype: str, tp: int) -> list[Op]:
-    """The op graph for a batch shape whose quantities may be numpy arrays (vectorized sweeps)."""
+    """The op graph of a prefill step whose quantities may be numpy arrays (vectorized sweeps)."""
+    return graph_for_step(spec, policy, StepShape(prefill=shape), dtype, tp)
+
+
+def graph_for_step(spec: ModelSpec, policy: SparsityPolicy, step: StepShape, dtype: str, tp: int, *,
+                   kv_dtype: str | None = None, mixed: str = "split") -> list[Op]:
+    """The op graph of any step: prefill chunks, decode tokens or both (quantities may be arrays).
+
+    ``kv_dtype``: the KV cache's element type (default: the 16-bit activations). ``mixed``: how the
+    sparse path runs a step with both prefill and decode rows (core.vocab.MIXED_STEP_MODES; under
+    ``separate`` such a step does not exist)."""
     if dtype not in DTYPE_BYTES:
         raise InvalidArgument(f"unknown dtype '{dtype}'; allowed: {', '.join(DTYPE_BYTES)}", field="dtype")
+    if kv_dtype is not None and kv_dtype not in DTYPE_BYTES:
+        raise InvalidArgument(f"kv_dtype '{kv_dtype}' is unknown; allowed: {', '.join(DTYPE_BYTES)}",
+                              field="kv_dtype")
+    if mixed not in MIXED_STEP_MODES:
+        raise InvalidArgument(f"mixed '{mixed}' is not a mixed-step mode; allowed: {', '.join(MIXED_STEP_MODES)}",
+                              field="mixed")
+    if mixed == "separate" and step.prefill is not None and step.decode is not None:
+        raise InvalidArgument("mixed 'separate' never puts prefill and decode in one step", field="mixed")
     check_tp(spec, tp)
-    builder = _Builder(spec, policy, shape, dtype, tp)
+    builder = _Builder(spec, policy, step, dtype, tp, kv_dtype, mixed)
     builder.model_start()
-    for layers, sparse, window in layer_groups(spec, policy):
-        builder.decoder_layer(layers, sparse, window)
+    groups = layer_groups(spec, policy)
+    if step.prefill is None:  # decode stays dense: layers differ only by their attention window
+        groups = _merge_by_window(groups)
+    for layers, sparse, window in groups:
+        builder.decoder_layer(layers, sparse if step.prefill is not None else frozenset(), window)
     builder.model_end()
     return builder.ops
 
@@ -235,26 +347,40 @@ def layer_groups(spec: ModelSpec, policy: SparsityPolicy) -> list[tuple[tuple[in
     return [(tuple(layers), sparse, window) for (sparse, window), layers in groups.items()]
 
 
+def _merge_by_window(groups: list[tuple[tuple[int, ...], frozenset[str], int | None]]
+                     ) -> list[tuple[tuple[int, ...], frozenset[str], int | None]]:
+    merged: dict[int | None, list[int]] = {}
+    for layers, _, window in groups:
+        merged.setdefault(window, []).extend(layers)
+    return [(tuple(sorted(layers)), frozenset(), window) for window, layers in merged.items()]
+
+
 class _Builder:
     """Appends the ops of a step; all sizes per GPU."""
 
-    def __init__(self, spec: ModelSpec, policy: SparsityPolicy, shape: BatchShape, dtype: str, tp: int) -> None:
-        self.spec, self.policy, self.shape, self.dtype, self.tp = spec, policy, shape, dtype, tp
+    def __init__(self, spec: ModelSpec, policy: SparsityPolicy, step: StepShape, dtype: str, tp: int,
+                 kv_dtype: str | None, mixed: str) -> None:
+        self.spec, self.policy, self.step, self.dtype, self.tp = spec, policy, step, dtype, tp
         self.in_b = DTYPE_BYTES[dtype]
         self.act_b = max(self.in_b, 2.0)  # 8-bit GEMMs keep 16-bit activations between kernels
+        self.kv_b = DTYPE_BYTES[kv_dtype] if kv_dtype else self.act_b
+        self.T = step.tokens
+        self.split = step.prefill is not None and step.decode is not None and mixed == "split"
+        # rows a sparsified linear prunes: the prefill rows (split), else every row of the step
+        self.sparse_rows = step.prefill.tokens if self.split else self.T
         self.ops: list[Op] = []
         self.layers: tuple[int, ...] = ()
 
     # -- op helpers -----------------------------------------------------------------------------
     def _add(self, name: str, kind: str, M: Num, N: Num, K: Num, flops: Num, nbytes: Num, *,
-             groups: Num = 1.0, sparse: bool = False, **attrs: Any) -> None:
+             groups: Num = 1.0, sparse: bool = False, path: str = "both", **attrs: Any) -> None:
         layer = self.layers[0] if self.layers else None
         self.ops.append(Op(name=name, kind=kind, layer=layer, layers=self.layers, M=M, N=N, K=K,
                            flops=flops, bytes=nbytes, dtype=self.dtype, groups=groups, sparse=sparse,
-                           attrs=attrs))
+                           attrs=attrs, path=path))
 
     def gemm(self, name: str, kind: str, M: Num, N: int, K: int, *, sparse: bool = False,
-             groups: Num = 1.0, parallel: str = "replicated", **attrs: Any) -> None:
+             groups: Num = 1.0, parallel: str = "replicated", path: str = "both", **attrs: Any) -> None:
         if sparse and K % self.policy.pattern.m:
             where = canonical_name(self.layers[0], kind) if self.layers else kind
             raise InvalidArgument(
@@ -264,7 +390,26 @@ class _Builder:
         flops = 2.0 * M * N * K * groups
         nbytes = groups * ((M * K + N * K) * self.in_b + M * N * self.act_b)
         self._add(name, "sparse_gemm" if sparse else "gemm", M, N, K, flops, nbytes, groups=groups,
-                  sparse=sparse, linear=kind, parallel=parallel, **attrs)
+                  sparse=sparse, path=path, linear=kind, parallel=parallel, **attrs)
+
+    def linear(self, name: str, kind: str, N: int, K: int, *, sparse: bool, parallel: str,
+               routed: bool = False, **attrs: Any) -> None:
+        """One linear layer over the step's rows (MoE experts: a grouped GEMM over the experts hit).
+
+        A sparsified linear in a split mixed step is a dense GEMM over all rows on the dense path,
+        and a sparse GEMM over the prefill rows plus a dense ``.decode_rows`` GEMM on the sparse path."""
+        parts = [("", self.T, "both", sparse)]
+        if sparse and self.split:
+            parts = [("", self.T, "dense", False), ("", self.step.prefill.tokens, "sparse", True),
+                     (".decode_rows", self.step.decode.seqs, "sparse", False)]
+        for suffix, rows, path, part_sparse in parts:
+            M, groups = rows, 1.0
+            if routed:
+                moe = self.spec.moe
+                groups = experts_touched(rows, moe.num_experts, moe.experts_per_token)
+                M = rows * moe.experts_per_token / groups
+            self.gemm(name + suffix, kind, M, N, K, sparse=part_sparse, groups=groups, parallel=parallel,
+                      path=path, **attrs)
 
     def stream(self, name: str, kind: str, rows: Num, features: int, passes: float, **attrs: Any) -> None:
         """A memory-bound op over a [rows, features] activation moving ``passes`` × its bytes."""
@@ -281,20 +426,39 @@ class _Builder:
 
     # -- model structure ------------------------------------------------------------------------
     def model_start(self) -> None:
-        T = self.shape.tokens
+        T = self.T
         self.stream("embedding", "embedding", T, self.spec.hidden_size, 2.0, vocab=self.spec.vocab_size)
         self.allreduce("allreduce.embedding", T)
 
     def model_end(self) -> None:
         self.layers = ()
-        spec, T = self.spec, self.shape.tokens
+        spec, T = self.spec, self.T
         self.stream("final_norm", "norm", T, spec.hidden_size, 2.0)
         vocab = -(-spec.vocab_size // self.tp)
-        self.gemm("lm_head", "lm_head", self.shape.seqs, vocab, spec.hidden_size, parallel="column")
+        self.gemm("lm_head", "lm_head", self.step.seqs, vocab, spec.hidden_size, parallel="column")
+
+    def attention(self, window: int | None, heads: int, kv_heads: int) -> None:
+        """Causal attention of the prefill chunks, then decode attention over the KV caches."""
+        hd = self.spec.head_dim
+        q_dim, kv_dim = heads * hd, kv_heads * hd
+        common = dict(heads=heads, kv_heads=kv_heads, head_dim=hd, window=window)
+        prefill, decode = self.step.prefill, self.step.decode
+        if prefill is not None:
+            T, pairs, keys = prefill.tokens, prefill.attended_pairs(window), prefill.keys_read(window)
+            cached = list(prefill.offsets) if prefill.offsets and any(prefill.offsets) else None
+            self._add("attention", "attention", T, pairs / T, hd, 4.0 * heads * hd * pairs,
+                      T * (2 * q_dim) * self.act_b + keys * (2 * kv_dim) * self.kv_b, causal=True,
+                      seq_lens=list(prefill.lengths) if prefill.lengths else None, cached_lens=cached, **common)
+        if decode is not None:
+            B, keys = decode.seqs, decode.keys(window)
+            self._add("decode_attention", "decode_attention", B, keys / B, hd, 4.0 * heads * hd * keys,
+                      B * (2 * q_dim) * self.act_b + keys * (2 * kv_dim) * self.kv_b,
+                      context_lens=list(decode.contexts) if decode.contexts else None, kv_bytes=self.kv_b,
+                      **common)
 
     def decoder_layer(self, layers: tuple[int, ...], sparse: frozenset[str], window: int | None) -> None:
         self.layers = layers
-        spec, T, tp = self.spec, self.shape.tokens, self.tp
+        spec, T, tp = self.spec, self.T, self.tp
         h, hd = spec.hidden_size, spec.head_dim
         heads, kv_heads = spec.num_heads // tp, spec.num_kv_heads // tp
         q_dim, kv_dim = heads * hd, kv_heads * hd
@@ -302,21 +466,17 @@ class _Builder:
 
         self.stream("attn_norm", "norm", T, h, 2.0)
         if sparse & {"q_proj", "k_proj", "v_proj"}:
-            self.prune("attn_in", T, h)
+            self.prune("attn_in", self.sparse_rows, h)
         for kind, n in (("q_proj", q_dim), ("k_proj", kv_dim), ("v_proj", kv_dim)):
-            self.gemm(kind, kind, T, n, h, sparse=kind in sparse, parallel="column")
+            self.linear(kind, kind, n, h, sparse=kind in sparse, parallel="column")
         if spec.qk_norm:
             self.stream("q_norm", "norm", T, q_dim, 2.0)
             self.stream("k_norm", "norm", T, kv_dim, 2.0)
         self.stream("rotary", "elementwise", T, q_dim + kv_dim, 2.0)
-        pairs = self.shape.attended_pairs(window)
-        self._add("attention", "attention", T, pairs / T, hd, 4.0 * heads * hd * pairs,
-                  T * (2 * q_dim + 2 * kv_dim) * self.act_b, heads=heads, kv_heads=kv_heads,
-                  head_dim=hd, window=window, causal=True,
-                  seq_lens=list(self.shape.lengths) if self.shape.lengths else None)
+        self.attention(window, heads, kv_heads)
         if "o_proj" in sparse:
-            self.prune("attn_out", T, q_dim)
-        self.gemm("o_proj", "o_proj", T, h, q_dim, sparse="o_proj" in sparse, parallel="row")
+            self.prune("attn_out", self.sparse_rows, q_dim)
+        self.linear("o_proj", "o_proj", h, q_dim, sparse="o_proj" in sparse, parallel="row")
         if sandwich:
             self.stream("post_attn_norm", "norm", T, h, 2.0)
         self.allreduce("allreduce.attn", T)
@@ -334,31 +494,32 @@ class _Builder:
         moe = spec.moe
         if moe is None:
             if gated:
-                self.prune("mlp_in", T, h)
-            self._ffn("", T, 1.0, spec.intermediate_size // tp, sparse)
+                self.prune("mlp_in", self.sparse_rows, h)
+            self._ffn("", T, spec.intermediate_size // tp, sparse)
             return
         self.gemm("router", "router", T, moe.num_experts, h)
         self.stream("moe.dispatch", "elementwise", T, h, 1.0 + moe.experts_per_token,
                     top_k=moe.experts_per_token, num_experts=moe.num_experts)
         if gated:
-            self.prune("mlp_in", T, h)
-        touched = experts_touched(T, moe.num_experts, moe.experts_per_token)
-        self._ffn("", T * moe.experts_per_token / touched, touched, moe.expert_intermediate_size // tp,
-                  sparse, experts=moe.num_experts, top_k=moe.experts_per_token)
+            self.prune("mlp_in", self.sparse_rows, h)
+        self._ffn("", T, moe.expert_intermediate_size // tp, sparse, routed=True,
+                  attrs=dict(experts=moe.num_experts, top_k=moe.experts_per_token))
         if moe.shared_expert_intermediate_size:
-            self._ffn("shared_expert.", T, 1.0, moe.shared_expert_intermediate_size // tp, sparse)
+            self._ffn("shared_expert.", T, moe.shared_expert_intermediate_size // tp, sparse)
         self.stream("moe.combine", "elementwise", T, h, 1.0 + moe.experts_per_token,
                     top_k=moe.experts_per_token, num_experts=moe.num_experts)
 
-    def _ffn(self, prefix: str, rows: Num, groups: Num, ffn: int, sparse: frozenset[str], **attrs: Any) -> None:
-        """Gated FFN (gate, up, activation, down) on ``groups`` groups of ``rows`` tokens each."""
-        h = self.spec.hidden_size
+    def _ffn(self, prefix: str, T: Num, ffn: int, sparse: frozenset[str], *, routed: bool = False,
+             attrs: dict[str, Any] | None = None) -> None:
+        """Gated FFN (gate, up, activation, down) over the step's T tokens (routed experts: top_k rows each)."""
+        h, attrs = self.spec.hidden_size, attrs or {}
+        per_token = self.spec.moe.experts_per_token if routed else 1
         for kind in ("gate_proj", "up_proj"):
-            self.gemm(prefix + kind, kind, rows, ffn, h, sparse=kind in sparse, groups=groups,
-                      parallel="column", **attrs)
-        self.stream(prefix + "activation", "elementwise", rows * groups, ffn, 3.0,
+            self.linear(prefix + kind, kind, ffn, h, sparse=kind in sparse, parallel="column", routed=routed,
+                        **attrs)
+        self.stream(prefix + "activation", "elementwise", T * per_token, ffn, 3.0,
                     function=self.spec.mlp_activation, gated=True)
         if "down_proj" in sparse:
-            self.prune(prefix + "mlp_mid", rows * groups, ffn)
-        self.gemm(prefix + "down_proj", "down_proj", rows, h, ffn, sparse="down_proj" in sparse,
-                  groups=groups, parallel="row", **attrs)
+            self.prune(prefix + "mlp_mid", self.sparse_rows * per_token, ffn)
+        self.linear(prefix + "down_proj", "down_proj", h, ffn, sparse="down_proj" in sparse, parallel="row",
+                    routed=routed, **attrs)

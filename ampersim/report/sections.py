@@ -1,0 +1,585 @@
+"""What the report says: one function per section, each formatting a Study into a Section.
+
+No section computes a number: each reads the Study (report/study.py) and turns it into prose,
+tables and figures (report/plots.py), and says under each table where its numbers come from.
+SECTIONS lists them in reading order; ``document`` renders them all.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from ampersim.econ.roi import PAYBACK_DEFINITION
+from ampersim.report import plots
+from ampersim.report.document import Document, Figure, Section, Table
+from ampersim.report.study import (
+    CATEGORIES,
+    PATHS,
+    TOKEN_SWEEP,
+    Option,
+    ProfileStudy,
+    ReportInputs,
+    Study,
+    build_study,
+    option_name,
+)
+from ampersim.sim.scenario import Scenario
+
+SWEEP_SHOWN = (512, 2048, 8192, 32768)  # prompt lengths tabulated under the speedup chart
+TITLE = "ampersim report: N:M activation sparsity in prefill"
+
+
+def build_document(inputs: ReportInputs, progress: Callable[[str], None]) -> Document:
+    """The whole report: compute the Study once, then format every section."""
+    return document(build_study(inputs, progress))
+
+
+def document(study: Study) -> Document:
+    sc = study.inputs.scenario
+    meta = [
+        (
+            "workload",
+            (
+                f"{sc.name}: {sc.model}, {sc.dtype}, tensor parallel {sc.tp}, {_prompts(sc)} per step, "
+                f"policy {sc.policy}, pattern {sc.pattern}, scoring {sc.scoring}"
+            ),
+        ),
+        ("profiles", ", ".join(f"{p.name} ({_status(p)})" for p in study.profiles)),
+        ("computed by", f"ampersim {study.version}: {study.predictions} predictions of the workload's variants"),
+        ("generated", study.inputs.generated),
+        ("command", study.inputs.command),
+    ]
+    return Document(TITLE, meta, [section(study) for section in SECTIONS])
+
+
+# -- provenance -----------------------------------------------------------------------------------
+def _predicted(study: Study, profiles: Iterable[ProfileStudy] | None = None) -> str:
+    """'predicted by ampersim V with profiles a, b (official)': who computed it, from which profiles."""
+    chosen = list(profiles) if profiles is not None else list(study.profiles)
+    statuses = {p.profile.status for p in chosen}
+    if len(statuses) == 1:
+        names = f"{', '.join(p.name for p in chosen)} ({statuses.pop()})"
+    else:
+        names = ", ".join(f"{p.name} ({p.profile.status})" for p in chosen)
+    return f"predicted by ampersim {study.version} with profile{'s' if len(chosen) > 1 else ''} {names}"
+
+
+def _status(p: ProfileStudy) -> str:
+    """'official', 'hypothetical', or 'calibrated from <measurement file>'."""
+    calibrated = p.profile.status == "calibrated" and p.profile.calibrated_from
+    return f"calibrated from {p.profile.calibrated_from}" if calibrated else p.profile.status
+
+
+PRICED = "prices and economic assumptions with their sources and dates under Assumptions and sources"
+
+
+def _simulated(study: Study) -> str:
+    return (
+        f"simulated by ampersim {study.version}'s capacity planner (seeded discrete-event simulation, seed "
+        f"{study.inputs.seed}) on step times {_predicted(study)}"
+    )
+
+
+# -- sections -------------------------------------------------------------------------------------
+def summary(study: Study) -> Section:
+    inputs, sc = study.inputs, study.inputs.scenario
+    top = max(inputs.rates)
+    rows = []
+    for p in study.profiles:
+        e, plan = p.economics, p.plans[top]
+        rows.append(
+            {
+                "profile": p.name,
+                "speedup": p.prediction.speedup,
+                "best_pattern": p.best.pattern,
+                "best_speedup": p.best.speedup,
+                "tokens_per_s_dense": p.prediction.tokens_per_s_dense / p.prediction.tp,
+                "cloud_dense": e.cloud_usd_per_m_tokens["dense"] if e else None,
+                "cloud_sparse": e.cloud_usd_per_m_tokens["sparse"] if e else None,
+                "gpus_dense": plan.gpus("dense"),
+                "gpus_sparse": plan.gpus("sparse"),
+            }
+        )
+    preds = [p.prediction for p in study.profiles]
+    gains = [p for p in preds if p.speedup > 1]
+    lead = (
+        f"Workload {sc.name}: {sc.model}, {sc.dtype}, tensor parallel {sc.tp}, {_prompts(sc)} per prefill "
+        f"step, sparsity policy {sc.policy} at {sc.pattern}."
+    )
+    if gains:
+        top_gain = max(gains, key=lambda p: p.speedup)
+        verdict = (
+            f"At {sc.pattern}, sparse prefill is faster than dense on {len(gains)} of {len(preds)} profiles; "
+            f"the largest speedup is {top_gain.speedup:.3g}× on {top_gain.profile}."
+        )
+    else:
+        verdict = (
+            f"At {sc.pattern}, no profile gains: sparse prefill is {min(p.speedup for p in preds):.3g}-"
+            f"{max(p.speedup for p in preds):.3g}× dense, because no profile accelerates {sc.pattern} "
+            "(the pruning is pure overhead) or the pruning costs more than the sparse GEMMs save."
+        )
+    paragraphs = [f"{lead} {verdict}"]
+    better = [p for p in study.profiles if p.best.pattern != sc.pattern]
+    if better:
+        paragraphs.append(
+            "Best pattern per profile at this workload: "
+            + "; ".join(f"{p.name} {p.best.pattern} at {p.best.speedup:.3g}×" for p in better)
+            + "."
+        )
+    paragraphs.append(
+        f"Costs and GPUs below are for {sc.pattern}. GPUs are the fewest meeting "
+        f"p{inputs.percentile:g} TTFT ≤ {inputs.slo_ttft_s * 1e3:g} ms at {top:g} requests/s "
+        f"(prompts {inputs.prompts.description}; outputs {inputs.outputs.description}); – means out of reach "
+        "(or no price)."
+    )
+    headers = {
+        "speedup": f"speedup {sc.pattern}",
+        "best_pattern": "best pattern",
+        "best_speedup": "its speedup",
+        "tokens_per_s_dense": "tok/s/GPU dense",
+        "cloud_dense": "cloud $/M tok dense",
+        "cloud_sparse": "cloud $/M tok sparse",
+        "gpus_dense": f"GPUs dense @{top:g}/s",
+        "gpus_sparse": f"GPUs sparse @{top:g}/s",
+    }
+    source = (
+        f"speedups and tokens/s {_predicted(study)}; cloud $/M tokens from those tokens/s and the cloud price "
+        f"({PRICED}); GPUs {_simulated(study)}"
+    )
+    return Section("Summary", "summary", paragraphs, tables=[Table(rows, list(rows[0]), headers, source=source)])
+
+
+def speedup(study: Study) -> Section:
+    sc = study.inputs.scenario
+    sweep = [line for p in study.profiles for line in p.sweep]
+    series = [
+        plots.Series(
+            f"{s.profile} {s.pattern}{'' if s.native else ' (not native)'}",
+            TOKEN_SWEEP,
+            s.speedup,
+            s.profile,
+            s.pattern,
+        )
+        for s in sweep
+    ]
+    png = plots.line_chart(
+        series,
+        xlabel="prompt tokens (one prompt per step)",
+        ylabel="prefill speedup, sparse / dense",
+        title=f"Speedup vs prompt length — {sc.model}, {sc.dtype}, tp {sc.tp}, policy {sc.policy}",
+        reference_y=1.0,
+        reference_label="no gain",
+    )
+    rows = [
+        {
+            "profile": s.profile,
+            "pattern": s.pattern,
+            "native": "yes" if s.native else "no",
+            **{f"{t:,}": s.speedup[TOKEN_SWEEP.index(t)] for t in SWEEP_SHOWN},
+        }
+        for s in sweep
+    ]
+    text = (
+        "Whole-prefill speedup of the sparse path over dense for one prompt, per profile and pattern: each "
+        "profile's natively accelerated patterns, the paper's 8:16 and the workload's pattern. Below 1 the "
+        "pruning costs more than the sparse GEMMs save. A non-native pattern only adds pruning to dense GEMMs."
+    )
+    return Section(
+        "Speedup vs prompt length",
+        "speedup",
+        [text],
+        [Figure("speedup_vs_tokens", png, "speedup vs prompt tokens per profile and pattern")],
+        [
+            Table(
+                rows,
+                list(rows[0]),
+                caption="speedup at selected prompt lengths (tokens)",
+                source=f"{len(TOKEN_SWEEP)} prompt lengths from {TOKEN_SWEEP[0]:,} to {TOKEN_SWEEP[-1]:,} tokens "
+                f"{_predicted(study)}",
+            )
+        ],
+    )
+
+
+def breakdown(study: Study) -> Section:
+    sc = study.inputs.scenario
+    bars, rows = [], []
+    for p in study.profiles:
+        for path in PATHS:
+            parts = p.breakdown_ms[path]
+            bars.append((f"{p.name} {path}", parts))
+            total_s = p.prediction.dense_total_s if path == "dense" else p.prediction.sparse_total_s
+            rows.append(
+                {"profile": p.name, "path": path, **{c: parts.get(c) for c in CATEGORIES}, "total": total_s * 1e3}
+            )
+    cats = [c for c in CATEGORIES if any(r.get(c) for r in rows)]
+    png = plots.stacked_bars(
+        bars,
+        cats,
+        xlabel="milliseconds per prefill step",
+        title=f"Where prefill time goes — {sc.name}, pattern {sc.pattern}",
+    )
+    text = (
+        "Per-op time of one prefill step of the workload, grouped by kind (sum over layers, per GPU). "
+        "'sparsified GEMMs' are the projections the policy prunes; on the sparse path they run on sparse "
+        "tensor cores when the pattern is native, and the runtime prune/compress of their inputs is extra."
+    )
+    return Section(
+        "Where the time goes",
+        "breakdown",
+        [text],
+        [Figure("time_breakdown", png, "per-op time breakdown, dense vs sparse, per profile")],
+        [Table(rows, ["profile", "path", *cats, "total"], caption="milliseconds per step", source=_predicted(study))],
+    )
+
+
+def cost(study: Study) -> Section:
+    inputs, econ = study.inputs, study.priced
+    notes = list(inputs.price_notes)
+    for e in econ:
+        for field, kind in (("cloud_usd_per_gpu_hour", "cloud"), ("purchase_usd", "owned")):
+            if getattr(e.prices, field) is None:
+                notes.append(
+                    f"{e.profile}: no prices.{field} in its profile and none given: its {kind} cost is left out"
+                )
+    title = "Cost per million prompt tokens"
+    if not econ:
+        return Section(title, "cost", ["No profile has a price."], bullets=notes)
+    bars = {
+        f"{basis} {path}": [getattr(e, f"{basis}_usd_per_m_tokens")[path] for e in econ]
+        for basis in ("cloud", "owned")
+        for path in PATHS
+    }
+    png = plots.grouped_bars(
+        [e.profile for e in econ],
+        bars,
+        ylabel="$ per million prompt tokens",
+        title=f"Cost per million prompt tokens — {inputs.scenario.name}",
+    )
+    rows = [
+        {
+            "profile": e.profile,
+            "tok/s/GPU dense": e.tokens_per_s["dense"],
+            "tok/s/GPU sparse": e.tokens_per_s["sparse"],
+            "J/token dense": e.energy_j_per_token["dense"],
+            "J/token sparse": e.energy_j_per_token["sparse"],
+            "cloud $/M dense": e.cloud_usd_per_m_tokens["dense"],
+            "cloud $/M sparse": e.cloud_usd_per_m_tokens["sparse"],
+            "owned $/M dense": e.owned_usd_per_m_tokens["dense"],
+            "owned $/M sparse": e.owned_usd_per_m_tokens["sparse"],
+        }
+        for e in econ
+    ]
+    back_rows = [
+        {
+            "buy": b.to_profile,
+            "path": b.path,
+            "GPUs per rented": b.gpus_needed,
+            "capex $": b.capex_usd,
+            "saving $/month": b.saving_usd_per_month,
+            "payback months": b.months
+            if b.months is not None
+            else (f"n/a: needs {b.missing}" if b.missing else "never"),
+        }
+        for b in study.paybacks
+    ]
+    text = [
+        (
+            f"Cloud: rent per GPU-hour over the prompt tokens one GPU prefills in that hour at utilization "
+            f"{econ[0].prices.utilization.value:g}. Owned: purchase price amortized over the lifetime plus electricity "
+            "(TDP × prefill power fraction) while busy; the GPU alone, without server, network, hosting or cooling."
+        ),
+        f"Payback: {PAYBACK_DEFINITION}; baseline {econ[0].profile}.",
+    ]
+    source = (
+        f"tokens/s {_predicted(study, [p for p in study.profiles if p.economics is not None])}; power: each "
+        f"profile's TDP × prefill power fraction; {PRICED}"
+    )
+    return Section(
+        title,
+        "cost",
+        text,
+        [Figure("cost_per_m_tokens", png, "cost per million prompt tokens per profile")],
+        [
+            Table(rows, list(rows[0]), source=source),
+            Table(
+                back_rows,
+                list(back_rows[0]),
+                caption=f"payback vs renting {econ[0].profile}",
+                source="the tokens/s, power and prices of the table above",
+            ),
+        ],
+        notes,
+    )
+
+
+def capacity(study: Study) -> Section:
+    inputs = study.inputs
+    pct = f"p{inputs.percentile:g}"
+    columns = [(p, path) for p in study.profiles for path in PATHS]
+    series = [
+        plots.Series(f"{p.name} {path}", inputs.rates, [p.plans[r].gpus(path) for r in inputs.rates], p.name, path)
+        for p, path in columns
+    ]
+    gpus = [{"rate/s": r, **{f"{p.name} {path}": p.plans[r].gpus(path) for p, path in columns}} for r in inputs.rates]
+    cost = [
+        {"rate/s": r, **{f"{p.name} {path}": p.plans[r].usd_per_day(path) for p, path in columns}} for r in inputs.rates
+    ]
+    png = plots.line_chart(
+        series,
+        xlabel="request rate, requests/s (Poisson)",
+        ylabel="GPUs (replicas × tp)",
+        title=f"GPUs for {pct} TTFT ≤ {inputs.slo_ttft_s * 1e3:g} ms — {inputs.prompts.description}",
+        scale="loglog",
+    )
+    floors = [
+        f"{p.name} {path}: the SLO is out of reach (lowest {pct} TTFT {result.min_ttft_s * 1e3:.4g} ms, each "
+        "prompt alone on an idle replica)"
+        for p in study.profiles
+        for path, result in p.plans[inputs.rates[0]].paths.items()
+        if not result.feasible
+    ]
+    text = (
+        f"Fewest GPUs whose simulated {pct} time to first token stays within {inputs.slo_ttft_s * 1e3:g} ms, "
+        "found by a seeded discrete-event simulation of a fleet with continuous batching: Poisson arrivals, one "
+        f"FCFS queue, {_step_limits(study)} (chunked prefill and the decode tokens of running requests; outputs: "
+        f"{inputs.outputs.description}), a paged KV cache, step times from the simulator. TTFT counts queueing "
+        "and the whole prompt's prefill."
+    )
+    return Section(
+        "GPUs needed vs request rate",
+        "capacity",
+        [text],
+        [Figure("gpus_vs_rate", png, "GPUs needed vs request rate, dense and sparse")],
+        [
+            Table(gpus, list(gpus[0]), caption="GPUs needed", source=_simulated(study)),
+            Table(
+                cost,
+                list(cost[0]),
+                caption="cloud $ per day for those GPUs",
+                source=f"those GPUs × 24 h × the cloud price ({PRICED})",
+            ),
+        ],
+        floors,
+    )
+
+
+def frontier(study: Study) -> Section:
+    title = "Accuracy × speed × cost frontier"
+    inputs, acc = study.inputs, study.accuracy
+    if acc is None:
+        return Section(
+            title,
+            "frontier",
+            [
+                (
+                    "No accuracy results were given, so there is no frontier to draw: the real-model evaluation "
+                    "(ampersim prune) writes them, and a source checkout's docs/accuracy.json is read by default. "
+                    "Speed and cost per pattern are in the sections above."
+                )
+            ],
+        )
+    results, metric = acc.results, acc.results.metric
+    higher_better = metric == "quiz_acc"
+    acc_rows = [{"option": "dense", "coverage": 0.0, "ppl": results.dense.ppl, "quiz_acc": results.dense.quiz_acc}]
+    for row in results.rows:
+        acc_rows.append(
+            {
+                "option": option_name(row),
+                "coverage": row.coverage,
+                "ppl": row.ppl,
+                "ppl_delta": row.ppl_delta,
+                "quiz_acc": row.quiz_acc,
+                "quiz_acc_delta": row.quiz_acc_delta,
+                "± se": getattr(row, "quiz_acc_delta_stderr", None),
+            }
+        )
+    w8a8 = any(o.marker.endswith("+W8A8") for o in acc.options)
+    text = [
+        f"Accuracy from {acc.path.name}, measured on {results.model}; speed and cost are predicted for "
+        f"{inputs.scenario.model} ({inputs.scenario.name}), so the two axes come from different models unless "
+        "they match."
+        + (" W8A8 rows are accuracy-only variants (speed and cost at the workload's dtype)." if w8a8 else ""),
+        (
+            "Each point is one (profile, option) pair: colour = profile, marker = pattern, hollow = every layer "
+            "sparsified (policy 'all'), filled = the selective amber policy. The line joins the pairs no other "
+            "pair beats on both cost (cloud $/M prompt tokens; sparse path for sparse options) and accuracy."
+        ),
+    ]
+    scored = [o for o in acc.options if o.score is not None]
+    figures = []
+    if scored:
+        png = plots.frontier_chart(
+            [plots.Point(o.usd_per_m, o.score, o.profile, o.marker, hollow=o.all_layers) for o in scored],
+            [(o.usd_per_m, o.score) for o in acc.frontier],
+            [(o.usd_per_m, o.score, f"{o.profile} {o.name}") for o in acc.frontier],
+            xlabel="cloud $ per million prompt tokens",
+            ylabel="quiz accuracy (higher is better)" if higher_better else "perplexity (lower is better)",
+            title=f"Accuracy ({results.model}) vs cost ({inputs.scenario.model})",
+        )
+        figures.append(Figure("frontier", png, "accuracy vs cost per pattern and profile"))
+    notes = list(acc.not_simulated)
+    if not acc.options:
+        notes.append("no profile has a cloud price: the frontier needs prices.cloud_usd_per_gpu_hour")
+    measured = _measured(results.environment, acc.path.name, results.model)
+    tables = [
+        Table(
+            acc_rows,
+            list(dict.fromkeys(k for r in acc_rows for k in r)),
+            caption=f"accuracy on {results.model}",
+            source=measured,
+        )
+    ]
+    if acc.frontier:
+        source = (
+            f"accuracy {measured}; speedup {_predicted(study)}; cloud $/M tokens from those predictions and the "
+            f"cloud price ({PRICED})"
+        )
+        columns = list(_option_row(acc.frontier[0], metric))
+        tables.append(
+            Table([_option_row(o, metric) for o in acc.frontier], columns, caption="on the frontier", source=source)
+        )
+        every = sorted(acc.options, key=lambda o: o.usd_per_m)
+        tables.append(
+            Table(
+                [_option_row(o, metric) for o in every],
+                columns,
+                caption="every option, by cost",
+                collapsed=True,
+                source=source,
+            )
+        )
+    return Section(title, "frontier", text, figures, tables, notes)
+
+
+def _option_row(o: Option, metric: str) -> dict[str, Any]:
+    return {
+        "option": o.name,
+        "profile": o.profile,
+        metric: o.score,
+        f"{metric} delta": o.delta,
+        "speedup": o.speedup,
+        "cloud $/M tokens": o.usd_per_m,
+    }
+
+
+def _measured(environment: dict[str, Any], file: str, model: str) -> str:
+    """'measured ...' with what the results file records about its run."""
+    recorded = [
+        f"{label} {environment[key]}"
+        for key, label in (("command", "by"), ("date", "on"), ("ampersim_commit", "at ampersim commit"))
+        if environment.get(key)
+    ]
+    return f"measured on {model}" + (f" {' '.join(recorded)}" if recorded else "") + f" (results file {file})"
+
+
+def sources(study: Study) -> Section:
+    inputs, sc, spec = study.inputs, study.inputs.scenario, study.spec
+    workload = [
+        {"item": k, "value": str(v)}
+        for k, v in (
+            ("scenario", f"{sc.name}: {sc.description}"),
+            ("model", f"{spec.name} ({spec.source})"),
+            ("dtype", sc.dtype),
+            ("tensor parallel", sc.tp),
+            ("prompts per step", sc.batch),
+            ("prompt tokens", _lengths(sc)),
+            ("policy / pattern / scoring", f"{sc.policy} / {sc.pattern} / {sc.scoring}"),
+        )
+    ]
+    windows = sorted(set(study.windows_s.values()))
+    duration = (
+        f"{windows[0]:g} s" if len(windows) == 1 else f"{windows[0]:g}-{windows[-1]:g} s (~50,000 requests per rate)"
+    )
+    traffic = [
+        {"item": k, "value": v}
+        for k, v in (
+            ("arrivals", f"Poisson at {', '.join(f'{r:g}' for r in inputs.rates)} requests/s"),
+            ("prompt lengths", inputs.prompts.description),
+            ("output lengths", inputs.outputs.description),
+            ("SLO", f"p{inputs.percentile:g} TTFT <= {inputs.slo_ttft_s * 1e3:g} ms"),
+            (
+                "scheduler",
+                (
+                    f"one FCFS queue, continuous batching with chunked prefill, {_step_limits(study)}; "
+                    "every engine setting per profile in the next table"
+                ),
+            ),
+            ("simulated window", f"{duration}, first 5% warm-up excluded, seed {inputs.seed}"),
+            ("not modelled", "prefix caching, network and router delays, failures"),
+        )
+    ]
+    tables = [
+        Table(workload, ["item", "value"], caption="workload"),
+        Table(traffic, ["item", "value"], caption="traffic and capacity model"),
+        _engine_table(study),
+        _sourced_table(study.prices, "prices and economic assumptions", owner=True),
+    ]
+    notes = [{"profile": p.name, "note": p.prediction.note} for p in study.profiles if p.prediction.note]
+    if notes:
+        tables.append(Table(notes, ["profile", "note"], caption=f"simulator notes ({sc.pattern}, policy {sc.policy})"))
+    tables += [
+        _sourced_table(
+            study.hardware[p.name],
+            f"{p.name} ({p.profile.display_name}, status {p.profile.status}): every number and its source",
+            collapsed=True,
+        )
+        for p in study.profiles
+    ]
+    bullets = list(inputs.price_notes)
+    if study.accuracy is not None:
+        acc = study.accuracy.results
+        env = ", ".join(f"{k}={v}" for k, v in acc.environment.items())
+        bullets.append(f"accuracy results: model {acc.model}; environment {env or 'not recorded'}")
+    text = [
+        (
+            f"Every number behind this report with its source. {study.assumed} hardware numbers are assumptions "
+            "(source 'assumed: ...') awaiting measurement; calibrated profiles replace them with measured values."
+        )
+    ]
+    return Section("Assumptions and sources", "sources", text, tables=tables, bullets=bullets)
+
+
+def _sourced_table(items: Iterable[Any], caption: str, *, owner: bool = False, collapsed: bool = False) -> Table:
+    rows = [
+        {
+            **({"profile": i.owner} if owner else {}),
+            ("item" if owner else "field"): i.item,
+            "value": i.number.value,
+            "date": i.number.date or "",
+            "source": i.number.source,
+        }
+        for i in items
+    ]
+    columns = ["profile", "item"] if owner else ["field"]
+    return Table(rows, [*columns, "value", "date", "source"], caption=caption, collapsed=collapsed)
+
+
+def _engine_table(study: Study) -> Table:
+    settings = list(type(study.profiles[0].engine).model_fields)
+    rows = [{"profile": p.name, **{k: getattr(p.engine, k) for k in settings}} for p in study.profiles]
+    sources = dict.fromkeys(f"{k}: {p.engine_sources[k]}" for p in study.profiles for k in settings)
+    return Table(rows, ["profile", *settings], caption="serving engine per profile", source="; ".join(sources))
+
+
+def _step_limits(study: Study) -> str:
+    """'steps of at most 8,192 tokens and 1,024 sequences' (per profile when the engines differ)."""
+    limits = {p.name: (p.engine.max_batched_tokens, p.engine.max_seqs) for p in study.profiles}
+    if len(set(limits.values())) == 1:
+        tokens, seqs = next(iter(limits.values()))
+        return f"steps of at most {tokens:,} tokens and {seqs:,} sequences"
+    each = ", ".join(f"{name} {tokens:,} / {seqs:,}" for name, (tokens, seqs) in limits.items())
+    return f"steps of at most the engine's tokens / sequences ({each})"
+
+
+SECTIONS: tuple[Callable[[Study], Section], ...] = (summary, speedup, breakdown, cost, capacity, frontier, sources)
+
+
+def _prompts(sc: Scenario) -> str:
+    return f"{sc.batch} prompt{'s' if sc.batch > 1 else ''} of {_lengths(sc)} tokens"
+
+
+def _lengths(sc: Scenario) -> str:
+    lengths = sorted(set(sc.sequence_lengths()))
+    return f"{lengths[0]:,}" if len(lengths) == 1 else "/".join(f"{x:,}" for x in lengths)
