@@ -266,7 +266,8 @@ def trend_plot(results: dict[str, Any], paper: dict[str, Any], path: Path) -> No
             ax_acc.plot(xs, [100 * r["quiz_acc_delta"] for _, r in points], style, color=color, label=label)
             for m, r in points:
                 marker = markers.get(m["family"], "o")
-                ax_ppl.plot(m["parameters"], 100 * (r["ppl_ratio"] - 1), marker, color=color)
+                ax_ppl.errorbar(m["parameters"], 100 * (r["ppl_ratio"] - 1), capsize=2, fmt=marker, color=color,
+                                yerr=200 * r["log_ppl_delta_stderr"] * r["ppl_ratio"])
                 ax_acc.errorbar(m["parameters"], 100 * r["quiz_acc_delta"], yerr=200 * r["quiz_acc_delta_stderr"],
                                 fmt=marker, color=color, capsize=2)
     for model in paper["models"]:
@@ -278,7 +279,7 @@ def trend_plot(results: dict[str, Any], paper: dict[str, Any], path: Path) -> No
             if style == "-" and row.get("outstanding"):
                 ax_acc.annotate("full", (model["parameters"], row["delta_pct"]), fontsize=7,
                                 xytext=(4, 2), textcoords="offset points")
-    for ax, title in ((ax_ppl, "perplexity change on Pride and Prejudice (%)"),
+    for ax, title in ((ax_ppl, "perplexity change on Pride and Prejudice (%, symlog)"),
                       (ax_acc, "quiz accuracy change (points; ±2 paired se)")):
         ax.set_xscale("log")
         ax.set_xlim(8e7, 1.2e10)
@@ -290,8 +291,8 @@ def trend_plot(results: dict[str, Any], paper: dict[str, Any], path: Path) -> No
     ax_acc.text(0.02, 0.02, "hollow: paper, 7-8B, reported avg. zero-shot change (%),\nother tasks; not our measurement",
                 transform=ax_acc.transAxes, fontsize=7, va="bottom")
     ax_acc.legend(fontsize=7, loc="lower right", ncol=2)
-    ax_ppl.text(0.02, 0.98, "markers: o llama (SmolLM2), s gemma3, ^ qwen2\nsolid amber/amber, dashed magnitude/all",
-                transform=ax_ppl.transAxes, fontsize=7, va="top")
+    ax_ppl.text(0.02, 0.02, "markers: o llama (SmolLM2), s gemma3, ^ qwen2\nsolid amber/amber, dashed magnitude/all"
+                "\n±2 paired se", transform=ax_ppl.transAxes, fontsize=7, va="bottom")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
