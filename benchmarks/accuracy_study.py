@@ -208,7 +208,9 @@ def build_results(cells: list[dict[str, Any]], model_order: list[str]) -> dict[s
             "seconds": round(seconds, 1), "loadavg_range": [min(loads), max(loads)] if loads else None,
         })
     env = next((c["environment"] for c in cells), {})
-    return {"environment": {**env, "command": "python benchmarks/accuracy_study.py"}, "models": models}
+    commits = list(dict.fromkeys(c["environment"]["ampersim_commit"] for c in cells))
+    return {"environment": {**env, "ampersim_commit": ", ".join(commits), "command": "python benchmarks/accuracy_study.py"},
+            "models": models}
 
 
 def _sorted(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
