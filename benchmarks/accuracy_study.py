@@ -545,8 +545,13 @@ def _prefill_text(prefill: dict[str, Any]) -> list[str]:
             f"{prefill['repeats']} alternating dense/pruned passes: dense {prefill['dense_tokens_per_s']:.0f} "
             f"tokens/s, pruned {prefill['sparse_tokens_per_s']:.0f} tokens/s, overhead "
             f"{100 * prefill['overhead_median']:+.1f} % (medians; {100 * prefill['overhead_min']:+.1f} % minima); "
-            f"the pruning calls take {100 * prefill['prune_share_of_instrumented_pass']:.1f} % of an instrumented "
-            "pruned pass. On CPU the GEMMs stay dense: this is the price of pruning, not a speedup.", ""]
+            f"the pruning calls themselves take {100 * prefill['prune_share_of_instrumented_pass']:.1f} % of an "
+            f"instrumented pruned pass ({prefill['prune_s_per_pass'] * 1e3:.0f} ms of "
+            f"{prefill['instrumented_pass_s']:.1f} s). On CPU the GEMMs stay dense, so any difference is a cost, never "
+            "a speedup. Where the overhead is far above the pruning calls' share, the gap was not spent in the "
+            "pruner's arithmetic (passes alternate, but the machine was shared: other processes and two thread "
+            "pools, torch's and numba's, competing for 2 cores); the number needs a rerun on an idle machine "
+            "before it is quoted.", ""]
 
 
 REPRODUCE = """## Reproduce, and use on your model
