@@ -4,7 +4,7 @@ import collections
 import pytest
 
 from ampersim.core.errors import InvalidArgument, NotFound
-from ampersim.eval.metrics import build_quiz, load_text, quiz_expansions, token_windows
+from ampersim.eval.data import build_quiz, load_text, quiz_expansions, token_windows
 
 
 @pytest.mark.parametrize("field,expected", [

@@ -30,6 +30,10 @@ Scoring = Literal["magnitude", "amber"]
 SCORINGS: tuple[str, ...] = get_args(Scoring)
 """magnitude: score |x|; amber: |x| times the weight's robust-norm channel factor (arXiv 2508.02128)."""
 
+AmberOutliers = Literal["clamp", "drop"]
+AMBER_OUTLIERS: tuple[str, ...] = get_args(AmberOutliers)
+"""Weights outside the amber factor's 0.5/99.5 % quantiles: clamped to the bounds (default) or dropped."""
+
 PolicyPreset = Literal["amber", "all", "none"]
 POLICY_PRESETS: tuple[str, ...] = get_args(PolicyPreset)
 
