@@ -11,7 +11,9 @@ an instrumented extra pass times every pruning call (count, elements, seconds). 
 from __future__ import annotations
 
 import argparse
+import datetime
 import json
+import os
 import statistics
 import sys
 import time
@@ -35,11 +37,12 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     import ampersim
-    from ampersim.eval import metrics as ev
+    from ampersim.eval import data as ev
     from ampersim.models.load import load_model
     from ampersim.runtime import sparsify as torch_integration
 
     loaded = load_model(args.model)
+    load_start = os.getloadavg()[0]
     windows = ev.token_windows(loaded.tokenizer, ev.load_text("austen"), args.window_tokens, args.windows,
                                add_bos=loaded.add_bos)
     handle = ampersim.sparsify(loaded.model, args.policy, pattern=args.pattern, scoring=args.scoring,
@@ -97,6 +100,8 @@ def main(argv: list[str] | None = None) -> int:
         "prune_share_of_instrumented_pass": prune_s / instrumented,
         "prune_elements_per_s": sum(n for n, _ in calls) / prune_s if prune_s else None,
         "command": " ".join(["python", "benchmarks/bench_prefill_cpu.py", *sys.argv[1:]]),
+        "date": datetime.date.today().isoformat(),
+        "loadavg_1min": [round(load_start, 2), round(os.getloadavg()[0], 2)],  # other work on the machine
     }
     print(f"{loaded.name} prefill, {args.windows} x {args.window_tokens} tokens per pass, {args.policy} "
           f"{args.pattern} {args.scoring} (coverage {100 * (result['coverage'] or 0):.1f} %), "

@@ -2,7 +2,7 @@
 
 Run on the device: ``PYTHONPATH=. python3 benchmarks/gpu_pruner_bench.py $OUT [--sections a,b] [--quick]``.
 Sections (each independent; a failure is recorded and the next runs): env, copy, correct, layout,
-tune, prune, linear, layer, int8, repeat. Results go to $OUT/results.json (rewritten after every
+tune, prune, patterns, linear, layer, int8, repeat. Results go to $OUT/results.json (rewritten after every
 section) and $OUT/log.txt; a short table is printed last.
 
 Timing: the library's harness (``ampersim.measure.harness.time_calls``): each measured unit is a list
@@ -287,6 +287,56 @@ def prune():
     return {"copy_gbps_rw": copy_gbps, "rows": rows}
 
 
+SELECT_PATTERNS = ("2:4", "4:8", "8:16", "16:32")
+
+
+def patterns():
+    """fused_mask at 2:4, 4:8, 8:16, 16:32 (issue 17: the selection network). First bit for bit
+    against the CPU pruner (bf16, fp16, fp32; with and without a factor; ties, NaN, inf, zeros,
+    subnormals), then timed on bf16 against the same run's copy bandwidth: with DEFAULT_LAUNCH and
+    over a few tiles (one group per thread needs block_rows * block_cols / M >= 32 * num_warps)."""
+    from ampersim.kernels.cpu import prune as prune_cpu
+
+    copy_gbps = RESULTS.get("copy", {}).get("gbps_rw") or copy()["gbps_rw"]
+    signed = {torch.float32: torch.int32, torch.float16: torch.int16, torch.bfloat16: torch.int16}
+    checks = []
+    for dtype in (torch.bfloat16, torch.float16, torch.float32):
+        for pattern in SELECT_PATTERNS:
+            for use_f in (False, True):
+                x = _special(randn(64, 512, dtype=dtype))
+                f = (torch.rand(512, device="cuda") + 0.25) if use_f else None
+                got = kernels_gpu.prune_gpu(x, pattern, factor=f).cpu().view(signed[dtype])
+                ref = prune_cpu(x.cpu(), pattern, factor=None if f is None else f.cpu()).view(signed[dtype])
+                checks.append({"dtype": str(dtype), "pattern": pattern, "factor": use_f,
+                               "equal": bool(torch.equal(got, ref))})
+    rows = []
+    for (r, k) in ([(4096, 4096)] if QUICK else [(8192, 4096), (16384, 14336)]):
+        sets = [randn(r, k) for _ in range(n_sets(r * k * 4))]
+        factor = torch.rand(k, device="cuda") + 0.5
+        moved = 2 * r * k * 2
+        for pattern in SELECT_PATTERNS:
+            m = int(pattern.split(":")[1])
+            tile = "mask24" if pattern == "2:4" else "mask"
+            launches = {"default": DEFAULT_LAUNCH}
+            for br, bk, nw in ((16, max(128, 8 * m), 4), (32, max(128, 8 * m), 4), (16, max(256, 8 * m), 8)):
+                launches[f"{br}x{bk}, {nw} warps"] = dataclasses.replace(DEFAULT_LAUNCH, **{tile: Launch(br, bk, nw)})
+            for use_f in (False, True):
+                for name, launch in launches.items():
+                    calls = [(lambda x=x, p=pattern, f=factor if use_f else None, launch=launch:
+                              kernels_gpu.prune_gpu(x, p, factor=f, launch=launch)) for x in sets]
+                    row = {"pattern": pattern, "factor": use_f, "rows": r, "k": k, "launch": name,
+                           "tile": dataclasses.asdict(getattr(launch, tile))}
+                    try:
+                        t = time_calls(calls)
+                    except Exception as exc:  # noqa: BLE001 - a failed launch is recorded
+                        rows.append({**row, "error": repr(exc)[:200]})
+                        continue
+                    rows.append({**row, **t, "gbps_rw": moved / t["median_s"] / 1e9,
+                                 "fraction_of_copy": moved / t["median_s"] / 1e9 / copy_gbps})
+    return {"copy_gbps_rw": copy_gbps, "checks": checks, "all_equal": all(c["equal"] for c in checks),
+            "rows": rows}
+
+
 def _linear_case(name: str, m: int, k: int, n: int, reps: int) -> dict:
     w0 = randn(n, k) / math.sqrt(k)
     set_bytes = (m * k + n * k + m * n) * 2
@@ -455,11 +505,21 @@ def summary() -> None:
             log(f"int8 {r['kind']:9s} M={r['M']:5d} gemm x{r['speedup_gemm']:.2f} pipeline x{r['speedup_pipeline']:.2f} exact {r['int32_equal_int_mm']}")
     for t in RESULTS.get("repeat", {}).get("runs", []):
         log(f"repeat fused_cslt: {t['median_s'] * 1e3:.3f} ms {t['gbps_rw']:.0f} GB/s at SM {t.get('sm_clock_mhz')} MHz")
+    sel = RESULTS.get("patterns", {})
+    if sel.get("rows"):
+        log(f"fused_mask vs the CPU pruner: {'all equal' if sel['all_equal'] else 'MISMATCH'}; "
+            f"copy {sel['copy_gbps_rw']:.0f} GB/s")
+        log("| pattern | factor | X shape | launch | ms | GB/s r+w | of copy |")
+        log("|---|---|---|---|---|---|---|")
+        for r in sel["rows"]:
+            if "median_s" in r:
+                log(f"| {r['pattern']} | {'amber' if r['factor'] else '-'} | {r['rows']}x{r['k']} | {r['launch']} | "
+                    f"{r['median_s'] * 1e3:.3f} | {r['gbps_rw']:.0f} | {r['fraction_of_copy']:.2f} |")
     for r in RESULTS.get("layer", {}).get("rows", []):
         log(f"layer M={r['tokens']}: dense {r['dense']['median_s'] * 1e3:.2f} ms sparse {r['sparse_amber_2:4']['median_s'] * 1e3:.2f} ms x{r['speedup']:.3f} err {r['rel_err_vs_pruned_dense']:.1e}")
 
 
-ALL = ("env", "copy", "correct", "layout", "tune", "prune", "linear", "layer", "int8", "repeat")
+ALL = ("env", "copy", "correct", "layout", "tune", "prune", "patterns", "linear", "layer", "int8", "repeat")
 
 
 def main() -> None:

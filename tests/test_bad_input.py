@@ -16,7 +16,7 @@ import pytest
 import yaml
 
 from ampersim.cli import main
-from ampersim.core.limits import MAX_YAML_BYTES
+from ampersim.core.limits import MAX_EVAL_TEXT_BYTES, MAX_YAML_BYTES
 from ampersim.core.resources import data_dir, repository_root
 
 MEASUREMENTS = repository_root() / "validation" / "h100.jsonl"
@@ -95,6 +95,86 @@ def files(tmp_path_factory) -> Path:
     (tmp / "lengths.txt").write_text("100\n-5\n")
     (tmp / "accuracy.json").write_text('{"model": "x", "dense": {"ppl": NaN}, "rows": []}')
     (tmp / "garbage.gguf").write_bytes(b"GGUF" + os.urandom(64))
+    (tmp / "truncated.gguf").write_bytes(b"GGUF" + (3).to_bytes(4, "little") + (1).to_bytes(8, "little"))
+    # fleet (issue 12): TCO files, workloads' serving and prefix-cache blocks, profiles' market prices,
+    # request traces with cached tokens (CSV and JSON lines)
+    tco = yaml.safe_load((data_dir("workloads") / "tco" / "colocation-us.yaml").read_text())
+    (tmp / "tcoinf.yaml").write_text(yaml.safe_dump({**tco, "pue": {**tco["pue"], "value": float("inf")}}))
+    (tmp / "tconan.yaml").write_text(yaml.safe_dump(
+        {**tco, "usd_per_kwh": {**tco["usd_per_kwh"], "value": float("nan")}}))
+    (tmp / "tconeg.yaml").write_text(yaml.safe_dump(
+        {**tco, "server_usd_per_gpu": {**tco["server_usd_per_gpu"], "value": -1}}))
+    (tmp / "tcoextra.yaml").write_text(yaml.safe_dump({**tco, "discount": 0.5}))
+    (tmp / "servingnan.yaml").write_text(yaml.safe_dump(
+        {**scenario, "serving": {**scenario["serving"], "rate_per_s": {"value": float("nan"),
+                                                                       "source": "assumed: x"}}}))
+    (tmp / "hitrate.yaml").write_text(yaml.safe_dump(
+        {**scenario, "prefix_cache": {"hit_rate": {"value": 1.5, "source": "assumed: x"}}}))
+    (tmp / "hitnan.yaml").write_text(yaml.safe_dump(
+        {**scenario, "prefix_cache": {"hit_rate": {"value": float("nan"), "source": "assumed: x"}}}))
+    _profile_with(tmp, "marketinf.yaml", ["prices", "cloud_market_usd_per_gpu_hour", "value"], float("inf"))
+    _profile_with(tmp, "decodeneg.yaml", ["efficiency", "decode_attention_latency_us"],
+                  {"value": -3.0, "source": "assumed: x"})
+    _profile_with(tmp, "memfrac.yaml", ["efficiency", "dense_gemm", "memory_fraction"],
+                  {"value": float("nan"), "source": "assumed: x"})
+    header = "arrival_s,input_tokens,output_tokens,cached_tokens\n"
+    (tmp / "cachedall.csv").write_text(header + "0,100,10,100\n1,100,10,5\n")
+    (tmp / "cachedneg.csv").write_text(header + "0,100,10,-1\n1,100,10,5\n")
+    (tmp / "cachedword.csv").write_text(header + "0,100,10,many\n1,100,10,5\n")
+    (tmp / "cachednan.csv").write_text(header + "0,100,10,nan\n1,100,10,5\n")
+    (tmp / "arrivalinf.csv").write_text(header + "inf,100,10,5\n1,100,10,5\n")
+    (tmp / "inputinf.csv").write_text(header + "0,inf,10,5\n1,100,10,5\n")
+    (tmp / "sametime.csv").write_text(header + "3,100,10,5\n3,200,10,5\n")
+    line = '{"timestamp": %s, "input_length": %s, "output_length": 10, "hash_ids": %s}\n'
+    (tmp / "mooncake.jsonl").write_text(line % (0, 1024, "[1, 2]") + line % (1000, "Infinity", "[1, 3]"))
+    (tmp / "hashids.jsonl").write_text(line % (0, 1024, "[[1], {}]"))
+    (tmp / "cachedbig.jsonl").write_text('{"arrival_s": 0, "input_tokens": 100, "output_tokens": 5, '
+                                         '"cached_tokens": 250}\n')
+    (tmp / "nokey.jsonl").write_text('{"arrival_s": 0, "output_tokens": 5}\n')
+    (tmp / "halfjson.jsonl").write_text('{"arrival_s": 0, "input_tokens": 5\n')
+    (tmp / "notobject.jsonl").write_text('[0, 100, 10]\n')
+    (tmp / "nanjson.jsonl").write_text('{"arrival_s": NaN, "input_tokens": 100, "output_tokens": 5}\n')
+    (tmp / "cachedover.csv").write_text(header + "0,100,10,150\n1,100,10,5\n")
+    (tmp / "cachedfrac.csv").write_text(header + "0,100,10,2.5\n1,100,10,5\n")
+    (tmp / "single.csv").write_text(header + "0,100,10,5\n")
+    (tmp / "hugeout.jsonl").write_text('{"arrival_s": 0, "input_tokens": 100, "output_tokens": 5}\n'
+                                       '{"arrival_s": 1, "input_tokens": 100, "output_tokens": 1e20}\n')
+    (tmp / "hugelen.txt").write_text("100\n1e20\n")
+    (tmp / "tinyspan.jsonl").write_text(line % (0, 1024, "[1]") + line % ("1e-310", 1024, "[2]"))
+    (tmp / "samejson.jsonl").write_text(line % (7000, 1024, "[1, 2]") + line % (7000, 2048, "[1, 3]"))
+    (tmp / "tcoword.yaml").write_text(yaml.safe_dump({**tco, "pue": {**tco["pue"], "value": "low"}}))
+    (tmp / "tcohuge.yaml").write_text(yaml.safe_dump(
+        {**tco, "hosting_usd_per_kw_month": {**tco["hosting_usd_per_kw_month"], "value": 1e300}}))
+    (tmp / "tconosource.yaml").write_text(yaml.safe_dump({**tco, "pue": {"value": 1.4}}))
+    (tmp / "servingextra.yaml").write_text(yaml.safe_dump({**scenario, "serving": {**scenario["serving"], "burst": 3}}))
+    (tmp / "servingneg.yaml").write_text(yaml.safe_dump(
+        {**scenario, "serving": {**scenario["serving"], "rate_per_s": {"value": -5, "source": "assumed: x"}}}))
+    (tmp / "sloinf.yaml").write_text(yaml.safe_dump(
+        {**scenario, "serving": {**scenario["serving"], "slo_tpot_ms": {"value": float("inf"),
+                                                                        "source": "assumed: x"}}}))
+    # accuracy (issue 13): the user's text and quiz files, accuracy results
+    (tmp / "latin1.txt").write_bytes("caf\u00e9 au lait\n".encode("latin-1"))
+    (tmp / "blank.txt").write_text("   \n\n")
+    (tmp / "prose.txt").write_text("It is a truth universally acknowledged.\n" * 50)
+    (tmp / "answer.jsonl").write_text('{"question": "2 + 2 =", "choices": ["4", "5"], "answer": 2}\n')
+    (tmp / "choices.jsonl").write_text('{"question": "2 + 2 =", "choices": ["4", "4"], "answer": 0}\n')
+    (tmp / "boolanswer.jsonl").write_text('{"question": "2 + 2 =", "choices": ["4", "5"], "answer": true}\n')
+    (tmp / "quizjson.jsonl").write_text('{"question": "2 + 2 =", "choices": ["4", "5"]\n')
+    (tmp / "quizlist.jsonl").write_text('["2 + 2 =", ["4", "5"], 0]\n')
+    (tmp / "nocolon.quiz").write_text("The capital of France is Paris\n")
+    (tmp / "emptyanswer.quiz").write_text("The capital of France is:\n")
+    (tmp / "accinf.json").write_text('{"models": [{"model": "x", "dense": {"ppl": Infinity}, "rows": []}]}')
+    (tmp / "accnone.json").write_text('{"models": []}')
+    (tmp / "acclatin1.json").write_bytes('{"model": "caf\u00e9"}'.encode("latin-1"))
+    (tmp / "binary.txt").write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR")
+    (tmp / "nul.txt").write_bytes(b"It is a truth\nuniversally\x00acknowledged.\n")
+    for name in ("huge.txt", "huge.jsonl"):  # sparse: no 64 MiB written
+        with open(tmp / name, "wb") as handle:
+            handle.truncate(MAX_EVAL_TEXT_BYTES + 1)
+    (tmp / "noquestion.jsonl").write_text('{"choices": ["4", "5"], "answer": 0}\n')
+    (tmp / "nochoices.jsonl").write_text('{"question": "2 + 2 =", "answer": 0}\n')
+    (tmp / "emptyquiz.jsonl").write_text("")
+    (tmp / "blankquiz.jsonl").write_text("\n  \n")
     return tmp
 
 
@@ -185,8 +265,8 @@ CASES: list[tuple[str, str]] = [
     ("coverage --model {tmp}/latin1.yaml", "latin1.yaml"),
     ("coverage --model llama-3.1-8b --scoring loud", "--scoring"),
     # -- plan --
-    ("plan --profile a100 --rate 1", "--slo-ttft-ms"),
-    ("plan --profile a100 --slo-ttft-ms 1000", "--rate"),
+    ("plan --profile a100 --workload batch-summarization --rate 1", "--slo-ttft-ms"),
+    ("plan --profile a100 --workload batch-summarization --slo-ttft-ms 1000", "--rate"),
     ("plan --profile a100 --rate 0 --slo-ttft-ms 1000", "--rate 0.0"),
     ("plan --profile a100 --rate -3 --slo-ttft-ms 1000", "--rate -3.0"),
     ("plan --profile a100 --rate 1 --slo-ttft-ms 0", "--slo-ttft-ms"),
@@ -311,6 +391,153 @@ CASES: list[tuple[str, str]] = [
     ("prune --model {tmp}/garbage.gguf", "garbage.gguf: not a readable GGUF model file"),
     ("prune --model {tmp}/nothere.gguf", "nothere.gguf"),
     ("prune --seed=-1 --dtype fp64", "--dtype"),
+    # -- fleet (issue 12): cloud price kinds, TCO files and overrides, cache hit rates, fleet rate, disaggregation,
+    #    workloads' serving and prefix-cache blocks, traces with cached tokens (CSV and JSON lines) --
+    ("roi --profile a100 --cloud-price cheapest", "--cloud-price"),
+    ("roi --profile a100 --cloud-price list --cloud-price market", "--cloud-price: given more than once"),
+    ("roi --profile a100 --tco nosuch", "unknown TCO 'nosuch'"),
+    ("roi --profile a100 --tco {tmp}/tcoinf.yaml", "tcoinf.yaml:"),
+    ("roi --profile a100 --tco {tmp}/tconan.yaml", "field 'usd_per_kwh.value'"),
+    ("roi --profile a100 --tco {tmp}/tconeg.yaml", "field 'server_usd_per_gpu'"),
+    ("roi --profile a100 --tco {tmp}/tcoextra.yaml", "discount"),
+    ("roi --profile a100 --tco {tmp}/latin1.yaml", "latin1.yaml:1: not UTF-8"),
+    ("roi --profile a100 --tco {tmp}/folder", "folder"),
+    ("roi --profile a100 --tco /dev/zero", "/dev/zero: is a device"),
+    ("roi --profile a100 --tco colocation-us --tco colocation-us", "--tco: given more than once"),
+    ("roi --profile a100 --pue inf", "--pue: expected a finite number"),
+    ("roi --profile a100 --pue 0.5", "--pue 0.5: a PUE is >= 1"),
+    ("roi --profile a100 --pue 1.2 --pue 1.3", "--pue: given more than once"),
+    ("roi --profile a100 --server-usd-per-gpu nan", "--server-usd-per-gpu: expected a finite number"),
+    ("roi --profile a100 --server-usd-per-gpu -5", "--server-usd-per-gpu -5"),
+    ("roi --profile a100 --hosting-usd-per-kw-month=-inf", "--hosting-usd-per-kw-month: expected a finite"),
+    ("roi --profile a100 --idle-power-fraction 1.5", "--idle-power-fraction 1.5"),
+    ("roi --profile a100 --idle-power-fraction nan", "--idle-power-fraction: expected a finite number"),
+    ("roi --profile a100 --rate 5 --seed -1", "--seed -1"),
+    ("roi --profile a100 --rate 5 --cache-hit-rate 1", "--cache-hit-rate 1"),
+    ("roi --profile a100 --rate 5 --duration-s 1e9", "--duration-s: requests to simulate"),
+    ("roi --profile a100 --rate inf", "--rate: expected a finite number"),
+    ("roi --profile a100 --rate 5 --prompt-dist fixed:999999", "--prompt-dist"),
+    ("roi --profile a100 --workload {tmp}/servingnan.yaml", "servingnan.yaml"),
+    ("roi --profile {tmp}/marketinf.yaml", "prices.cloud_market_usd_per_gpu_hour.value"),
+    ("plan --profile a100 --cache-hit-rate nan", "--cache-hit-rate: expected a finite number"),
+    ("plan --profile a100 --cache-hit-rate -0.1", "--cache-hit-rate -0.1"),
+    ("plan --profile a100 --cache-hit-rate 0.2 --cache-hit-rate 0.3", "--cache-hit-rate: given more than once"),
+    ("plan --profile a100 --cloud-price list --usd-per-hour inf", "--usd-per-hour: expected a finite number"),
+    ("plan --profile a100 --purchase-usd -1", "--purchase-usd"),
+    ("plan --profile a100 --tco {tmp}/tcoinf.yaml", "tcoinf.yaml"),
+    ("plan --profile a100 --pue nan", "--pue: expected a finite number"),
+    ("plan --profile a100 --disaggregate --trace {tmp}/trace.csv", "--disaggregate plans generated traffic"),
+    ("plan --profile a100 --disaggregate --kv-link-gbps 0", "--kv-link-gbps 0"),
+    ("plan --profile a100 --disaggregate --kv-link-gbps inf", "--kv-link-gbps: expected a finite number"),
+    ("plan --profile a100 --kv-link-gbps 10 --kv-link-gbps 20", "--kv-link-gbps: given more than once"),
+    ("plan --profile a100 --workload {tmp}/servingnan.yaml", "servingnan.yaml:"),
+    ("plan --profile a100 --workload {tmp}/hitrate.yaml", "prefix_cache.hit_rate"),
+    ("plan --profile a100 --workload {tmp}/hitnan.yaml", "prefix_cache.hit_rate"),
+    ("plan --profile a100 --workload batch-summarization --slo-ttft-ms 1000", "--rate"),
+    ("plan --profile {tmp}/decodeneg.yaml", "efficiency.decode_attention_latency_us.value"),
+    ("plan --profile {tmp}/memfrac.yaml", "efficiency.dense_gemm.memory_fraction.value"),
+    ("plan --profile a100 --trace {tmp}/cachedall.csv", "cachedall.csv:2: expected cached tokens"),
+    ("plan --profile a100 --trace {tmp}/cachedneg.csv", "cachedneg.csv:2"),
+    ("plan --profile a100 --trace {tmp}/cachedword.csv", "cachedword.csv:2"),
+    ("plan --profile a100 --trace {tmp}/cachednan.csv", "cachednan.csv:2"),
+    ("plan --profile a100 --trace {tmp}/arrivalinf.csv", "arrivalinf.csv:2: expected a finite arrival time"),
+    ("plan --profile a100 --trace {tmp}/inputinf.csv", "inputinf.csv:2: expected a positive integer input"),
+    ("plan --profile a100 --trace {tmp}/sametime.csv", "sametime.csv: all 2 requests arrive at the same time; a"),
+    ("plan --profile a100 --trace {tmp}/mooncake.jsonl", "mooncake.jsonl:2: expected a positive integer input"),
+    ("plan --profile a100 --trace {tmp}/hashids.jsonl", "hashids.jsonl:1: expected hash_ids"),
+    ("plan --profile a100 --trace {tmp}/cachedbig.jsonl", "cachedbig.jsonl:1: expected cached tokens"),
+    ("plan --profile a100 --trace {tmp}/nokey.jsonl", "nokey.jsonl:1: no input-length key"),
+    ("plan --profile a100 --trace {tmp}/halfjson.jsonl", "halfjson.jsonl:1: not a JSON object"),
+    ("plan --profile a100 --trace {tmp}/notobject.jsonl", "notobject.jsonl:1: expected a JSON object"),
+    ("plan --profile a100 --trace {tmp}/nanjson.jsonl", "nanjson.jsonl:1: expected a finite arrival time"),
+    ("plan --profile a100 --trace {tmp}/latin1.txt", "latin1.txt: cannot read trace (not UTF-8 text)"),
+    ("plan --profile a100 --trace=", "--trace"),
+    ("plan --profile a100 --trace {tmp}/cachedover.csv", "cachedover.csv:2: expected cached tokens, a whole number"),
+    ("plan --profile a100 --trace {tmp}/cachedfrac.csv", "cachedfrac.csv:2: expected cached tokens"),
+    ("plan --profile a100 --trace {tmp}/single.csv", "single.csv: a single request; a trace's rate is"),
+    ("plan --profile a100 --trace {tmp}/samejson.jsonl", "samejson.jsonl: all 2 requests arrive at the same time"),
+    ("plan --profile a100 --trace {tmp}/tinyspan.jsonl", "tinyspan.jsonl: all 2 requests arrive within 1e-313 s"),
+    ("plan --profile a100 --trace {tmp}/hugeout.jsonl", "hugeout.jsonl:2: output token count 1e+20 is above the"),
+    ("plan --profile a100 --prompt-dist trace:{tmp}/hugelen.txt", "hugelen.txt:2: prompt token count 1e20 is above"),
+    ("plan --profile a100 --prompt-dist fixed:1e30", "--prompt-dist: tokens of one request: 1,000,000,000,000,000,0"),
+    ("plan --profile a100 --trace {tmp}/sametime.csv --rate 5", "sametime.csv: all 2 requests"),
+    ("plan --profile a100 --rate 0.01 --duration-s 100 --seed 33", "--duration-s 100: at 0.01 requests/s every"),
+    ("plan --profile a100 --tco {tmp}/tcoword.yaml", "field 'pue.value': Input should be a valid number"),
+    ("plan --profile a100 --tco {tmp}/tcohuge.yaml", "field 'hosting_usd_per_kw_month': value must be in [0, 100000]"),
+    ("plan --profile a100 --tco {tmp}/tconosource.yaml", "field 'pue.source': Field required"),
+    ("plan --profile a100 --tco=", "unknown TCO ''"),
+    ("plan --profile a100 --server-usd-per-gpu 1e12", "--server-usd-per-gpu"),
+    ("plan --profile a100 --lifetime-years -1", "--lifetime-years -1"),
+    ("plan --profile a100 --workload {tmp}/servingextra.yaml", "field 'serving.burst': Extra inputs are not permitted"),
+    ("plan --profile a100 --workload {tmp}/servingneg.yaml", "field 'serving.rate_per_s.value': value must be > 0"),
+    ("plan --profile a100 --workload {tmp}/sloinf.yaml", "field 'serving.slo_tpot_ms.value': Input should be a finite"),
+    ("plan --profile a100 --kv-link-gbps 10", "--kv-link-gbps is the link between the pools of --disaggregate"),
+    ("plan --profile a100 --disaggregate --slo-ttft-ms 500", "--disaggregate sizes a prefill pool"),
+    ("plan --profile a100 --cache-hit-rate many", "--cache-hit-rate: expected a number"),
+    ("report --profile a100 --out {tmp}/keep.html --fleet-rate inf", "--fleet-rate: expected a finite number"),
+    ("report --profile a100 --out {tmp}/keep.html --fleet-rate 0", "--fleet-rate 0"),
+    ("report --profile a100 --out {tmp}/keep.html --fleet-rate 1e7", "--fleet-rate"),
+    ("report --profile a100 --out {tmp}/keep.html --fleet-rate 1 --fleet-rate 2", "--fleet-rate: given more"),
+    ("report --profile a100 --out {tmp}/keep.html --cache-hit-rate 1", "--cache-hit-rate 1"),
+    ("report --profile a100 --out {tmp}/keep.html --cloud-price spot", "--cloud-price"),
+    ("report --profile a100 --out {tmp}/keep.html --tco {tmp}/tconeg.yaml", "tconeg.yaml"),
+    ("report --profile a100 --out {tmp}/keep.html --pue 0", "--pue 0"),
+    ("report --profile a100 --out {tmp}/keep.html --accuracy {tmp}/accinf.json", "accinf.json: field 'models.0"),
+    ("report --profile a100 --out {tmp}/keep.html --accuracy {tmp}/accnone.json", "accnone.json: field 'models'"),
+    ("report --profile a100 --out {tmp}/keep.html --accuracy {tmp}/acclatin1.json", "acclatin1.json: not UTF-8"),
+    ("report --profile a100 --out {tmp}/keep.html --accuracy {tmp}/folder", "--accuracy '{tmp}/folder': is a dir"),
+    ("report --profile a100 --out {tmp}/keep.html --accuracy=", "--accuracy '': give a file name"),
+    ("report --profile a100 --out {tmp}/keep.html --fleet-rate -2", "--fleet-rate -2"),
+    ("report --profile a100 --out {tmp}/keep.html --fleet-rate fast", "--fleet-rate: expected a number"),
+    ("report --profile a100 --out {tmp}/keep.html --fleet-rate=nan", "--fleet-rate: expected a finite number"),
+    ("report --profile a100 --out {tmp}/keep.html --cache-hit-rate=-inf", "--cache-hit-rate: expected a finite"),
+    ("report --profile a100 --out {tmp}/keep.html --cache-hit-rate 0.1 --cache-hit-rate 0.2", "--cache-hit-rate: giv"),
+    ("report --profile a100 --out {tmp}/keep.html --workload {tmp}/servingneg.yaml", "servingneg.yaml"),
+    ("report --profile a100 --out {tmp}/keep.html --tco {tmp}/tcoword.yaml", "field 'pue.value': Input should be"),
+    ("report --profile a100 --out {tmp}/keep.html --rates 1 --fleet-rate 1 --duration-s 1e9", "--duration-s"),
+    # -- accuracy (issue 13): the user's text and quiz files, the new counts and choices, the built-in models
+    #    (all checked before any model loads) --
+    ("prune --text {tmp}/nothere.txt", "--text: {tmp}/nothere.txt: file not found"),
+    ("prune --text {tmp}/folder", "--text: {tmp}/folder: is a directory"),
+    ("prune --text /dev/zero", "--text: /dev/zero: is a device"),
+    ("prune --text {tmp}/latin1.txt", "--text: {tmp}/latin1.txt:1: not UTF-8"),
+    ("prune --text {tmp}/blank.txt", "--text: {tmp}/blank.txt: the file is empty"),
+    ("prune --text {tmp}/prose.txt --eval quiz", "--text given, but"),
+    ("prune --sensitivity --text {tmp}/prose.txt", "--text: --sensitivity"),
+    ("prune --quiz {tmp}/answer.jsonl", "answer.jsonl:1: field 'answer'"),
+    ("prune --quiz {tmp}/boolanswer.jsonl", "boolanswer.jsonl:1: field 'answer'"),
+    ("prune --quiz {tmp}/choices.jsonl", "choices.jsonl:1: field 'choices'"),
+    ("prune --quiz {tmp}/quizjson.jsonl", "quizjson.jsonl:1: malformed JSON"),
+    ("prune --quiz {tmp}/quizlist.jsonl", "quizlist.jsonl:1: expected an object"),
+    ("prune --quiz {tmp}/nocolon.quiz", "nocolon.quiz:1: expected 'question:answer|alternative'"),
+    ("prune --quiz {tmp}/emptyanswer.quiz", "emptyanswer.quiz:1: empty answer"),
+    ("prune --quiz {tmp}/nothere.jsonl", "--quiz: {tmp}/nothere.jsonl: file not found"),
+    ("prune --quiz {tmp}/latin1.txt", "latin1.txt:1: not UTF-8"),
+    ("prune --quiz {tmp}/answer.jsonl --eval ppl", "--quiz given, but"),
+    ("prune --text {tmp}/binary.txt", "--text: {tmp}/binary.txt:1: not UTF-8 (byte 0x89)"),
+    ("prune --text {tmp}/nul.txt", "--text: {tmp}/nul.txt:2: a NUL byte: a binary file"),
+    ("prune --text {tmp}/huge.txt", "--text: {tmp}/huge.txt: more than 67,108,864 bytes"),
+    ("prune --text {tmp}/prose.txt {tmp}/blank.txt", "--text: {tmp}/blank.txt: the file is empty"),
+    ("prune --quiz {tmp}/huge.jsonl", "--quiz: {tmp}/huge.jsonl: more than 67,108,864 bytes"),
+    ("prune --quiz {tmp}/noquestion.jsonl", "noquestion.jsonl:1: field 'question'"),
+    ("prune --quiz {tmp}/nochoices.jsonl", "nochoices.jsonl:1: field 'choices'"),
+    ("prune --quiz {tmp}/emptyquiz.jsonl", "emptyquiz.jsonl: no questions in the file"),
+    ("prune --quiz {tmp}/blankquiz.jsonl", "blankquiz.jsonl: no questions in the file"),
+    ("prune --quiz {tmp}/binary.txt", "--quiz: {tmp}/binary.txt:1: not UTF-8"),
+    ("prune --quiz {tmp}/folder", "--quiz: {tmp}/folder: is a directory"),
+    ("prune --outliers trim", "--outliers"),
+    ("prune --outliers clamp --outliers drop", "--outliers: given more than once"),
+    ("prune --code-windows 0 --eval code", "--code-windows 0"),
+    ("prune --lm-eval-limit 0", "--lm-eval-limit 0"),
+    ("prune --questions -1", "--questions -1"),
+    ("prune --calibration-windows 0 --outstanding", "--calibration-windows 0"),
+    ("prune --windows 2 --windows 3", "--windows: given more than once"),
+    ("prune --eval lm-eval:", "--eval"),
+    ("prune --eval ppl,bleu", "--eval"),
+    ("prune --model gemma-3-270m --window-tokens 40000", "gemma-3-270m's context length of 32,768"),
+    ("prune --model qwen2.5-coder-0.5b --pattern 3:7", "--pattern 3:7 needs"),
+    ("prune --model qwen2.5-coder-1.5b --policy {tmp}/policy.yaml", "layer 99"),
+    ("prune --model {tmp}/truncated.gguf", "truncated.gguf: not a readable GGUF model file"),
 ]
 
 
@@ -398,6 +625,20 @@ def test_missing_optional_dependency_is_one_line_naming_the_extra(module, argv, 
     assert f"needs {module}, which is not installed: pip install '{extra}'" in err
 
 
+def test_lm_eval_tasks_without_the_extra_are_refused_before_the_model_loads(capsys, monkeypatch):
+    import ampersim.models.load
+
+    def no_load(*args, **kwargs):
+        raise AssertionError("the model loaded before the arguments were checked")
+
+    monkeypatch.setitem(__import__("sys").modules, "lm_eval", None)  # lm-eval not installed
+    monkeypatch.setattr(ampersim.models.load, "load_model", no_load)
+    code, out, err, _ = _run(["prune", "--eval", "ppl,lm-eval:arc_easy"], capsys)
+    assert code == 2 and out == ""
+    assert err.startswith("error: lm-eval tasks need lm-evaluation-harness; install it with: pip install "
+                          "'ampersim[lm-eval]'") and err.count("\n") == 1
+
+
 def test_a_stray_import_of_an_optional_module_still_names_the_extra(capsys, monkeypatch):
     """The CLI's safety net: a ModuleNotFoundError of an optional dependency outside any require()."""
     import ampersim.cli.coverage as coverage_cli
@@ -466,6 +707,21 @@ def test_auto_window_stays_within_the_simulation_bound():
 
     assert auto_duration_s(20) == 2500  # ~50,000 requests, as before
     assert auto_duration_s(1e5) * 1e5 <= MAX_SIMULATED_REQUESTS
+
+
+def test_a_trace_beyond_its_byte_bound_is_refused_before_it_is_parsed(tmp_path, monkeypatch):
+    """A request trace is read whole: one larger than core.limits.MAX_DATA_FILE_BYTES is refused after reading
+    at most the bound + 1 bytes (here a bound of 1,000 bytes stands in for the 256 MiB one)."""
+    from ampersim.core.errors import InvalidData
+    from ampersim.econ import traffic
+
+    file = tmp_path / "big.csv"
+    file.write_text("arrival_s,input_tokens,output_tokens,cached_tokens\n"
+                    + "".join(f"{i},100,10,5\n" for i in range(100)))
+    assert len(traffic.read_request_trace(file).prompt) == 100  # within the real bound: read as it is
+    monkeypatch.setattr(traffic, "MAX_DATA_FILE_BYTES", 1000)
+    with pytest.raises(InvalidData, match=r"big.csv: more than 1,000 bytes, larger than a trace file may be"):
+        traffic.read_request_trace(file)
 
 
 def test_calibration_beyond_its_row_bound_is_refused_before_fitting(monkeypatch):

@@ -6,24 +6,27 @@ import pytest
 from ampersim.core.resources import data_dir
 from ampersim.cli import main
 from ampersim.hardware.registry import load_profile
-from ampersim.measure.calibrate import calibrate, get_value, nelder_mead, with_values
+from ampersim.measure.calibrate import calibrate, fits_gemm_memory, get_value, is_gemv, nelder_mead, with_values
 from ampersim.measure.records import read_measurements
 from ampersim.measure.validate import validate
 from ampersim.sim.cost import attention_terms, wave_efficiency
 
 H200 = data_dir("validation") / "h200.jsonl"
 ALLREDUCE = data_dir("validation") / "h200x2-allreduce.jsonl"
+DECODE = [data_dir("validation") / "h200-decode.jsonl", data_dir("validation") / "h200-decode-qwen2.jsonl"]
 H100 = data_dir("validation") / "h100.jsonl"
 CALIBRATED = data_dir("hardware_profiles") / "calibrated" / "h200-calibrated.yaml"
 FITTED = ["efficiency.dense_gemm.peak_fraction", "efficiency.dense_gemm.m_half", "efficiency.sparse_gemm.peak_fraction",
           "efficiency.memory_fraction", "efficiency.attention_fraction", "prune_impls.fused_cslt.bandwidth_fraction"]
 INTERCONNECT = ["efficiency.allreduce_fraction", "interconnect.latency_us"]
+DECODE_FITTED = ["efficiency.decode_attention_fraction", "efficiency.decode_attention_latency_us",
+                 "efficiency.dense_gemm.memory_fraction", "efficiency.dense_gemm.memory_latency_us"]
 
 
 @pytest.fixture(scope="module")
 def fitted():
-    """The committed h200 calibration: single-GPU ops plus the 2-GPU all-reduce run."""
-    return calibrate([read_measurements(H200), read_measurements(ALLREDUCE)], load_profile("h200"))
+    """The committed h200 calibration: prefill ops, the 2-GPU all-reduce run, decode and mixed steps."""
+    return calibrate([read_measurements(p) for p in (H200, ALLREDUCE, *DECODE)], load_profile("h200"))
 
 
 def test_nelder_mead_finds_a_quadratic_minimum():
@@ -58,10 +61,11 @@ def test_committed_profile_is_reproduced(fitted):
     profile, stages, holdout = fitted
     committed = load_profile(CALIBRATED)
     assert holdout == ["llama-3.1-70b", "qwen2-7b", "qwen3-30b-a3b"]
-    for path in FITTED + INTERCONNECT:
+    for path in FITTED + INTERCONNECT + DECODE_FITTED:
         assert get_value(profile, path) == pytest.approx(get_value(committed, path), rel=1e-3), path
     assert profile.efficiency.dense_gemm.split_k is committed.efficiency.dense_gemm.split_k is False
-    assert [s["stage"] for s in stages][:4] == ["memory-bound ops", "dense GEMM", "2:4 sparse GEMM", "attention"]
+    assert [s["stage"] for s in stages][:6] == ["memory-bound ops", "dense GEMM", "memory-bound dense GEMM",
+                                                "2:4 sparse GEMM", "attention", "decode attention"]
     assert stages[-1]["stage"] == "interconnect" and stages[-1]["n"] == 4  # Llama-3.1-8B's four message sizes
 
 
@@ -71,6 +75,9 @@ def test_committed_h100_profile_is_reproduced():
     assert holdout == ["llama-3.1-70b"] and committed.calibrated_from == "validation/h100.jsonl"
     for path in FITTED:
         assert get_value(profile, path) == pytest.approx(get_value(committed, path), rel=1e-3), path
+    # prefill only: one GEMV size (lm_head) and no decode attention, so neither decode term is fitted
+    eff = profile.efficiency
+    assert eff.dense_gemm.memory_fraction is eff.dense_gemm.memory_latency_us is eff.decode_attention_fraction is None
     # no multi-GPU run on H100: the interconnect keeps the shipped profile's assumptions
     assert committed.interconnect == load_profile("h100-sxm").interconnect
     assert committed.efficiency.allreduce_fraction.is_assumed
@@ -79,11 +86,18 @@ def test_committed_h100_profile_is_reproduced():
 def test_calibrated_profile_says_where_its_numbers_come_from(fitted):
     profile = fitted[0]
     assert profile.status == "calibrated" and profile.name == "h200-calibrated"
-    assert profile.calibrated_from == "validation/h200.jsonl, validation/h200x2-allreduce.jsonl"
-    for path in FITTED:
+    assert profile.calibrated_from == ("validation/h200.jsonl, validation/h200x2-allreduce.jsonl, "
+                                       "validation/h200-decode.jsonl, validation/h200-decode-qwen2.jsonl")
+    for path in FITTED:  # prefill terms: prefill rows only, though the decode file has rows of these kinds
         assert _source(profile, path).startswith("measured: validation/h200.jsonl ("), path
     for path in INTERCONNECT:  # each number names the file whose rows fitted it
         assert _source(profile, path).startswith("measured: validation/h200x2-allreduce.jsonl ("), path
+    for path in DECODE_FITTED[:2]:  # Llama-3.1-8B decode attention; Qwen2-7B's file is held out
+        assert _source(profile, path).startswith("measured: validation/h200-decode.jsonl (ampersim calibrate, "
+                                                 "stage 'decode attention': fit on 12 llama-3.1-8b rows"), path
+    for path in DECODE_FITTED[2:]:  # every dense GEMM row: prefill ones and the decode steps' GEMVs
+        assert _source(profile, path).startswith("measured: validation/h200.jsonl, validation/h200-decode.jsonl ("
+                                                 "ampersim calibrate, stage 'memory-bound dense GEMM'"), path
     # peaks stay the datasheet's: calibration changes efficiency only
     assert profile.matrix["bf16"].dense_tflops == load_profile("h200").matrix["bf16"].dense_tflops
     # how grouped GEMMs ran in the harness: bmm is one kernel, 2:4 experts one call each
@@ -98,6 +112,16 @@ def test_fit_is_judged_on_held_out_models(fitted):
     assert held["dense_gemm"]["mape_pct"] <= 5.0
     assert held["sparse_gemm"]["mape_pct"] <= 8.0
     assert held["layer_dense"]["max_abs_err_pct"] <= 5.0
+    decode = validate([read_measurements(p) for p in DECODE], fitted[0])
+    held = {s["category"]: s for s in decode["summary"] if s["split"] == "held-out"}
+    assert decode["holdout"] == ["qwen2-7b"] and held["decode_layer_dense"]["mape_pct"] <= 7.0  # issue 15's goal
+
+
+def test_gemm_memory_terms_need_gemvs_of_two_sizes():
+    """A straight line in bytes (latency + bytes / bandwidth) is fitted only where two GEMV sizes pin it down."""
+    rows = [r for p in DECODE[:1] for r in read_measurements(p).records if is_gemv(r)]
+    assert {r.op.name for r in rows} == {"q_proj", "k_proj", "gate_proj", "down_proj", "lm_head"}
+    assert fits_gemm_memory(rows) and not fits_gemm_memory([r for r in rows if r.op.name == "lm_head"])
 
 
 def test_with_values_replaces_numbers_and_switches():

@@ -178,7 +178,8 @@ def test_plan_cli_table(capsys):
     assert _cli("--rate", "5", "--slo-tpot-ms", "40", "--percentile", "p99", "--pattern", "2:4", "--tp", "1",
                 "--duration-s", "100") == 0
     out = capsys.readouterr().out
-    assert "tpot_p99_ms" in out and "$6.16/GPU-hour" in out and "end-to-end effect of 2:4 sparsity" in out
+    assert "tpot_p99_ms" in out and "$2.95/GPU-hour, market" in out and "end-to-end effect of 2:4 sparsity" in out
+    assert "what 2:4 sparsity buys this fleet" in out and "$/M output tokens" in out
     assert "no TTFT SLO" in out
 
 
@@ -186,8 +187,10 @@ def test_plan_cli_table(capsys):
     "args,message",
     [
         (["--rate", "0", "--slo-ttft-ms", "500"], "--rate 0.0: the request rate (requests/s) must be > 0"),
-        (["--rate", "5"], "give --slo-ttft-ms, --slo-tpot-ms or both"),
-        (["--slo-ttft-ms", "500"], "give --rate"),
+        (["--workload", "batch-summarization", "--rate", "5"], "give --slo-ttft-ms, --slo-tpot-ms or both"),
+        (["--workload", "batch-summarization", "--slo-ttft-ms", "500"], "give --rate"),
+        (["--rate", "5", "--slo-ttft-ms", "500", "--cache-hit-rate", "1"], "--cache-hit-rate 1: the share"),
+        (["--rate", "5", "--slo-ttft-ms", "500", "--pue", "0.5"], "--pue 0.5: a PUE is >= 1"),
         (["--rate", "5", "--slo-ttft-ms", "500", "--percentile", "p100"], "--percentile 'p100'"),
         (["--rate", "5", "--slo-ttft-ms", "500", "--output-dist", "fixed:-2"], "--output-dist fixed:-2: tokens"),
         (["--rate", "5", "--slo-ttft-ms", "500", "--output-dist", "lots"], "--output-dist 'lots': expected"),

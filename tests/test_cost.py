@@ -252,3 +252,48 @@ def test_a_library_without_grouped_kernel_pays_one_launch_per_group():
     assert not eff.grouped and per_group == pytest.approx(128 * one)
     fused = gemm_terms(64.0, 768.0, 2048.0, 128.0, eff=eff.model_copy(update={"grouped": True}), **common).seconds()
     assert fused < per_group / 5  # one grouped kernel fills the GPU once and pays one overhead
+
+
+def test_memory_bound_gemm_is_latency_plus_bytes_at_its_own_bandwidth():
+    """A GEMV (decode at batch 1) costs memory_latency_us + its bytes at the GEMM path's memory_fraction + one
+    overhead; without the two optional fields it is costed as before (streaming memory_fraction, no latency)."""
+    h200 = load_profile("h200")
+    src = {"source": "assumed: test"}
+    gemv = _changed(h200, **{"efficiency.dense_gemm.memory_fraction": {"value": 0.9, **src},
+                             "efficiency.dense_gemm.memory_latency_us": {"value": 2.5, **src}})
+    nbytes = (4096 * 4096 + 4096 + 4096) * 2.0
+    t = _gemm(gemv, 1, 4096, 4096)
+    assert t.bound() == 1  # memory
+    assert t.seconds() == pytest.approx(2.5e-6 + nbytes / (4800e9 * 0.9) + 4e-6)
+    before = _gemm(h200, 1, 4096, 4096)
+    assert before.seconds() == pytest.approx(nbytes / (4800e9 * h200.efficiency.memory_fraction.value) + 4e-6)
+    # a compute-bound GEMM hides the latency: its time does not change
+    assert _gemm(gemv, 4096, 4096, 4096).seconds() == pytest.approx(_gemm(h200, 4096, 4096, 4096).seconds())
+
+
+def test_decode_attention_reads_the_kv_cache_at_its_own_fraction_and_latency():
+    """decode_attention uses decode_attention_fraction and _latency_us; prefill attention keeps memory_fraction."""
+    from ampersim.sim.cost import OpColumns, cost_graph
+    from ampersim.sim.graph import BatchShape, DecodeShape, StepShape, graph_for_step
+    from ampersim.sparsity.policy import resolve_policy
+
+    spec = load_model_spec("llama-3.1-8b")
+    policy = resolve_policy("none", spec, "2:4")
+    step = StepShape(prefill=BatchShape.from_lengths([2048]), decode=DecodeShape.from_contexts([32768] * 16))
+    ops = graph_for_step(spec, policy, step, "bf16", 1)
+    h200 = load_profile("h200")
+    src = {"source": "assumed: test"}
+    tuned = _changed(h200, **{"efficiency.decode_attention_fraction": {"value": 0.96, **src},
+                              "efficiency.decode_attention_latency_us": {"value": 5.0, **src}})
+
+    def attention_s(profile):
+        cost = cost_graph(OpColumns.from_ops(ops), profile, "bf16", None, 1)
+        return {op.kind: cost.dense_s[i, 0] for i, op in enumerate(ops) if "attention" in op.kind}
+
+    op = next(o for o in ops if o.kind == "decode_attention")
+    eff = h200.efficiency
+    assert attention_s(h200)["decode_attention"] == pytest.approx(
+        op.bytes / (4800e9 * eff.memory_fraction.value) + eff.kernel_overhead_us.value * 1e-6)
+    assert attention_s(tuned)["decode_attention"] == pytest.approx(
+        5e-6 + op.bytes / (4800e9 * 0.96) + eff.kernel_overhead_us.value * 1e-6)
+    assert attention_s(tuned)["attention"] == attention_s(h200)["attention"]

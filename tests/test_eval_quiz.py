@@ -4,7 +4,7 @@ import collections
 import pytest
 
 from ampersim.core.errors import InvalidArgument, NotFound
-from ampersim.eval.metrics import build_quiz, load_text, quiz_expansions, token_windows
+from ampersim.eval.data import build_quiz, load_text, quiz_expansions, token_windows
 
 
 @pytest.mark.parametrize("field,expected", [
@@ -72,7 +72,7 @@ def test_token_windows_non_overlapping_and_bos():
     assert token_windows(tok, "abcdefghij", 4).shape == (2, 4)
     with pytest.raises(InvalidArgument, match="windows 3: the text has 10 tokens, room for at most 2 windows"):
         token_windows(tok, "abcdefghij", 4, 3)
-    with pytest.raises(InvalidArgument, match="window_tokens 20: the text has 10 tokens, fewer than one window; "
+    with pytest.raises(InvalidArgument, match="window_tokens 20: the text has 10 tokens, fewer than one window of 20; "
                                               "at most 10 tokens per window") as info:
         token_windows(tok, "abcdefghij", 20)
     assert info.value.field == "window_tokens"

@@ -181,3 +181,88 @@ def test_length_distribution_text_parses_or_is_refused_in_one_line(text):
         except AmpersimError:
             continue
         assert math.isfinite(dist.mean()) and dist.max_tokens() >= 0
+
+
+DECODE_PROFILE = yaml.safe_load((data_dir("hardware_profiles") / "calibrated" / "h200-calibrated.yaml").read_text())
+DECODE_PATHS = [p for p in _leaves(DECODE_PROFILE) if p[-1] == "value" and any(
+    k in ("memory_fraction", "memory_latency_us", "decode_attention_fraction", "decode_attention_latency_us",
+          "cloud_market_usd_per_gpu_hour") for k in p)]
+
+
+@FUZZ
+@given(path=st.sampled_from(DECODE_PATHS), value=VALUES)
+def test_fuzzed_decode_fields_load_finite_or_are_refused(tmp_path_factory, path, value):
+    """The decode-calibration fields (issue 15) and market prices (issue 12): any value loads finite, and a
+    decode step predicts finite, or is refused naming the file and the field."""
+    from ampersim.sim.predict import predict
+
+    file = tmp_path_factory.mktemp("fuzz") / "h200-fuzz.yaml"
+    file.write_text(yaml.safe_dump({**_replaced(DECODE_PROFILE, path, value), "name": "h200-fuzz"}, sort_keys=False))
+    try:
+        profile = load_profile(file)
+    except InvalidData as exc:
+        assert str(exc).startswith(str(file)) and "field '" in str(exc)
+        return
+    assert all(math.isfinite(v) for _, v, _, _ in sourced_numbers(profile) if isinstance(v, float))
+    result = predict(profile, load_scenario("chat"))
+    assert math.isfinite(result.request.e2e_dense_s) and result.request.e2e_dense_s > 0
+
+
+def test_decode_fields_are_fuzzed():
+    assert {p[-2] for p in DECODE_PATHS} >= {"memory_fraction", "memory_latency_us", "decode_attention_fraction",
+                                             "decode_attention_latency_us", "cloud_market_usd_per_gpu_hour"}
+
+
+TCO = yaml.safe_load((data_dir("workloads") / "tco" / "colocation-us.yaml").read_text())
+TCO_PATHS = [p for p in _leaves(TCO) if p[-1] == "value"]
+
+
+@FUZZ
+@given(path=st.sampled_from(TCO_PATHS), value=VALUES)
+def test_fuzzed_tco_loads_finite_or_is_refused_naming_the_field(tmp_path_factory, path, value):
+    """A TCO file (issue 12) with any one number replaced: refused naming file and field, or an owned
+    GPU-hour that is finite and positive at every utilization."""
+    from ampersim.econ.tco import load_tco, owned_gpu_hour
+
+    file = tmp_path_factory.mktemp("fuzz") / "tco.yaml"
+    file.write_text(yaml.safe_dump(_replaced(TCO, path, value), sort_keys=False))
+    try:
+        tco = load_tco(file)
+    except InvalidData as exc:
+        assert str(exc).startswith(str(file)) and "field '" in str(exc)
+        return
+    for utilization in (0.0, 0.5, 1.0):
+        hour = owned_gpu_hour(load_profile("h100-sxm"), tco, 27_500.0, utilization)
+        assert math.isfinite(hour.total) and hour.total > 0
+
+
+TRACE_RECORD = {"timestamp": 1000, "input_length": 2048, "output_length": 120, "hash_ids": [1, 2, 3, 4]}
+TRACE_KEYS = [*TRACE_RECORD, "cached_tokens"]
+
+
+def _trace_line(key: str, value: Any) -> str:
+    record = {**TRACE_RECORD, key: "__RAW__" if isinstance(value, tuple) else value}
+    text = json.dumps(record)
+    return text.replace('"__RAW__"', value[1]) if isinstance(value, tuple) else text
+
+
+@FUZZ
+@given(key=st.sampled_from(TRACE_KEYS), value=JSON_VALUES)
+def test_fuzzed_trace_record_reads_finite_or_is_refused_naming_the_line(tmp_path_factory, key, value):
+    """A request trace in JSON lines (issue 12: Mooncake format, cached tokens) whose second request has any
+    one key replaced by any JSON value: finite arrivals, 1 <= lengths, 0 <= cached < prompt; or InvalidData
+    naming the file and line (never another exception)."""
+    import numpy as np
+
+    from ampersim.econ.traffic import read_request_trace
+
+    file = tmp_path_factory.mktemp("fuzz") / "t.jsonl"
+    file.write_text(json.dumps({**TRACE_RECORD, "timestamp": 0}) + "\n" + _trace_line(key, value) + "\n")
+    try:
+        trace = read_request_trace(file)
+    except InvalidData as exc:
+        assert str(exc).startswith(f"{file}:") or str(exc).startswith(f"{file}: "), str(exc)
+        return
+    arrival, prompt, output, cached = trace.draw()
+    assert np.isfinite(arrival).all() and (prompt >= 1).all() and (output >= 1).all()
+    assert ((cached >= 0) & (cached < prompt)).all() and math.isfinite(trace.rate_per_s)

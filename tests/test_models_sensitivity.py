@@ -6,6 +6,7 @@ import pytest
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 
+from ampersim.eval import data as evdata  # noqa: E402
 from ampersim.eval import metrics as ev  # noqa: E402
 from ampersim.core.patterns import NMPattern  # noqa: E402
 from ampersim.sparsity.policy import load_amber_skip_list  # noqa: E402
@@ -87,17 +88,17 @@ def test_perplexity_and_quiz_arithmetic():
         def __call__(self, text, add_special_tokens=False):
             return {"input_ids": [2 + (ord(c) % 90) for c in text]}
 
-    questions = [ev.Question("t", "ab", (" c", " dd", " e", " ffff"), 1), ev.Question("t", "xyz", (" q", " r"), 0)]
+    questions = [evdata.Question("t", "ab", (" c", " dd", " e", " ffff"), 1), evdata.Question("t", "xyz", (" q", " r"), 0)]
     batched = ev.quiz_accuracy(model, Tok(), questions, batch_size=64)  # padded into one batch
     single = ev.quiz_accuracy(model, Tok(), questions, batch_size=1)  # no padding at all
     assert batched.correct == single.correct and batched.n == 2
 
 
 def test_paired_deltas():
-    dense = ev.Evaluation(ev.PerplexityResult(math.exp(2.0), [1.9, 2.1], 20, 1.0, 22),
-                          ev.QuizResult(0.5, [True, False, True, False]))
-    sparse = ev.Evaluation(ev.PerplexityResult(math.exp(2.2), [2.0, 2.4], 20, 1.0, 22),
-                           ev.QuizResult(0.25, [True, False, False, False]))
+    dense = ev.Evaluation(ppl=ev.PerplexityResult(math.exp(2.0), [1.9, 2.1], 20, 1.0, 22),
+                          quiz=ev.QuizResult(0.5, [True, False, True, False]))
+    sparse = ev.Evaluation(ppl=ev.PerplexityResult(math.exp(2.2), [2.0, 2.4], 20, 1.0, 22),
+                           quiz=ev.QuizResult(0.25, [True, False, False, False]))
     d = ev.paired_deltas(dense, sparse)
     assert d["ppl_ratio"] == pytest.approx(math.exp(0.2))
     assert d["log_ppl_delta_stderr"] == pytest.approx(0.1)  # diffs 0.1, 0.3: sd 0.1414 / sqrt 2

@@ -4,9 +4,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ampersim.kernels.cpu import rows as kernels_cpu
-
 from ampersim.kernels import reference
+from ampersim.kernels.networks import batcher_pairs
+from ampersim.kernels.cpu import rows as kernels_cpu
+from ampersim.kernels.cpu import simd
 from ampersim.kernels.cpu.tensors import decode_float32, empty_rows
 
 FMTS = ["float32", "float16", "bfloat16"]
@@ -80,6 +81,8 @@ def _kernel_compress(bits, fmt, n, m, factor):
 PRUNE_VARIANTS = [(f, m, s) for f in FMTS for m in (4, 8, 16, 32) for s in (False, True)]
 OTHER_VARIANTS = [("float32", 4, False), ("float32", 32, True), ("float16", 8, True),
                   ("float16", 32, False), ("bfloat16", 16, False), ("bfloat16", 4, True)]
+# Group sizes that are not powers of two (odd factors take the q-way deinterleave; 2 the smallest M).
+ODD_M_VARIANTS = [("float32", 12, True), ("bfloat16", 7, False), ("float16", 3, False), ("bfloat16", 2, True)]
 
 
 @pytest.mark.parametrize("fmt,m,scored", PRUNE_VARIANTS)
@@ -94,7 +97,7 @@ def test_prune_matches_reference(fmt, m, scored, data):
     np.testing.assert_array_equal(inplace, expected)
 
 
-@pytest.mark.parametrize("fmt,m,scored", OTHER_VARIANTS)
+@pytest.mark.parametrize("fmt,m,scored", OTHER_VARIANTS + ODD_M_VARIANTS)
 @SETTINGS
 @given(data=st.data())
 def test_mask_and_compress_match_reference(fmt, m, scored, data):
@@ -112,7 +115,7 @@ def _order_key(score, index):
     return (np.isnan(score), -np.inf if np.isnan(score) else score, -index)
 
 
-@pytest.mark.parametrize("fmt,m,scored", OTHER_VARIANTS)
+@pytest.mark.parametrize("fmt,m,scored", OTHER_VARIANTS + ODD_M_VARIANTS)
 @SETTINGS
 @given(data=st.data())
 def test_laws(fmt, m, scored, data):
@@ -162,3 +165,36 @@ def test_streaming_stores_match_reference(fmt, m, data):
     assert out.ctypes.data % 64 == 0 and out.strides[0] % 64 == 0
     kernels_cpu.prune_rows(bits, out, fmt, n, m, None, stream=True)
     np.testing.assert_array_equal(out, reference.prune_bits(bits, fmt, n, m))
+
+
+@pytest.mark.parametrize("fmt,m,scored", ODD_M_VARIANTS)
+@SETTINGS
+@given(data=st.data())
+def test_prune_any_group_size_matches_reference(fmt, m, scored, data):
+    bits, n, factor, pad = data.draw(cases(fmt, m, scored))
+    np.testing.assert_array_equal(_kernel_prune(bits, fmt, n, m, factor),
+                                  reference.prune_bits(bits, fmt, n, m, factor, pad=pad))
+
+
+@pytest.mark.parametrize("p", [2, 4, 8, 16])
+def test_batcher_network_sorts_every_0_1_input(p):
+    """0-1 principle: a comparator network that sorts all 2^p 0/1 inputs sorts everything."""
+    wires = ((np.arange(2**p)[:, None] >> np.arange(p)) & 1).astype(np.int8)
+    for a, b in batcher_pairs(p):
+        wires[:, a], wires[:, b] = np.maximum(wires[:, a], wires[:, b]), np.minimum(wires[:, a], wires[:, b])
+    assert (np.diff(wires, axis=1) <= 0).all()
+    assert len(batcher_pairs(32)) == 191
+
+
+@pytest.mark.parametrize("lanes", [16, 32])
+def test_transpose_plan_makes_wires(lanes):
+    """Applying the stages to M registers of consecutive channels leaves channel i of every group,
+    group g in lane g, in register wires[i]; every stage is a permutation of the register lanes."""
+    for m in range(2, 33):
+        stages, wires = simd.transpose_plan(m, lanes)
+        regs = [[h * lanes + lane for lane in range(lanes)] for h in range(m)]
+        for stage in stages:
+            assert sorted(src for sources in stage for src in sources) == [
+                (r, lane) for r in range(m) for lane in range(lanes)]
+            regs = [[regs[r][lane] for r, lane in sources] for sources in stage]
+        assert [regs[wires[i]] for i in range(m)] == [[g * m + i for g in range(lanes)] for i in range(m)]

@@ -44,7 +44,7 @@ def _mean_wait(c, prompts, outputs, rho, n_requests=60_000, seed=5):
     service = ttft + np.nan_to_num(tpot) * np.maximum(probe[2] - 1, 0)
     rate = rho * c / service.mean()
     requests = Traffic(rate, prompts, n_requests / rate, outputs=outputs, seed=seed, warmup_fraction=0.0)
-    arrival, prompt, output = requests.draw()
+    arrival, prompt, output, _ = requests.draw()
     ttft, tpot = solo_times(prompt, output, COSTS, ENGINE, "dense")
     service = ttft + np.nan_to_num(tpot) * np.maximum(output - 1, 0)
     res = simulate(requests, c, COSTS, ENGINE, 1_000_000, "dense", keep_requests=True)

@@ -14,6 +14,7 @@ from ampersim.cli import main
 from ampersim.core.sourced import sourced_numbers
 from ampersim.econ.capacity import scenario_outputs, scenario_prompts
 from ampersim.econ.roi import price_basis
+from ampersim.econ.serving import SLO
 from ampersim.hardware.registry import load_profile
 from ampersim.report.html import render_html
 from ampersim.report.markdown import render_markdown
@@ -86,6 +87,8 @@ def _inputs(tmp_path, accuracy: bool) -> ReportInputs:
         accuracy_path=path,
         command="test",
         generated="2026-01-01",
+        fleet_rate=10.0,
+        fleet_slo=SLO(1.0, 0.05, 95.0),
     )
 
 
@@ -145,7 +148,7 @@ def test_sections_only_format(counted_study, monkeypatch):
         (ampersim.econ.capacity, "plan_capacity"),
     ):
         monkeypatch.setattr(module, name, refuse)
-    assert len(document(counted_study[0]).sections) == 7
+    assert len(document(counted_study[0]).sections) == 8
 
 
 def test_every_table_says_where_its_numbers_come_from(with_accuracy):
@@ -175,7 +178,7 @@ def test_price_bases_note_unpriced_profiles():
     priced = load_profile("h100-sxm")
     unpriced = load_profile("l4").model_copy(update={"name": "l4-noprice", "prices": Prices()})
     bases, notes = price_bases([priced, unpriced, unpriced], [None, None, 1.5], [None, None, None])
-    assert bases[0].cloud_usd_per_gpu_hour == priced.prices.cloud_usd_per_gpu_hour
+    assert bases[0].cloud_usd_per_gpu_hour == priced.prices.cloud_market_usd_per_gpu_hour
     assert bases[1] is None and len(notes) == 1 and "'l4-noprice' has no price" in notes[0]
     assert bases[2].cloud_usd_per_gpu_hour.value == 1.5  # a price given for it counts
 
@@ -188,11 +191,13 @@ def test_sections_and_figures(with_accuracy):
         "Where the time goes",
         "Cost per million prompt tokens",
         "GPUs needed vs request rate",
+        "What sparsity buys your fleet",
         "Accuracy × speed × cost frontier",
         "Assumptions and sources",
     ]
     figures = [f.name for s in with_accuracy.sections for f in s.figures]
-    assert figures == ["speedup_vs_tokens", "time_breakdown", "cost_per_m_tokens", "gpus_vs_rate", "frontier"]
+    assert figures == ["speedup_vs_tokens", "time_breakdown", "cost_per_m_tokens", "gpus_vs_rate", "fleet_chain",
+                       "fleet_sweeps", "frontier"]
     assert all(f.png.startswith(b"\x89PNG") for s in with_accuracy.sections for f in s.figures)
 
 
@@ -206,6 +211,8 @@ def test_every_profile_number_and_price_is_listed(with_accuracy):
     assert {(r["profile"], r["item"]) for r in prices.rows} >= {
         ("h100-sxm", "cloud_usd_per_gpu_hour"),
         ("all", "usd_per_kwh"),
+        ("all", "tco.pue"),
+        ("all", "tco.hosting_usd_per_kw_month"),
     }
 
 
@@ -233,7 +240,7 @@ def test_missing_accuracy_is_said_clearly(without_accuracy):
 
 def test_html_is_self_contained(with_accuracy):
     html = render_html(with_accuracy)
-    assert html.count('src="data:image/png;base64,') == 5
+    assert html.count('src="data:image/png;base64,') == 7
     assert not re.search(r'(src|href)="(https?:|//)', html) and "<script" not in html
     assert "<h2>Assumptions and sources</h2>" in html
 
@@ -242,7 +249,8 @@ def test_markdown_writes_figures_beside(with_accuracy, tmp_path):
     text, files = render_markdown(with_accuracy, tmp_path / "r.md")
     assert {p.as_posix() for p in files} == {
         f"r_files/{n}.png"
-        for n in ("speedup_vs_tokens", "time_breakdown", "cost_per_m_tokens", "gpus_vs_rate", "frontier")
+        for n in ("speedup_vs_tokens", "time_breakdown", "cost_per_m_tokens", "gpus_vs_rate", "fleet_chain",
+                  "fleet_sweeps", "frontier")
     }
     assert "![speedup vs prompt tokens per profile and pattern](r_files/speedup_vs_tokens.png)" in text
     assert "## GPUs needed vs request rate" in text and "|---" in text
@@ -322,7 +330,7 @@ def test_report_cli_profile_without_price_still_renders(tmp_path, capsys):
         (["--out", "x.html", "--rates", "a"], "--rates 'a'"),
         (
             ["--out", "x.html", "--accuracy", "/nonexistent/acc.json"],
-            "--accuracy /nonexistent/acc.json: file not found",
+            "--accuracy '/nonexistent/acc.json': file not found",
         ),
         (["--out", "x.html", "--percentile", "95"], "--percentile '95'"),
     ],
@@ -355,3 +363,14 @@ def test_bad_accuracy_file_names_field(tmp_path, capsys):
         == 2
     )
     assert "field 'rows.0.scoring'" in capsys.readouterr().err
+
+
+def test_fleet_section_prices_the_fleet_and_the_break_even(with_accuracy):
+    fleet = next(s for s in with_accuracy.sections if s.anchor == "fleet")
+    costs = fleet.tables[0]
+    assert {"GPUs", "cloud $/day", "owned saved $/month"} <= set(costs.columns)
+    for row in costs.rows:
+        dense, sparse = (int(n) for n in row["GPUs"].split(" → "))
+        assert dense >= sparse >= 1 and row["cloud saved $/month"] >= 0
+    even = fleet.tables[-1]
+    assert all(str(v).endswith("x") or v == "out of reach" for r in even.rows for k, v in r.items() if k.startswith("for "))

@@ -43,12 +43,22 @@ def test_cost_arithmetic():
 
 def test_given_values_override_profile_prices(h100):
     basis = price_basis(h100)
-    assert basis.cloud_usd_per_gpu_hour == h100.prices.cloud_usd_per_gpu_hour
-    assert basis.lifetime_years.is_assumed and basis.usd_per_kwh.value > 0
+    assert basis.cloud_usd_per_gpu_hour == h100.prices.cloud_market_usd_per_gpu_hour  # market by default
+    assert (basis.cloud_price, basis.note) == ("market", "")
+    listed = price_basis(h100, cloud="list")
+    assert (listed.cloud_usd_per_gpu_hour, listed.cloud_price) == (h100.prices.cloud_usd_per_gpu_hour, "list")
+    assert basis.lifetime_years.date and basis.usd_per_kwh.value > 0  # from the TCO file, dated
     over = price_basis(h100, usd_per_hour=2.5, purchase_usd=20000, lifetime_years=3, usd_per_kwh=0.2, utilization=0.6)
     assert (over.cloud_usd_per_gpu_hour.value, over.purchase_usd.value) == (2.5, 20000)
     assert (over.lifetime_years.value, over.usd_per_kwh.value, over.utilization.value) == (3, 0.2, 0.6)
     assert over.cloud_usd_per_gpu_hour.source == "assumed: given by the user (usd_per_hour)"
+
+
+def test_missing_cloud_kind_falls_back_with_a_note(h100):
+    list_only = h100.model_copy(update={"prices": Prices(cloud_usd_per_gpu_hour=h100.prices.cloud_usd_per_gpu_hour)})
+    basis = price_basis(list_only)
+    assert basis.cloud_usd_per_gpu_hour.value == 6.16 and basis.cloud_price == "list"
+    assert "no market cloud price" in basis.note and "list price is used" in basis.note
 
 
 def test_profile_without_price_names_fields(h100):

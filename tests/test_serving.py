@@ -114,7 +114,7 @@ def test_sparse_path_modes():
 
 def test_results_do_not_depend_on_traffic_chunks():
     requests = Traffic(30.0, lognormal(800, 0.6), 120, outputs=lognormal(100, 0.8, 500, field="o"), seed=4)
-    arrival, prompt, output = requests.draw()
+    arrival, prompt, output, _ = requests.draw()
     whole = simulate(trace(arrival, prompt, output, requests.warmup_fraction), 2, COSTS, engine(), 100_000, "dense")
 
     class Small(RequestTrace):

@@ -6,6 +6,7 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
 import ampersim  # noqa: E402
+from ampersim.eval import data as evdata  # noqa: E402
 from ampersim.eval import metrics as ev  # noqa: E402
 from ampersim.models.load import load_model  # noqa: E402
 from ampersim.sparsity.coverage import coverage  # noqa: E402
@@ -17,7 +18,7 @@ pytestmark = needs_smollm2
 
 def test_smollm2_amber_prefill_sparsity(smollm2):
     model, tok = smollm2.model, smollm2.tokenizer
-    windows = ev.token_windows(tok, ev.load_text("austen"), 128, 2)
+    windows = evdata.token_windows(tok, evdata.load_text("austen"), 128, 2)
     dense = ev.perplexity(model, windows)
     assert 5 < dense.ppl < 60  # sanity range for this text (measured ~20 at 512-token windows)
     spec = smollm2.spec
@@ -40,7 +41,7 @@ def test_smollm2_amber_prefill_sparsity(smollm2):
 
 def test_smollm2_removal_bit_identical_logits(smollm2):
     model = smollm2.model
-    ids = ev.token_windows(smollm2.tokenizer, ev.load_text("austen"), 64, 1)
+    ids = evdata.token_windows(smollm2.tokenizer, evdata.load_text("austen"), 64, 1)
     with torch.inference_mode():
         before = model(input_ids=ids).logits
         handle = ampersim.sparsify(model, "all", pattern="2:4", scoring="magnitude")
@@ -52,7 +53,7 @@ def test_smollm2_removal_bit_identical_logits(smollm2):
 
 
 def test_smollm2_quiz_far_above_chance(smollm2):
-    questions = ev.build_quiz(seed=0, limit=24)
+    questions = evdata.build_quiz(seed=0, limit=24)
     result = ev.quiz_accuracy(smollm2.model, smollm2.tokenizer, questions)
     assert result.n == 24 and result.accuracy >= 0.5  # chance is 0.25; full quiz measured ~0.75
 
@@ -62,7 +63,7 @@ def test_smollm2_quiz_far_above_chance(smollm2):
 def test_gemma3_270m_sparsify():
     gemma = load_model("gemma-3-270m")
     assert gemma.add_bos and gemma.spec.family == "gemma3"
-    windows = ev.token_windows(gemma.tokenizer, ev.load_text("austen"), 128, 1, add_bos=True)
+    windows = evdata.token_windows(gemma.tokenizer, evdata.load_text("austen"), 128, 1, add_bos=True)
     assert int(windows[0, 0]) == gemma.tokenizer.bos_token_id
     dense = ev.perplexity(gemma.model, windows)
     with ampersim.sparsify(gemma.model, "amber", pattern="8:16", spec=gemma.spec) as handle:

@@ -75,7 +75,8 @@ def test_mixed_step_split_runs_decode_rows_dense_on_the_sparse_path():
 @pytest.mark.parametrize("profile,model,pattern,tp", [("h100-sxm", "llama-3.1-8b", "2:4", 1),
                                                       ("h200", "gemma-3-270m", "2:4", 1),
                                                       ("h100-sxm", "qwen3-30b-a3b", "2:4", 2),
-                                                      ("a100", "llama-3.1-8b", "8:16", 2)])
+                                                      ("a100", "llama-3.1-8b", "8:16", 2),
+                                                      ("h200-calibrated", "llama-3.1-8b", "2:4", 1)])
 def test_compiled_step_costs_equal_the_graph(profile, model, pattern, tp):
     hw, spec, policy, execution = _setup(profile, model, pattern)
     costs = step_costs(hw, spec, policy, execution, "bf16", tp, 2048)
@@ -116,7 +117,7 @@ def _floor_s(ops, hw, path):
     return max(nbytes / (hw.memory.bandwidth_gbps.value * 1e9), flops)
 
 
-@pytest.mark.parametrize("profile", [p.name for p in list_profiles()])
+@pytest.mark.parametrize("profile", [p.name for p in list_profiles(include_calibrated=True)])
 def test_no_step_beats_its_physical_floor(profile):
     """Every step (decode, mixed, prefill; both paths) takes at least its bytes at peak bandwidth and its
     FLOPs at peak compute."""

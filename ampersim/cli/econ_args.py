@@ -7,7 +7,7 @@ from typing import Any
 
 from ampersim.cli import map_fields
 from ampersim.core.errors import InvalidArgument
-from ampersim.core.vocab import DTYPES, MEASURED_DTYPES, MIXED_STEP_MODES
+from ampersim.core.vocab import CLOUD_PRICES, DTYPES, MEASURED_DTYPES, MIXED_STEP_MODES
 
 PRICE_FLAGS = (
     ("usd_per_hour", "--usd-per-hour", "cloud price, $ per GPU-hour"),
@@ -81,14 +81,101 @@ def add_profiles_argument(parser: argparse.ArgumentParser) -> None:
                              "baseline)")
 
 
-def add_ownership_arguments(parser: argparse.ArgumentParser) -> None:
-    """Amortization and running-cost assumptions of owned GPUs."""
+def add_ownership_arguments(parser: argparse.ArgumentParser, *, utilization: bool = True) -> None:
+    """Cloud price kind and the total-cost-of-ownership assumptions of owned GPUs (the TCO file's, overridable)."""
+    parser.add_argument("--cloud-price", choices=CLOUD_PRICES, default="market",
+                        help="cloud rent: market (default: a median over providers) or list (one provider's "
+                             "on-demand list price); both dated in the profile")
+    parser.add_argument("--tco", default=None, metavar="NAME|FILE",
+                        help="total-cost-of-ownership assumptions: name or YAML (default colocation-us: "
+                             "workloads/tco/colocation-us.yaml, every number sourced)")
     parser.add_argument("--lifetime-years", type=float, default=None, metavar="YEARS",
-                        help="amortization period of a purchase (default 5)")
+                        help="depreciation period of a purchase (default: the TCO's, 5)")
     parser.add_argument("--usd-per-kwh", type=float, default=None, metavar="USD",
-                        help="electricity price (default 0.10)")
-    parser.add_argument("--utilization", type=float, default=None, metavar="FRACTION",
-                        help="fraction of hours the GPUs run prefill, (0, 1] (default 1)")
+                        help="electricity price (default: the TCO's, 0.10)")
+    for flag, dest, what, metavar in TCO_FLAGS:
+        parser.add_argument(flag, dest=dest, type=float, default=None, metavar=metavar,
+                            help=f"{what} (default: the TCO's)")
+    if utilization:
+        parser.add_argument("--utilization", type=float, default=None, metavar="FRACTION",
+                            help="fraction of hours the GPUs run prefill in the per-GPU prefill table, (0, 1] "
+                                 "(default 1)")
+
+
+TCO_FLAGS = (
+    ("--server-usd-per-gpu", "server_usd_per_gpu", "server share of an owned GPU (CPUs, memory, NICs, chassis), $",
+     "USD"),
+    ("--hosting-usd-per-kw-month", "hosting_usd_per_kw_month", "colocation price per provisioned kW per month, $",
+     "USD"),
+    ("--pue", "pue", "power usage effectiveness of the facility", "RATIO"),
+    ("--idle-power-fraction", "idle_power_fraction", "idle GPU power as a share of TDP", "FRACTION"),
+)
+
+
+def load_tco(args: argparse.Namespace) -> Any:
+    """The TCO assumptions named by --tco (default colocation-us) with the single-value overrides."""
+    from ampersim.econ.tco import DEFAULT_TCO
+    from ampersim.econ.tco import load_tco as load
+
+    tco = load(args.tco if args.tco is not None else DEFAULT_TCO)  # an empty --tco is refused, not ignored
+    return tco.with_overrides(**{dest: getattr(args, dest, None) for _, dest, _, _ in TCO_FLAGS})
+
+
+def add_target_arguments(parser: argparse.ArgumentParser, *, rate_help: str) -> None:
+    """--rate, --slo-ttft-ms, --slo-tpot-ms (defaults: the workload's serving targets)."""
+    parser.add_argument("--rate", type=float, default=None, metavar="R", help=rate_help)
+    parser.add_argument("--slo-ttft-ms", type=float, default=None, metavar="MS",
+                        help="time-to-first-token target, ms (default: the workload's, when it names one and no "
+                             "SLO flag is given)")
+    parser.add_argument("--slo-tpot-ms", type=float, default=None, metavar="MS",
+                        help="time-per-output-token target (mean gap after the first token), ms (default: the "
+                             "workload's)")
+    map_fields(parser, rate_per_s="--rate", slo_ttft_s="--slo-ttft-ms", slo_tpot_s="--slo-tpot-ms")
+
+
+def serving_targets(args: argparse.Namespace, scenario: Any, *, trace: bool = False) -> tuple[float | None, Any]:
+    """(request rate or None for a trace at its own rate, SLO): the flags, else the workload's serving targets.
+    SLO flags replace the workload's SLOs as a whole; without either, an error says what to give."""
+    from ampersim.econ.capacity import check_rate, parse_percentile
+    from ampersim.econ.serving import SLO
+
+    serving = scenario.serving
+    ttft, tpot = args.slo_ttft_ms, args.slo_tpot_ms
+    if ttft is None and tpot is None and serving is not None:
+        ttft = serving.slo_ttft_ms.value if serving.slo_ttft_ms else None
+        tpot = serving.slo_tpot_ms.value if serving.slo_tpot_ms else None
+    if ttft is None and tpot is None:
+        raise InvalidArgument("give --slo-ttft-ms, --slo-tpot-ms or both (the workload names no SLO)")
+    rate = args.rate
+    if rate is None and not trace:
+        if serving is None:
+            raise InvalidArgument("give --rate (requests/s) or --trace FILE (the workload names no request rate)")
+        rate = serving.rate_per_s.value
+    if rate is not None:
+        check_rate(rate)
+    slo = SLO(None if ttft is None else ttft / 1e3, None if tpot is None else tpot / 1e3,
+              parse_percentile(args.percentile))
+    return rate, slo
+
+
+def load_requests(args: argparse.Namespace, scenario: Any, rate: float | None) -> tuple[Any, Any, Any]:
+    """(requests, prompt lengths, output lengths): --trace replayed (rescaled to ``rate`` if given), else
+    Poisson traffic at ``rate`` with the workload's lengths, the flags' distributions and cache hit rate."""
+    from ampersim.econ.capacity import auto_duration_s, scenario_outputs, scenario_prompts
+    from ampersim.econ.traffic import Traffic, parse_length_dist, read_request_trace
+
+    if getattr(args, "trace", None) is not None:  # an empty --trace is refused, not ignored
+        requests = read_request_trace(args.trace)
+        if rate is not None:
+            requests = requests.scaled_to(rate)
+        return requests, requests.prompts, requests.outputs
+    prompts = parse_length_dist(args.prompt_dist) if args.prompt_dist is not None else scenario_prompts(scenario)
+    outputs = (parse_length_dist(args.output_dist, what="output", field="output_dist")
+               if args.output_dist is not None else scenario_outputs(scenario))
+    hit = args.cache_hit_rate if args.cache_hit_rate is not None else scenario.cache_hit_rate
+    duration = args.duration_s if args.duration_s is not None else auto_duration_s(rate)
+    requests = Traffic(rate, prompts, duration, outputs=outputs, seed=args.seed, cache_hit_rate=hit)
+    return requests, prompts, outputs
 
 
 def add_traffic_arguments(parser: argparse.ArgumentParser, *, duration_help: str) -> None:
@@ -100,6 +187,9 @@ def add_traffic_arguments(parser: argparse.ArgumentParser, *, duration_help: str
     parser.add_argument("--output-dist", default=None, metavar="DIST",
                         help="output tokens per request: fixed:TOKENS (0: prefill only) | lognormal:MEAN,SIGMA[,MAX] | "
                              "trace:FILE (default: the workload's)")
+    parser.add_argument("--cache-hit-rate", type=float, default=None, metavar="FRACTION",
+                        help="share of every prompt's tokens already in the prefix cache, [0, 1): their prefill "
+                             "(and its sparsity) is skipped (default: the workload's, else 0)")
     add_engine_arguments(parser)
     parser.add_argument("--duration-s", type=float, default=None, metavar="SECONDS", help=duration_help)
     parser.add_argument("--seed", type=int, default=0, metavar="N",

@@ -13,7 +13,7 @@ LIST_COLUMNS = {
     "name": "name", "display_name": "display name", "vendor": "vendor", "status": "status",
     "bf16_dense_tflops": "bf16 dense TFLOPS", "bf16_sparse_tflops": "bf16 sparse TFLOPS",
     "bf16_sparse_patterns": "native patterns", "bandwidth_gbps": "GB/s", "memory_gb": "GB",
-    "cloud_usd_per_gpu_hour": "$/GPU-h",
+    "cloud_usd_per_gpu_hour": "list $/GPU-h", "cloud_market_usd_per_gpu_hour": "market $/GPU-h",
 }
 
 
@@ -42,7 +42,7 @@ def list_row(profile: HardwareProfile) -> dict[str, Any]:
     """The summary row of ``profile`` shown by `profiles list`."""
     bf16 = profile.matrix.get("bf16")
     sparse = bf16.sparse_tflops if bf16 else {}
-    price = profile.prices.cloud_usd_per_gpu_hour
+    price, market = profile.prices.cloud_usd_per_gpu_hour, profile.prices.cloud_market_usd_per_gpu_hour
     return {
         "name": profile.name, "display_name": profile.display_name, "vendor": profile.vendor,
         "status": profile.status,
@@ -52,6 +52,7 @@ def list_row(profile: HardwareProfile) -> dict[str, Any]:
         "bandwidth_gbps": profile.memory.bandwidth_gbps.value,
         "memory_gb": profile.memory.capacity_gb.value,
         "cloud_usd_per_gpu_hour": price.value if price else None,
+        "cloud_market_usd_per_gpu_hour": market.value if market else None,
     }
 
 
@@ -86,7 +87,9 @@ def summary(profile: HardwareProfile) -> str:
         lines.append(f"interconnect: {ic.name}, {ic.bandwidth_gbps.value:g} GB/s per direction, "
                      f"{ic.latency_us.value:g} us")
     lines.append(f"power: TDP {p.power.tdp_w.value:g} W, prefill at {p.power.prefill_power_fraction.value:g} of TDP")
-    for label, price in (("cloud $/GPU-hour", p.prices.cloud_usd_per_gpu_hour), ("purchase $", p.prices.purchase_usd)):
+    for label, price in (("cloud $/GPU-hour, list", p.prices.cloud_usd_per_gpu_hour),
+                         ("cloud $/GPU-hour, market", p.prices.cloud_market_usd_per_gpu_hour),
+                         ("purchase $", p.prices.purchase_usd)):
         if price is not None:
             lines.append(f"{label}: {price.value:g} ({price.date})")
     lines.append(f"runtime pruning: {p.default_prune_impl} (native patterns), {p.default_mask_impl} (others)")

@@ -1,47 +1,62 @@
 """`ampersim prune`: N:M-prune a real model's linear inputs in prefill and measure what it costs.
 
-Loads the model (offline), evaluates it dense, sparsifies it with the policy and evaluates again on
-the same perplexity windows and quiz questions; prints ppl, quiz accuracy, coverage and tokens/s
-with paired deltas. ``--sensitivity`` instead runs the sensitivity pass that chooses the amber
-policy's skip layers and writes them to the amber skip-list folder (or ``--out``).
+Parses the flags, runs :mod:`ampersim.eval.experiment` (dense and sparsified evaluation on the
+same inputs, paired deltas) or its sensitivity pass (``--sensitivity``), and renders the result.
 """
 from __future__ import annotations
 
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 from ampersim.cli.output import add_format_argument, emit, render_csv, render_table, to_json
 from ampersim.core.errors import InvalidArgument
-from ampersim.core.vocab import MODEL_DTYPES, SCORINGS
+from ampersim.core.vocab import AMBER_OUTLIERS, MODEL_DTYPES, SCORINGS
+from ampersim.models.load import BUILTIN_MODELS
 
-EVALS = ("ppl", "quiz")
-COLUMNS = ("variant", "ppl", "quiz_acc", "coverage", "tokens_per_s")
-HEADERS = {"quiz_acc": "quiz acc", "coverage": "coverage", "tokens_per_s": "tokens/s"}
+COLUMNS = ("variant", "ppl", "code_ppl", "quiz_acc", "coverage", "tokens_per_s")
+HEADERS = {"code_ppl": "code ppl", "quiz_acc": "quiz acc", "coverage": "coverage", "tokens_per_s": "tokens/s"}
 
 
 def register(subparsers: Any) -> None:
     parser = subparsers.add_parser(
         "prune", help="prune a real model's linear inputs (N:M, prefill) and measure accuracy",
         description="Evaluate a real model dense and with N:M activation pruning of the linear inputs the "
-                    "policy selects (prefill only): perplexity on shipped public-domain text (Pride and "
-                    "Prejudice, non-overlapping windows), zero-shot multiple-choice quiz accuracy, coverage "
-                    "(share of linear MACs sparsified) and forward tokens/s. Runs offline on CPU.")
+                    "policy selects (prefill only), on the same inputs: perplexity on shipped public-domain "
+                    "text (Pride and Prejudice) or your --text files, perplexity on Python standard-library "
+                    "code, zero-shot multiple-choice accuracy on the shipped quiz or your --quiz files, "
+                    "lm-evaluation-harness tasks (optional extra), coverage (share of linear MACs "
+                    "sparsified) and forward tokens/s. Runs offline on CPU.")
     parser.add_argument("--model", default="smollm2-135m", metavar="NAME|PATH",
-                        help="smollm2-135m (default), gemma-3-270m, or a local Hugging Face folder / .gguf")
+                        help=f"a built-in model ({', '.join(BUILTIN_MODELS)}; default smollm2-135m) or a "
+                             "local Hugging Face folder / .gguf file")
     parser.add_argument("--pattern", default="8:16", metavar="N:M", help="N:M pattern (default: 8:16)")
     parser.add_argument("--scoring", choices=SCORINGS, default="amber",
                         help="score = |x| (magnitude) or |x| * robust-norm weight factor (amber, default)")
+    parser.add_argument("--outliers", choices=AMBER_OUTLIERS, default="clamp",
+                        help="amber factor: weights outside the 0.5/99.5 %% quantiles are clamped to them "
+                             "(default) or dropped from the statistics")
     parser.add_argument("--policy", default="amber", metavar="amber|all|none|FILE",
                         help="which linear layers are pruned (default: amber)")
-    parser.add_argument("--eval", default="ppl,quiz", metavar="ppl,quiz",
-                        help="comma-separated evaluations (default: ppl,quiz)")
-    parser.add_argument("--windows", type=int, default=8, metavar="N",
-                        help="perplexity windows (default: 8)")
+    parser.add_argument("--eval", default="ppl,quiz", metavar="ppl,code,quiz,lm-eval:TASKS",
+                        help="comma-separated evaluations (default: ppl,quiz); code = perplexity on Python "
+                             "stdlib sources; lm-eval:TASK[,TASK...] runs lm-evaluation-harness tasks "
+                             "(ampersim_quiz = the quiz, offline)")
+    parser.add_argument("--text", dest="texts", nargs="+", action="extend", metavar="FILE", default=[],
+                        help="UTF-8 text file(s) for perplexity instead of Pride and Prejudice (joined in order)")
+    parser.add_argument("--quiz", dest="quizzes", nargs="+", action="extend", metavar="FILE", default=[],
+                        help="quiz file(s) instead of the shipped quiz: bsdgames 'question:answer|alternative' "
+                             "lines, or *.jsonl with question, choices, answer (index)")
+    parser.add_argument("--windows", type=int, default=8, metavar="N", help="perplexity windows (default: 8)")
     parser.add_argument("--window-tokens", type=int, default=512, metavar="N",
                         help="tokens per perplexity window (default: 512)")
+    parser.add_argument("--code-windows", type=int, default=4, metavar="N",
+                        help="code perplexity windows (default: 4)")
     parser.add_argument("--questions", type=int, default=120, metavar="N",
-                        help="quiz questions, evenly spread over the six quiz files (default: 120; 0 = all)")
+                        help="quiz questions, evenly spread over the quiz (default: 120; 0 = all)")
+    parser.add_argument("--lm-eval-limit", type=int, default=None, metavar="N",
+                        help="documents per lm-eval task (default: all)")
     parser.add_argument("--seed", type=int, default=0, metavar="N", help="quiz construction seed (default: 0)")
     parser.add_argument("--outstanding", action="store_true",
                         help="add inverse SmoothQuant (alpha 0.10) + simulated W8A8 to the pruned layers")
@@ -58,123 +73,94 @@ def register(subparsers: Any) -> None:
     parser.set_defaults(run=run)
 
 
-def _progress(label: str, total: int) -> Any:
-    """A progress bar with rate and time left on stderr (tqdm); ``step(n)`` advances it by n forwards."""
-    from tqdm import tqdm
+class _Progress:
+    """Progress bars with rate and time left on stderr (tqdm), one per phase (dense, each variant):
+    ``progress(phase, done, total)`` as the experiment reports it."""
 
-    bar = tqdm(total=total, desc=label, unit="forward", file=sys.stderr, dynamic_ncols=True, leave=True)
+    def __init__(self) -> None:
+        self._bars: dict[str, Any] = {}
 
-    def step(n: int) -> None:
-        bar.update(n)
-        if bar.n >= total:
+    def __call__(self, phase: str, done: int, total: int) -> None:
+        from tqdm import tqdm
+
+        bar = self._bars.get(phase)
+        if bar is None:
+            bar = self._bars[phase] = tqdm(total=total, desc=phase, unit="seq", file=sys.stderr,
+                                           dynamic_ncols=True, leave=True)
+        bar.update(done - bar.n)
+        if done >= total:
             bar.close()
-    return step
 
 
-def _parse_evals(text: str) -> tuple[str, ...]:
-    chosen = tuple(e.strip() for e in text.split(",") if e.strip())
-    bad = [e for e in chosen if e not in EVALS]
-    if bad or not chosen:
-        raise InvalidArgument(f"--eval: unknown evaluation '{bad[0] if bad else text}'; allowed: ppl, quiz "
-                              "(comma-separated)")
-    return chosen
+def _check_arguments(args: Any) -> tuple[Any, Any, Path | None]:
+    """Every check that needs no model weights, before the model loads (seconds to minutes): the
+    evaluations, the variant, the counts, what --out means and the skip-list file, the text and quiz files,
+    and, for a built-in model, the window against its context length and the policy against its shapes.
+    Returns (the variant, the evaluation inputs or None for --sensitivity, the skip-list path or None)."""
+    from ampersim.eval import experiment as ex
 
+    evals, tasks = ex.parse_evals(args.eval)
+    if tasks:
+        from ampersim.eval.lm_eval import check_installed
 
-def _check_arguments(args: Any) -> tuple[str, ...]:
-    """Every check that needs no model weights, before the model loads (seconds to minutes): the evaluations,
-    pattern, counts, what --out means, the output file, and for a model with a shipped spec its context length
-    and the policy against its shapes. Returns the evaluations."""
-    from ampersim.core.outputs import check_output
-    from ampersim.core.patterns import NMPattern
-    from ampersim.models.load import builtin_model
-    from ampersim.models.registry import load_model_spec
-    from ampersim.sparsity.policy import amber_skip_dir, resolve_policy
-
-    evals = _parse_evals(args.eval)
-    NMPattern.parse(args.pattern)
-    for flag, value, low in (("--windows", args.windows, 1), ("--window-tokens", args.window_tokens, 2),
-                             ("--questions", args.questions, 0), ("--calibration-windows", args.calibration_windows, 1)):
-        if value < low:
-            raise InvalidArgument(f"{flag} must be >= {low}, got {value}")
-    if args.out and not args.sensitivity:
+        check_installed()
+    variant = ex.Variant(args.pattern, args.scoring, args.policy, args.outstanding, args.outliers)
+    ex.check_counts(windows=args.windows, window_tokens=args.window_tokens, code_windows=args.code_windows,
+                    questions=args.questions, calibration_windows=args.calibration_windows,
+                    lm_eval_limit=args.lm_eval_limit)
+    if args.out is not None and not args.sensitivity:
         raise InvalidArgument("--out is where --sensitivity writes its skip list; add --sensitivity or drop --out")
-    builtin = builtin_model(args.model)
-    spec = load_model_spec(builtin.name) if builtin is not None else None
-    if spec is not None:
-        spec.check_context(args.window_tokens, "window_tokens", "a perplexity window")
-        resolve_policy(args.policy, spec, args.pattern, args.scoring)
-    if args.sensitivity and (args.out or spec is not None):
-        path = check_output(args.out or amber_skip_dir() / f"{spec.name}.yaml", "out", suffixes=(".yaml", ".yml"))
-        if path.exists() and not args.force:
-            raise InvalidArgument(f"--out: {path} exists; pass --force to overwrite it")
-    return evals
+    if args.sensitivity and (args.texts or args.quizzes):
+        raise InvalidArgument(f"{'--text' if args.texts else '--quiz'}: --sensitivity calibrates on Moby Dick and "
+                              "evaluates nothing; drop it or --sensitivity")
+    spec = ex.check_model_inputs(args.model, [variant], window_tokens=args.window_tokens)
+    out = None
+    if args.sensitivity:
+        out = _skip_list_path(args, spec.name if spec is not None else None)
+        return variant, None, out
+    inputs = ex.read_eval_inputs(evals, lm_eval_tasks=tasks, texts=args.texts, quizzes=args.quizzes,
+                                 questions=args.questions, seed=args.seed)
+    return variant, inputs, out
+
+
+def _skip_list_path(args: Any, model: str | None) -> Path | None:
+    from ampersim.eval.experiment import skip_list_path
+
+    path = skip_list_path(model, args.out)
+    if path is not None and path.exists() and not args.force:
+        raise InvalidArgument(f"{path} exists; pass --force to overwrite it", field="out")
+    return path
 
 
 def run(args: Any) -> int:
-    from ampersim.eval import metrics as ev
+    from ampersim.eval import experiment as ex
     from ampersim.models.load import load_model
 
-    evals = _check_arguments(args)
+    variant, inputs, out = _check_arguments(args)
     t0 = time.perf_counter()
     loaded = load_model(args.model, dtype=args.dtype)
     print(f"loaded {loaded.name} from {loaded.source} in {time.perf_counter() - t0:.1f} s", file=sys.stderr)
-    spec = loaded.spec
-    calibration = None
-    if args.sensitivity or args.outstanding:
-        calib = ev.token_windows(loaded.tokenizer, ev.load_text("mobydick"), args.window_tokens,
-                                 args.calibration_windows, add_bos=loaded.add_bos)
-        calibration = list(calib.split(1))
     if args.sensitivity:
-        return _run_sensitivity(args, loaded, spec, calibration)
-
-    windows = ev.token_windows(loaded.tokenizer, ev.load_text("austen"), args.window_tokens, args.windows,
-                               add_bos=loaded.add_bos) if "ppl" in evals else None
-    questions = ev.build_quiz(seed=args.seed, limit=args.questions or None) if "quiz" in evals else None
-    import ampersim
-
-    def sparsified(outstanding: bool) -> Any:
-        return ampersim.sparsify(loaded.model, args.policy, pattern=args.pattern, scoring=args.scoring,
-                                 spec=spec, outstanding=outstanding, calibration=calibration)
-
-    sparsified(False).remove()  # bad policies/patterns fail here, before minutes of evaluation
-    total = (args.windows if windows is not None else 0) + (len(questions) * 4 if questions else 0)
-    warm_up = windows[:1] if windows is not None else None
-    _warm_up(loaded.model, warm_up)
-    dense = ev.evaluate(loaded.model, loaded.tokenizer, windows=windows, questions=questions,
-                        add_bos=loaded.add_bos, progress=_progress("dense", total))
-    handle = sparsified(args.outstanding)
-    try:
-        _warm_up(loaded.model, warm_up)
-        sparse = ev.evaluate(loaded.model, loaded.tokenizer, windows=windows, questions=questions,
-                             add_bos=loaded.add_bos, progress=_progress("sparse", total))
-    finally:
-        handle.remove()
-    _report(args, loaded, handle, windows, questions, dense, sparse)
+        return _run_sensitivity(args, loaded, out)
+    eval_set = ex.prepare_eval_set(
+        loaded, inputs.evals, windows=args.windows, window_tokens=args.window_tokens,
+        code_windows=args.code_windows, questions=args.questions, lm_eval_limit=args.lm_eval_limit, inputs=inputs)
+    calibration = ex.calibration_batches(loaded, args.calibration_windows, args.window_tokens) \
+        if args.outstanding else None
+    experiment = ex.run_experiment(loaded, eval_set, [variant], calibration=calibration, progress=_Progress())
+    _report(args, experiment)
     return 0
 
 
-def _warm_up(model: Any, ids: Any) -> None:
-    """One untimed forward pass (allocator, kernel caches), so tokens/s reflects steady state."""
-    if ids is None:
-        return
-    import torch
+def _run_sensitivity(args: Any, loaded: Any, path: Path | None) -> int:
+    from ampersim.eval.experiment import run_sensitivity
+    from ampersim.eval.sensitivity import write_skip_list
 
-    with torch.inference_mode():
-        model(input_ids=ids, use_cache=False)
-
-
-def _run_sensitivity(args: Any, loaded: Any, spec: Any, calibration: list) -> int:
-    from ampersim.core.outputs import check_output
-    from ampersim.eval.sensitivity import sensitivity_pass, write_skip_list
-    from ampersim.sparsity.policy import amber_skip_dir
-
-    path = check_output(args.out or amber_skip_dir() / f"{spec.name}.yaml", "out", suffixes=(".yaml", ".yml"))
-    if path.exists() and not args.force:
-        raise InvalidArgument(f"--out: {path} exists; pass --force to overwrite it")
-    what = (f"{len(calibration)} windows x {args.window_tokens} tokens of Moby Dick ch. 1-3 "
-            "(ampersim/data/text/mobydick_ch1-3.txt)")
-    result = sensitivity_pass(loaded.model, spec.name, spec.num_layers, calibration,
-                              pattern=args.pattern, scoring=args.scoring, calibration=what)
+    spec = loaded.spec
+    if path is None:  # a model given by path: its name is known now
+        path = _skip_list_path(args, spec.name)
+    result = run_sensitivity(loaded, pattern=args.pattern, scoring=args.scoring,
+                             calibration_windows=args.calibration_windows, window_tokens=args.window_tokens)
     write_skip_list(result.skip_list(), path)
     print(f"wrote {path}", file=sys.stderr)
     rows = [{"layer": i, "score": s, "q_proj": result.errors.get(f"layers.{i}.q_proj"),
@@ -182,54 +168,67 @@ def _run_sensitivity(args: Any, loaded: Any, spec: Any, calibration: list) -> in
              "skip": "skip" if i in result.skip_layers else ""} for i, s in result.layer_scores.items()]
     if args.format == "json":
         emit(to_json({"model": spec.name, "pattern": str(result.pattern), "scoring": result.scoring,
-                      "skip_layers": list(result.skip_layers), "file": str(path), "calibration": what,
-                      "errors": result.errors}))
+                      "skip_layers": list(result.skip_layers), "file": str(path),
+                      "calibration": result.calibration, "errors": result.errors}))
     elif args.format == "csv":
         emit(render_csv(rows))
     else:
         emit(f"{spec.name}: amber skip layers {list(result.skip_layers)} (relative output error, "
-             f"{result.pattern} {result.scoring}; {what})\n\n" + render_table(rows))
+             f"{result.pattern} {result.scoring}; {result.calibration})\n\n" + render_table(rows))
     return 0
 
 
-def _report(args: Any, loaded: Any, handle: Any, windows: Any, questions: Any, dense: Any, sparse: Any) -> None:
-    from ampersim.eval.metrics import paired_deltas
-
-    cov = handle.coverage.fraction if handle.coverage is not None else None
-    deltas = paired_deltas(dense, sparse)
-    d, s = dense.summary(), sparse.summary()
-    setup = {
-        "model": loaded.name, "source": loaded.source, "policy": handle.policy.name,
-        "pattern": str(handle.pattern), "scoring": handle.policy.scoring, "outstanding": args.outstanding,
-        "note": handle.policy.note, "coverage": cov, "sparse_layers": len(handle.layers),
-        "windows": int(windows.shape[0]) if windows is not None else 0,
-        "window_tokens": int(windows.shape[1]) if windows is not None else 0,
-        "quiz_questions": len(questions) if questions else 0, "seed": args.seed,
-    }
+def _report(args: Any, experiment: Any) -> None:
+    sparse = experiment.results[0]
+    deltas, d, s = sparse.deltas, experiment.dense.summary(), sparse.evaluation.summary()
+    inputs = experiment.eval_set.describe()
+    setup = {"model": experiment.model, "source": experiment.source, "policy": sparse.variant.policy,
+             "pattern": sparse.variant.pattern, "scoring": sparse.variant.scoring,
+             "outliers": sparse.variant.outliers, "outstanding": sparse.variant.outstanding,
+             "note": sparse.policy_note, "coverage": sparse.coverage, "sparse_layers": sparse.sparse_linears,
+             **inputs, "seed": args.seed}
     if args.format == "json":
         emit(to_json({**setup, "dense": d, "sparse": s, "delta": deltas}))
         return
-    rows = [
-        {"variant": "dense", "ppl": d["ppl"], "quiz_acc": d["quiz_acc"], "coverage": 0.0,
-         "tokens_per_s": d["tokens_per_s"]},
-        {"variant": f"{handle.pattern} {handle.policy.scoring}/{handle.policy.name}"
-                    + (" +W8A8" if args.outstanding else ""),
-         "ppl": s["ppl"], "quiz_acc": s["quiz_acc"], "coverage": cov, "tokens_per_s": s["tokens_per_s"]},
-    ]
-    if args.format == "csv":
-        emit(render_csv(rows, COLUMNS))
+    rows = [{"variant": "dense", **d, "coverage": 0.0}, {"variant": sparse.variant.label, **s,
+                                                         "coverage": sparse.coverage}]
+    tasks = [f"lm_eval:{task}" for task in d["lm_eval"]]
+    for task in d["lm_eval"]:
+        rows[0][f"lm_eval:{task}"], rows[1][f"lm_eval:{task}"] = d["lm_eval"][task]["acc"], s["lm_eval"][task]["acc"]
+    if args.format == "csv":  # stable columns; empty where not evaluated
+        emit(render_csv(rows, [*COLUMNS, *tasks]))
         return
-    lines = [f"{loaded.name}: N:M activation pruning of linear inputs in prefill ({setup['sparse_layers']} linears)",
-             "", render_table(rows, COLUMNS, HEADERS), ""]
+    columns = [c for c in COLUMNS if c in ("variant", "coverage", "tokens_per_s") or d.get(c) is not None]
+    columns += tasks
+    lines = [f"{experiment.model}: N:M activation pruning of linear inputs in prefill "
+             f"({sparse.sparse_linears} linears)", "", render_table(rows, columns, HEADERS), ""]
     if deltas["ppl_delta"] is not None:
-        lines.append(f"ppl: {d['ppl']:.3f} -> {s['ppl']:.3f} ({100 * (deltas['ppl_ratio'] - 1):+.2f} %, "
-                     f"log-ratio stderr {deltas['log_ppl_delta_stderr']:.4f}) over {setup['windows']} windows x "
-                     f"{setup['window_tokens']} tokens of Pride and Prejudice")
+        lines.append(_ppl_line("ppl", d["ppl"], s["ppl"], deltas["ppl_ratio"], deltas["log_ppl_delta_stderr"],
+                               f"{inputs['windows']} windows x {inputs['window_tokens']} tokens of {inputs['text']}"))
+    if deltas["code_ppl_delta"] is not None:
+        lines.append(_ppl_line("code ppl", d["code_ppl"], s["code_ppl"], deltas["code_ppl_ratio"],
+                               deltas["code_log_ppl_delta_stderr"],
+                               f"{inputs['code_windows']} windows of {inputs['code']}"))
     if deltas["quiz_acc_delta"] is not None:
-        lines.append(f"quiz: {d['quiz_acc']:.3f} -> {s['quiz_acc']:.3f} ({deltas['quiz_acc_delta']:+.3f} "
-                     f"± {deltas['quiz_acc_delta_stderr']:.3f} paired stderr; accuracy stderr "
-                     f"{s['quiz_stderr']:.3f}) over {setup['quiz_questions']} 4-way questions")
+        lines.append(_acc_line("quiz", d["quiz_acc"], s["quiz_acc"], deltas["quiz_acc_delta"],
+                               deltas["quiz_acc_delta_stderr"], s["quiz_stderr"],
+                               f"{inputs['quiz_questions']} questions ({inputs['quiz']})"))
+    for task, delta in deltas["lm_eval"].items():
+        lines.append(_acc_line(f"lm-eval {task}", d["lm_eval"][task]["acc"], s["lm_eval"][task]["acc"],
+                               delta["acc_delta"], delta["acc_delta_stderr"], s["lm_eval"][task]["stderr"],
+                               f"{s['lm_eval'][task]['n']} documents"))
     lines.append("coverage: share of decoder-layer linear MACs per token whose input is pruned")
-    if handle.policy.note:
-        lines.append(f"note: {handle.policy.note}")
+    if sparse.policy_note:
+        lines.append(f"note: {sparse.policy_note}")
     emit("\n".join(lines))
+
+
+def _ppl_line(name: str, dense: float, sparse: float, ratio: float, stderr: float, what: str) -> str:
+    return (f"{name}: {dense:.3f} -> {sparse:.3f} ({100 * (ratio - 1):+.2f} %, log-ratio stderr {stderr:.4f}) "
+            f"over {what}")
+
+
+def _acc_line(name: str, dense: float, sparse: float, delta: float, stderr: float, acc_stderr: float,
+              what: str) -> str:
+    return (f"{name}: {dense:.3f} -> {sparse:.3f} ({delta:+.3f} ± {stderr:.3f} paired stderr; accuracy stderr "
+            f"{acc_stderr:.3f}) over {what}")

@@ -7,6 +7,7 @@ import datetime
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 from ampersim.cli import map_fields
 from ampersim.cli.econ_args import (
@@ -42,6 +43,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_traffic_arguments(p, duration_help="simulated seconds per rate (default: automatic)")
     p.add_argument("--accuracy", default=None, metavar="FILE",
                    help="accuracy results JSON (default: docs/accuracy.json if present)")
+    p.add_argument("--fleet-rate", type=float, default=None, metavar="R",
+                   help="request rate of 'What sparsity buys your fleet', req/s (default: the workload's, else the "
+                        "highest --rates); its SLOs are the workload's, else --slo-ttft-ms")
     add_price_arguments(p, repeatable=True)
     add_ownership_arguments(p)
     map_fields(p, rate_per_s="--rates")
@@ -49,7 +53,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ampersim.cli.econ_args import load_engine
+    from ampersim.cli.econ_args import load_engine, load_tco
     from ampersim.core.outputs import check_output
     from ampersim.econ.capacity import check_rate, parse_percentile, scenario_outputs, scenario_prompts
     from ampersim.econ.traffic import parse_length_dist
@@ -83,10 +87,16 @@ def run(args: argparse.Namespace) -> int:
         lifetime_years=args.lifetime_years,
         usd_per_kwh=args.usd_per_kwh,
         utilization=args.utilization,
+        cloud=args.cloud_price,
+        tco=load_tco(args),
     )
-    accuracy = Path(args.accuracy) if args.accuracy else default_accuracy_path()
-    if args.accuracy and not accuracy.is_file():
-        raise InvalidArgument(f"--accuracy {accuracy}: file not found")
+    fleet_rate, fleet_slo = _fleet_targets(args, scenario, rates, percentile)
+    hit_rate = args.cache_hit_rate if args.cache_hit_rate is not None else scenario.cache_hit_rate
+    accuracy = Path(args.accuracy) if args.accuracy is not None else default_accuracy_path()
+    if args.accuracy is not None and not accuracy.is_file():  # an empty --accuracy is refused, not ignored
+        why = ("give a file name" if not args.accuracy.strip() else "is a directory" if accuracy.is_dir()
+               else "not a regular file" if accuracy.exists() else "file not found")
+        raise InvalidArgument(f"--accuracy '{args.accuracy}': {why}")
     inputs = ReportInputs(
         profiles=profiles,
         scenario=scenario,
@@ -103,6 +113,9 @@ def run(args: argparse.Namespace) -> int:
         accuracy_path=accuracy,
         command=_command(args, scenario.name),
         generated=datetime.date.today().isoformat(),
+        fleet_rate=fleet_rate,
+        fleet_slo=fleet_slo,
+        cache_hit_rate=hit_rate,
     )
     doc = build_document(inputs, lambda msg: print(f"report: {msg}", file=sys.stderr, flush=True))
     written = []
@@ -121,6 +134,24 @@ def run(args: argparse.Namespace) -> int:
         print(f"wrote {path} ({path.stat().st_size / 1024:.0f} KiB)")
     print(f"report rendered in {seconds:.1f} s", file=sys.stderr)
     return 0
+
+
+def _fleet_targets(args: argparse.Namespace, scenario: Any, rates: list[float], percentile: float) -> tuple[float, Any]:
+    """Rate and SLOs of the fleet section: --fleet-rate, else the workload's serving targets, else the highest
+    of --rates under the report's TTFT target."""
+    from ampersim.econ.capacity import check_rate
+    from ampersim.econ.serving import SLO
+
+    serving = scenario.serving
+    if args.fleet_rate is not None and not args.fleet_rate > 0:
+        raise InvalidArgument(f"--fleet-rate {args.fleet_rate:g}: the request rate must be > 0 requests/s")
+    rate = args.fleet_rate or (serving.rate_per_s.value if serving else rates[-1])
+    check_rate(rate)
+    if serving is not None and (serving.slo_ttft_ms or serving.slo_tpot_ms):
+        ttft = serving.slo_ttft_ms.value / 1e3 if serving.slo_ttft_ms else None
+        tpot = serving.slo_tpot_ms.value / 1e3 if serving.slo_tpot_ms else None
+        return rate, SLO(ttft, tpot, percentile)
+    return rate, SLO(args.slo_ttft_ms / 1e3, None, percentile)
 
 
 def _rates(text: str) -> list[float]:

@@ -13,23 +13,21 @@ from ampersim.core.errors import MissingDependency
 
 EXTRA_OF: dict[str, str] = {
     "torch": "models", "transformers": "models", "accelerate": "models", "gguf": "models", "safetensors": "models",
-    "triton": "gpu",
+    "triton": "gpu", "lm_eval": "lm-eval",
 }
 """Top-level module -> the ampersim extra (pyproject.toml [project.optional-dependencies]) that installs it."""
-PACKAGE_OF: dict[str, str] = {"lm_eval": "lm-eval"}
-"""Optional modules no extra installs -> the package that provides them."""
 
 
 def install_hint(module: str) -> str:
     """How to install ``module``: its extra, or its own package."""
     if module in EXTRA_OF:
         return f"pip install 'ampersim[{EXTRA_OF[module]}]'"
-    return f"pip install {PACKAGE_OF.get(module, module)}"
+    return f"pip install {module}"
 
 
 def is_optional(module: str) -> bool:
     """True if ``module`` (a top-level name) is an optional dependency of ampersim."""
-    return module in EXTRA_OF or module in PACKAGE_OF
+    return module in EXTRA_OF
 
 
 def missing(module: str, purpose: str) -> MissingDependency:

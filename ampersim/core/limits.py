@@ -18,6 +18,13 @@ MAX_YAML_BYTES = 8 << 20
 MAX_DATA_FILE_BYTES = 256 << 20
 """Measurement files and request/length traces are read whole: the committed measurement files are < 1 MB,
 a trace holds a line per request (the Azure conversation trace behind workload 'chat': 19,366)."""
+MAX_EVAL_TEXT_BYTES = 64 << 20
+"""Text and quiz files of ``prune --text/--quiz`` are read and tokenized whole: 8 windows of 512 tokens need
+~16 kB of English (the shipped Pride and Prejudice ch. 1-16 is 0.2 MB, the quiz files a few kB each)."""
+MAX_REQUEST_TOKENS = (1 << 31) - 1
+"""Tokens of one request (a prompt or an output) as a length distribution or a trace gives it, before the model's
+context length is checked: 2,147,483,647, far above any model's context, and small enough that the lengths of
+a whole simulation sum in 64-bit integers."""
 MAX_STEP_TOKENS = 1 << 24
 """Tokens in one prefill step (batch x prompt tokens, 16.8 M): serving engines schedule 2-64 k per step."""
 MAX_STEP_SEQUENCES = 1 << 16

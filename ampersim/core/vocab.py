@@ -34,6 +34,10 @@ Scoring = Literal["magnitude", "amber"]
 SCORINGS: tuple[str, ...] = get_args(Scoring)
 """magnitude: score |x|; amber: |x| times the weight's robust-norm channel factor (arXiv 2508.02128)."""
 
+AmberOutliers = Literal["clamp", "drop"]
+AMBER_OUTLIERS: tuple[str, ...] = get_args(AmberOutliers)
+"""Weights outside the amber factor's 0.5/99.5 % quantiles: clamped to the bounds (default) or dropped."""
+
 PolicyPreset = Literal["amber", "all", "none"]
 POLICY_PRESETS: tuple[str, ...] = get_args(PolicyPreset)
 
@@ -71,6 +75,15 @@ MIXED_STEP_MODES: tuple[str, ...] = get_args(MixedStepMode)
 """split: prefill rows of a sparsified linear run sparse, decode rows dense (two GEMMs);
 prune_all: every row of a step that holds a prefill chunk is pruned (decode rows too: an accuracy
 risk); separate: the scheduler never mixes, prefill and decode run in separate steps."""
+
+# -- economics ---------------------------------------------------------------------------------------
+CloudPrice = Literal["market", "list"]
+CLOUD_PRICES: tuple[str, ...] = get_args(CloudPrice)
+"""Which cloud rent a profile's prices give: market (a median or midpoint over providers, the default)
+or list (one provider's on-demand list price)."""
+CostBasis = Literal["cloud", "owned"]
+COST_BASES: tuple[str, ...] = get_args(CostBasis)
+"""How a fleet is paid for: cloud (rent for every GPU-hour) or owned (total cost of ownership)."""
 
 # -- runtime pruning implementations the harness measures (profile ``prune_impls`` keys) -----------
 PruneImplName = Literal["torch_eager_mask", "torch_eager_cslt", "fused_mask", "fused_cslt"]

@@ -89,24 +89,30 @@ def _bins(bins: tuple, description: str) -> LengthDist:
     return empirical(np.array([b.tokens for b in bins]), np.array([b.share for b in bins]), description)
 
 
+def _mix_text(bins: tuple) -> str:
+    if len(bins) <= 4:
+        return ", ".join(f"{b.share:.0%} {b.tokens}" for b in bins) + " tokens"
+    lengths = [b.tokens for b in bins]
+    return f"{len(bins)} lengths of {min(lengths):,}-{max(lengths):,} tokens"
+
+
+def _lengths(value: object, name: str, what: str, field: str, minimum: int) -> LengthDist:
+    if isinstance(value, int):
+        return fixed(value, field=field, minimum=minimum)
+    if isinstance(value, LognormalLengths):
+        p = value.lognormal
+        return lognormal(p.mean, p.sigma, p.max, field=field)
+    return _bins(value, f"workload '{name}' {what}: {_mix_text(value)}")
+
+
 def scenario_prompts(scenario: Scenario) -> LengthDist:
-    """The workload's prompt lengths as a distribution (its fixed length or its length mix)."""
-    if isinstance(scenario.prompt_tokens, int):
-        return fixed(scenario.prompt_tokens)
-    mix = ", ".join(f"{b.share:.0%} {b.tokens}" for b in scenario.prompt_tokens)
-    return _bins(scenario.prompt_tokens, f"workload '{scenario.name}' mix: {mix} tokens")
+    """The workload's prompt lengths as a distribution (fixed, a mix or a lognormal)."""
+    return _lengths(scenario.prompt_tokens, scenario.name, "mix", "prompt_dist", 1)
 
 
 def scenario_outputs(scenario: Scenario) -> LengthDist:
     """The workload's output lengths as a distribution (fixed 0: prefill only)."""
-    out = scenario.output_tokens
-    if isinstance(out, int):
-        return fixed(out, field="output_dist", minimum=0)
-    if isinstance(out, LognormalLengths):
-        p = out.lognormal
-        return lognormal(p.mean, p.sigma, p.max, field="output_dist")
-    mix = ", ".join(f"{b.share:.0%} {b.tokens}" for b in out)
-    return _bins(out, f"workload '{scenario.name}' outputs: {mix} tokens")
+    return _lengths(scenario.output_tokens, scenario.name, "outputs", "output_dist", 0)
 
 
 @dataclass(frozen=True)
@@ -252,39 +258,51 @@ def longest_request(requests: Requests, prompts: LengthDist, outputs: LengthDist
     return prompts.max_tokens() + max(outputs.max_tokens(), 1) - 1
 
 
-def _sample(requests: Requests, n: int) -> tuple[np.ndarray, np.ndarray]:
-    """Prompt and output lengths of the first ``n`` measured requests."""
-    prompts, outputs, got = [], [], 0
-    for arrival, prompt, output in requests.chunks():
+def _sample(requests: Requests, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Prompt, output and cached lengths of the first ``n`` measured requests."""
+    parts: list[list[np.ndarray]] = [[], [], []]
+    got = 0
+    for arrival, *lengths in requests.chunks():
         keep = arrival >= requests.warmup_s
-        prompts.append(prompt[keep][: n - got])
-        outputs.append(output[keep][: n - got])
-        got += len(prompts[-1])
+        for part, values in zip(parts, lengths):
+            part.append(values[keep][: n - got])
+        got += len(parts[0][-1])
         if got >= n:
             break
-    return np.concatenate(prompts), np.concatenate(outputs)
+    return tuple(np.concatenate(p) for p in parts)  # type: ignore[return-value]
 
 
-def _floors(sample: tuple[np.ndarray, np.ndarray], replica: Replica, engine: EngineConfig, path: str,
+def _floors(sample: tuple[np.ndarray, np.ndarray, np.ndarray], replica: Replica, engine: EngineConfig, path: str,
             percentile: float) -> tuple[float, float]:
-    ttft, tpot = solo_times(*sample, replica.costs, engine, path)
+    prompt, output, cached = sample
+    ttft, tpot = solo_times(prompt, output, replica.costs, engine, path, cached)
     tpot = tpot[~np.isnan(tpot)]
     return float(np.percentile(ttft, percentile)), float(np.percentile(tpot, percentile)) if len(tpot) else math.nan
 
 
 def _first_guess(replica: Replica, engine: EngineConfig, rate: float, prompts: LengthDist,
-                 outputs: LengthDist) -> float:
-    """Replicas the traffic needs if every step were full: prefill in budget-sized chunks, decode at the
-    largest batch the KV cache and sequence limit allow (a lower estimate)."""
+                 outputs: LengthDist, hit_rate: float = 0.0) -> float:
+    """Replicas the traffic needs if every step were full: the uncached prompt tokens in budget-sized
+    chunks, decode at the largest batch the KV cache and sequence limit allow (a lower estimate)."""
     budget = engine.max_batched_tokens
     full = replica.costs.seconds([(0, budget)], [])[0]
-    prefill_s = prompts.mean() / budget * full
+    prefill_s = prompts.mean() * (1 - hit_rate) / budget * full
     decode_s = 0.0
     if outputs.mean() > 1:
         context = int(prompts.mean() + outputs.mean() / 2)
         batch = max(1, min(engine.max_seqs, budget, replica.memory.max_sequences(context)))
         decode_s = (outputs.mean() - 1) * replica.costs.seconds([], [context] * batch)[0] / batch
     return rate * (prefill_s + decode_s)
+
+
+def check_traffic_fits(replica: Replica, engine: EngineConfig, rate: float, prompts: LengthDist,
+                       outputs: LengthDist, hit_rate: float = 0.0, *, field: str = "rate_per_s") -> None:
+    """Refuse, before any simulation, traffic at ``rate`` whose fleet of ``replica`` would hold more in-flight
+    state than MAX_SIMULATION_STATE_BYTES (checked on the first guess of replicas, a lower estimate;
+    InvalidArgument naming ``field``). ``plan_capacity`` checks the same; callers that plan later (the report)
+    check first."""
+    guess = _first_guess(replica, engine, rate, prompts, outputs, hit_rate)
+    check_state_memory(max(1, math.ceil(guess)), engine, what=field)
 
 
 def _search(requests: Requests, replica: Replica, engine: EngineConfig, path: str, slo: SLO, guess: float,
@@ -378,8 +396,10 @@ def plan_capacity(profile: HardwareProfile, scenario: Scenario, requests: Reques
             replicas[d] = built[d]
     if not replicas:
         raise _no_fit(profile, spec, scenario, engine, candidate_tps(profile, spec, tp), longest)
-    guesses = {d: _first_guess(r, engine, requests.rate_per_s, prompts, outputs) for d, r in replicas.items()}
-    for d, guess in guesses.items():  # refuse before simulating anything too large to hold
+    hit_rate = getattr(requests, "cache_hit_rate", 0.0)
+    guesses = {d: _first_guess(r, engine, requests.rate_per_s, prompts, outputs, hit_rate)
+               for d, r in replicas.items()}
+    for guess in guesses.values():  # refuse before simulating anything too large to hold
         check_state_memory(max(1, math.ceil(guess)), engine, what="rate_per_s")
     requests.counts()  # refuses a window in which no request arrives
     sample = _sample(requests, FLOOR_SAMPLE)

@@ -1,11 +1,14 @@
-"""Return on investment: cost per million prompt tokens, energy per token and payback, dense vs sparse.
+"""Return on investment of the prefill step: cost per million prompt tokens, energy per token and
+payback, dense vs sparse (the end-to-end cost of a whole serving fleet is ampersim.econ.fleet).
 
 Definitions (per GPU; a tensor-parallel replica of ``tp`` GPUs shares its throughput over them):
 - cloud $/M tokens = rent $/GPU-hour / (3600 × tokens/s × utilization) × 1e6 — rent is paid for
-  every hour, tokens flow only while busy.
+  every hour, tokens flow only while busy. Rent is the profile's market price by default
+  (``cloud="list"``: a provider's list price); a profile with only one of the two uses it, with a note.
 - owned $/M tokens = (purchase / (lifetime years × 8766 h) + power kW × $/kWh × utilization)
-  / (3600 × tokens/s × utilization) × 1e6 — the GPU alone (no server, network, hosting or cooling);
-  power = TDP × prefill power fraction, drawn only while busy (idle power not modelled).
+  / (3600 × tokens/s × utilization) × 1e6 — the GPU alone; power = TDP × prefill power fraction,
+  drawn only while busy. ``tco`` $/M tokens prices the same GPU-hours with the whole cost of owning
+  it (server share, hosting, electricity with PUE and idle power: ampersim.econ.tco).
 - energy J/token = power W / tokens/s (same power for dense and sparse: no measurement says otherwise).
 - payback of moving from A to B (per path, dense→dense or sparse→sparse): buy enough B GPUs to
   match the prompt throughput of one rented A GPU (fractional count tokens/s_A / tokens/s_B); the
@@ -20,24 +23,18 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from ampersim.core.errors import InvalidArgument
+from ampersim.core.sourced import Sourced
+from ampersim.core.vocab import CLOUD_PRICES
+from ampersim.econ.tco import HOURS_PER_MONTH, HOURS_PER_YEAR, TcoAssumptions, load_tco, owned_gpu_hour
 from ampersim.hardware.profile import HardwareProfile
 from ampersim.models.registry import load_model_spec
 from ampersim.sim.predict import predict
 from ampersim.sim.scenario import Scenario
-from ampersim.core.sourced import Sourced
 
-HOURS_PER_YEAR = 8766.0  # 365.25 days
-HOURS_PER_MONTH = HOURS_PER_YEAR / 12.0
+__all__ = ["HOURS_PER_MONTH", "HOURS_PER_YEAR"]  # re-exported: the ROI definitions use them
 PATHS = ("dense", "sparse")
-
-DEFAULT_LIFETIME_YEARS = Sourced(
-    value=5.0, source="assumed: hyperscalers depreciate servers over 5-6 years; GPUs often age out sooner"
-)
-DEFAULT_USD_PER_KWH = Sourced(
-    value=0.10,
-    source="assumed: round figure between US average industrial (~8 c) and commercial (~13 c) "
-    "electricity prices (EIA Electric Power Monthly, 2024)",
-)
+CLOUD_FIELDS = {"market": "cloud_market_usd_per_gpu_hour", "list": "cloud_usd_per_gpu_hour"}
+DEFAULT_CLOUD_PRICE = "market"
 DEFAULT_UTILIZATION = Sourced(
     value=1.0, source="assumed: GPUs busy with prefill every hour (lowest cost per token); set utilization to change"
 )
@@ -56,6 +53,9 @@ class PriceBasis:
     lifetime_years: Sourced
     usd_per_kwh: Sourced
     utilization: Sourced
+    tco: TcoAssumptions
+    cloud_price: str = DEFAULT_CLOUD_PRICE  # which rent cloud_usd_per_gpu_hour is: market, list or given
+    note: str = ""                          # e.g. the market price was asked for but only a list price exists
 
     def items(self) -> list[tuple[str, Sourced]]:
         named = [
@@ -73,13 +73,30 @@ def missing_price_message(profile: HardwareProfile, field: str, override: str) -
     return f"profile '{profile.name}' has no prices.{field}: add it (value, source, date) to its YAML or pass {override}"
 
 
-def cloud_price(profile: HardwareProfile, usd_per_hour: float | None = None) -> Sourced | None:
-    """Rent per GPU-hour: ``usd_per_hour`` (given by the user) if given, else the profile's, else None."""
-    if usd_per_hour is None:
-        return profile.prices.cloud_usd_per_gpu_hour
-    if not usd_per_hour > 0:
-        raise InvalidArgument(f"usd_per_hour {usd_per_hour:g}: must be > 0", field="usd_per_hour")
-    return _given(usd_per_hour, "usd_per_hour")
+def cloud_price(profile: HardwareProfile, usd_per_hour: float | None = None,
+                which: str = DEFAULT_CLOUD_PRICE) -> Sourced | None:
+    """Rent per GPU-hour: ``usd_per_hour`` (given by the user) if given, else the profile's ``which``
+    price (market or list), else its other cloud price, else None."""
+    return _cloud(profile, usd_per_hour, which)[0]
+
+
+def _cloud(profile: HardwareProfile, usd_per_hour: float | None, which: str) -> tuple[Sourced | None, str, str]:
+    """(rent, which rent it is, note when the asked-for kind is missing)."""
+    if which not in CLOUD_PRICES:
+        raise InvalidArgument(f"cloud_price '{which}': expected one of {', '.join(CLOUD_PRICES)}", field="cloud_price")
+    if usd_per_hour is not None:
+        if not usd_per_hour > 0:
+            raise InvalidArgument(f"usd_per_hour {usd_per_hour:g}: must be > 0", field="usd_per_hour")
+        return _given(usd_per_hour, "usd_per_hour"), "given", ""
+    wanted = getattr(profile.prices, CLOUD_FIELDS[which])
+    if wanted is not None:
+        return wanted, which, ""
+    other = next(k for k in CLOUD_PRICES if k != which)
+    fallback = getattr(profile.prices, CLOUD_FIELDS[other])
+    if fallback is None:
+        return None, which, ""
+    return fallback, other, f"{profile.name} has no {which} cloud price (prices.{CLOUD_FIELDS[which]}): its {other} " \
+                            f"price is used"
 
 
 def price_basis(
@@ -90,8 +107,12 @@ def price_basis(
     lifetime_years: float | None = None,
     usd_per_kwh: float | None = None,
     utilization: float | None = None,
+    cloud: str = DEFAULT_CLOUD_PRICE,
+    tco: TcoAssumptions | None = None,
 ) -> PriceBasis:
-    """Profile prices overridden by the values given; InvalidArgument if the profile has no price at all."""
+    """Profile prices overridden by the values given; InvalidArgument if the profile has no price at all.
+    ``cloud``: the market or list rent; ``tco``: the ownership assumptions (default: workloads/tco/
+    colocation-us.yaml), whose depreciation period and electricity price are the lifetime and $/kWh."""
     given = {"usd_per_hour": usd_per_hour, "purchase_usd": purchase_usd, "lifetime_years": lifetime_years,
              "usd_per_kwh": usd_per_kwh}
     for field, value in given.items():
@@ -99,20 +120,25 @@ def price_basis(
             raise InvalidArgument(f"{field} {value:g}: must be > 0 and finite", field=field)
     if utilization is not None and not 0 < utilization <= 1:
         raise InvalidArgument(f"utilization {utilization:g}: must be in (0, 1]", field="utilization")
-    cloud = cloud_price(profile, usd_per_hour)
+    rent, which, note = _cloud(profile, usd_per_hour, cloud)
     buy = _given(purchase_usd, "purchase_usd") if purchase_usd is not None else profile.prices.purchase_usd
-    if cloud is None and buy is None:
+    if rent is None and buy is None:
         raise InvalidArgument(
-            f"profile '{profile.name}' has no price: add prices.cloud_usd_per_gpu_hour or prices.purchase_usd "
-            "(value, source, date) to its YAML, or give usd_per_hour or purchase_usd",
+            f"profile '{profile.name}' has no price: add prices.cloud_market_usd_per_gpu_hour, "
+            "prices.cloud_usd_per_gpu_hour or prices.purchase_usd (value, source, date) to its YAML, or give "
+            "usd_per_hour or purchase_usd",
             field="usd_per_hour",
         )
+    tco = (tco or load_tco()).with_overrides(depreciation_years=lifetime_years, usd_per_kwh=usd_per_kwh)
     return PriceBasis(
-        cloud,
+        rent,
         buy,
-        _given(lifetime_years, "lifetime_years") if lifetime_years is not None else DEFAULT_LIFETIME_YEARS,
-        _given(usd_per_kwh, "usd_per_kwh") if usd_per_kwh is not None else DEFAULT_USD_PER_KWH,
+        tco.depreciation_years,
+        tco.usd_per_kwh,
         _given(utilization, "utilization") if utilization is not None else DEFAULT_UTILIZATION,
+        tco,
+        which,
+        note,
     )
 
 
@@ -145,6 +171,7 @@ class ProfileEconomics:
     energy_j_per_token: dict[str, float]
     cloud_usd_per_m_tokens: dict[str, float | None]
     owned_usd_per_m_tokens: dict[str, float | None]
+    tco_usd_per_m_tokens: dict[str, float | None]  # the whole cost of owning (server, hosting, PUE, idle power)
     prices: PriceBasis
     native: bool
     note: str
@@ -181,6 +208,13 @@ def profile_economics(
         )
         for p in PATHS
     }
+    tco = {
+        p: None
+        if basis.purchase_usd is None
+        else usd_per_million_tokens(owned_gpu_hour(profile, basis.tco, basis.purchase_usd.value, util).total,
+                                    tps[p], util)
+        for p in PATHS
+    }
     return ProfileEconomics(
         profile.name,
         profile.display_name,
@@ -191,6 +225,7 @@ def profile_economics(
         {p: energy_j_per_token(power, tps[p]) for p in PATHS},
         cloud,
         owned,
+        tco,
         basis,
         native,
         note,

@@ -11,6 +11,11 @@ Model (vLLM's V1 scheduler and Sarathi-Serve, on every replica; docs/roi-and-cap
   then new requests from the queue, each with as much of its prompt as the budget leaves (chunked
   prefill). Under the ``separate`` mixed-step mode a step is either prefill (whenever prefill work
   can run) or decode, never both.
+- Prefix caching: a request's cached prompt tokens (``Requests.chunks``' fourth array) are not
+  prefilled: its first chunk starts after them (attention reads them; the linear layers, and so
+  sparsity, see only the new tokens). They hold KV blocks of the request like any other token (the
+  cached prefix of one conversation or agent is its own; sharing between requests is not modelled),
+  and a preempted request recomputes its whole prompt.
 - KV cache: blocks of ``block_size`` tokens, ``kv_blocks`` per replica. A running request that
   needs a block when none is free preempts the most recently admitted running request (possibly
   itself): its blocks are freed and it later recomputes its prompt and the tokens it had generated
@@ -64,7 +69,7 @@ class Requests(Protocol):
 
     def counts(self) -> tuple[int, int]: ...
 
-    def chunks(self, size: int = ...) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]: ...
+    def chunks(self, size: int = ...) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]: ...
 
 
 @dataclass(frozen=True)
@@ -183,8 +188,8 @@ def simulate(requests: Requests, replicas: int, costs: StepCosts, engine: Engine
     limits = np.array([engine.max_batched_tokens, S, engine.block_size, path_code(path, engine.mixed), kv_blocks],
                       dtype=np.int64)
     scratch = np.zeros((3, len(costs.windows)))
-    for arrival, prompt, output in requests.chunks():
-        queue.push(arrival, prompt, output)
+    for arrival, prompt, output, cached in requests.chunks():
+        queue.push(arrival, prompt, output, cached)
         if queue.overflowed:
             counters[C_ABORTED] = 1
             break
@@ -207,15 +212,15 @@ def _failure_count(measured: int, percentile: float) -> float:
 
 
 class _Queue:
-    """Waiting requests (FCFS): a ring of arrival times and (id, prompt, output), grown as needed."""
+    """Waiting requests (FCFS): a ring of arrival times and (id, prompt, output, cached), grown as needed."""
 
     def __init__(self) -> None:
         self.t = np.zeros(1 << 16)
-        self.i = np.zeros((1 << 16, 3), dtype=np.int64)
+        self.i = np.zeros((1 << 16, 4), dtype=np.int64)
         self.pos = np.zeros(3, dtype=np.int64)  # head (next to admit), tail (next free), next id
         self.overflowed = False
 
-    def push(self, arrival: np.ndarray, prompt: np.ndarray, output: np.ndarray) -> None:
+    def push(self, arrival: np.ndarray, prompt: np.ndarray, output: np.ndarray, cached: np.ndarray) -> None:
         head, tail, next_id = (int(x) for x in self.pos)
         n, cap = len(arrival), len(self.t)
         if tail - head + n > cap:
@@ -226,7 +231,7 @@ class _Queue:
                 self.overflowed = True
                 return
             order = np.arange(head, tail) % cap
-            t, i = np.zeros(new_cap), np.zeros((new_cap, 3), dtype=np.int64)
+            t, i = np.zeros(new_cap), np.zeros((new_cap, 4), dtype=np.int64)
             t[: tail - head], i[: tail - head] = self.t[order], self.i[order]
             self.t, self.i, cap = t, i, new_cap
             head, tail = 0, tail - head
@@ -235,6 +240,7 @@ class _Queue:
         self.i[slots, 0] = np.arange(next_id, next_id + n)
         self.i[slots, 1] = prompt
         self.i[slots, 2] = output
+        self.i[slots, 3] = cached
         self.pos[:] = (head, tail + n, next_id + n)
 
 
@@ -400,15 +406,17 @@ def _form_step(r, t, prefill_only, decode_only, qt, qi, pos, run_i, run_f, res_i
     # admit: preempted requests first (last preempted first), then the queue head
     while budget > 0 and reps[r, 0] < max_seqs:
         from_queue = reps[r, 1] == 0
+        start = 0
         if from_queue:
             if pos[0] >= pos[1] or qt[pos[0] % qt.shape[0]] > t:
                 break
             q = pos[0] % qt.shape[0]
             target = qi[q, 1]
+            start = qi[q, 3]
         else:
             target = res_i[r, reps[r, 1] - 1, I_TARGET]
-        c = min(target, budget)
-        need = (c + bs - 1) // bs
+        c = min(target - start, budget)
+        need = (start + c + bs - 1) // bs
         if need > limits[4]:  # its first chunk alone exceeds the KV cache: it can never run
             if from_queue:
                 _reject(counters, qt[q] >= thresholds[4])
@@ -426,6 +434,8 @@ def _form_step(r, t, prefill_only, decode_only, qt, qi, pos, run_i, run_f, res_i
             run_i[r, j, I_PROMPT] = qi[q, 1]
             run_i[r, j, I_OUTPUT] = qi[q, 2]
             run_i[r, j, I_TARGET] = qi[q, 1]
+            run_i[r, j, I_DONE] = start
+            run_i[r, j, I_CTX] = start
             run_i[r, j, I_MEASURED] = 1 if qt[q] >= thresholds[4] else 0
             run_f[r, j, F_ARRIVAL] = qt[q]
             pos[0] += 1
@@ -439,7 +449,7 @@ def _form_step(r, t, prefill_only, decode_only, qt, qi, pos, run_i, run_f, res_i
         run_i[r, j, I_BLOCKS] = need
         run_i[r, j, I_SCHED] = c
         budget -= c
-        add_chunk(windows, scratch[0], scratch[1], 0, c)
+        add_chunk(windows, scratch[0], scratch[1], start, c)
         P += c
         n_p += 1
     return P, n_p, B
@@ -530,24 +540,25 @@ def _advance(qt, qi, pos, t_limit, run_i, run_f, res_i, res_f, reps, heap_t, hea
 
 
 def solo_times(prompt: np.ndarray, output: np.ndarray, costs: StepCosts, engine: EngineConfig,
-               path: str) -> tuple[np.ndarray, np.ndarray]:
+               path: str, cached: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """(TTFT, TPOT) of each request alone on an idle replica: the lowest any fleet can reach.
 
-    Its prompt in chunks of the token budget, then one decode step per further output token
-    (TPOT nan for fewer than two output tokens)."""
-    return _solo(np.ascontiguousarray(prompt, dtype=np.int64), np.ascontiguousarray(output, dtype=np.int64),
-                 engine.max_batched_tokens, path_code(path, engine.mixed), costs.tables, costs.groups, costs.params,
-                 costs.windows)
+    Its prompt after the ``cached`` prefix in chunks of the token budget, then one decode step per
+    further output token (TPOT nan for fewer than two output tokens)."""
+    prompt = np.ascontiguousarray(prompt, dtype=np.int64)
+    cached = np.zeros_like(prompt) if cached is None else np.ascontiguousarray(cached, dtype=np.int64)
+    return _solo(prompt, np.ascontiguousarray(output, dtype=np.int64), cached, engine.max_batched_tokens,
+                 path_code(path, engine.mixed), costs.tables, costs.groups, costs.params, costs.windows)
 
 
 @njit(cache=True)
-def _solo(prompt, output, budget, code, tables, groups, params, windows):  # pragma: no cover - compiled
+def _solo(prompt, output, cached, budget, code, tables, groups, params, windows):  # pragma: no cover - compiled
     n = prompt.shape[0]
     ttft = np.empty(n)
     tpot = np.full(n, np.nan)
     sums = np.zeros((3, windows.shape[0]))
     for i in range(n):
-        t, done = 0.0, 0
+        t, done = 0.0, cached[i]
         while done < prompt[i]:
             c = min(prompt[i] - done, budget)
             sums[:, :] = 0.0

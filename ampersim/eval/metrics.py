@@ -1,67 +1,23 @@
-"""Evaluate a causal LM offline: perplexity on shipped text and a zero-shot multiple-choice quiz.
+"""Evaluate a causal LM offline: perplexity over token windows and zero-shot multiple-choice accuracy.
 
-Perplexity: the evaluation text (``ampersim/data/text``) is tokenized once with
-``add_special_tokens=False`` (BOS/EOS handling differs across tokenizer versions; pinning it keeps
-numbers reproducible) and cut into consecutive, non-overlapping windows of ``window`` tokens; the
-first ``n_windows`` are used. For models that need BOS (``add_bos``) every window is BOS followed by
-``window - 1`` text tokens. Every window predicts its ``window - 1`` next tokens; perplexity is
-``exp(total NLL / total predicted tokens)``.
-
-Quiz: multiple-choice questions built from the bsdgames quiz files (``ampersim/data/quiz``), see
-:func:`build_quiz`. A question is answered by the candidate with the highest summed log-likelihood
-of its tokens after the prompt (prompt and candidate tokenized separately, concatenated).
+Perplexity: every window [n, T] predicts its ``T - 1`` next tokens; perplexity is
+``exp(total NLL / total predicted tokens)``; the mean NLL of each window is kept for paired
+comparisons. Quiz: a question is answered by the candidate with the highest summed log-likelihood
+of its tokens after the prompt (prompt and candidate tokenized separately, concatenated). Inputs
+(texts, windows, questions) come from :mod:`ampersim.eval.data`.
 """
 from __future__ import annotations
 
 import math
-import random
-import re
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from ampersim.core.errors import InvalidArgument, not_found
-from ampersim.core.resources import package_data
+from ampersim.eval.data import Question
 
 if TYPE_CHECKING:
     import torch
-
-TEXTS: dict[str, str] = {
-    "austen": "austen_prideprejudice_ch1-16.txt",  # evaluation text
-    "mobydick": "mobydick_ch1-3.txt",  # calibration text (never used for evaluation)
-}
-
-
-def load_text(name: str = "austen") -> str:
-    """The shipped public-domain text ``name`` ("austen" for evaluation, "mobydick" for calibration)."""
-    if name not in TEXTS:
-        raise not_found("text", name, TEXTS)
-    return package_data("text", TEXTS[name]).read_text(encoding="utf-8")
-
-
-def token_windows(tokenizer: Any, text: str, window: int, n_windows: int | None = None,
-                  *, add_bos: bool = False) -> "torch.Tensor":
-    """Non-overlapping windows [n, window] of token ids from ``text`` (first ``n_windows``; None = all)."""
-    import torch
-
-    if window < 2:
-        raise InvalidArgument(f"window_tokens {window}: must be >= 2 tokens", field="window_tokens")
-    ids = tokenizer(text, add_special_tokens=False)["input_ids"]
-    body = window - 1 if add_bos else window
-    available = len(ids) // body
-    if available < 1:
-        raise InvalidArgument(f"window_tokens {window}: the text has {len(ids):,} tokens, fewer than one window; "
-                              f"at most {len(ids) + (1 if add_bos else 0):,} tokens per window", field="window_tokens")
-    n = available if n_windows is None else n_windows
-    if not 1 <= n <= available:
-        raise InvalidArgument(f"windows {n_windows}: the text has {len(ids):,} tokens, room for at most {available:,} "
-                              f"windows of {window} tokens", field="windows")
-    out = torch.tensor(ids[: n * body], dtype=torch.long).view(n, body)
-    if add_bos:
-        bos = torch.full((n, 1), tokenizer.bos_token_id, dtype=torch.long)
-        out = torch.cat([bos, out], dim=1)
-    return out
 
 
 @dataclass
@@ -116,111 +72,8 @@ def perplexity(model: "torch.nn.Module", windows: "torch.Tensor", *, batch_size:
 
 
 # ----------------------------------------------------------------------------------------------
-# Quiz: multiple choice from the bsdgames quiz files
+# Quiz accuracy
 # ----------------------------------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class QuizTask:
-    """How one quiz file becomes questions: which field is asked, which answers, which template."""
-
-    file: str
-    prompt: str  # format string with {q}
-    question_field: int
-    answer_field: int
-
-
-QUIZ_TASKS: tuple[QuizTask, ...] = (
-    *(QuizTask(f, "The capital of {q} is", 0, 1) for f in ("africa", "america", "asia", "europe")),
-    QuizTask("elements", "The chemical symbol of {q} is", 3, 0),
-    QuizTask("collectives", "A group of {q} is called a", 0, 1),
-)
-
-
-@dataclass(frozen=True)
-class Question:
-    task: str
-    prompt: str
-    choices: tuple[str, ...]  # each starts with a space
-    answer: int  # index into choices
-
-
-def quiz_expansions(field_text: str) -> list[str]:
-    """Canonical readings of a quiz field: one per top-level ``|`` alternative.
-
-    ``{x}`` (optional text) is kept; in ``[a|b]`` groups the first alternative made only of
-    letters is taken (else the first): ``Yaound['e|e'|e]`` -> "Yaounde", ``Rom[e|a]`` -> "Rome".
-    """
-    def group(match: re.Match[str]) -> str:
-        options = match.group(1).split("|")
-        return next((o for o in options if o.isalpha()), options[0])
-
-    def optional(match: re.Match[str]) -> str:
-        return match.group(1).split("|")[0]
-
-    text = field_text
-    while "[" in text:
-        text = re.sub(r"\[([^\[\]]*)\]", group, text)
-    alternatives, depth, current = [], 0, ""
-    for char in text:  # split on '|' outside braces
-        depth += {"{": 1, "}": -1}.get(char, 0)
-        if char == "|" and depth == 0:
-            alternatives.append(current)
-            current = ""
-        else:
-            current += char
-    alternatives.append(current)
-    out = []
-    for alt in alternatives:
-        while "{" in alt:
-            alt = re.sub(r"\{([^{}]*)\}", optional, alt)
-        out.append(" ".join(alt.split()))
-    return [a for a in out if a]
-
-
-def build_quiz(*, seed: int = 0, n_choices: int = 4, limit: int | None = None,
-               tasks: Sequence[QuizTask] = QUIZ_TASKS) -> list[Question]:
-    """Multiple-choice questions from the quiz files, deterministic for a given ``seed``.
-
-    For every line of every task's file: prompt = template with the first reading of the question
-    field; correct answer = the first reading of the answer field; ``n_choices - 1`` distractors
-    drawn (``random.Random(seed)``) from the first answer readings of the same file, excluding every
-    answer reading that any line gives for the same question (e.g. both "gam" and "school" for
-    whales); choices shuffled. Repeated (prompt, answer) pairs are asked once. ``limit`` keeps an evenly
-    spread subset (every k-th question), so small runs still cover all tasks.
-    """
-    if n_choices < 2:
-        raise InvalidArgument(f"n_choices must be >= 2, got {n_choices}")
-    rng = random.Random(seed)
-    questions: list[Question] = []
-    seen: set[tuple[str, str]] = set()
-    for task in tasks:
-        lines = package_data("quiz", task.file).read_text(encoding="utf-8").splitlines()
-        rows = [line.split(":") for line in lines if line.strip()]
-        items = [(quiz_expansions(r[task.question_field]), quiz_expansions(r[task.answer_field]))
-                 for r in rows]
-        pool = sorted({a[0] for _, a in items})
-        accepted: dict[str, set[str]] = {}  # question reading -> every answer reading given for it
-        for q, answers in items:
-            for reading in q:
-                accepted.setdefault(reading, set()).update(answers)
-        for q, answers in items:
-            prompt = task.prompt.format(q=q[0])
-            if (prompt, answers[0]) in seen:
-                continue
-            seen.add((prompt, answers[0]))
-            wrong = set().union(*(accepted[r] for r in q))
-            candidates = [p for p in pool if p not in wrong]
-            choices = [answers[0], *rng.sample(candidates, n_choices - 1)]
-            rng.shuffle(choices)
-            questions.append(Question(task.file, prompt, tuple(" " + c for c in choices),
-                                      choices.index(answers[0])))
-    if limit is not None and limit < len(questions):
-        if limit < 1:
-            raise InvalidArgument(f"quiz limit must be >= 1, got {limit}")
-        step = len(questions) / limit
-        questions = [questions[int(i * step)] for i in range(limit)]
-    return questions
-
 
 @dataclass
 class QuizResult:
@@ -293,34 +146,52 @@ def quiz_accuracy(model: "torch.nn.Module", tokenizer: Any, questions: Sequence[
 
 @dataclass
 class Evaluation:
-    """Perplexity and/or quiz results of one model variant."""
+    """Results of one model variant: perplexity on prose and/or code, quiz accuracy, lm-eval tasks
+    (task -> per-document correctness, in the QuizResult shape)."""
 
     ppl: PerplexityResult | None = None
+    code_ppl: PerplexityResult | None = None
     quiz: QuizResult | None = None
+    lm_eval: dict[str, QuizResult] = field(default_factory=dict)
 
     @property
     def tokens_per_s(self) -> float:
         """Forward throughput: on the perplexity windows if run (prefill-like), else on the quiz."""
-        source = self.ppl or self.quiz
+        source = self.ppl or self.code_ppl or self.quiz
         return source.tokens_per_s if source is not None else math.nan
 
-    def summary(self) -> dict[str, float | None]:
+    def summary(self) -> dict[str, Any]:
         return {
             "ppl": self.ppl.ppl if self.ppl else None,
+            "code_ppl": self.code_ppl.ppl if self.code_ppl else None,
             "quiz_acc": self.quiz.accuracy if self.quiz else None,
             "quiz_stderr": self.quiz.stderr if self.quiz else None,
+            "lm_eval": {task: {"acc": r.accuracy, "stderr": r.stderr, "n": r.n} for task, r in self.lm_eval.items()},
             "tokens_per_s": self.tokens_per_s,
         }
 
+    def to_dict(self) -> dict[str, Any]:
+        """Everything needed to recompute paired deltas later (per-window NLL, per-question results)."""
+        def ppl(r: PerplexityResult | None) -> dict[str, Any] | None:
+            return None if r is None else {"ppl": r.ppl, "window_nll": r.window_nll, "predicted_tokens":
+                                           r.predicted_tokens, "seconds": r.seconds, "tokens": r.tokens}
 
-def evaluate(model: "torch.nn.Module", tokenizer: Any, *, windows: "torch.Tensor | None",
-             questions: Sequence[Question] | None, add_bos: bool = False,
-             progress: Any = None) -> Evaluation:
-    """Perplexity over ``windows`` (if given) and quiz accuracy over ``questions`` (if given)."""
-    return Evaluation(
-        perplexity(model, windows, progress=progress) if windows is not None else None,
-        quiz_accuracy(model, tokenizer, questions, add_bos=add_bos, progress=progress) if questions else None,
-    )
+        def quiz(r: QuizResult) -> dict[str, Any]:
+            return {"accuracy": r.accuracy, "correct": r.correct, "seconds": r.seconds, "tokens": r.tokens}
+
+        return {"ppl": ppl(self.ppl), "code_ppl": ppl(self.code_ppl),
+                "quiz": quiz(self.quiz) if self.quiz else None,
+                "lm_eval": {task: quiz(r) for task, r in self.lm_eval.items()}}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "Evaluation":
+        """Inverse of :meth:`to_dict`."""
+        def ppl(d: dict[str, Any] | None) -> PerplexityResult | None:
+            return None if d is None else PerplexityResult(**d)
+
+        return cls(ppl(data.get("ppl")), ppl(data.get("code_ppl")),
+                   QuizResult(**data["quiz"]) if data.get("quiz") else None,
+                   {task: QuizResult(**d) for task, d in (data.get("lm_eval") or {}).items()})
 
 
 def _mean_and_stderr(values: Sequence[float]) -> tuple[float, float]:
@@ -332,19 +203,34 @@ def _mean_and_stderr(values: Sequence[float]) -> tuple[float, float]:
     return mean, math.sqrt(var / n)
 
 
-def paired_deltas(dense: Evaluation, sparse: Evaluation) -> dict[str, float | None]:
+def _ppl_deltas(dense: PerplexityResult, sparse: PerplexityResult) -> tuple[float, float, float]:
+    mean, se = _mean_and_stderr([s - d for s, d in zip(sparse.window_nll, dense.window_nll)])
+    return sparse.ppl - dense.ppl, math.exp(mean), se
+
+
+def _acc_deltas(dense: QuizResult, sparse: QuizResult) -> tuple[float, float]:
+    return _mean_and_stderr([float(s) - float(d) for s, d in zip(sparse.correct, dense.correct)])
+
+
+def paired_deltas(dense: Evaluation, sparse: Evaluation) -> dict[str, Any]:
     """Sparse minus dense, with paired standard errors (same windows, same questions).
 
     ppl_delta = ppl_sparse - ppl_dense; ppl_ratio = ppl_sparse / ppl_dense = exp(mean per-window NLL
-    difference) and log_ppl_delta_stderr its standard error in log space; quiz_acc_delta with
-    quiz_acc_delta_stderr = std of per-question differences / sqrt(n).
+    difference) and log_ppl_delta_stderr its standard error in log space (code_* likewise for code
+    perplexity); quiz_acc_delta with quiz_acc_delta_stderr = std of per-question differences /
+    sqrt(n); lm_eval: per task acc_delta and acc_delta_stderr, the same way.
     """
-    out: dict[str, float | None] = {"ppl_delta": None, "ppl_ratio": None, "log_ppl_delta_stderr": None,
-                                    "quiz_acc_delta": None, "quiz_acc_delta_stderr": None}
+    out: dict[str, Any] = {"ppl_delta": None, "ppl_ratio": None, "log_ppl_delta_stderr": None,
+                           "code_ppl_delta": None, "code_ppl_ratio": None, "code_log_ppl_delta_stderr": None,
+                           "quiz_acc_delta": None, "quiz_acc_delta_stderr": None, "lm_eval": {}}
     if dense.ppl and sparse.ppl:
-        mean, se = _mean_and_stderr([s - d for s, d in zip(sparse.ppl.window_nll, dense.ppl.window_nll)])
-        out.update(ppl_delta=sparse.ppl.ppl - dense.ppl.ppl, ppl_ratio=math.exp(mean), log_ppl_delta_stderr=se)
+        out["ppl_delta"], out["ppl_ratio"], out["log_ppl_delta_stderr"] = _ppl_deltas(dense.ppl, sparse.ppl)
+    if dense.code_ppl and sparse.code_ppl:
+        out["code_ppl_delta"], out["code_ppl_ratio"], out["code_log_ppl_delta_stderr"] = \
+            _ppl_deltas(dense.code_ppl, sparse.code_ppl)
     if dense.quiz and sparse.quiz:
-        mean, se = _mean_and_stderr([float(s) - float(d) for s, d in zip(sparse.quiz.correct, dense.quiz.correct)])
-        out.update(quiz_acc_delta=mean, quiz_acc_delta_stderr=se)
+        out["quiz_acc_delta"], out["quiz_acc_delta_stderr"] = _acc_deltas(dense.quiz, sparse.quiz)
+    for task in dense.lm_eval.keys() & sparse.lm_eval.keys():
+        delta, se = _acc_deltas(dense.lm_eval[task], sparse.lm_eval[task])
+        out["lm_eval"][task] = {"acc_delta": delta, "acc_delta_stderr": se}
     return out

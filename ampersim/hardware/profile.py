@@ -58,12 +58,18 @@ class Power(Frozen):
 
 
 class Prices(Frozen):
-    cloud_usd_per_gpu_hour: PositiveSourced | None = None
+    """Prices of one GPU, each dated: cloud rent as a provider's list price and as a market median
+    (``ampersim roi --cloud-price list|market`` picks one), and the purchase price."""
+
+    cloud_usd_per_gpu_hour: PositiveSourced | None = Field(
+        default=None, description="On-demand list price of one GPU-hour at a named provider.")
+    cloud_market_usd_per_gpu_hour: PositiveSourced | None = Field(
+        default=None, description="On-demand market price of one GPU-hour (a median or midpoint over providers).")
     purchase_usd: PositiveSourced | None = None
 
     @model_validator(mode="after")
     def _dated(self) -> "Prices":
-        for field in ("cloud_usd_per_gpu_hour", "purchase_usd"):
+        for field in ("cloud_usd_per_gpu_hour", "cloud_market_usd_per_gpu_hour", "purchase_usd"):
             value = getattr(self, field)
             if value is not None and value.date is None:
                 raise ValueError(f"{field} needs a 'date' (YYYY-MM or YYYY-MM-DD): prices age")
@@ -85,8 +91,9 @@ class GemmEfficiency(Frozen):
     """Shape-dependent efficiency of a GEMM library path (dense cuBLAS-like or sparse cuSPARSELt-like).
 
     Achieved rate = peak · peak_fraction · w · M / (M + w · m_half), with w the wave efficiency of
-    tile_m × tile_n output tiles over compute_units (split-K below one wave); plus ``overhead_us``
-    per kernel. Equations: docs/cost-model.md (ampersim.sim.cost.gemm_efficiency).
+    tile_m × tile_n output tiles over compute_units (split-K below one wave); memory time =
+    memory_latency_us + bytes / (bandwidth · memory_fraction); plus ``overhead_us`` per kernel.
+    Equations: docs/cost-model.md (ampersim.sim.cost.gemm_efficiency, gemm_terms).
     """
 
     peak_fraction: FractionSourced
@@ -94,6 +101,16 @@ class GemmEfficiency(Frozen):
     tile_n: TileSize = Field(description="Output tile columns per thread block (wave quantization).")
     m_half: PositiveSourced = Field(description="Tokens at which the small-M ramp reaches half efficiency.")
     overhead_us: NonNegativeSourced = Field(description="Fixed per-kernel time (launch, prologue/epilogue), µs.")
+    memory_fraction: FractionSourced | None = Field(
+        default=None,
+        description="Achieved fraction of peak bandwidth when the GEMM is memory-bound (few rows: the weights "
+                    "stream, as in decode); absent: efficiency.memory_fraction. Set by `ampersim calibrate`.",
+    )
+    memory_latency_us: NonNegativeSourced | None = Field(
+        default=None,
+        description="Time a memory-bound GEMM takes before it streams at memory_fraction (added to its memory "
+                    "term: latency + bytes / achieved bandwidth), µs; absent: 0. Set by `ampersim calibrate`.",
+    )
     split_k: bool = Field(
         default=True,
         description="Whether the library splits K to fill the GPU when a GEMM has fewer output tiles than "
@@ -145,6 +162,16 @@ class Efficiency(Frozen):
         default=None,
         description="Mean keys per query at which attention reaches half of attention_fraction (short-context "
                     "ramp: fraction · keys / (keys + keys_half)); absent: no ramp. Set by `ampersim calibrate`.",
+    )
+    decode_attention_fraction: FractionSourced | None = Field(
+        default=None,
+        description="Achieved fraction of peak bandwidth of decode attention, which streams the KV cache "
+                    "(flash-decoding); absent: memory_fraction. Set by `ampersim calibrate`.",
+    )
+    decode_attention_latency_us: NonNegativeSourced | None = Field(
+        default=None,
+        description="Time decode attention takes before it streams at decode_attention_fraction (added to its "
+                    "memory term), µs; absent: 0. Set by `ampersim calibrate`.",
     )
     kernel_overhead_us: NonNegativeSourced = Field(description="Fixed time per non-GEMM kernel, µs.")
     allreduce_fraction: FractionSourced = Field(description="Achieved fraction of interconnect bandwidth.")

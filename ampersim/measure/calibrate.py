@@ -3,17 +3,28 @@
 Stages, in order (each fits a few parameters on the fit-split rows of its categories, 16-bit only,
 minimizing the mean squared log error of predicted vs measured time):
 
-1. memory-bound ops (norm, elementwise, embedding, and GEMVs such as lm_head on the last token):
+1. memory-bound ops (norm, elementwise, embedding; and the GEMVs, M <= 16 rows, unless stage 3 runs):
    memory_fraction, kernel_overhead_us
 2. dense GEMMs: dense_gemm peak_fraction, m_half, overhead_us (tile_m × tile_n and split_k by grid search)
-3. 2:4 sparse GEMMs: the same for sparse_gemm
-4. attention: attention_fraction, attention_keys_half (the short-context ramp)
-5. each prune implementation measured: its bandwidth_fraction
-6. interconnect (all-reduce records of a multi-GPU run): efficiency.allreduce_fraction, interconnect.latency_us
+3. memory-bound dense GEMMs, when the rows hold GEMVs of at least two weight sizes (decode steps: every
+   linear at M = batch; a straight line in bytes needs two sizes): dense_gemm memory_fraction and
+   memory_latency_us, on every dense GEMM row with the compute terms of stage 2 kept
+4. 2:4 sparse GEMMs: the same as stage 2 for sparse_gemm
+5. attention: attention_fraction, attention_keys_half (the short-context ramp)
+6. decode attention (one query per sequence over its KV cache): decode_attention_fraction, decode_attention_latency_us
+7. each prune implementation measured: its bandwidth_fraction
+8. interconnect (all-reduce records of a multi-GPU run): efficiency.allreduce_fraction, interconnect.latency_us
+
+Rows of serving steps (decode and mixed steps: records with a ``step``) fit stages 3 and 6 only, the terms
+prefill rows cannot pin down; every other term is fitted on prefill rows, so a decode run moves the prefill
+terms only through the GEMVs (fitted in stage 3 instead of stage 1). Why: docs/validation.md (the committed
+decode run is another machine, whose fused pruner runs 14 % faster; mixed into the prefill terms, it made
+the held-out prefill errors worse).
 
 Continuous parameters are searched with Nelder-Mead (numpy only) inside bounds mapped through a
 sigmoid, from the middle of each range (so the result depends on the measurements, not on the
-profile's assumed values); tile sizes and split-K over a small grid. Grouped (MoE expert) and 8-bit GEMM rows are validated,
+profile's assumed values; an optional parameter the profile lacks is added for its stage); tile sizes and split-K
+over a small grid. Grouped (MoE expert) and 8-bit GEMM rows are validated,
 not fitted: the profile has one GEMM efficiency per path for all dtypes and shapes. How grouped GEMMs execute
 (``grouped``: one kernel, or one launch per group) is not fitted either: it is how the harness ran them
 (ampersim.measure.ops.GROUPED_KERNEL), written into the calibrated profile.
@@ -64,25 +75,46 @@ class Stage:
     categories: tuple[str, ...]
     params: tuple[Param, ...]
     tiles: str | None = None  # "efficiency.dense_gemm" / ...sparse_gemm: grid over tile_m, tile_n, split_k
-    gemv: bool = False        # also fit on memory-bound GEMMs (M <= GEMV_ROWS: lm_head on the last tokens)
+    gemv: bool = False        # also fit on memory-bound GEMMs (GEMVs) costed by these parameters
+    serving: bool = False     # also fit on the ops of serving steps (decode, mixed; else prefill rows only)
 
     def takes(self, record: OpMeasurement) -> bool:
+        if record.step is not None and not self.serving:
+            return False
         if category_of(record) in self.categories:
             return True
-        return self.gemv and category_of(record) == "dense_gemm" and record.measured.M <= GEMV_ROWS
+        return self.gemv and is_gemv(record)
 
 
-def stages(prune_impls: Sequence[str], interconnect: bool = True) -> list[Stage]:
+def is_gemv(record: OpMeasurement) -> bool:
+    """A dense 16-bit GEMM of at most GEMV_ROWS rows: it streams its weights (lm_head on the last token, decode)."""
+    return category_of(record) == "dense_gemm" and record.measured.M <= GEMV_ROWS
+
+
+def fits_gemm_memory(rows: Sequence[OpMeasurement]) -> bool:
+    """Whether ``rows`` determine the memory-bound GEMM's latency and bandwidth: GEMVs of two weight sizes."""
+    return len({(r.measured.N, r.measured.K) for r in rows if is_gemv(r)}) >= 2
+
+
+def stages(prune_impls: Sequence[str], interconnect: bool = True, gemm_memory: bool = False) -> list[Stage]:
+    """The calibration stages in order; ``gemm_memory``: fit the dense GEMM path's own memory_fraction and
+    memory_latency_us (else GEMVs are costed at the streaming memory_fraction and fitted with it)."""
     gemm = lambda path: (Param(f"{path}.peak_fraction", 0.3, 1.0), Param(f"{path}.m_half", 1.0, 4096.0, log=True),  # noqa: E731
                          Param(f"{path}.overhead_us", 0.1, 60.0, log=True))
+    dense_memory = (Param("efficiency.dense_gemm.memory_fraction", 0.3, 1.0),
+                    Param("efficiency.dense_gemm.memory_latency_us", 0.01, 100.0, log=True))
     out = [
         Stage("memory-bound ops", ("norm", "elementwise", "embedding"),
               (Param("efficiency.memory_fraction", 0.3, 1.0), Param("efficiency.kernel_overhead_us", 0.1, 30.0, log=True)),
-              gemv=True),
+              gemv=not gemm_memory),
         Stage("dense GEMM", ("dense_gemm",), gemm("efficiency.dense_gemm"), tiles="efficiency.dense_gemm"),
+        *([Stage("memory-bound dense GEMM", ("dense_gemm",), dense_memory, serving=True)] if gemm_memory else []),
         Stage("2:4 sparse GEMM", ("sparse_gemm",), gemm("efficiency.sparse_gemm"), tiles="efficiency.sparse_gemm"),
         Stage("attention", ("attention",), (Param("efficiency.attention_fraction", 0.1, 1.0),
                                             Param("efficiency.attention_keys_half", 1.0, 65536.0, log=True))),
+        Stage("decode attention", ("decode_attention",),
+              (Param("efficiency.decode_attention_fraction", 0.3, 1.0),
+               Param("efficiency.decode_attention_latency_us", 0.01, 100.0, log=True)), serving=True),
     ]
     for impl in prune_impls:
         out.append(Stage(f"prune {impl}", (f"prune:{impl}",),
@@ -253,11 +285,12 @@ def calibrate(measurements: Measurements, profile: HardwareProfile, holdout: Seq
     measured_impls = sorted({r.prune_impl for r in fit_rows if r.variant == "prune"
                              and r.prune_impl in profile.prune_impls})
     current = profile
-    if current.efficiency.attention_keys_half is None:  # start the ramp search from a finite value
-        current = _replace(current, ["efficiency", "attention_keys_half"],
-                           PositiveSourced(value=256.0, source="assumed: starting point of the calibration search"))
+    gemm_memory = fits_gemm_memory(fit_rows)
+    if not gemm_memory:  # GEMVs are costed (and fitted) at the streaming memory fraction
+        current = _replace(current, ["efficiency", "dense_gemm"], current.efficiency.dense_gemm.model_copy(
+            update={"memory_fraction": None, "memory_latency_us": None}))
     reports = []
-    for stage in stages(measured_impls, interconnect=profile.interconnect is not None):
+    for stage in stages(measured_impls, interconnect=profile.interconnect is not None, gemm_memory=gemm_memory):
         rows = [r for r in fit_rows if stage.takes(r)]
         if not rows:
             reports.append({"stage": stage.name, "n": 0, "note": "no fit rows: parameters kept"})
@@ -288,6 +321,21 @@ def _validated(data: dict[str, Any]) -> HardwareProfile:
     except ValidationError as exc:
         raise InvalidData(f"calibration failed its check: {validation_message('the calibrated profile', exc)}; "
                           "no profile written") from None
+
+
+def _with_optional_params(profile: HardwareProfile, params: Sequence[Param]) -> HardwareProfile:
+    """``profile`` with a placeholder (the middle of its search range) for each optional parameter it lacks,
+    so that the stage can set it."""
+    for p in params:
+        parent, name = p.path.rsplit(".", 1)
+        node: Any = profile
+        for part in parent.split("."):
+            node = node[part] if isinstance(node, dict) else getattr(node, part)
+        if getattr(node, name) is None:
+            middle = float(_to_value(np.zeros(1), [p])[0])
+            profile = _replace(profile, p.path.split("."), PositiveSourced(
+                value=middle, source="assumed: starting point of the calibration search"))
+    return profile
 
 
 def _calibrate_alternative(files: list[MeasurementFile], profile: HardwareProfile, fit_rows: list[OpMeasurement],
@@ -326,6 +374,7 @@ def _fit_and_source(current: HardwareProfile, stage: Stage, rows: list[OpMeasure
                     ) -> tuple[HardwareProfile, dict[str, Any]]:
     """``current`` with ``stage`` fitted on ``rows`` (each value sourced to their files), and the stage report."""
     before = error_stats(Predictor(rows).predict(current), Predictor(rows).measured)
+    current = _with_optional_params(current, stage.params)
     values, _ = fit_stage(current, stage, rows)
     values = {k: v if isinstance(v, bool) else float(f"{v:.4g}") for k, v in values.items()}
     where = ", ".join(dict.fromkeys(r.file for r in rows))

@@ -155,9 +155,11 @@ def stacked_bars(
 
 
 def grouped_bars(
-    groups: Sequence[str], bars: Mapping[str, Sequence[float | None]], *, ylabel: str, title: str
+    groups: Sequence[str], bars: Mapping[str, Sequence[float | None]], *, ylabel: str, title: str,
+    value_format: str | None = None,
 ) -> bytes:
-    """Vertical bars: for each group (profile) one bar per key of ``bars`` (missing values left out)."""
+    """Vertical bars: for each group (profile) one bar per key of ``bars`` (missing values left out);
+    ``value_format`` (e.g. "{:.1f}") writes each bar's value above it."""
     fig = _figure(9.0, 4.6)
     ax = fig.add_subplot()
     keys = list(bars)
@@ -168,7 +170,9 @@ def grouped_bars(
         points = [(x, v) for x, v in zip(xs, bars[key]) if v is not None]
         if points:
             px, pv = zip(*points)
-            ax.bar(px, pv, width * 0.95, color=colors[key], label=key, hatch="//" if "sparse" in key else "")
+            drawn = ax.bar(px, pv, width * 0.95, color=colors[key], label=key, hatch="//" if "sparse" in key else "")
+            if value_format:
+                ax.bar_label(drawn, [value_format.format(v) for v in pv], fontsize=7, padding=2)
     ax.set_xticks(range(len(groups)), groups)
     ax.set_ylabel(ylabel)
     ax.set_title(title, fontsize=11)
@@ -232,4 +236,45 @@ def frontier_chart(
     ax.set_title(title, fontsize=11)
     ax.grid(True, alpha=0.3)
     ax.legend(handles=handles, fontsize=8, loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False)
+    return _png(fig)
+
+
+def saving_sweeps(
+    curves: Sequence[Series],
+    points: Sequence[tuple[float, float, str]],
+    by_output: Sequence[tuple[float, float | None]],
+    by_hit: Sequence[tuple[float, float | None]],
+    *,
+    title: str,
+) -> bytes:
+    """Three panels of end-to-end saving (%): vs prefill share (formula ``curves`` per profile and
+    simulated ``points`` (share, saving, label)), vs output tokens per request, vs prefix-cache hit rate."""
+    fig = _figure(12.0, 4.2)
+    share_ax, out_ax, hit_ax = fig.subplots(1, 3)
+    colors = _colors([s.group for s in curves])
+    for s in curves:
+        share_ax.plot(s.x, s.y, color=colors[s.group], linewidth=1.4, label=s.label)
+    for x, y, label in points:
+        share_ax.scatter([x], [y], color="0.15", s=22, zorder=3)
+        share_ax.annotate(label, (x, y), xytext=(4, 4), textcoords="offset points", fontsize=7)
+    share_ax.set_xlabel("prefill share of busy GPU time (%)")
+    share_ax.set_ylabel("end-to-end saving (%)")
+    share_ax.set_title("formula share x (1 - 1/speedup) and simulated fleets", fontsize=9)
+    share_ax.legend(fontsize=7, frameon=False)
+    for ax, data, xlabel, log in ((out_ax, by_output, "output tokens per request", True),
+                                  (hit_ax, by_hit, "prefix-cache hit rate (share of prompt tokens)", False)):
+        pts = [(x, y) for x, y in data if y is not None]
+        if pts:
+            xs, ys = zip(*pts)
+            ax.plot(xs, ys, marker="o", color="0.2", linewidth=1.3)
+        if log:
+            ax.set_xscale("log", base=2)
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel("end-to-end saving (%)")
+    out_ax.set_title("saving vs answer length (simulated)", fontsize=9)
+    hit_ax.set_title("saving vs prefix caching (simulated)", fontsize=9)
+    for ax in (share_ax, out_ax, hit_ax):
+        ax.grid(True, alpha=0.3)
+        ax.axhline(0.0, color="0.5", linewidth=0.8)
+    fig.suptitle(title, fontsize=11)
     return _png(fig)

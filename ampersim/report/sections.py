@@ -16,6 +16,7 @@ from ampersim.report.document import Document, Figure, Section, Table
 from ampersim.report.study import (
     CATEGORIES,
     PATHS,
+    SAVING_TARGETS,
     TOKEN_SWEEP,
     Option,
     ProfileStudy,
@@ -365,6 +366,139 @@ def capacity(study: Study) -> Section:
     )
 
 
+def fleet(study: Study) -> Section:
+    """What sparsity buys your fleet: end-to-end costs, the chain, sweeps and the break-even GEMM speedup."""
+    title, anchor = "What sparsity buys your fleet", "fleet"
+    f, sc = study.fleet, study.inputs.scenario
+    sources = _workload_sources(sc)
+    if f is None:
+        return Section(title, anchor, ["No profile serves the workload's traffic under its SLOs at the workload's "
+                                       "tensor-parallel degree, so there is no fleet to price."], bullets=sources)
+    pct = f"p{f.slo.percentile:g}"
+    slos = " and ".join(f"{pct} {n} ≤ {v * 1e3:g} ms" for n, v in (("TTFT", f.slo.ttft_s), ("TPOT", f.slo.tpot_s))
+                        if v is not None)
+    hit = study.inputs.cache_hit_rate
+    intro = (
+        f"The fleet that serves {f.rate:g} requests/s of {sc.name} under {slos} ({study.inputs.outputs.description}"
+        + (f"; {100 * hit:g} % of prompt tokens prefix-cached, skipping their prefill" if hit else "")
+        + "), simulated request by request for both paths, then priced end to end: the plan's GPUs × the price of "
+        "a GPU-hour (cloud: rent for every hour; owned: the total cost of ownership at the simulated utilization, "
+        "server share, hosting per provisioned kW, electricity × PUE, depreciation). GPU time is split between "
+        "input and output tokens by the simulated prefill share of busy time."
+    )
+    chain_text = (
+        "The chain from a faster prefill step to dollars: the prefill step speedup alone → the prefill GPU time "
+        "dense/sparse in the fleet → the prefill share of the fleet's busy GPU time → the ideal saving "
+        "share × (1 − 1/speedup) → whole replicas that meet the SLOs → $ saved. Where the simulation departs from "
+        "the formula is listed under the chart."
+    )
+    stages = ["ideal (step speedup)", "ideal (in-fleet speedup)", "GPUs under the SLOs", "cloud $ saved",
+              "owned $ saved"]
+    bars = {}
+    for pf in f.profiles:
+        e, c = pf.plan.effect, pf.costs
+        chain = c.chain if c is not None else None
+        bars[pf.profile] = [
+            100 * e.prefill_share * (1 - 1 / e.isolated_prefill_speedup),
+            100 * e.expected_saving,
+            100 * chain.gpu_saving if chain else None,
+            100 * c.cloud.saving if c is not None and c.cloud else None,
+            100 * c.owned.saving if c is not None and c.owned else None,
+        ]
+    chain_png = plots.grouped_bars(stages, bars, ylabel="saving, % of the dense fleet",
+                                   title=f"What {sc.pattern} sparsity saves at each step of the chain — {sc.name}",
+                                   value_format="{:.1f}")
+    rows = []
+    for pf in f.profiles:
+        e, c = pf.plan.effect, pf.costs
+        row = {"profile": pf.profile, "GPUs": f"{e.gpus['dense']} → {e.gpus['sparse']}",
+               "prefill share": e.prefill_share, "step speedup": e.isolated_prefill_speedup,
+               "in-fleet speedup": e.in_fleet_prefill_speedup, "ideal saving %": 100 * e.expected_saving}
+        for basis in ("cloud", "owned"):
+            cost = getattr(c, basis) if c is not None else None
+            row[f"{basis} $/day"] = (
+                f"{cost.paths['dense'].usd_per_day:,.0f} → {cost.paths['sparse'].usd_per_day:,.0f}" if cost else None)
+            row[f"{basis} saved $/month"] = cost.saving_usd_per_month if cost else None
+        rows.append(row)
+    unit_rows = []
+    for pf in f.profiles:
+        for basis in ("cloud", "owned"):
+            cost = getattr(pf.costs, basis) if pf.costs is not None else None
+            if cost is None:
+                continue
+            for path in PATHS:
+                pc = cost.paths[path]
+                unit_rows.append({"profile": pf.profile, "basis": basis, "path": path, "$/GPU-hour": pc.usd_per_gpu_hour,
+                                  "$/M input tokens": pc.usd_per_m_input_tokens,
+                                  "$/M output tokens": pc.usd_per_m_output_tokens,
+                                  "$ per 1,000 requests": pc.usd_per_1k_requests, "utilization": pc.utilization})
+    departures = [f"{pf.profile}: {note}" for pf in f.profiles if pf.costs and pf.costs.chain
+                  for note in pf.costs.chain.departures]
+    curves = [plots.Series(f"{pf.profile} (in-fleet speedup {pf.plan.effect.in_fleet_prefill_speedup:.3f}x)",
+                           [x for x in range(0, 101, 5)],
+                           [x * (1 - 1 / pf.plan.effect.in_fleet_prefill_speedup) for x in range(0, 101, 5)],
+                           pf.profile, "formula") for pf in f.profiles]
+    points = [(100 * pt.prefill_share, 100 * pt.formula_saving, f"{pt.value:g} out") for pt in f.by_output]
+    points += [(100 * pt.prefill_share, 100 * pt.formula_saving, f"hit {pt.value:g}") for pt in f.by_hit_rate]
+    sweep_png = plots.saving_sweeps(
+        curves, points, [(pt.value, 100 * pt.formula_saving) for pt in f.by_output],
+        [(pt.value, 100 * pt.formula_saving) for pt in f.by_hit_rate],
+        title=f"End-to-end saving of {sc.pattern} sparsity as the prefill share shrinks — {f.sweep_profile}, "
+              f"{f.rate:g} req/s")
+    sweep_rows = [{"sweep": "output tokens", "value": pt.value, "prefill share": pt.prefill_share,
+                   "in-fleet speedup": pt.in_fleet_speedup, "ideal saving %": 100 * pt.formula_saving,
+                   "GPUs dense": pt.gpus["dense"], "GPUs sparse": pt.gpus["sparse"]} for pt in f.by_output]
+    sweep_rows += [{"sweep": "cache hit rate", "value": pt.value, "prefill share": pt.prefill_share,
+                    "in-fleet speedup": pt.in_fleet_speedup, "ideal saving %": 100 * pt.formula_saving,
+                    "GPUs dense": pt.gpus["dense"], "GPUs sparse": pt.gpus["sparse"]} for pt in f.by_hit_rate]
+    even_rows = [{"profile": pf.profile, "prefill share": pf.plan.effect.prefill_share,
+                  "sparsified GEMM share of prefill": pf.gemm_share, "pruning overhead share": pf.overhead_share,
+                  **{f"for {100 * t:g} %": ("out of reach" if k is None else f"{k:.2f}x")
+                     for t, k in pf.break_even.items()}} for pf in f.profiles]
+    even_text = (
+        "Break-even for hardware buyers: the native N:M sparse-GEMM speedup (sparse vs dense GEMM on the same part) "
+        "a future part would need for a given end-to-end saving of this fleet. With a share g of the dense prefill "
+        "step in the sparsified GEMMs, a pruning overhead o and the fleet's prefill share f, prefill takes "
+        "(1 − g) + g/k + o of its dense time, so a saving T needs k = g / (g − o − T/f); 'out of reach' when "
+        "g − o − T/f ≤ 0, i.e. even an infinitely fast sparse GEMM would not save that much."
+    )
+    targets = ", ".join(f"{100 * t:g} %" for t in SAVING_TARGETS)
+    return Section(
+        title, anchor, [intro, chain_text],
+        [Figure("fleet_chain", chain_png, "saving at each step of the chain, per profile",
+                source=_simulated(study) + f"; {PRICED}"),
+         Figure("fleet_sweeps", sweep_png, "end-to-end saving vs prefill share, output length and cache hit rate",
+                source=f"formula curves at each profile's in-fleet prefill speedup; points: fleets re-planned on "
+                       f"{f.sweep_profile} at each output length (fixed) and hit rate, "
+                       f"{_simulated(study)}")],
+        [Table(rows, list(rows[0]), caption="the fleet and what it costs (GPUs and $/day: dense → sparse)",
+               source=f"{_simulated(study)}; {f.window_s:g} s simulated; {PRICED}"),
+         Table(unit_rows, list(unit_rows[0]) if unit_rows else [], caption="unit costs", source=PRICED)
+         if unit_rows else Table([{"note": "no profile has a price"}], ["note"]),
+         Table(sweep_rows, list(sweep_rows[0]) if sweep_rows else ["sweep"],
+               caption=f"sweeps on {f.sweep_profile} (fleets re-planned at each point; shorter windows)",
+               source=_simulated(study)),
+         Table(even_rows, list(even_rows[0]), caption=f"native sparse-GEMM speedup needed for {targets} end to end",
+               source=f"g and o from the workload's prefill step {_predicted(study)}; f from the simulated fleet")],
+        [*sources, *departures, even_text],
+    )
+
+
+def _workload_sources(sc: Scenario) -> list[str]:
+    """Where the workload preset's numbers come from."""
+    out = []
+    for what, source in (("prompt lengths", sc.prompt_source), ("output lengths", sc.output_source),
+                         ("prefix-cache hit rate", sc.prefix_cache.hit_rate.source if sc.prefix_cache else None)):
+        if source:
+            out.append(f"workload {sc.name}, {what}: {source}")
+    if sc.serving is not None:
+        for what, value in (("request rate", sc.serving.rate_per_s), ("TTFT SLO", sc.serving.slo_ttft_ms),
+                            ("TPOT SLO", sc.serving.slo_tpot_ms)):
+            if value is not None:
+                out.append(f"workload {sc.name}, {what} {value.value:g}: {value.source}")
+    return out
+
+
 def frontier(study: Study) -> Section:
     title = "Accuracy × speed × cost frontier"
     inputs, acc = study.inputs, study.accuracy
@@ -392,7 +526,7 @@ def frontier(study: Study) -> Section:
                 "ppl_delta": row.ppl_delta,
                 "quiz_acc": row.quiz_acc,
                 "quiz_acc_delta": row.quiz_acc_delta,
-                "± se": getattr(row, "quiz_acc_delta_stderr", None),
+                "± se": row.quiz_acc_delta_stderr,
             }
         )
     w8a8 = any(o.marker.endswith("+W8A8") for o in acc.options)
@@ -573,7 +707,8 @@ def _step_limits(study: Study) -> str:
     return f"steps of at most the engine's tokens / sequences ({each})"
 
 
-SECTIONS: tuple[Callable[[Study], Section], ...] = (summary, speedup, breakdown, cost, capacity, frontier, sources)
+SECTIONS: tuple[Callable[[Study], Section], ...] = (summary, speedup, breakdown, cost, capacity, fleet, frontier,
+                                                   sources)
 
 
 def _prompts(sc: Scenario) -> str:

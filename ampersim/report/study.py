@@ -20,10 +20,13 @@ from ampersim import __version__
 from ampersim.core.errors import AmpersimError
 from ampersim.core.limits import MAX_REPORT_RATES, check_at_most
 from ampersim.core.sourced import Sourced, sourced_numbers
-from ampersim.econ.capacity import CapacityPlan, auto_duration_s, build_replica, check_context, plan_capacity
+from ampersim.econ.capacity import (
+    CapacityPlan, Replica, auto_duration_s, build_replica, check_context, check_traffic_fits, plan_capacity,
+)
+from ampersim.econ.fleet import FleetCosts, break_even_gemm_speedup, fleet_costs
 from ampersim.econ.roi import Payback, PriceBasis, ProfileEconomics, paybacks, price_basis, profile_economics
 from ampersim.econ.serving import SLO
-from ampersim.econ.traffic import LengthDist, Traffic
+from ampersim.econ.traffic import LengthDist, Traffic, fixed
 from ampersim.hardware.profile import HardwareProfile
 from ampersim.models.registry import load_model_spec
 from ampersim.models.spec import ModelSpec
@@ -67,6 +70,9 @@ class ReportInputs:
     accuracy_path: Path | None
     command: str
     generated: str  # date stamp shown in the header
+    fleet_rate: float  # request rate of "what sparsity buys your fleet" (the workload's, else the highest rate)
+    fleet_slo: SLO     # its SLOs (the workload's, else the report's TTFT target)
+    cache_hit_rate: float = 0.0  # share of prompt tokens in the prefix cache (the workload's, or given)
 
 
 def price_bases(
@@ -75,7 +81,8 @@ def price_bases(
     purchase_usd: Sequence[float | None],
     **ownership: float | None,
 ) -> tuple[tuple[PriceBasis | None, ...], tuple[str, ...]]:
-    """Price basis per profile (overrides applied; ``ownership``: lifetime_years, usd_per_kwh, utilization).
+    """Price basis per profile (overrides applied; ``ownership``: lifetime_years, usd_per_kwh, utilization,
+    cloud (market or list), tco).
 
     A profile with no price at all and no override gets None and a note instead of an error, so the
     report still covers its speed and capacity."""
@@ -83,11 +90,12 @@ def price_bases(
     notes = []
     for profile, hourly, bought in zip(profiles, usd_per_hour, purchase_usd, strict=True):
         prices = profile.prices
-        if hourly is None and bought is None and prices.cloud_usd_per_gpu_hour is None and prices.purchase_usd is None:
+        if hourly is None and bought is None and prices.cloud_usd_per_gpu_hour is None \
+                and prices.cloud_market_usd_per_gpu_hour is None and prices.purchase_usd is None:
             bases.append(None)
             notes.append(
-                f"profile '{profile.name}' has no price (neither prices.cloud_usd_per_gpu_hour nor "
-                "prices.purchase_usd, and none given): its cost results are left out"
+                f"profile '{profile.name}' has no price (no prices.cloud_market_usd_per_gpu_hour, "
+                "prices.cloud_usd_per_gpu_hour or prices.purchase_usd, and none given): its cost results are left out"
             )
         else:
             bases.append(price_basis(profile, usd_per_hour=hourly, purchase_usd=bought, **ownership))
@@ -150,6 +158,48 @@ class AccuracyStudy:
     not_simulated: tuple[str, ...]  # variants the simulator refused, with the reason
 
 
+SWEEP_OUTPUTS = (1, 16, 64, 256, 1024)  # output tokens per request of the fleet sweep
+SWEEP_HIT_RATES = (0.0, 0.25, 0.5, 0.75, 0.9)  # prefix-cache hit rates of the fleet sweep
+SWEEP_REQUESTS = 4000  # requests per simulated window of a sweep point (shorter than the plans')
+SAVING_TARGETS = (0.01, 0.02, 0.05, 0.10)  # end-to-end savings the break-even table asks for
+
+
+@dataclass(frozen=True)
+class FleetPoint:
+    """One simulated fleet of a sweep: the dense plan's fleet with both paths on it."""
+
+    value: float  # output tokens or hit rate
+    prefill_share: float
+    in_fleet_speedup: float
+    formula_saving: float
+    gpus: Mapping[str, int | None]
+
+
+@dataclass(frozen=True)
+class ProfileFleet:
+    """One profile's fleet at the workload's traffic, its costs, and the break-even GEMM speedups."""
+
+    profile: str
+    plan: CapacityPlan
+    costs: FleetCosts | None
+    gemm_share: float       # of the dense prefill step: the sparsified GEMMs
+    overhead_share: float   # of the dense prefill step: runtime pruning on the sparse path
+    break_even: Mapping[float, float | None]  # target saving -> native sparse-GEMM speedup needed
+
+
+@dataclass(frozen=True)
+class FleetStudy:
+    """What sparsity buys the fleet serving the workload (report section 'What sparsity buys your fleet')."""
+
+    rate: float
+    slo: SLO
+    window_s: float
+    profiles: tuple[ProfileFleet, ...]
+    sweep_profile: str
+    by_output: tuple[FleetPoint, ...]
+    by_hit_rate: tuple[FleetPoint, ...]
+
+
 @dataclass(frozen=True)
 class SourcedItem:
     """One sourced number as listed under Assumptions and sources."""
@@ -171,6 +221,7 @@ class Study:
     prices: tuple[SourcedItem, ...]
     hardware: Mapping[str, tuple[SourcedItem, ...]]  # profile -> every sourced number in it
     windows_s: Mapping[float, float]  # request rate -> simulated seconds of the capacity plans
+    fleet: FleetStudy | None  # None: no profile serves the workload's traffic under its SLOs
     predictions: int  # distinct per-op predictions made
     version: str  # ampersim version that computed it
 
@@ -201,34 +252,55 @@ class _Predictions:
         return len(self._done)
 
 
-def check_inputs(inputs: ReportInputs, spec: ModelSpec) -> None:
+def check_inputs(inputs: ReportInputs, spec: ModelSpec, predicted: _Predictions) -> dict[str, Replica]:
     """Refuse, before any work, what the report would refuse halfway: a workload beyond the bounds or the
     model's context, a pattern the model's shapes do not allow, too many rates, a rate or window beyond
-    the simulation bounds (ampersim.core.limits) or without a single request, a malformed accuracy file."""
+    the simulation bounds (ampersim.core.limits) or without a single request, a malformed accuracy file.
+    Returns each profile's replica at the workload's tp (its prefill step from ``predicted``), which the
+    bounds are checked on and every plan reuses."""
     sc = inputs.scenario
     sc.check_bounds(spec)
     resolve_policy(sc.policy, spec, sc.pattern, sc.scoring)
     check_context(spec, inputs.prompts, inputs.outputs)
     check_at_most(len(inputs.rates), MAX_REPORT_RATES, "rate_per_s", "request rates in one report")
+    hit = inputs.cache_hit_rate
     for rate in inputs.rates:
-        Traffic(rate, inputs.prompts, _window_s(rate, inputs), outputs=inputs.outputs, seed=inputs.seed).counts()
+        Traffic(rate, inputs.prompts, _window_s(rate, inputs), outputs=inputs.outputs, seed=inputs.seed,
+                cache_hit_rate=hit).counts()
+    try:  # the fleet section's window: its errors name the fleet rate
+        Traffic(inputs.fleet_rate, inputs.prompts, _window_s(inputs.fleet_rate, inputs), outputs=inputs.outputs,
+                seed=inputs.seed, cache_hit_rate=hit).counts()
+    except AmpersimError as exc:
+        if exc.field != "rate_per_s":
+            raise
+        raise type(exc)(str(exc).replace("rate_per_s", "fleet_rate", 1), field="fleet_rate") from None
+    replicas = {}
+    for profile, engine in zip(inputs.profiles, inputs.engines, strict=True):  # simulations small enough to hold
+        replica = replicas[profile.name] = build_replica(profile, sc, spec, sc.tp, engine,
+                                                         step=predicted(profile, sc, engine))
+        check_traffic_fits(replica, engine, max(inputs.rates), inputs.prompts, inputs.outputs, hit)
+        check_traffic_fits(replica, engine, inputs.fleet_rate, inputs.prompts, inputs.outputs, hit,
+                           field="fleet_rate")
     if inputs.accuracy_path is not None and inputs.accuracy_path.is_file():
         load_accuracy(inputs.accuracy_path)
+    return replicas
 
 
 def build_study(inputs: ReportInputs, progress: Callable[[str], None]) -> Study:
     """Compute every number of the report (progress: one line per stage, after ``check_inputs``)."""
     sc = inputs.scenario
     spec = load_model_spec(sc.model)
-    check_inputs(inputs, spec)
     predicted = _Predictions(spec)
+    checked = check_inputs(inputs, spec, predicted)
     profiles = []
+    replicas: dict[str, dict[int, Replica]] = {}
     for profile, basis, engine in zip(inputs.profiles, inputs.bases, inputs.engines, strict=True):
         progress(f"predicting, sweeping and planning {sc.name} on {profile.name}")
         by_pattern = tuple(
             predicted(profile, sc.with_overrides(pattern=p), engine) for p in comparison_patterns(profile, sc)
         )
         prediction = predicted(profile, sc, engine)
+        replicas[profile.name] = {sc.tp: checked[profile.name]}
         profiles.append(
             ProfileStudy(
                 profile=profile,
@@ -241,9 +313,11 @@ def build_study(inputs: ReportInputs, progress: Callable[[str], None]) -> Study:
                 breakdown_ms=_breakdown_ms(prediction),
                 economics=None if basis is None else _economics(profile, prediction, basis),
                 sweep=_sweep(profile, sc, spec),
-                plans=_plans(profile, basis, engine, prediction, spec, inputs),
+                plans=_plans(profile, basis, engine, spec, inputs, replicas[profile.name]),
             )
         )
+    progress(f"planning the fleet at {inputs.fleet_rate:g} req/s and sweeping answer lengths and cache hit rates")
+    fleet = _fleet_study(inputs, spec, profiles, replicas)
     priced = [p.economics for p in profiles if p.economics is not None]
     accuracy = None
     if inputs.accuracy_path is not None and inputs.accuracy_path.is_file():
@@ -258,6 +332,7 @@ def build_study(inputs: ReportInputs, progress: Callable[[str], None]) -> Study:
         prices=_prices(inputs),
         hardware={p.name: _hardware_sources(p) for p in inputs.profiles},
         windows_s={rate: _window_s(rate, inputs) for rate in inputs.rates},
+        fleet=fleet,
         predictions=len(predicted),
         version=__version__,
     )
@@ -303,19 +378,19 @@ def _plans(
     profile: HardwareProfile,
     basis: PriceBasis | None,
     engine: EngineConfig,
-    prediction: Prediction,
     spec: ModelSpec,
     inputs: ReportInputs,
+    built: dict[int, Replica],
 ) -> dict[float, CapacityPlan]:
-    """The capacity plan at every rate, on one replica (at the workload's tp) built from ``prediction``."""
+    """The capacity plan at every rate, on one replica (at the workload's tp; ``built``, shared by every rate)."""
     sc = inputs.scenario
     cloud = basis.cloud_usd_per_gpu_hour.value if basis and basis.cloud_usd_per_gpu_hour else None
-    built = {sc.tp: build_replica(profile, sc, spec, sc.tp, engine, step=prediction)}  # shared by every rate
     plans = {  # the highest rate first: a rate too high to simulate is refused before the others' work
         rate: plan_capacity(
             profile,
             sc,
-            Traffic(rate, inputs.prompts, _window_s(rate, inputs), outputs=inputs.outputs, seed=inputs.seed),
+            Traffic(rate, inputs.prompts, _window_s(rate, inputs), outputs=inputs.outputs, seed=inputs.seed,
+                    cache_hit_rate=inputs.cache_hit_rate),
             SLO(inputs.slo_ttft_s, None, inputs.percentile),
             engine,
             prompts=inputs.prompts,
@@ -335,6 +410,64 @@ def _window_s(rate: float, inputs: ReportInputs) -> float:
     return inputs.duration_s or auto_duration_s(rate)
 
 
+def _fleet_plan(profile: HardwareProfile, inputs: ReportInputs, spec: ModelSpec, engine: EngineConfig,
+                built: dict[int, Replica], window_s: float, outputs: LengthDist, hit_rate: float) -> CapacityPlan | None:
+    """The workload's fleet at ``inputs.fleet_rate`` (None when no fleet meets the SLOs)."""
+    sc = inputs.scenario
+    traffic = Traffic(inputs.fleet_rate, inputs.prompts, window_s, outputs=outputs, seed=inputs.seed,
+                      cache_hit_rate=hit_rate)
+    plan = plan_capacity(profile, sc, traffic, inputs.fleet_slo, engine, prompts=inputs.prompts, outputs=outputs,
+                         spec=spec, tp=sc.tp, built=built)
+    return plan if plan.effect is not None and plan.paths["sparse"].feasible else None
+
+
+def _point(value: float, plan: CapacityPlan | None) -> FleetPoint | None:
+    if plan is None:
+        return None
+    e = plan.effect
+    return FleetPoint(value, e.prefill_share, e.in_fleet_prefill_speedup, e.expected_saving, e.gpus)
+
+
+def _fleet_study(inputs: ReportInputs, spec: ModelSpec, profiles: Sequence[ProfileStudy],
+                 replicas: Mapping[str, dict[int, Replica]]) -> FleetStudy | None:
+    """Each profile's fleet at the workload's traffic, priced, with its break-even GEMM speedups; then, on
+    the first profile that serves the traffic, the saving as answers lengthen and the cache hit rate grows."""
+    window = inputs.duration_s or auto_duration_s(inputs.fleet_rate)
+    out = []
+    for p in profiles:
+        plan = _fleet_plan(p.profile, inputs, spec, p.engine, replicas[p.name], window, inputs.outputs,
+                           inputs.cache_hit_rate)
+        if plan is None:
+            continue
+        gemm, overhead = _prefill_shares(p.prediction)
+        share = plan.effect.prefill_share
+        out.append(ProfileFleet(
+            p.name, plan, fleet_costs(plan, p.profile, p.basis) if p.basis is not None else None, gemm, overhead,
+            {t: break_even_gemm_speedup(t, share, gemm, overhead) for t in SAVING_TARGETS}))
+    if not out:
+        return None
+    first = next(p for p in profiles if p.name == out[0].profile)
+    short = inputs.duration_s or max(120.0, SWEEP_REQUESTS / inputs.fleet_rate)
+
+    def sweep(values: Sequence[float], make: Callable[[float], CapacityPlan | None]) -> tuple[FleetPoint, ...]:
+        return tuple(pt for pt in (_point(v, make(v)) for v in values) if pt is not None)
+
+    by_output = sweep(SWEEP_OUTPUTS, lambda n: _fleet_plan(
+        first.profile, inputs, spec, first.engine, replicas[first.name], short,
+        fixed(int(n), field="output_dist", minimum=0), inputs.cache_hit_rate))
+    by_hit = sweep(SWEEP_HIT_RATES, lambda h: _fleet_plan(
+        first.profile, inputs, spec, first.engine, replicas[first.name], short, inputs.outputs, h))
+    return FleetStudy(inputs.fleet_rate, inputs.fleet_slo, window, tuple(out), first.name, by_output, by_hit)
+
+
+def _prefill_shares(pred: Prediction) -> tuple[float, float]:
+    """(sparsified-GEMM share, sparse-path pruning share) of the dense prefill step time."""
+    dense = sum(op.dense_s * op.count for op in pred.ops)
+    gemm = sum(op.dense_s * op.count for op in pred.ops if op.kind == "sparse_gemm")
+    prune = sum(op.sparse_s * op.count for op in pred.ops if op.kind == "prune")
+    return gemm / dense, prune / dense
+
+
 def _accuracy_study(
     inputs: ReportInputs,
     profiles: list[ProfileStudy],
@@ -350,7 +483,7 @@ def _accuracy_study(
     ]
     refused = []
     for row in results.rows:
-        w8a8 = bool(getattr(row, "outstanding", False))  # a W8A8 variant: accuracy only
+        w8a8 = row.outstanding  # a W8A8 variant: accuracy only
         name = option_name(row)
         variant = inputs.scenario.with_overrides(pattern=row.pattern, policy=row.policy, scoring=row.scoring)
         try:
@@ -380,7 +513,7 @@ def _accuracy_study(
 def option_name(row: AccuracyRow) -> str:
     """'8:16 amber', '2:4 magnitude (all)', '8:16 amber +W8A8': pattern, scoring, non-amber policy, W8A8."""
     name = f"{row.pattern} {row.scoring}" + ("" if row.policy == "amber" else f" ({row.policy})")
-    return name + (" +W8A8" if getattr(row, "outstanding", False) else "")
+    return name + (" +W8A8" if row.outstanding else "")
 
 
 def _cloud(economics: ProfileEconomics, path: str) -> float:
@@ -416,4 +549,8 @@ def _prices(inputs: ReportInputs) -> tuple[SourcedItem, ...]:
     shared = {k for k, values in owners.items() if len(values) > 1 and all(v == values[0] for v in values)}
     rows = [SourcedItem(name, k, v) for name, k, v in items if k not in shared]
     rows += [SourcedItem("all", k, values[0]) for k, values in owners.items() if k in shared]
+    tco = next((b.tco for b in inputs.bases if b is not None), None)  # one TCO for every profile
+    if tco is not None:
+        rows += [SourcedItem("all", f"tco.{k}", v) for k, v in tco.items()
+                 if k not in ("depreciation_years", "usd_per_kwh")]  # those are lifetime_years, usd_per_kwh
     return tuple(rows)

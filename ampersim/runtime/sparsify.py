@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ampersim.core.errors import InvalidArgument, NotFound
-from ampersim.core.vocab import DECODER_LINEAR_KINDS, SPARSIFY_BACKENDS
+from ampersim.core.vocab import AMBER_OUTLIERS, DECODER_LINEAR_KINDS, SPARSIFY_BACKENDS, AmberOutliers
 from ampersim.models.hf_names import LinearTarget, linear_targets, model_spec
 from ampersim.core.patterns import NMPattern
 from ampersim.sparsity.coverage import Coverage, coverage
@@ -90,6 +90,7 @@ class SparsifyHandle:
     layers: list[str]  # canonical names of the pruned linears, in module order
     coverage: Coverage | None  # share of decoder linear MACs sparsified, the paper's definition (None without a ModelSpec)
     outstanding: bool = False
+    outliers: str = "clamp"  # amber factor: weights outside the clip quantiles clamped or dropped
     _mode: str = "prefill"
     _step: str | None = None  # "prefill" | "decode" while the root model runs, else None
     _targets: list[_Target] = field(default_factory=list, repr=False)
@@ -156,7 +157,8 @@ class SparsifyHandle:
 def sparsify(model: "torch.nn.Module", policy: SparsityPolicy | str | Path = "amber", *,
              pattern: str | NMPattern | None = None, scoring: str | None = None,
              prefill_only: bool = True, spec: "ModelSpec | None" = None,
-             outstanding: bool = False, calibration: Any = None, backend: str = "mask") -> SparsifyHandle:
+             outstanding: bool = False, calibration: Any = None, backend: str = "mask",
+             outliers: AmberOutliers = "clamp") -> SparsifyHandle:
     """Prune the inputs of the linear layers ``policy`` selects, during prefill; return a handle.
 
     ``policy``: a SparsityPolicy, a preset ("amber", "all", "none") or a custom policy YAML path,
@@ -170,18 +172,24 @@ def sparsify(model: "torch.nn.Module", policy: SparsityPolicy | str | Path = "am
     for its activation statistics (required then).
     ``backend``: "mask" (prune the input, dense GEMM) or "cuda" (2:4 on sparse tensor cores for the
     selected linears; needs pattern 2:4 and no fused experts or outstanding mode).
+    ``outliers``: how the amber factor treats weights outside its 0.5/99.5 % quantiles, "clamp"
+    (default) or "drop" (:func:`ampersim.sparsity.scoring.amber_factor`).
     """
     if backend not in SPARSIFY_BACKENDS:
         raise InvalidArgument(f"unknown sparsify backend '{backend}'; allowed: {', '.join(SPARSIFY_BACKENDS)}",
                               field="backend")
     if getattr(model, _HANDLE_ATTR, None) is not None:
         raise InvalidArgument("model is already sparsified; call remove() on its handle first")
+    if outliers not in AMBER_OUTLIERS:
+        raise InvalidArgument(f"outliers must be one of {', '.join(AMBER_OUTLIERS)}, got '{outliers}'",
+                              field="outliers")
     targets = linear_targets(model)
     policy, spec = _resolve(model, policy, pattern, scoring, spec, targets)
     _check_module_globs(policy, targets)
     selected = _select(targets, policy)
     handle = SparsifyHandle(model=model, policy=policy, layers=[], coverage=None,
-                            outstanding=outstanding, _mode="prefill" if prefill_only else "always")
+                            outstanding=outstanding, outliers=outliers,
+                            _mode="prefill" if prefill_only else "always")
     for t in selected:
         if t.target.in_features % policy.pattern.m:
             raise InvalidArgument(
@@ -195,7 +203,7 @@ def sparsify(model: "torch.nn.Module", policy: SparsityPolicy | str | Path = "am
     for t in selected:
         if t.target.kind != "experts":
             if policy.scoring == "amber":
-                t.factor = static_factor(t.target.module.weight, "amber")
+                t.factor = static_factor(t.target.module.weight, "amber", outliers=outliers)
             if outstanding:
                 _swap_quantized_weight(t)
     handle.coverage = coverage(spec, policy) if spec is not None else None

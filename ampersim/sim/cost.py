@@ -13,7 +13,7 @@ import numpy as np
 
 from ampersim.core.errors import InvalidArgument
 from ampersim.core.vocab import DTYPE_BYTES, OP_KINDS
-from ampersim.hardware.profile import GemmEfficiency, HardwareProfile, PruneImpl
+from ampersim.hardware.profile import Efficiency, GemmEfficiency, HardwareProfile, PruneImpl
 from ampersim.sim.execution import SparseExecution
 from ampersim.sim.graph import Op
 
@@ -71,6 +71,8 @@ def gemm_terms(M, N, K, groups, *, peak_tflops: float, eff: GemmEfficiency, comp
     """GEMM Y[M,N] = X[M,K]·W[N,K]ᵀ (× groups). ``a_fraction`` scales the X operand's bytes
     (compressed sparse operand: values + metadata); peak_tflops is dense or native-sparse.
 
+    The memory term is ``eff.memory_latency_us`` + traffic at ``eff.memory_fraction`` of the
+    bandwidth (the streaming ``memory_fraction`` where the GEMM path has none).
     Groups run as one grouped kernel, or (``eff.grouped`` false) as ``groups`` launches of one
     GEMM each: every term × groups, each launch with its own waves and overhead."""
     launches = 1.0 if eff.grouped else groups
@@ -78,7 +80,9 @@ def gemm_terms(M, N, K, groups, *, peak_tflops: float, eff: GemmEfficiency, comp
     flops = 2.0 * M * N * K * per_kernel
     compute = flops / (peak_tflops * _TERA * gemm_efficiency(M, N, per_kernel, eff, compute_units))
     traffic = per_kernel * (M * K * in_bytes * a_fraction + N * K * in_bytes + M * N * out_bytes)
-    memory = traffic / (bandwidth_gbps * _GIGA * memory_fraction)
+    fraction = eff.memory_fraction.value if eff.memory_fraction else memory_fraction
+    latency = eff.memory_latency_us.value * _MICRO if eff.memory_latency_us else 0.0
+    memory = latency + traffic / (bandwidth_gbps * _GIGA * fraction)
     return Terms(compute=launches * compute, memory=launches * memory,
                  overhead=launches * eff.overhead_us.value * _MICRO)
 
@@ -90,15 +94,17 @@ def stream_terms(nbytes, *, bandwidth_gbps: float, memory_fraction: float, kerne
 
 
 def attention_terms(flops, nbytes, *, peak_tflops: float, attention_fraction: float, bandwidth_gbps: float,
-                    memory_fraction: float, kernel_overhead_us: float, keys=None, keys_half: float | None = None) -> Terms:
-    """Flash-style fused attention: its FLOPs at a fraction of the dense peak vs its compulsory bytes.
+                    memory_fraction: float, kernel_overhead_us: float, keys=None, keys_half: float | None = None,
+                    memory_latency_us: float = 0.0) -> Terms:
+    """Flash-style fused attention: its FLOPs at a fraction of the dense peak vs its compulsory bytes
+    (read after ``memory_latency_us``: decode attention's start-up before it streams the KV cache).
 
     With ``keys_half`` the fraction ramps with the mean keys per query: fraction · keys / (keys + keys_half)
     (short contexts give each thread block little work to pipeline)."""
     if keys_half:
         attention_fraction = attention_fraction * keys / (keys + keys_half)
     return Terms(compute=flops / (peak_tflops * _TERA * attention_fraction),
-                 memory=nbytes / (bandwidth_gbps * _GIGA * memory_fraction),
+                 memory=memory_latency_us * _MICRO + nbytes / (bandwidth_gbps * _GIGA * memory_fraction),
                  overhead=kernel_overhead_us * _MICRO)
 
 
@@ -161,6 +167,13 @@ class GraphCost:
         return count @ self.dense_s, count @ self.sparse_s
 
 
+def decode_attention_memory(eff: Efficiency) -> tuple[float, float]:
+    """(bandwidth fraction, latency µs) of decode attention's KV-cache read: the profile's decode values,
+    else the streaming memory_fraction and no latency."""
+    fraction = eff.decode_attention_fraction or eff.memory_fraction
+    return fraction.value, eff.decode_attention_latency_us.value if eff.decode_attention_latency_us else 0.0
+
+
 def attention_peak_tflops(profile: HardwareProfile, dtype: str) -> float:
     """Attention runs at the 16-bit dense peak when the GEMMs are 8-bit (bf16, else fp16, else dtype)."""
     if DTYPE_BYTES[dtype] < 2:
@@ -214,12 +227,16 @@ def cost_graph(cols: OpColumns, profile: HardwareProfile, dtype: str, execution:
     rows = rows_of("norm", "elementwise", "embedding")
     if rows.size:
         put(rows, stream_terms(cols.bytes[rows], bandwidth_gbps=bw, memory_fraction=mem_frac, kernel_overhead_us=k_over))
-    rows = rows_of("attention", "decode_attention")
-    if rows.size:
-        put(rows, attention_terms(cols.flops[rows], cols.bytes[rows], peak_tflops=attention_peak_tflops(profile, dtype),
-                                  attention_fraction=eff.attention_fraction.value, bandwidth_gbps=bw,
-                                  memory_fraction=mem_frac, kernel_overhead_us=k_over, keys=cols.N[rows],
-                                  keys_half=eff.attention_keys_half.value if eff.attention_keys_half else None))
+    keys_half = eff.attention_keys_half.value if eff.attention_keys_half else None
+    for kind, (fraction, latency) in (("attention", (mem_frac, 0.0)),
+                                      ("decode_attention", decode_attention_memory(eff))):
+        rows = rows_of(kind)
+        if rows.size:
+            put(rows, attention_terms(cols.flops[rows], cols.bytes[rows],
+                                      peak_tflops=attention_peak_tflops(profile, dtype),
+                                      attention_fraction=eff.attention_fraction.value, bandwidth_gbps=bw,
+                                      memory_fraction=fraction, kernel_overhead_us=k_over, keys=cols.N[rows],
+                                      keys_half=keys_half, memory_latency_us=latency))
     rows = rows_of("prune")
     if rows.size:
         put(rows, prune_terms(cols.bytes[rows], execution.prune_impl, bandwidth_gbps=bw, kernel_overhead_us=k_over,

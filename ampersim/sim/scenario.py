@@ -3,9 +3,11 @@
 A prefill step packs ``batch`` prompts (varlen, no padding) into one forward pass. Prompt lengths are
 either one number or a mix of lengths with shares; a mix is apportioned over the batch by largest
 remainder (ties: the earlier bin), so a batch of 8 with shares 0.5/0.3/0.2 holds 4/2/2 prompts.
-Output lengths (tokens generated per request, the first one included) are one number (0: prefill
-only, no decode), a mix, or a lognormal, with their source. Shipped scenarios live in
-workloads/scenarios/*.yaml.
+Prompt and output lengths (output: tokens generated per request, the first one included) are one
+number (outputs 0: prefill only, no decode), a mix, or a lognormal, with their sources. A workload may
+name the traffic it is served at (``serving``: request rate and SLOs, sourced) and a prefix-cache hit
+rate (``prefix_cache``: the share of prompt tokens whose KV is already cached, so their linear layers
+are skipped). Shipped scenarios live in workloads/scenarios/*.yaml.
 """
 from __future__ import annotations
 
@@ -21,7 +23,7 @@ from ampersim.core.schema import Frozen
 from ampersim.core.vocab import DType, Scoring
 from ampersim.core.patterns import NMPattern
 from ampersim.core.resources import data_dir
-from ampersim.core.sourced import SOURCE_RULE, is_source
+from ampersim.core.sourced import SOURCE_RULE, PositiveSourced, Sourced, is_source
 from ampersim.core.yamlio import load_model
 from ampersim.models.spec import ModelSpec
 
@@ -53,6 +55,27 @@ class LognormalLengths(Frozen):
     lognormal: LognormalParams
 
 
+class ServingTargets(Frozen):
+    """The traffic a workload is planned for: request rate and SLOs (at the planner's percentile), each sourced."""
+
+    rate_per_s: PositiveSourced
+    slo_ttft_ms: PositiveSourced | None = None
+    slo_tpot_ms: PositiveSourced | None = None
+
+
+class PrefixCache(Frozen):
+    """Prefix caching: ``hit_rate`` of every prompt's tokens have their KV cached (0 <= hit_rate < 1)."""
+
+    hit_rate: Sourced
+
+    @field_validator("hit_rate")
+    @classmethod
+    def _rate(cls, value: Sourced) -> Sourced:
+        if not 0 <= value.value < 1:
+            raise ValueError(f"hit_rate must be in [0, 1); got {value.value}")
+        return value
+
+
 class Scenario(Frozen):
     """A workload. See workloads/scenarios/*.yaml."""
 
@@ -62,9 +85,11 @@ class Scenario(Frozen):
     dtype: DType = "bf16"
     tp: int = Field(default=1, gt=0, description="Tensor-parallel degree (GPUs per model replica).")
     batch: int = Field(default=1, gt=0, description="Prompts prefilled together in one step.")
-    prompt_tokens: int | tuple[PromptBin, ...] = Field(
-        description="Tokens per prompt, or a mix: list of {tokens, share} with shares summing to 1."
+    prompt_tokens: int | tuple[PromptBin, ...] | LognormalLengths = Field(
+        description="Tokens per prompt, a mix (list of {tokens, share} with shares summing to 1) or "
+                    "{lognormal: {mean, sigma, max}}."
     )
+    prompt_source: str | None = Field(default=None, description="Where the prompt lengths come from.")
     policy: str = Field(default="amber", description="amber | all | none | path to a policy YAML.")
     pattern: str = "8:16"
     scoring: Scoring = "amber"
@@ -72,14 +97,17 @@ class Scenario(Frozen):
         default=0, description="Tokens generated per request (the first included): one number (0: prefill only), "
                                "a mix [{tokens, share}] or {lognormal: {mean, sigma, max}}.")
     output_source: str | None = Field(default=None, description="Where the output lengths come from.")
+    serving: ServingTargets | None = Field(default=None, description="Request rate and SLOs to plan for.")
+    prefix_cache: PrefixCache | None = Field(default=None, description="Share of prompt tokens found in the KV cache.")
 
     @field_validator("prompt_tokens")
     @classmethod
-    def _lengths_valid(cls, value: int | tuple[PromptBin, ...]) -> int | tuple[PromptBin, ...]:
+    def _lengths_valid(cls, value: int | tuple[PromptBin, ...] | LognormalLengths
+                       ) -> int | tuple[PromptBin, ...] | LognormalLengths:
         if isinstance(value, int):
             if value <= 0:
                 raise ValueError(f"must be > 0; got {value}")
-        else:
+        elif isinstance(value, tuple):
             _check_mix(value)
         return value
 
@@ -98,7 +126,7 @@ class Scenario(Frozen):
             _check_mix(value)
         return value
 
-    @field_validator("output_source")
+    @field_validator("output_source", "prompt_source")
     @classmethod
     def _source_valid(cls, value: str | None) -> str | None:
         if value is not None and not is_source(value):
@@ -127,24 +155,34 @@ class Scenario(Frozen):
             return _apportion(out, self.batch)
         return [round(self.mean_output_tokens())] * self.batch
 
+    @property
+    def cache_hit_rate(self) -> float:
+        """Share of prompt tokens whose KV is cached (0 without prefix caching)."""
+        return self.prefix_cache.hit_rate.value if self.prefix_cache else 0.0
+
+    def mean_prompt_tokens(self) -> float:
+        """Mean tokens per prompt (a lognormal's mean before rounding and capping)."""
+        p = self.prompt_tokens
+        if isinstance(p, int):
+            return float(p)
+        if isinstance(p, LognormalLengths):
+            return p.lognormal.mean
+        return sum(b.tokens * b.share for b in p)
+
     def sequence_lengths(self) -> list[int]:
-        """Prompt length of every sequence in the step (largest-remainder apportionment of a mix)."""
-        if isinstance(self.prompt_tokens, int):
-            return [self.prompt_tokens] * self.batch
-        return _apportion(self.prompt_tokens, self.batch)
+        """Prompt length of every sequence in the step (largest-remainder apportionment of a mix, a
+        lognormal's mean rounded for every sequence)."""
+        if isinstance(self.prompt_tokens, tuple):
+            return _apportion(self.prompt_tokens, self.batch)
+        return [round(self.mean_prompt_tokens())] * self.batch
 
     def longest_prompt(self) -> int:
-        """Tokens of the longest prompt (of the mix)."""
-        return self.prompt_tokens if isinstance(self.prompt_tokens, int) else max(b.tokens for b in self.prompt_tokens)
+        """Tokens of the longest prompt: the number, the mix's largest, a lognormal's cap (else its mean)."""
+        return _longest(self.prompt_tokens)
 
     def longest_output(self) -> int:
         """Tokens of the longest output: the number, the mix's largest, a lognormal's cap (else its mean)."""
-        out = self.output_tokens
-        if isinstance(out, int):
-            return out
-        if isinstance(out, LognormalLengths):
-            return out.lognormal.max if out.lognormal.max is not None else round(out.lognormal.mean)
-        return max(b.tokens for b in out)
+        return _longest(self.output_tokens)
 
     def check_bounds(self, spec: ModelSpec) -> None:
         """Refuse, before any work, a step beyond the resource bounds (ampersim.core.limits) or a sequence
@@ -174,6 +212,15 @@ def _check_mix(bins: tuple[PromptBin, ...]) -> None:
         raise ValueError("the mix needs at least one {tokens, share} entry")
     if not math.isclose(sum(b.share for b in bins), 1.0, abs_tol=1e-6):
         raise ValueError(f"shares must sum to 1; got {sum(b.share for b in bins):g}")
+
+
+def _longest(lengths: int | tuple[PromptBin, ...] | LognormalLengths) -> int:
+    """The longest of ``lengths``: the number, the mix's largest, a lognormal's cap (else its mean, rounded)."""
+    if isinstance(lengths, int):
+        return lengths
+    if isinstance(lengths, LognormalLengths):
+        return lengths.lognormal.max if lengths.lognormal.max is not None else round(lengths.lognormal.mean)
+    return max(b.tokens for b in lengths)
 
 
 def _apportion(bins: tuple[PromptBin, ...], batch: int) -> list[int]:

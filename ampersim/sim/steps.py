@@ -29,7 +29,7 @@ from numba import njit
 from ampersim.core.vocab import DTYPE_BYTES, MIXED_STEP_MODES
 from ampersim.hardware.profile import HardwareProfile
 from ampersim.models.spec import ModelSpec
-from ampersim.sim.cost import OpColumns, attention_peak_tflops, cost_graph
+from ampersim.sim.cost import OpColumns, attention_peak_tflops, cost_graph, decode_attention_memory
 from ampersim.sim.execution import SparseExecution
 from ampersim.sim.graph import BatchShape, graph_for_shape, layer_groups
 from ampersim.sim.memory import kv_dtype_bytes
@@ -51,7 +51,8 @@ class StepCosts:
 
     tables: np.ndarray   # (4, max_tokens + 1): REST, DENSE_SPARSIFIED, SPARSE_SPARSIFIED by rows; LM_HEAD by seqs
     groups: np.ndarray   # (layer groups, 5): layers, 4·heads·head_dim, 2·q_dim·act bytes, 2·kv_dim·kv bytes, slot
-    params: np.ndarray   # attention: peak FLOP/s, fraction, keys at half rate (0: no ramp), bytes/s, overhead s
+    params: np.ndarray   # attention: peak FLOP/s, fraction, keys at half rate (0: no ramp), bytes/s, overhead s,
+                         # decode attention's bytes/s and latency s
     windows: np.ndarray  # attention window of each slot (0: full attention)
 
     @property
@@ -104,11 +105,12 @@ def add_decode(windows, keys, context):  # pragma: no cover - compiled
 
 
 @njit(cache=True)
-def _attention(params, flops, nbytes, keys):  # pragma: no cover - compiled
+def _attention(params, flops, nbytes, keys, decode):  # pragma: no cover - compiled
     fraction = params[1]
     if params[2] > 0:
         fraction = fraction * keys / (keys + params[2])
-    return max(flops / (params[0] * fraction), nbytes / params[3]) + params[4]
+    memory = params[6] + nbytes / params[5] if decode else nbytes / params[3]
+    return max(flops / (params[0] * fraction), memory) + params[4]
 
 
 @njit(cache=True)
@@ -131,9 +133,10 @@ def step_time(tables, groups, params, code, prefill_tokens, prefill_seqs, decode
         layers, flop, q_bytes, kv_bytes = groups[g, 0], groups[g, 1], groups[g, 2], groups[g, 3]
         s = int(groups[g, 4])
         if P > 0:
-            total += layers * _attention(params, flop * pairs[s], P * q_bytes + keys_p[s] * kv_bytes, pairs[s] / P)
+            total += layers * _attention(params, flop * pairs[s], P * q_bytes + keys_p[s] * kv_bytes, pairs[s] / P,
+                                         False)
         if B > 0:
-            a = layers * _attention(params, flop * keys_d[s], B * q_bytes + keys_d[s] * kv_bytes, keys_d[s] / B)
+            a = layers * _attention(params, flop * keys_d[s], B * q_bytes + keys_d[s] * kv_bytes, keys_d[s] / B, True)
             total += a
             alone += a
     return total, alone
@@ -174,6 +177,8 @@ def step_costs(profile: HardwareProfile, spec: ModelSpec, policy: SparsityPolicy
                         windows.index(w)] for w, n in per_window.items()])
     eff, bw = profile.efficiency, profile.memory.bandwidth_gbps.value
     keys_half = eff.attention_keys_half.value if eff.attention_keys_half else 0.0
+    decode_fraction, decode_latency_us = decode_attention_memory(eff)
     params = np.array([attention_peak_tflops(profile, dtype) * 1e12, eff.attention_fraction.value, keys_half,
-                       bw * 1e9 * eff.memory_fraction.value, eff.kernel_overhead_us.value * 1e-6])
+                       bw * 1e9 * eff.memory_fraction.value, eff.kernel_overhead_us.value * 1e-6,
+                       bw * 1e9 * decode_fraction, decode_latency_us * 1e-6])
     return StepCosts(tables, groups, params, np.array(windows, dtype=np.int64))

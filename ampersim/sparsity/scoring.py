@@ -14,12 +14,12 @@ The factor is computed once at sparsify time, in float64 reductions, and returne
 """
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 
 from ampersim.core.errors import InvalidArgument
-from ampersim.core.vocab import SCORINGS
+from ampersim.core.vocab import AMBER_OUTLIERS, SCORINGS, AmberOutliers
 
 CLIP_QUANTILES = (0.005, 0.995)
 
@@ -34,10 +34,11 @@ def _as_numpy(weight: Any) -> np.ndarray:
 
 
 def amber_factor(weight: Any, *, clip: tuple[float, float] = CLIP_QUANTILES,
-                 outliers: Literal["clamp", "drop"] = "clamp") -> np.ndarray:
+                 outliers: AmberOutliers = "clamp") -> np.ndarray:
     """Robust-norm factor f[in_features] (float32, min positive entry 1) of ``weight`` [out, in]."""
-    if outliers not in ("clamp", "drop"):
-        raise InvalidArgument(f"outliers must be 'clamp' or 'drop', got '{outliers}'")
+    if outliers not in AMBER_OUTLIERS:
+        raise InvalidArgument(f"outliers must be one of {', '.join(AMBER_OUTLIERS)}, got '{outliers}'",
+                              field="outliers")
     if not 0.0 <= clip[0] < clip[1] <= 1.0:
         raise InvalidArgument(f"clip quantiles must satisfy 0 <= low < high <= 1, got {clip}")
     w = _as_numpy(weight)
@@ -61,10 +62,11 @@ def amber_factor(weight: Any, *, clip: tuple[float, float] = CLIP_QUANTILES,
     return (norms / positive.min()).astype(np.float32)
 
 
-def static_factor(weight: Any, scoring: str) -> np.ndarray | None:
-    """The static factor for ``scoring`` ("magnitude" -> None, "amber" -> robust-norm factor)."""
+def static_factor(weight: Any, scoring: str, *, outliers: AmberOutliers = "clamp") -> np.ndarray | None:
+    """The static factor for ``scoring`` ("magnitude" -> None, "amber" -> robust-norm factor with
+    ``outliers`` clamped or dropped)."""
     if scoring == "magnitude":
         return None
     if scoring == "amber":
-        return amber_factor(weight)
+        return amber_factor(weight, outliers=outliers)
     raise InvalidArgument(f"unknown scoring '{scoring}': choose one of {', '.join(SCORINGS)}")

@@ -2,9 +2,10 @@
 
 Every kernel is compiled once per variant (a ``simd.BlockSpec``: group size M, storage format,
 scored) and array layout, and cached on disk (``cache=True``); nothing is compiled at import.
-A row whose length is not a multiple of the block width ends in a partial block, which is copied
-into a zero-filled scratch block, processed there and copied back: the zeros behave exactly like
-the documented ``pad=True`` padding (score 0, after every real channel).
+A block is L whole groups (``simd.channels_of``). A row whose length is not a multiple of the
+block ends in a partial block, which is copied into a zero-filled scratch block, processed there
+and copied back: the zeros behave exactly like the documented ``pad=True`` padding (score 0,
+after every real channel).
 """
 from __future__ import annotations
 
@@ -25,15 +26,15 @@ PARALLEL_MIN_BYTES = 4 << 20  # smaller inputs run on the calling thread only (s
 @njit(cache=True, parallel=True)
 def _prune_kernel(x, out, factor, n, spec, tail_spec):  # pragma: no cover - compiled
     rows, k = x.shape
-    lanes = simd.lanes_of(spec)
-    full = k - k % lanes
+    block = simd.channels_of(spec)
+    full = k - k % block
     for r in prange(rows):
-        for c in range(0, full, lanes):
+        for c in range(0, full, block):
             simd.prune_block(x, r, c, out, r, c, factor, c, n, spec)
         simd.stream_fence(spec)
         if full < k:
-            src = np.zeros((1, lanes), x.dtype)
-            dst = np.empty((1, lanes), x.dtype)
+            src = np.zeros((1, block), x.dtype)
+            dst = np.empty((1, block), x.dtype)
             for i in range(k - full):
                 src[0, i] = x[r, full + i]
             simd.prune_block(src, 0, 0, dst, 0, 0, factor, full, n, tail_spec)
@@ -44,14 +45,14 @@ def _prune_kernel(x, out, factor, n, spec, tail_spec):  # pragma: no cover - com
 @njit(cache=True, parallel=True)
 def _mask_kernel(x, mask, factor, n, spec):  # pragma: no cover - compiled
     rows, k = x.shape
-    lanes = simd.lanes_of(spec)
-    full = k - k % lanes
+    block = simd.channels_of(spec)
+    full = k - k % block
     for r in prange(rows):
-        for c in range(0, full, lanes):
+        for c in range(0, full, block):
             simd.mask_block(x, r, c, mask, r, c, factor, c, n, spec)
         if full < k:
-            src = np.zeros((1, lanes), x.dtype)
-            dst = np.empty((1, lanes), mask.dtype)
+            src = np.zeros((1, block), x.dtype)
+            dst = np.empty((1, block), mask.dtype)
             for i in range(k - full):
                 src[0, i] = x[r, full + i]
             simd.mask_block(src, 0, 0, dst, 0, 0, factor, full, n, spec)
@@ -62,23 +63,25 @@ def _mask_kernel(x, mask, factor, n, spec):  # pragma: no cover - compiled
 @njit(cache=True, parallel=True)
 def _compress_kernel(x, values, indices, factor, n, spec):  # pragma: no cover - compiled
     rows, k = x.shape
+    block = simd.channels_of(spec)
     lanes = simd.lanes_of(spec)
     m = simd.group_of(spec)
+    kept = block // m * n  # values per block
     width = values.shape[1]  # kept values per row
     for r in prange(rows):
-        for c in range(0, k, lanes):
+        for c in range(0, k, block):
             at = c // m * n
-            if c + lanes <= k and at + lanes <= width - lanes // m * n:
-                # Writes `lanes` slots: the surplus lands in the regions of later blocks of this row.
+            if c + block <= k and at + kept + lanes <= width:
+                # Writes up to `lanes` slots past its own: they land in the next block's region.
                 simd.compress_block(x, r, c, values, indices, r, at, factor, c, n, spec)
             else:  # last blocks of the row: through scratch, so nothing is written past the row
-                src = np.zeros((1, lanes), x.dtype)
-                vals = np.empty((1, lanes), values.dtype)
-                idx = np.empty((1, lanes), indices.dtype)
-                for i in range(min(lanes, k - c)):
+                src = np.zeros((1, block), x.dtype)
+                vals = np.empty((1, block), values.dtype)
+                idx = np.empty((1, block), indices.dtype)
+                for i in range(min(block, k - c)):
                     src[0, i] = x[r, c + i]
                 simd.compress_block(src, 0, 0, vals, idx, 0, 0, factor, c, n, spec)
-                for i in range(min(lanes // m * n, width - at)):
+                for i in range(min(kept, width - at)):
                     values[r, at + i] = vals[0, i]
                     indices[r, at + i] = idx[0, i]
 
@@ -104,17 +107,17 @@ def _variant(k: int, m: int, fmt: str, factor: np.ndarray | None) -> tuple[simd.
     spec = simd.BlockSpec(m, fmt, factor is not None)
     if factor is None:
         return spec, np.zeros(1, np.float32)
-    padded = np.zeros(-(-k // spec.lanes) * spec.lanes, np.float32)
+    padded = np.zeros(-(-k // spec.channels) * spec.channels, np.float32)
     padded[:k] = factor
     return spec, padded
 
 
-def can_stream(bits: np.ndarray, out: np.ndarray, lanes: int) -> bool:
+def can_stream(bits: np.ndarray, out: np.ndarray) -> bool:
     """Streaming stores pay off for large outputs that are not also the input (no cache reuse),
-    and need every block of ``lanes`` channels 64-byte aligned (see simd.block_lanes)."""
+    and need every register of a block aligned to its size (32 or 64 bytes, see simd.BlockSpec)."""
     return (out.nbytes >= STREAM_MIN_BYTES and not np.may_share_memory(bits, out)
             and out.ctypes.data % 64 == 0 and out.strides[0] % 64 == 0
-            and out.strides[1] == out.itemsize and lanes * out.itemsize % 64 == 0)
+            and out.strides[1] == out.itemsize)
 
 
 def prune_rows(bits: np.ndarray, out: np.ndarray, fmt: str, n: int, m: int,
@@ -125,7 +128,7 @@ def prune_rows(bits: np.ndarray, out: np.ndarray, fmt: str, n: int, m: int,
     """
     if bits.size:
         spec, f = _variant(bits.shape[1], m, fmt, factor)
-        stream = can_stream(bits, out, spec.lanes) if stream is None else stream
+        stream = can_stream(bits, out) if stream is None else stream
         with _threads_for(bits.nbytes):
             _prune_kernel(bits, out, f, n, dataclasses.replace(spec, stream=stream), spec)
 

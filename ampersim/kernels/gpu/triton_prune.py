@@ -7,6 +7,11 @@ too). Pruned elements are written as +0.
 
 Kernels:
 - ``mask_kernel``: any N:M with M a power of two, dense masked output (the ``fused_mask`` impl).
+  2:4 compares the four keys directly (6 comparisons); larger M splits each group into M "wires"
+  (one value per group and thread), finds the N-th largest key with Batcher's odd-even merge
+  sort (N is a compile-time constant, so only the comparators that feed wire N - 1 survive) and
+  keeps the keys above it, ties to the lower index: cost per element ~2·S(M)/M + a few ops
+  (S = 19, 63, 191 comparators for M = 8, 16, 32) instead of M comparisons per element.
 - ``compress24_kernel``: 2:4 prune + cuSPARSELt compression in one pass (``fused_cslt``): reads X
   once, writes the kept values and the metadata in the layout of ``cslt_layout`` (16-bit data).
 - ``absmax_kernel`` then ``quant_compress24_kernel``: per-token absmax (atomic max per row), then
@@ -21,13 +26,16 @@ import triton
 import triton.language as tl
 from triton.language.extra import libdevice
 
+from ampersim.kernels.networks import batcher_pairs
+
 
 @triton.jit
 def _key(x, f, HAS_FACTOR: tl.constexpr, NAN_KEY: tl.constexpr):
-    """Integer key whose signed order is the score order (NaN highest, -0 == +0).
+    """Integer key whose order is the score order (NaN highest, all NaNs tie, -0 == +0).
 
     NAN_KEY > 0 (16-bit data, no factor): the magnitude bits of x, NaNs clamped to NAN_KEY (one above
-    the format's +inf), which orders exactly like |x|. Otherwise the fp32 score's bits, sign-folded.
+    the format's +inf), which orders exactly like |x|. Otherwise the bits of the fp32 score
+    |x| (* f), sign cleared (a NaN product may carry one), NaNs clamped to one above +inf.
     """
     if NAN_KEY > 0 and not HAS_FACTOR:
         key = tl.minimum(x.to(tl.int16, bitcast=True).to(tl.int32) & 0x7FFF, NAN_KEY)
@@ -35,10 +43,7 @@ def _key(x, f, HAS_FACTOR: tl.constexpr, NAN_KEY: tl.constexpr):
         s = tl.abs(x.to(tl.float32))
         if HAS_FACTOR:
             s = s * f
-        bits = s.to(tl.int32, bitcast=True)
-        key = tl.where(bits < 0, bits ^ 0x7FFFFFFF, bits)
-        key = tl.where(s == 0.0, 0, key)
-        key = tl.where(s != s, 0x7FC00000, key)
+        key = tl.minimum(s.to(tl.int32, bitcast=True) & 0x7FFFFFFF, 0x7F800001)
     return key
 
 
@@ -238,7 +243,9 @@ def quant_kernel(x_ptr, f_ptr, q_ptr, amax_ptr, scale_ptr, R, K, stride_x, HAS_F
 def mask_kernel(x_ptr, f_ptr, out_ptr, R, K, stride_x, stride_o,
                 N: tl.constexpr, M: tl.constexpr, HAS_FACTOR: tl.constexpr, NAN_KEY: tl.constexpr,
                 BR: tl.constexpr, BK: tl.constexpr):
-    """N:M prune with dense masked output; M a power of two dividing BK and K."""
+    """N:M prune with dense masked output; M a power of two dividing BK and K. For M > 4 the tile
+    should hold at least one group per thread (BR * BK / M >= 32 * num_warps), else threads
+    repeat each other's selection."""
     pid_r = tl.program_id(0)
     pid_k = tl.program_id(1)
     rows = pid_r * BR + tl.arange(0, BR)
@@ -246,34 +253,113 @@ def mask_kernel(x_ptr, f_ptr, out_ptr, R, K, stride_x, stride_o,
     ok = (rows[:, None] < R) & (cols[None, :] < K)
     x = tl.load(x_ptr + rows[:, None].to(tl.int64) * stride_x + cols[None, :], mask=ok, other=0.0)
     f = tl.load(f_ptr + cols, mask=cols < K, other=1.0)[None, :] if HAS_FACTOR else 0.0
-    key = _key(x, f, HAS_FACTOR, NAN_KEY)
     if (M == 4) and (N == 2):
-        k0, k1, k2, k3 = _split4(key, BR, BK // 4)
+        k0, k1, k2, k3 = _split4(_key(x, f, HAS_FACTOR, NAN_KEY), BR, BK // 4)
         c0, c1, c2, c3 = _keep24(k0, k1, k2, k3)
-        keep = tl.reshape(tl.join(tl.join(c0, c2), tl.join(c1, c3)), (BR, BK))
+        out = tl.where(tl.reshape(tl.join(tl.join(c0, c2), tl.join(c1, c3)), (BR, BK)), x, 0.0)
     else:
-        keep = _rank_keep(key, x_ptr, f_ptr, rows, pid_k * BK, R, K, stride_x, N, M, HAS_FACTOR, NAN_KEY, BR, BK)
-    out = tl.where(keep, x, 0.0)
+        out = _select_wires(x, f, N, M, HAS_FACTOR, NAN_KEY, BR, BK)
     tl.store(out_ptr + rows[:, None].to(tl.int64) * stride_o + cols[None, :], out, mask=ok)
 
 
-@triton.jit
-def _rank_keep(key, x_ptr, f_ptr, rows, col0, R, K, stride_x, N: tl.constexpr, M: tl.constexpr,
-               HAS_FACTOR: tl.constexpr, NAN_KEY: tl.constexpr, BR: tl.constexpr, BK: tl.constexpr):
-    """Keep flags [BR, BK]: rank in the group (better keys, plus equal keys at lower index) < N.
+_batcher_pairs = triton.constexpr_function(batcher_pairs)
 
-    Element j of every group is reloaded (an L1 hit) as a [BR, G, 1] column and compared with all M.
-    """
+
+@triton.constexpr_function
+def _n_pairs(p):
+    return len(_batcher_pairs(p))
+
+
+@triton.constexpr_function
+def _pair(p, c, side):
+    return _batcher_pairs(p)[c][side]
+
+
+@triton.constexpr_function
+def _log2(m):
+    return m.bit_length() - 1
+
+
+@triton.constexpr_function
+def _bit_reverse(i, m):
+    """i < m = 2^k with its k bits reversed: the tuple position of channel i after ``_split_wires``,
+    and the channel at position i (the reversal is its own inverse)."""
+    bits = m.bit_length() - 1
+    return int(format(i, f"0{bits}b")[::-1], 2) if bits else 0
+
+
+@triton.jit
+def _split_wires(t, BR: tl.constexpr, G: tl.constexpr, M: tl.constexpr):
+    """[BR, G*M] -> M tensors [BR, G]: position w holds channel ``bit-reverse(w)`` of every group."""
+    ws = (tl.reshape(t, (BR, G, M)),)
+    for level in tl.static_range(_log2(M)):
+        halves = ()
+        for j in tl.static_range(len(ws)):
+            if (M >> (level + 1)) == 1:
+                even, odd = tl.split(tl.reshape(ws[j], (BR, G, 2)))
+            else:
+                even, odd = tl.split(tl.reshape(ws[j], (BR, G, M >> (level + 1), 2)))
+            halves = halves + (even, odd)
+        ws = halves
+    return ws
+
+
+@triton.jit
+def _join_wires(ws, BR: tl.constexpr, G: tl.constexpr, M: tl.constexpr):
+    """Inverse of ``_split_wires``."""
+    for level in tl.static_range(_log2(M)):
+        pairs = ()
+        for j in tl.static_range(len(ws) // 2):
+            pairs = pairs + (tl.reshape(tl.join(ws[2 * j], ws[2 * j + 1]), (BR, G, 2 << level)),)
+        ws = pairs
+    return tl.reshape(ws[0], (BR, G * M))
+
+
+@triton.jit
+def _exchange(ws, A: tl.constexpr, B: tl.constexpr):
+    """Comparator: the larger of wires A < B to A, the smaller to B."""
+    return ws[:A] + (tl.maximum(ws[A], ws[B]),) + ws[A + 1:B] + (tl.minimum(ws[A], ws[B]),) + ws[B + 1:]
+
+
+@triton.jit
+def _select_wires(x, f, N: tl.constexpr, M: tl.constexpr, HAS_FACTOR: tl.constexpr, NAN_KEY: tl.constexpr,
+                  BR: tl.constexpr, BK: tl.constexpr):
+    """x [BR, BK] with all but the N best of every group of M set to +0, via M wires.
+
+    Keys of 16-bit data without a factor (< 2^15) are made distinct by appending 31 - channel, so
+    "key >= the N-th largest" keeps exactly N, ties to the lower index. 32-bit keys keep at least
+    N that way, exactly N unless keys tie with the N-th largest: a tile with such a group walks
+    its groups in channel order instead (the reference's rule)."""
     G: tl.constexpr = BK // M
-    ki = tl.reshape(key, (BR, G, M))
-    pos = tl.arange(0, M)[None, None, :]
-    gcol = col0 + M * tl.arange(0, G)[None, :, None]
-    r3 = rows[:, None, None]
-    ok = (r3 < R) & (gcol < K)
-    rank = tl.zeros((BR, G, M), dtype=tl.int32)
-    for j in tl.static_range(M):
-        xj = tl.load(x_ptr + r3.to(tl.int64) * stride_x + gcol + j, mask=ok, other=0.0)
-        fj = tl.load(f_ptr + gcol + j, mask=gcol < K, other=1.0) if HAS_FACTOR else 0.0
-        kj = _key(xj, fj, HAS_FACTOR, NAN_KEY)
-        rank += ((kj > ki) | ((kj == ki) & (pos > j))).to(tl.int32)
-    return tl.reshape(rank < N, (BR, BK))
+    UNIQUE: tl.constexpr = NAN_KEY > 0 and not HAS_FACTOR
+    xs = _split_wires(x, BR, G, M)
+    if HAS_FACTOR:
+        fs = _split_wires(tl.broadcast_to(f, (BR, BK)), BR, G, M)
+    ks = ()
+    for w in tl.static_range(M):
+        k = _key(xs[w], fs[w] if HAS_FACTOR else 0.0, HAS_FACTOR, NAN_KEY)
+        if UNIQUE:
+            k = k * 32 + (31 - _bit_reverse(w, M))
+        ks = ks + (k,)
+    s = ks
+    for c in tl.static_range(_n_pairs(M)):
+        s = _exchange(s, _pair(M, c, 0), _pair(M, c, 1))
+    t = s[N - 1]
+    outs = ()
+    for w in tl.static_range(M):
+        outs = outs + (tl.where(ks[w] >= t, xs[w], 0.0),)
+    if not UNIQUE:
+        reached = (ks[0] >= t).to(tl.int32)
+        for w in tl.static_range(1, M):
+            reached += (ks[w] >= t).to(tl.int32)
+        if tl.max(tl.max(reached, axis=1), axis=0) > N:
+            count = (s[0] > t).to(tl.int32)  # keys above the cut: all among the first N - 1
+            for j in tl.static_range(1, N - 1):
+                count += (s[j] > t).to(tl.int32)
+            for ch in tl.static_range(M):
+                k = ks[_bit_reverse(ch, M)]
+                tie = k == t
+                kept = tl.where((k > t) | (tie & (count < N)), xs[_bit_reverse(ch, M)], 0.0)
+                outs = outs[:_bit_reverse(ch, M)] + (kept,) + outs[_bit_reverse(ch, M) + 1:]
+                count += tie.to(tl.int32)
+    return _join_wires(outs, BR, G, M)
