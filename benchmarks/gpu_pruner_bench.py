@@ -26,10 +26,11 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from ampersim.core.patterns import NMPattern
 from ampersim.kernels import torch_eager
 from ampersim.kernels.gpu import cslt_layout as gpu_layout
 from ampersim.kernels.gpu import pruner as kernels_gpu
-from ampersim.kernels.gpu.pruner import DEFAULT_LAUNCH, Launch
+from ampersim.kernels.gpu.pruner import DEFAULT_LAUNCH, Launch, LaunchConfig
 from ampersim.measure import harness
 from ampersim.measure.env import capture_environment
 from ampersim.measure.ops import reference_rows, rel_err
@@ -293,8 +294,9 @@ SELECT_PATTERNS = ("2:4", "4:8", "8:16", "16:32")
 def patterns():
     """fused_mask at 2:4, 4:8, 8:16, 16:32 (issue 17: the selection network). First bit for bit
     against the CPU pruner (bf16, fp16, fp32; with and without a factor; ties, NaN, inf, zeros,
-    subnormals), then timed on bf16 against the same run's copy bandwidth: with DEFAULT_LAUNCH and
-    over a few tiles (one group per thread needs block_rows * block_cols / M >= 32 * num_warps)."""
+    subnormals), then timed on bf16 against the same run's copy bandwidth: as ``prune_gpu`` launches
+    it (DEFAULT_LAUNCH; launch "prune_gpu") and with the pattern's ``LaunchConfig.mask_field`` set to
+    a few tiles (launch "BR=.. BK=.. warps=.."; one group per thread needs BR * BK / M >= 32 * warps)."""
     from ampersim.kernels.cpu import prune as prune_cpu
 
     copy_gbps = RESULTS.get("copy", {}).get("gbps_rw") or copy()["gbps_rw"]
@@ -316,10 +318,11 @@ def patterns():
         moved = 2 * r * k * 2
         for pattern in SELECT_PATTERNS:
             m = int(pattern.split(":")[1])
-            tile = "mask24" if pattern == "2:4" else "mask"
-            launches = {"default": DEFAULT_LAUNCH}
+            tile = LaunchConfig.mask_field(NMPattern.parse(pattern))
+            launches = {"prune_gpu": DEFAULT_LAUNCH}
             for br, bk, nw in ((16, max(128, 8 * m), 4), (32, max(128, 8 * m), 4), (16, max(256, 8 * m), 8)):
-                launches[f"{br}x{bk}, {nw} warps"] = dataclasses.replace(DEFAULT_LAUNCH, **{tile: Launch(br, bk, nw)})
+                launches[f"BR={br} BK={bk} warps={nw}"] = dataclasses.replace(DEFAULT_LAUNCH,
+                                                                               **{tile: Launch(br, bk, nw)})
             for use_f in (False, True):
                 for name, launch in launches.items():
                     calls = [(lambda x=x, p=pattern, f=factor if use_f else None, launch=launch:
