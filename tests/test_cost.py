@@ -223,12 +223,12 @@ def test_moe_prediction_runs():
 
 def test_selection_rate_predicts_2_4_and_8_16_masking_from_one_measurement_each():
     """h200's fused_mask: bandwidth from 2:4 at 16384x14336 (results-h200.json), selection rate from 8:16 with an
-    Amber factor at the same shape (issue17-h200.json: the selection network on prune_gpu's tiles). The issue 17
+    Amber factor at the same shape (selection-h200.json: the selection network on prune_gpu's tiles). The issue 17
     rows with a factor, 2:4 and 8:16 at 8192x4096 held out, are predicted within 5 %: 2:4 memory-bound, 8:16
     selection-bound."""
     import json
 
-    results = json.loads((data_dir("validation") / "gpu_pruner" / "issue17-h200.json").read_text())
+    results = json.loads((data_dir("validation") / "gpu_pruner" / "selection-h200.json").read_text())
     profile = load_profile("h200")
     impl = profile.prune_impls["fused_mask"]
     launches = {"2:4": "prune_gpu", "8:16": "BR=32 BK=128 warps=4"}  # the tiles prune_gpu launches now

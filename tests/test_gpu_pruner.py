@@ -229,7 +229,7 @@ def test_launch_configuration_is_an_explicit_value():
 def test_default_mask_launch_gives_every_thread_a_group():
     """Each power-of-two M has its launch (2:4, M = 16 and M = 32 their own), and the default tile holds at
     least one group per thread: 16:32 on 16x128 tiles with 4 warps (64 groups for 128 threads) ran at
-    0.40 of copy on the H200, 16x256 at 0.68 (validation/gpu_pruner/issue17-h200.json)."""
+    0.40 of copy on the H200, 16x256 at 0.68 (validation/gpu_pruner/selection-h200.json)."""
     from ampersim.core.patterns import NMPattern
     from ampersim.core.vocab import MAX_M
 

@@ -1,4 +1,4 @@
-"""Consistency of the committed issue 17 device run (validation/gpu_pruner/issue17-h200.json: the
+"""Consistency of the committed issue 17 device run (validation/gpu_pruner/selection-h200.json: the
 selection-network fused_mask at 2:4, 4:8, 8:16, 16:32 on an H200): environment recorded, every
 timed row's pattern checked bit for bit first, fractions of copy recomputable from the stored times
 and the run's copy bandwidth, the default launches and the profiles' selection_rate traceable to it."""
@@ -14,7 +14,7 @@ from ampersim.core.resources import data_dir
 from ampersim.hardware.registry import load_profile
 from ampersim.kernels.gpu.pruner import DEFAULT_LAUNCH, Launch, LaunchConfig
 
-RESULTS = json.loads((data_dir("validation") / "gpu_pruner" / "issue17-h200.json").read_text())
+RESULTS = json.loads((data_dir("validation") / "gpu_pruner" / "selection-h200.json").read_text())
 PATTERNS = ("2:4", "4:8", "8:16", "16:32")
 SHAPES = {(8192, 4096), (16384, 14336)}
 KERNEL_OVERHEAD_S = 3e-6  # the shipped h200 profile's kernel_overhead_us
@@ -95,4 +95,4 @@ def test_profiles_selection_rate_traces_to_the_run(profile):
     for impl in ("fused_mask", "fused_cslt"):
         term = load_profile(profile).prune_impls[impl].selection_rate
         assert term.value == pytest.approx(rate, abs=0.01), (profile, impl)
-        assert "issue17-h200.json" in term.source, (profile, impl)
+        assert "selection-h200.json" in term.source, (profile, impl)
