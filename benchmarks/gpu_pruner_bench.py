@@ -26,10 +26,12 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from ampersim.core.patterns import NMPattern
 from ampersim.kernels import torch_eager
 from ampersim.kernels.gpu import cslt_layout as gpu_layout
+from ampersim.kernels.gpu import cusparselt
 from ampersim.kernels.gpu import pruner as kernels_gpu
-from ampersim.kernels.gpu.pruner import DEFAULT_LAUNCH, Launch
+from ampersim.kernels.gpu.pruner import DEFAULT_LAUNCH, Launch, LaunchConfig
 from ampersim.measure import harness
 from ampersim.measure.env import capture_environment
 from ampersim.measure.ops import reference_rows, rel_err
@@ -78,7 +80,7 @@ def n_sets(set_bytes: int, cap: int = 8) -> int:
 def time_calls(calls, min_runs: int = harness.MIN_RUNS, graph: bool = True) -> dict:
     """Seconds per call over ``calls`` (one per rotated set), by the library's harness, plus the SM clock."""
     timing = harness.time_calls(calls, device="cuda", use_graph=graph, min_runs=min_runs)
-    return {**timing.as_dict(), "sets": len(calls), "sm_clock_mhz": sm_clock()}
+    return {**timing.model_dump(), "sets": len(calls), "sm_clock_mhz": sm_clock()}
 
 
 def sm_clock() -> int | None:
@@ -98,7 +100,7 @@ def randn(*shape, dtype=torch.bfloat16):
 
 # ---------------------------------------------------------------- sections
 def env():
-    info = {**capture_environment("cuda"), "date_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    info = {**capture_environment("cuda").model_dump(), "date_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
     for mod in ("triton", "numpy", "transformers"):
         try:
             info[mod] = __import__(mod).__version__
@@ -293,8 +295,9 @@ SELECT_PATTERNS = ("2:4", "4:8", "8:16", "16:32")
 def patterns():
     """fused_mask at 2:4, 4:8, 8:16, 16:32 (issue 17: the selection network). First bit for bit
     against the CPU pruner (bf16, fp16, fp32; with and without a factor; ties, NaN, inf, zeros,
-    subnormals), then timed on bf16 against the same run's copy bandwidth: with DEFAULT_LAUNCH and
-    over a few tiles (one group per thread needs block_rows * block_cols / M >= 32 * num_warps)."""
+    subnormals), then timed on bf16 against the same run's copy bandwidth: as ``prune_gpu`` launches
+    it (DEFAULT_LAUNCH; launch "prune_gpu") and with the pattern's ``LaunchConfig.mask_field`` set to
+    a few tiles (launch "BR=.. BK=.. warps=.."; one group per thread needs BR * BK / M >= 32 * warps)."""
     from ampersim.kernels.cpu import prune as prune_cpu
 
     copy_gbps = RESULTS.get("copy", {}).get("gbps_rw") or copy()["gbps_rw"]
@@ -316,10 +319,11 @@ def patterns():
         moved = 2 * r * k * 2
         for pattern in SELECT_PATTERNS:
             m = int(pattern.split(":")[1])
-            tile = "mask24" if pattern == "2:4" else "mask"
-            launches = {"default": DEFAULT_LAUNCH}
+            tile = LaunchConfig.mask_field(NMPattern.parse(pattern))
+            launches = {"prune_gpu": DEFAULT_LAUNCH}
             for br, bk, nw in ((16, max(128, 8 * m), 4), (32, max(128, 8 * m), 4), (16, max(256, 8 * m), 8)):
-                launches[f"{br}x{bk}, {nw} warps"] = dataclasses.replace(DEFAULT_LAUNCH, **{tile: Launch(br, bk, nw)})
+                launches[f"BR={br} BK={bk} warps={nw}"] = dataclasses.replace(DEFAULT_LAUNCH,
+                                                                               **{tile: Launch(br, bk, nw)})
             for use_f in (False, True):
                 for name, launch in launches.items():
                     calls = [(lambda x=x, p=pattern, f=factor if use_f else None, launch=launch:
@@ -349,9 +353,9 @@ def _linear_case(name: str, m: int, k: int, n: int, reps: int) -> dict:
     err = rel_err(y, ref)
     cs = [kernels_gpu.prune_compress_24(x) for x in xs]
     row = {"name": name, "M": m, "K": k, "N": n, "rel_err": err, "check_pass": bool(err < 1e-2),
-           "alg": list(SL._alg(cs[0], ws[0].t(), None, None))}
+           "alg": cusparselt.get_plan(cs[0], ws[0]).describe()}
     row["dense"] = time_calls([(lambda x=x, w=w: F.linear(x, w)) for x, w in zip(xs, ws)], min_runs=reps)
-    row["sparse_gemm"] = time_calls([(lambda c=c, w=w: SL.sparse_mm(c, w)) for c, w in zip(cs, ws)], min_runs=reps)
+    row["sparse_gemm"] = time_calls([(lambda c=c, w=w: cusparselt.sparse_mm(c, w)) for c, w in zip(cs, ws)], min_runs=reps)
     row["prune_compress"] = time_calls([(lambda x=x: kernels_gpu.prune_compress_24(x)) for x in xs], min_runs=reps)
     row["sparse_linear"] = time_calls([(lambda x=x, w=w: SL.sparse_linear(x, w)) for x, w in zip(xs, ws)],
                                       min_runs=reps)
@@ -398,9 +402,9 @@ def int8():
                 qd = [kernels_gpu.quantize_int8(x) for x in xs]
                 qp = [kernels_gpu.quantize_int8(x, prune_24=True)[0] for x in xs]
                 cs = [kernels_gpu.prune_quant_compress_24_int8(x)[0] for x in xs]
-                exact = bool(torch.equal(SL.sparse_mm(cs[0], wq, out_dtype=torch.int32), torch._int_mm(qp[0], wq.t())))
+                exact = bool(torch.equal(cusparselt.sparse_mm(cs[0], wq, out_dtype=torch.int32), torch._int_mm(qp[0], wq.t())))
                 row = {"kind": kind, "M": m, "K": k, "N": n, "int32_equal_int_mm": exact}
-                try:  # the full W8A8 linear (per-token scales as cuSPARSELt's alpha vector, bf16 out)
+                try:  # the full W8A8 linear (int32 out, one-pass dequantization)
                     y = SL.sparse_linear_int8(xs[0], wq, wscale)
                     sx = kernels_gpu.quantize_int8(xs[0], prune_24=True)[1].double()
                     yref = (qp[0].double() @ wq.double().t()) * sx[:, None] * wscale.double()[None, :]
@@ -408,11 +412,11 @@ def int8():
                 except Exception as exc:  # noqa: BLE001
                     row["linear_error"] = repr(exc)[:300]
                 row["dense_int_mm"] = time_calls([(lambda q=q, w=w: torch._int_mm(q[0], w.t())) for q, w in zip(qd, wqs)])
-                row["sparse_gemm_int32"] = time_calls([(lambda c=c, w=w: SL.sparse_mm(c, w, out_dtype=torch.int32)) for c, w in zip(cs, wqs)])
+                row["sparse_gemm_int32"] = time_calls([(lambda c=c, w=w: cusparselt.sparse_mm(c, w, out_dtype=torch.int32)) for c, w in zip(cs, wqs)])
                 row["quant_dense"] = time_calls([(lambda x=x: kernels_gpu.quantize_int8(x)) for x in xs])
                 row["prune_quant_compress"] = time_calls([(lambda x=x: kernels_gpu.prune_quant_compress_24_int8(x)) for x in xs])
                 row["dense_pipeline"] = time_calls([(lambda x=x, w=w: torch._int_mm(kernels_gpu.quantize_int8(x)[0], w.t())) for x, w in zip(xs, wqs)])
-                row["sparse_pipeline"] = time_calls([(lambda x=x, w=w: SL.sparse_mm(kernels_gpu.prune_quant_compress_24_int8(x)[0], w, out_dtype=torch.int32)) for x, w in zip(xs, wqs)])
+                row["sparse_pipeline"] = time_calls([(lambda x=x, w=w: cusparselt.sparse_mm(kernels_gpu.prune_quant_compress_24_int8(x)[0], w, out_dtype=torch.int32)) for x, w in zip(xs, wqs)])
                 row["speedup_gemm"] = row["dense_int_mm"]["median_s"] / row["sparse_gemm_int32"]["median_s"]
                 row["speedup_pipeline"] = row["dense_pipeline"]["median_s"] / row["sparse_pipeline"]["median_s"]
                 row["check_pass"] = bool(exact and row.get("linear_rel_err", 1.0) < 1e-2)

@@ -222,24 +222,27 @@ def test_moe_prediction_runs():
 
 
 def test_selection_rate_predicts_2_4_and_8_16_masking_from_one_measurement_each():
-    """h200's fused_mask: bandwidth from 2:4 at 16384x14336, selection rate from 8:16 at the same shape; both
-    patterns at 8192x4096 are predicted (held out) within 5 %. 2:4 stays memory-bound, 8:16 is selection-bound."""
+    """h200's fused_mask: bandwidth from 2:4 at 16384x14336 (results-h200.json), selection rate from 8:16 with an
+    Amber factor at the same shape (selection-h200.json: the selection network on prune_gpu's tiles). The issue 17
+    rows with a factor, 2:4 and 8:16 at 8192x4096 held out, are predicted within 5 %: 2:4 memory-bound, 8:16
+    selection-bound."""
     import json
 
-    results = json.loads((data_dir("validation") / "gpu_pruner" /
-                          "results-h200.json").read_text())
+    results = json.loads((data_dir("validation") / "gpu_pruner" / "selection-h200.json").read_text())
     profile = load_profile("h200")
     impl = profile.prune_impls["fused_mask"]
-    rows = [r for r in results["prune"]["rows"] if r["impl"].startswith("fused_mask_") and r["impl"].endswith("_triton")]
+    launches = {"2:4": "prune_gpu", "8:16": "BR=32 BK=128 warps=4"}  # the tiles prune_gpu launches now
+    rows = [r for r in results["patterns"]["rows"] if r["factor"] and launches.get(r["pattern"]) == r["launch"]]
     assert len(rows) == 4
     for r in rows:
-        m = int(r["impl"].split("_")[2].split(":")[1])
+        m = int(r["pattern"].split(":")[1])
         terms = prune_terms(r["rows"] * r["k"] * 2.0, impl, bandwidth_gbps=profile.memory.bandwidth_gbps.value,
                             kernel_overhead_us=3.0, elements=r["rows"] * r["k"] * 1.0, group_size=m)
-        assert float(terms.seconds()) == pytest.approx(r["median_s"], rel=0.05), r["impl"]
+        assert float(terms.seconds()) == pytest.approx(r["median_s"], rel=0.05), (r["pattern"], r["rows"])
         assert int(terms.bound()) == (0 if m == 16 else 1)  # compute (selection) for 8:16, memory for 2:4
+    big = next(r for r in rows if r["pattern"] == "8:16" and r["rows"] == 16384)
     memory_only = prune_terms(16384 * 14336 * 2.0, impl, bandwidth_gbps=4800.0, kernel_overhead_us=3.0)
-    assert float(memory_only.seconds()) < 0.4 * 747e-6  # one bandwidth fraction alone misses 8:16 by 3x
+    assert float(memory_only.seconds()) < 0.8 * big["median_s"]  # 2:4's bandwidth alone under-costs 8:16
 
 
 def test_a_library_without_grouped_kernel_pays_one_launch_per_group():

@@ -1,6 +1,7 @@
 """Consistency of the committed GPU pruner device results (validation/gpu_pruner/results-h200.json):
 environment recorded, every timed row checked for correctness, derived numbers recomputable from the
-stored times, and the h200 profile's measured prune_impls values traceable to the file."""
+stored times, and the h200 profile's measured prune_impls bandwidths traceable to the file (its
+selection_rate: tests/test_gpu_select_results.py)."""
 from __future__ import annotations
 
 import json
@@ -92,9 +93,6 @@ def test_h200_profile_values_trace_to_results():
     assert impls["fused_cslt"].bandwidth_fraction.value == pytest.approx(statistics.median(gbps) / DATASHEET_GBPS, abs=0.005)
     big = {r["impl"]: r for r in RESULTS["prune"]["rows"] if r["rows"] == 16384}
     assert impls["fused_mask"].bandwidth_fraction.value == pytest.approx(big["fused_mask_2:4_triton"]["gbps_rw"] / DATASHEET_GBPS, abs=0.005)
-    elements = 16384 * 14336  # 8:16 selection: 16 rank comparisons per element, 3 us kernel overhead
-    rate = elements * 16 / (big["fused_mask_8:16_triton"]["median_s"] - 3e-6) / 1e12
-    assert impls["fused_mask"].selection_rate.value == pytest.approx(rate, abs=0.01)
     x_bytes = 16384 * 14336 * 2
     eager = impls["torch_eager_mask"]
     assert eager.bandwidth_fraction.value == pytest.approx(

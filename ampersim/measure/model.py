@@ -90,13 +90,16 @@ class _Linear:
         return triton_elementwise.dequant(self.torch._int_mm(q, self.w_q.t()), scale, self.w_scale, self.w.dtype)
 
     def reference_int8(self, x: Any) -> Any:
-        """Float model of the W8A8 product: eager per-token quantization with the kernels' arithmetic
-        (round half to even of x · (1/s) in fp32, s = absmax / 127), float product, both scales."""
+        """Float model of the W8A8 product with the kernels' arithmetic: eager per-token quantization
+        (round half to even of x · (1/s) in fp32, s = absmax / 127), the integer product exactly (float64:
+        an fp32 GEMM rounds sums above 2^24, which the int32 GEMM does not), then the dequantization
+        epilogue's fp32 ``acc · s · w_scale`` and one rounding to the model's dtype."""
         xf = x.float()
         amax = xf.abs().amax(dim=1)
         s = self.torch.where(amax > 0, amax / 127.0, self.torch.ones_like(amax))
         q = self.torch.round(xf * (1.0 / s)[:, None]).clamp(-127, 127)
-        return ((q @ self.w_q.float().t()) * s[:, None] * self.w_scale[None, :]).to(self.w.dtype)
+        acc = (q.double() @ self.w_q.double().t()).float()
+        return (acc * s[:, None] * self.w_scale[None, :]).to(self.w.dtype)
 
     def sparse(self, compressed: Any) -> Any:
         rows = compressed.shape[0]

@@ -122,10 +122,12 @@ def _sparse_24_int8(x: torch.Tensor, w_q: torch.Tensor, w_scale: torch.Tensor,
         q, s = kernels_gpu.quantize_int8(xp) if fused else _quantize_rows(xp)
         acc = q.float() @ w_q.float().t()
         return (acc * s[:, None] * w_scale[None, :]).to(x.dtype)
+    from ampersim.kernels.gpu import triton_elementwise
+
     c, s = kernels_gpu.prune_quant_compress_24_int8(x, factor=factor,
                                                     rows_out=token_bucket(rows, ROW_MULTIPLE["int8"]))
-    y = cusparselt.sparse_mm(c, w_q, out_dtype=x.dtype, alpha=s)[:rows]
-    return y.mul_(w_scale.to(x.dtype))
+    acc = cusparselt.sparse_mm(c, w_q, out_dtype=torch.int32)[:rows]
+    return triton_elementwise.dequant(acc, s, w_scale, x.dtype)
 
 
 @torch.library.custom_op("ampersim::sparse_linear_24", mutates_args=(),
@@ -187,9 +189,10 @@ def sparse_linear_int8(x: torch.Tensor, w_q: torch.Tensor, w_scale: torch.Tensor
                        bias: torch.Tensor | None = None, *, factor: Any = None) -> torch.Tensor:
     """W8A8 activation-sparse linear: 2:4 prune + per-token int8 quantization + sparse int8 GEMM.
 
-    y = (q_x @ w_q.T) * s_x[:, None] * w_scale[None, :] + bias, in x's dtype; the per-token scales go
-    in as cuSPARSELt's alpha vector. Dense fallback (same math in float) with a one-time warning when
-    the sparse path cannot run.
+    y = (q_x @ w_q.T) * s_x[:, None] * w_scale[None, :] + bias, in x's dtype: the sparse GEMM returns
+    int32 and the dense path's one-pass dequantization applies both scales with one rounding (an alpha
+    vector with 16-bit output, then the weight scale, would round twice: docs/gpu-pruner.md). Dense
+    fallback (same math in float) with a one-time warning when the sparse path cannot run.
     """
     if w_q.dtype != torch.int8:
         raise InvalidArgument(f"sparse_linear_int8: w_q must be int8, got {w_q.dtype}")

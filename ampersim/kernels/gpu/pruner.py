@@ -22,7 +22,7 @@ Public functions (they need torch and, for the fused paths, Triton with a CUDA d
   ``fused_writer_matches(device, itemsize, compress)`` runs that check against any compressor.
 
 Every kernel-launching function takes ``launch`` (a ``LaunchConfig``; default ``DEFAULT_LAUNCH``,
-the configurations tuned on an H200, docs/gpu-pruner.md).
+the configurations chosen from H200 measurements, docs/gpu-pruner.md).
 """
 from __future__ import annotations
 
@@ -67,11 +67,17 @@ class Launch:
 
 @dataclass(frozen=True)
 class LaunchConfig:
-    """Launch of each kernel. The compressing kernels need block_rows in 16..64 (metadata tiles of
-    16 rows within 64-row blocks) and block_cols a multiple of 64 (a 64-column K block)."""
+    """Launch of each kernel. ``fused_mask`` has one per group size (``mask_field``): ``mask24`` for
+    2:4, ``mask_m16`` for M = 16, ``mask_m32`` for M = 32, ``mask`` for every other M. For M > 4 a
+    tile should hold at least one group per thread (block_rows * block_cols / M >= 32 * num_warps),
+    else threads repeat each other's selection. The compressing kernels need block_rows in 16..64
+    (metadata tiles of 16 rows within 64-row blocks) and block_cols a multiple of 64 (a 64-column K
+    block)."""
 
     mask24: Launch = Launch(32, 128, 4)
     mask: Launch = Launch(16, 128, 4)
+    mask_m16: Launch = Launch(32, 128, 4)
+    mask_m32: Launch = Launch(16, 256, 4)
     compress24: Launch = Launch(16, 256, 4)
     quant_compress24: Launch = Launch(32, 256, 4)
     quant: Launch = Launch(16, 256, 4)
@@ -84,9 +90,19 @@ class LaunchConfig:
                 raise InvalidArgument(f"{name}: block_rows must be 16..{gpu_layout.ROW_TILE} and block_cols >= "
                                       f"{gpu_layout.K_MULTIPLE}, got {launch}", field=name)
 
+    @staticmethod
+    def mask_field(pattern: NMPattern) -> str:
+        """Name of the field whose launch ``prune_gpu`` uses for ``pattern``."""
+        if (pattern.n, pattern.m) == (2, 4):
+            return "mask24"
+        return {16: "mask_m16", 32: "mask_m32"}.get(pattern.m, "mask")
+
 
 DEFAULT_LAUNCH = LaunchConfig()
-"""Tuned on an NVIDIA H200 (sweep in validation/gpu_pruner/results-h200.json, section tune)."""
+"""Chosen on an NVIDIA H200: the compressing kernels by the sweep in
+validation/gpu_pruner/results-h200.json (section tune); mask_m16 and mask_m32 from the explicit-launch
+rows of validation/gpu_pruner/selection-h200.json (section patterns), not re-measured as defaults
+(docs/gpu-pruner.md)."""
 
 
 def _torch():
@@ -147,7 +163,7 @@ def prune_gpu(x: "torch.Tensor", pattern: str | NMPattern, *, factor: Any = None
     f = torch_eager.factor_tensor(factor, k, x.device)
     x2 = _rows2d(x)
     out = _torch().empty_like(x2)
-    cfg = launch.mask24 if (nm.n, nm.m) == (2, 4) else launch.mask
+    cfg = getattr(launch, LaunchConfig.mask_field(nm))
     bk = max(cfg.block_cols, nm.m)
     grid = (_cdiv(x2.shape[0], cfg.block_rows), _cdiv(k, bk))
     _kernels().mask_kernel[grid](

@@ -1,0 +1,98 @@
+"""Consistency of the committed issue 17 device run (validation/gpu_pruner/selection-h200.json: the
+selection-network fused_mask at 2:4, 4:8, 8:16, 16:32 on an H200): environment recorded, every
+timed row's pattern checked bit for bit first, fractions of copy recomputable from the stored times
+and the run's copy bandwidth, the default launches and the profiles' selection_rate traceable to it."""
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+
+from ampersim.core.patterns import NMPattern
+from ampersim.core.resources import data_dir
+from ampersim.hardware.registry import load_profile
+from ampersim.kernels.gpu.pruner import DEFAULT_LAUNCH, Launch, LaunchConfig
+
+RESULTS = json.loads((data_dir("validation") / "gpu_pruner" / "selection-h200.json").read_text())
+PATTERNS = ("2:4", "4:8", "8:16", "16:32")
+SHAPES = {(8192, 4096), (16384, 14336)}
+KERNEL_OVERHEAD_S = 3e-6  # the shipped h200 profile's kernel_overhead_us
+# profiles whose fused_mask / fused_cslt selection_rate comes from this run
+SELECTION_PROFILES = ("h200", "h200-calibrated", "h100-sxm", "h100-sxm-nm816", "h100-sxm-calibrated")
+
+
+def _rows() -> list[dict]:
+    return RESULTS["patterns"]["rows"]
+
+
+def _launch(row: dict) -> Launch:
+    """The tile a row ran: an explicit "BR=.. BK=.. warps=.." or what that tree's prune_gpu launched."""
+    if row["launch"] == "prune_gpu":
+        m = NMPattern.parse(row["pattern"]).m
+        cfg = RESULTS["config"]["mask24" if row["pattern"] == "2:4" else "mask"]
+        return Launch(cfg["BR"], max(cfg["BK"], m), cfg["num_warps"])
+    br, bk, warps = map(int, re.fullmatch(r"BR=(\d+) BK=(\d+) warps=(\d+)", row["launch"]).groups())
+    return Launch(br, bk, warps)
+
+
+def test_environment_and_sections():
+    env = RESULTS["env"]
+    for field in ("gpu", "capability", "torch", "cuda", "driver", "triton", "clocks", "date_utc"):
+        assert env.get(field) not in (None, ""), field
+    assert env["gpu"] == "NVIDIA H200"
+    for name in ("env", "copy", "patterns"):
+        assert "error" not in RESULTS[name], name
+
+
+def test_copy_bandwidth_recomputable():
+    copy = RESULTS["copy"]
+    for run in copy["runs"].values():
+        assert run["gbps_rw"] == pytest.approx(2 * copy["bytes"] / run["median_s"] / 1e9)
+    assert copy["gbps_rw"] == pytest.approx(max(r["gbps_rw"] for r in copy["runs"].values()))
+    assert RESULTS["patterns"]["copy_gbps_rw"] == copy["gbps_rw"]
+
+
+def test_every_timed_row_was_checked_and_is_recomputable():
+    checks = {(c["dtype"], c["pattern"], c["factor"]): c["equal"] for c in RESULTS["patterns"]["checks"]}
+    assert len(checks) == 3 * len(PATTERNS) * 2 and all(checks.values()) and RESULTS["patterns"]["all_equal"]
+    copy = RESULTS["patterns"]["copy_gbps_rw"]
+    rows = _rows()
+    assert len(rows) == len(SHAPES) * len(PATTERNS) * 2 * 4
+    for r in rows:
+        assert "error" not in r and (r["rows"], r["k"]) in SHAPES and r["pattern"] in PATTERNS
+        assert checks[("torch.bfloat16", r["pattern"], r["factor"])], r
+        assert r["mode"] == "graph" and r["reps"] >= 20 and r["p10_s"] <= r["median_s"] <= r["p90_s"]
+        moved = 2 * r["rows"] * r["k"] * 2  # bf16 read + write
+        assert r["gbps_rw"] == pytest.approx(moved / r["median_s"] / 1e9)
+        assert r["fraction_of_copy"] == pytest.approx(moved / r["median_s"] / 1e9 / copy)
+
+
+def test_default_launches_for_m16_and_m32_were_the_fastest_measured_with_the_amber_factor():
+    """DEFAULT_LAUNCH.mask_m16 / mask_m32 come from the explicit-launch rows (docs/gpu-pruner.md): with a
+    factor (the Amber scoring) they were the fastest tile at both shapes; 8:16 without a factor too."""
+    for pattern in ("8:16", "16:32"):
+        chosen = getattr(DEFAULT_LAUNCH, LaunchConfig.mask_field(NMPattern.parse(pattern)))
+        for shape in SHAPES:
+            for factor in ((True, False) if pattern == "8:16" else (True,)):
+                rows = [r for r in _rows() if r["pattern"] == pattern and r["factor"] == factor
+                        and (r["rows"], r["k"]) == shape and r["launch"] != "prune_gpu"]
+                assert _launch(min(rows, key=lambda r: r["median_s"])) == chosen, (pattern, shape, factor)
+
+
+def _selection_rate() -> float:
+    """fused_mask at 8:16 with an Amber factor, 16384x14336, as prune_gpu now launches it: 16 comparisons
+    per element (the profiles' selection term) over the time less one kernel overhead."""
+    chosen = DEFAULT_LAUNCH.mask_m16
+    (row,) = [r for r in _rows() if r["pattern"] == "8:16" and r["factor"] and (r["rows"], r["k"]) == (16384, 14336)
+              and r["launch"] != "prune_gpu" and _launch(r) == chosen]
+    return row["rows"] * row["k"] * 16 / (row["median_s"] - KERNEL_OVERHEAD_S) / 1e12
+
+
+@pytest.mark.parametrize("profile", SELECTION_PROFILES)
+def test_profiles_selection_rate_traces_to_the_run(profile):
+    rate = _selection_rate()
+    for impl in ("fused_mask", "fused_cslt"):
+        term = load_profile(profile).prune_impls[impl].selection_rate
+        assert term.value == pytest.approx(rate, abs=0.01), (profile, impl)
+        assert "selection-h200.json" in term.source, (profile, impl)
