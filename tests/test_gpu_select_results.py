@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import re
+from pathlib import Path
 
 import pytest
 
@@ -112,6 +113,25 @@ def test_default_launches_for_m16_and_m32_were_the_fastest_measured_with_the_amb
                 rows = [r for r in _rows() if r["pattern"] == pattern and r["factor"] == factor
                         and (r["rows"], r["k"]) == shape and r["launch"] != "prune_gpu"]
                 assert _launch(min(rows, key=lambda r: r["median_s"])) == chosen, (pattern, shape, factor)
+
+
+def test_docs_then_and_now_table_is_the_prune_gpu_rows_of_both_runs():
+    """docs/gpu-pruner.md's table: run 1's prune_gpu row ("then") and run 2's ("now") of each pattern,
+    factor and shape, as ms and fraction of the run's copy."""
+    text = (Path(__file__).resolve().parents[1] / "docs" / "gpu-pruner.md").read_text()
+
+    def cell(results: dict, pattern: str, factor: bool, shape: tuple[int, int]) -> str:
+        (row,) = [r for r in _rows(results) if r["launch"] == "prune_gpu" and r["pattern"] == pattern
+                  and r["factor"] == factor and (r["rows"], r["k"]) == shape]
+        return f"{row['median_s'] * 1e3:.3f} ms, {row['fraction_of_copy']:.2f}"
+
+    for pattern in PATTERNS:
+        tile = getattr(DEFAULT_LAUNCH, LaunchConfig.mask_field(NMPattern.parse(pattern)))
+        for factor in (False, True):
+            cells = [cell(run, pattern, factor, shape) for shape in ((8192, 4096), (16384, 14336)) for run in (RESULTS, RUN2)]
+            line = (f"| {pattern} | {'Amber' if factor else '-'} | {' | '.join(cells)} | "
+                    f"{tile.block_rows}x{tile.block_cols}, {tile.num_warps} warps |")
+            assert line in text, line
 
 
 def _selection_rate() -> float:
