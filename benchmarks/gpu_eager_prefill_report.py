@@ -25,6 +25,10 @@ MODES = ("eager", "compile", "graph")
 SPARSE_VARIANTS = ("amber_2:4_plans", "amber_2:4_torch_cslt", "int8_amber_2:4")
 
 
+def _by_key(rows: list[dict[str, Any]]) -> dict[tuple[int, str, str], dict[str, Any]]:
+    return {(r["tokens"], r["variant"], r["mode"]): r for r in rows}
+
+
 def _rows(results: dict[str, Any], *sections: str) -> dict[tuple[int, str, str], dict[str, Any]]:
     """Timed whole-model rows of ``sections`` by (tokens, variant, mode)."""
     return _by_key([r for s in sections for r in results.get(s, {}).get("rows", [])])
@@ -190,8 +194,8 @@ def w8a8_table(results: dict[str, Any]) -> str:
         return (f"W8A8: not measured. check_sparse: max layer rel err {check.get('max_layer_rel_err', math.nan):.4f} "
                 f"(tolerance {TOL:g}, ok={check.get('ok')}); dense int8 layer 0: {dense if dense is None else f'{dense:.4f}'}")
     target = GOALS["w8a8_4k_plus"]
-    lines = ["| what | tokens | mode | bf16 dense ms | int8 dense ms | int8 + 2:4 ms | int8 + 2:4 vs bf16 | "
-             f"int8 + 2:4 vs int8 dense | int8 dense vs bf16 | goal (≥ {target:g}× vs bf16 at ≥ 4k) |",
+    lines = [("| what | tokens | mode | bf16 dense ms | int8 dense ms | int8 + 2:4 ms | int8 + 2:4 vs bf16 | "
+              f"int8 + 2:4 vs int8 dense | int8 dense vs bf16 | goal (≥ {target:g}× vs bf16 at ≥ 4k) |"),
              "|---|---|---|---|---|---|---|---|---|---|"]
     for what, bf16, t in (("model", _rows(results, "model"), _rows(results, "w8a8")),
                           ("layer 0", _by_key(w8.get("layers", [])), _by_key(w8.get("layers", [])))):
@@ -203,10 +207,6 @@ def w8a8_table(results: dict[str, Any]) -> str:
             lines.append(f"| {what} | {tokens} | {mode} | {_ms(base)} | {_ms(dense)} | {_ms(sparse)} | {gain:.3f}× | "
                          f"{_ratio(dense, sparse):.3f}× | {_ratio(base, dense):.3f}× | {goal} |")
     return "\n".join(lines)
-
-
-def _by_key(rows: list[dict[str, Any]]) -> dict[tuple[int, str, str], dict[str, Any]]:
-    return {(r["tokens"], r["variant"], r["mode"]): r for r in rows}
 
 
 HOST_PARTS = (("prune_compress_us", "prune+compress launch"), ("plan_matmul_us", "plan matmul"),
