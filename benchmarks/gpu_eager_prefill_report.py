@@ -2,8 +2,9 @@
 
 ``python benchmarks/gpu_eager_prefill_report.py RESULTS.json`` prints the markdown tables that go into
 docs/gpu-pruner.md and docs/validation.md (whole-model prefill in eager / compile / graph mode against
-the issue-15 goals, with the host time of one forward and whether the host or the GPU bounds it; W8A8;
-host time per sparse linear and its parts; searched vs default sparse-GEMM algorithms), then the gaps
+the issue-15 goals, with the host time of one forward and whether the host or the GPU bounds it; W8A8
+whole model and layer 0 against bf16 dense and int8 dense; host time per sparse linear and its parts,
+with the parts timed alone where the file has them; searched vs default sparse-GEMM algorithms), then the gaps
 (what was not measured, and why) and the problems (what would make the file untrustworthy: missing
 environment, a sparse row timed without a passing check, a failed plan check); the exit status is 1
 if there is a problem. Speedups are always recomputed from the stored medians, never read from the file.
@@ -24,9 +25,23 @@ MODES = ("eager", "compile", "graph")
 SPARSE_VARIANTS = ("amber_2:4_plans", "amber_2:4_torch_cslt", "int8_amber_2:4")
 
 
+def _by_key(rows: list[dict[str, Any]]) -> dict[tuple[int, str, str], dict[str, Any]]:
+    return {(r["tokens"], r["variant"], r["mode"]): r for r in rows}
+
+
 def _rows(results: dict[str, Any], *sections: str) -> dict[tuple[int, str, str], dict[str, Any]]:
-    """Timed rows of ``sections`` by (tokens, variant, mode)."""
-    return {(r["tokens"], r["variant"], r["mode"]): r for s in sections for r in results.get(s, {}).get("rows", [])}
+    """Timed whole-model rows of ``sections`` by (tokens, variant, mode)."""
+    return _by_key([r for s in sections for r in results.get(s, {}).get("rows", [])])
+
+
+def _timed(results: dict[str, Any]) -> list[tuple[str, str, dict[str, Any]]]:
+    """Every timed row as (section, list key, row): whole models ("rows") and W8A8's layer 0 ("layers")."""
+    return [(section, key, row) for section in ("model", "w8a8", "compile") for key in ("rows", "layers")
+            for row in results.get(section, {}).get(key, [])]
+
+
+def _scope(key: str) -> str:
+    return " layer 0" if key == "layers" else ""
 
 
 def _median(row: dict[str, Any] | None) -> float | None:
@@ -68,14 +83,13 @@ def problems(results: dict[str, Any]) -> list[str]:
     out = [f"env: {f} not recorded" for f in ENV_FIELDS if env.get(f) in (None, "")]
     if results.get("correct", {}).get("all_ok") is False:
         out.append("correct: a sparse result disagreed with its dense reference")
-    for section in ("model", "w8a8", "compile"):
-        for row in results.get(section, {}).get("rows", []):
-            if row["variant"] not in SPARSE_VARIANTS or not math.isfinite(row.get("median_s", math.nan)):
-                continue
-            what, passed = gating_check(results, section, row["variant"])
-            if not passed:
-                out.append(f"{section}: {row['tokens']} tokens {row['variant']} {row['mode']} timed, but its check "
-                           f"({what}) {'failed' if passed is False else 'is not recorded'}")
+    for section, key, row in _timed(results):
+        if row["variant"] not in SPARSE_VARIANTS or not math.isfinite(row.get("median_s", math.nan)):
+            continue
+        what, passed = gating_check(results, section, row["variant"])
+        if not passed:
+            out.append(f"{section}{_scope(key)}: {row['tokens']} tokens {row['variant']} {row['mode']} timed, but its "
+                       f"check ({what}) {'failed' if passed is False else 'is not recorded'}")
     for row in results.get("gemm", {}).get("rows", []):
         for algorithm in ("searched", "default"):
             if f"{algorithm}_s" in row and f"{algorithm}_error" in row:
@@ -108,11 +122,10 @@ def gaps(results: dict[str, Any]) -> list[str]:
     if compile_err is not None and compile_err > TOL:
         out.append(f"compile: check_rel_err (compiled vs eager layer, both amber 2:4) {compile_err:.4g} > {TOL:g}; "
                    "recorded, gates nothing (the timed custom op is covered by model.check_plans)")
-    for section in ("model", "w8a8", "compile"):
-        for row in results.get(section, {}).get("rows", []):
-            if "error" in row or not math.isfinite(row.get("median_s", math.nan)):
-                out.append(f"{section}: {row['tokens']} tokens {row['variant']} {row['mode']}: "
-                           f"{row.get('error', 'no time')}")
+    for section, key, row in _timed(results):
+        if "error" in row or not math.isfinite(row.get("median_s", math.nan)):
+            out.append(f"{section}{_scope(key)}: {row['tokens']} tokens {row['variant']} {row['mode']}: "
+                       f"{row.get('error', 'no time')}")
     cutlass = {row["cutlass_error"] for row in results.get("gemm", {}).get("rows", []) if "cutlass_error" in row}
     out += [f"gemm: CUTLASS 2:4 GEMM not timed: {e}" for e in sorted(cutlass)]
     for row in results.get("gemm", {}).get("rows", []):
@@ -172,22 +185,27 @@ def compile_summary(results: dict[str, Any]) -> str:
 
 
 def w8a8_table(results: dict[str, Any]) -> str:
-    """W8A8 whole model: bf16 dense (section model), int8 dense, int8 + amber 2:4 (or why not measured)."""
+    """W8A8: bf16 dense (the whole model from section model), int8 dense and int8 + amber 2:4, as whole
+    models (eager and graph; the goal is judged on them) and as layer 0 alone (graph; a layer the amber
+    policy sparsifies), with the gain of int8 + 2:4 over bf16 dense and over int8 dense (or why not measured)."""
     w8 = results.get("w8a8", {})
     if not w8.get("rows"):
         check, dense = w8.get("check_sparse", {}), w8.get("check_dense_int8_layer0")
         return (f"W8A8: not measured. check_sparse: max layer rel err {check.get('max_layer_rel_err', math.nan):.4f} "
                 f"(tolerance {TOL:g}, ok={check.get('ok')}); dense int8 layer 0: {dense if dense is None else f'{dense:.4f}'}")
-    bf16, t = _rows(results, "model"), _rows(results, "w8a8")
-    lines = ["| tokens | mode | bf16 dense ms | int8 dense ms | int8 + 2:4 ms | vs bf16 | vs int8 | goal (≥ 1.3× vs bf16 at ≥ 4k) |",
-             "|---|---|---|---|---|---|---|---|"]
-    for tokens, mode in sorted({(k[0], k[2]) for k in t}):
-        base, dense, sparse = (_median(bf16.get((tokens, "dense", mode))), _median(t.get((tokens, "int8_dense", mode))),
-                               _median(t.get((tokens, "int8_amber_2:4", mode))))
-        gain = _ratio(base, sparse)
-        goal = (f"{'met' if gain >= GOALS['w8a8_4k_plus'] else 'missed'}" if tokens >= 4096 else "-")
-        lines.append(f"| {tokens} | {mode} | {_ms(base)} | {_ms(dense)} | {_ms(sparse)} | {gain:.3f}× | "
-                     f"{_ratio(dense, sparse):.3f}× | {goal} |")
+    target = GOALS["w8a8_4k_plus"]
+    lines = [("| what | tokens | mode | bf16 dense ms | int8 dense ms | int8 + 2:4 ms | int8 + 2:4 vs bf16 | "
+              f"int8 + 2:4 vs int8 dense | int8 dense vs bf16 | goal (≥ {target:g}× vs bf16 at ≥ 4k) |"),
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for what, bf16, t in (("model", _rows(results, "model"), _rows(results, "w8a8")),
+                          ("layer 0", _by_key(w8.get("layers", [])), _by_key(w8.get("layers", [])))):
+        for tokens, mode in sorted({(k[0], k[2]) for k in t}, key=lambda k: (k[0], MODES.index(k[1]))):
+            base = _median(bf16.get((tokens, "dense" if what == "model" else "bf16_dense", mode)))
+            dense, sparse = _median(t.get((tokens, "int8_dense", mode))), _median(t.get((tokens, "int8_amber_2:4", mode)))
+            gain = _ratio(base, sparse)
+            goal = f"{'met' if gain >= target else 'missed'}" if what == "model" and tokens >= 4096 else "-"
+            lines.append(f"| {what} | {tokens} | {mode} | {_ms(base)} | {_ms(dense)} | {_ms(sparse)} | {gain:.3f}× | "
+                         f"{_ratio(dense, sparse):.3f}× | {_ratio(base, dense):.3f}× | {goal} |")
     return "\n".join(lines)
 
 
@@ -195,18 +213,23 @@ HOST_PARTS = (("prune_compress_us", "prune+compress launch"), ("plan_matmul_us",
               ("sparse_linear_us", "sparse_linear()"), ("module_forward_us", "module forward"),
               ("custom_op_us", "custom op"), ("dense_linear_us", "dense F.linear"),
               ("torch_cslt_sparse_mm_us", "torch._cslt_sparse_mm"))
+HOST_ALONE = (("triton_launch_only_us", "Triton launcher alone"), ("cusparselt_ctypes_only_us", "cusparseLtMatmul (ctypes) alone"),
+              ("torch_empty_us", "torch.empty"), ("current_stream_us", "current_stream()"))
 
 
 def host_table(results: dict[str, Any]) -> str:
     """Host µs per call (enqueue time, 4096 tokens) of each path and part; 'rest' is sparse_linear() less
-    its two launches (Python and allocations); the goal applies to the module forward."""
-    head = " | ".join(label for _, label in HOST_PARTS)
+    its two launches (Python and allocations); the goal applies to the module forward. Files that timed
+    the parts of one sparse linear alone (the compress kernel's Triton launch without argument checks or
+    allocation, one cusparseLtMatmul through ctypes, an output allocation, the stream query) add a
+    column for each."""
+    linears = {name: parts for name, parts in results.get("host", {}).items() if isinstance(parts, dict)}
+    cols = HOST_PARTS + tuple(c for c in HOST_ALONE if any(c[0] in p for p in linears.values()))
+    head = " | ".join(label for _, label in cols)
     lines = [f"| linear | {head} | rest of sparse_linear() | goal ≤ {GOALS['host_us']:g} µs (module) |",
-             "|" + "---|" * (len(HOST_PARTS) + 3)]
-    for name, parts in results.get("host", {}).items():
-        if not isinstance(parts, dict):
-            continue
-        cells = " | ".join(f"{parts[k]:.1f}" if k in parts else "-" for k, _ in HOST_PARTS)
+             "|" + "---|" * (len(cols) + 3)]
+    for name, parts in linears.items():
+        cells = " | ".join(f"{parts[k]:.1f}" if k in parts else "-" for k, _ in cols)
         rest = parts.get("sparse_linear_us", math.nan) - parts.get("prune_compress_us", math.nan) \
             - parts.get("plan_matmul_us", math.nan)
         module = parts.get("module_forward_us", math.nan)

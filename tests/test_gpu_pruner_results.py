@@ -1,7 +1,8 @@
 """Consistency of the committed GPU pruner device results (validation/gpu_pruner/results-h200.json):
 environment recorded, every timed row checked for correctness, derived numbers recomputable from the
 stored times, and the h200 profile's measured prune_impls bandwidths traceable to the file (its
-selection_rate: tests/test_gpu_select_results.py)."""
+selection_rate: tests/test_gpu_select_results.py); and the int8 rows of the later quick run
+(quick-h200.json) that docs/gpu-pruner.md quotes."""
 from __future__ import annotations
 
 import json
@@ -13,6 +14,7 @@ from ampersim.core.resources import data_dir
 from ampersim.kernels.gpu import cslt_layout as gpu_layout
 
 RESULTS = json.loads((data_dir("validation") / "gpu_pruner" / "results-h200.json").read_text())
+QUICK = json.loads((data_dir("validation") / "gpu_pruner" / "quick-h200.json").read_text())
 DATASHEET_GBPS = 4800.0  # H200 HBM3e, the profile's memory.bandwidth_gbps
 
 
@@ -64,6 +66,27 @@ def test_int8_rows_exact_and_recomputable():
         assert r["int32_equal_int_mm"] and r["check_pass"] and r["linear_rel_err"] < 1e-2
         assert r["speedup_gemm"] == pytest.approx(_median(r["dense_int_mm"]) / _median(r["sparse_gemm_int32"]))
         assert r["speedup_pipeline"] == pytest.approx(_median(r["dense_pipeline"]) / _median(r["sparse_pipeline"]))
+
+
+def test_quick_run_int8_rows_exact_recomputable_and_as_quoted():
+    """quick-h200.json: every W8A8 row exact (int32 == _int_mm) and within tolerance before timing; its
+    speedups are ratios of its medians, in the ranges docs/gpu-pruner.md quotes (GEMM 1.92-2.43x,
+    pipeline 1.22-1.90x over dense int8)."""
+    assert QUICK["env"]["gpu"] == "NVIDIA H200" and "error" not in QUICK["int8"]
+    rows = QUICK["int8"]["rows"]
+    assert {(r["kind"], r["M"]) for r in rows} == {(k, m) for k in ("q_proj", "v_proj", "gate_proj", "down_proj")
+                                                    for m in (4096, 16384)}
+    def median(t: dict) -> float:  # that script version's typed Timing: method and runs
+        assert t["runs"] >= 20 and t["p10_s"] <= t["median_s"] <= t["p90_s"] and t["method"] == "cuda_graph"
+        return t["median_s"]
+
+    for r in rows:
+        assert r["int32_equal_int_mm"] and r["check_pass"] and r["linear_rel_err"] < 1e-2
+        assert r["speedup_gemm"] == pytest.approx(median(r["dense_int_mm"]) / median(r["sparse_gemm_int32"]))
+        assert r["speedup_pipeline"] == pytest.approx(median(r["dense_pipeline"]) / median(r["sparse_pipeline"]))
+    gemm, pipeline = [r["speedup_gemm"] for r in rows], [r["speedup_pipeline"] for r in rows]
+    assert (f"{min(gemm):.2f}", f"{max(gemm):.2f}") == ("1.92", "2.43")
+    assert (f"{min(pipeline):.2f}", f"{max(pipeline):.2f}") == ("1.22", "1.90")
 
 
 def test_layer_rows_checked():

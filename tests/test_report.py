@@ -63,14 +63,28 @@ ACCURACY = {
         },
     ],
 }
+SECOND = {  # a second model, scored by perplexity only; a local folder, so its figure's file name is made safe
+    "model": "models/qwen 0.5b",
+    "parameters": 494005120,
+    "dense": {"ppl": 12.0},
+    "rows": [
+        {"pattern": "8:16", "scoring": "amber", "policy": "amber", "coverage": 0.55, "ppl": 12.6, "ppl_delta": 0.6},
+        {"pattern": "2:4", "scoring": "magnitude", "policy": "all", "coverage": 1.0, "ppl": 19.0, "ppl_delta": 7.0},
+    ],
+}
+STUDY = {  # the multi-model results file (ACCURACY is the earlier single-model format)
+    "environment": {"date": "2026-12-03", "command": "python benchmarks/accuracy_study.py"},
+    "models": [{k: v for k, v in ACCURACY.items() if k != "environment"}, SECOND],
+}
+MODELS = ["smollm2-135m", "models/qwen 0.5b"]
 
 
-def _inputs(tmp_path, accuracy: bool) -> ReportInputs:
+def _inputs(tmp_path, accuracy: dict | None) -> ReportInputs:
     profiles = (load_profile("h100-sxm"), load_profile("a100-sxm"))
     scenario = load_scenario("prefill-4k")
     path = tmp_path / "accuracy.json"
-    if accuracy:
-        path.write_text(json.dumps(ACCURACY))
+    if accuracy is not None:
+        path.write_text(json.dumps(accuracy))
     return ReportInputs(
         profiles=profiles,
         scenario=scenario,
@@ -94,7 +108,7 @@ def _inputs(tmp_path, accuracy: bool) -> ReportInputs:
 
 @pytest.fixture(scope="module")
 def counted_study(tmp_path_factory):
-    """The study with accuracy results, built while every call of ``predict`` is counted per variant."""
+    """The study with two models' accuracy results, built while every call of ``predict`` is counted per variant."""
     calls = collections.Counter()
     real = ampersim.report.study.predict
 
@@ -106,7 +120,7 @@ def counted_study(tmp_path_factory):
     with pytest.MonkeyPatch.context() as mp:
         for module in (ampersim.report.study, ampersim.sim.predict):
             mp.setattr(module, "predict", counting)
-        study = build_study(_inputs(tmp_path_factory.mktemp("acc"), True), lambda _: None)
+        study = build_study(_inputs(tmp_path_factory.mktemp("acc"), STUDY), lambda _: None)
     return study, calls
 
 
@@ -126,9 +140,11 @@ def test_each_variant_is_predicted_once(counted_study):
     } | {
         (p.name, row["pattern"], row["policy"], row["scoring"], lengths)
         for p in study.inputs.profiles
-        for row in ACCURACY["rows"]
+        for model in STUDY["models"]
+        for row in model["rows"]
     }
-    assert set(calls) == expected  # the workload's own pattern and the W8A8 row reuse a prediction
+    # the workload's own pattern, the W8A8 row and the second model's 8:16 amber reuse a prediction
+    assert set(calls) == expected
     assert set(calls.values()) == {1}
     assert study.predictions == len(expected)
     for p in study.profiles:  # the summary, breakdown and cost sections share one prediction object
@@ -158,12 +174,14 @@ def test_every_table_says_where_its_numbers_come_from(with_accuracy):
     summary = with_accuracy.sections[0].tables[0].source
     assert "predicted by ampersim" in summary and "h100-sxm, a100-sxm (official)" in summary and "simulated" in summary
     frontier = next(s for s in with_accuracy.sections if s.anchor == "frontier")
-    assert frontier.tables[0].source.startswith("measured on smollm2-135m")
+    assert frontier.tables[0].source == (
+        "measured on smollm2-135m, models/qwen 0.5b by python benchmarks/accuracy_study.py on 2026-12-03 "
+        "(results file accuracy.json)")
 
 
 @pytest.fixture(scope="module")
 def without_accuracy(tmp_path_factory):
-    return build_study(_inputs(tmp_path_factory.mktemp("none"), False), lambda _: None)
+    return build_study(_inputs(tmp_path_factory.mktemp("none"), None), lambda _: None)
 
 
 def test_no_internal_references(with_accuracy, without_accuracy, tmp_path):
@@ -197,7 +215,7 @@ def test_sections_and_figures(with_accuracy):
     ]
     figures = [f.name for s in with_accuracy.sections for f in s.figures]
     assert figures == ["speedup_vs_tokens", "time_breakdown", "cost_per_m_tokens", "gpus_vs_rate", "fleet_chain",
-                       "fleet_sweeps", "frontier"]
+                       "fleet_sweeps", "frontier-smollm2-135m", "frontier-models-qwen-0.5b"]
     assert all(f.png.startswith(b"\x89PNG") for s in with_accuracy.sections for f in s.figures)
 
 
@@ -216,14 +234,35 @@ def test_every_profile_number_and_price_is_listed(with_accuracy):
     }
 
 
-def test_frontier_uses_accuracy(with_accuracy):
+def test_frontier_per_model(counted_study, with_accuracy):
+    acc = counted_study[0].accuracy
+    assert list(acc.frontier) == MODELS  # the file's order
+    for model, best in acc.frontier.items():  # a model's options compete only with each other
+        assert best and {o.model for o in best} == {model}
+    cost = collections.defaultdict(set)  # one prediction per variant: the same cost whichever model
+    for o in acc.options:
+        cost[(o.name, o.profile)].add(o.usd_per_m)
+    assert len(cost[("8:16 amber", "h100-sxm")]) == 1 and all(len(c) == 1 for c in cost.values())
+
     frontier = next(s for s in with_accuracy.sections if s.anchor == "frontier")
-    best, every = frontier.tables[1].rows, frontier.tables[2].rows
-    assert {r["option"] for r in every} == {"dense", "2:4 amber", "8:16 amber", "8:16 amber +W8A8"}
-    assert len(every) == 4 * 2  # every option on both profiles
-    assert min(every, key=lambda r: r["cloud $/M tokens"]) == best[0]  # the cheapest option is on the frontier
-    assert max(r["quiz_acc"] for r in every) == best[-1]["quiz_acc"]  # and so is the most accurate
-    assert all(a["quiz_acc"] < b["quiz_acc"] for a, b in itertools.pairwise(best))
+    assert "measured on 2 models" in frontier.paragraphs[0] and "for the workload's model, llama-3.1-8b" in \
+        frontier.paragraphs[0] and "its own frontier" in frontier.paragraphs[2]
+    assert [f.alt.split(":")[0] for f in frontier.figures] == MODELS
+    accuracy, best, every = frontier.tables
+    assert [r["model"] for r in accuracy.rows] == [MODELS[0]] * 4 + [MODELS[1]] * 3
+    assert best.columns[0] == every.columns[0] == "model"
+    assert {"quiz_acc", "ppl"} <= set(best.columns)  # each model on its own metric
+    small = [r for r in every.rows if r["model"] == MODELS[0]]
+    assert {r["option"] for r in small} == {"dense", "2:4 amber", "8:16 amber", "8:16 amber +W8A8"}
+    assert len(small) == 4 * 2  # every option on both profiles
+    quiz = [r for r in best.rows if r["model"] == MODELS[0]]
+    assert min(small, key=lambda r: r["cloud $/M tokens"]) == quiz[0]  # the cheapest option is on the frontier
+    assert max(r["quiz_acc"] for r in small) == quiz[-1]["quiz_acc"]  # and so is the most accurate
+    assert all(a["quiz_acc"] < b["quiz_acc"] for a, b in itertools.pairwise(quiz))
+    ppl = [r for r in best.rows if r["model"] == MODELS[1]]
+    assert ppl and all(r.get("quiz_acc") is None for r in ppl)  # scored by perplexity: lower is better
+    assert all(a["ppl"] > b["ppl"] for a, b in itertools.pairwise(ppl))
+    assert min(r["ppl"] for r in every.rows if r["model"] == MODELS[1]) == ppl[-1]["ppl"] == 12.0
 
 
 def test_pareto_frontier():
@@ -240,7 +279,7 @@ def test_missing_accuracy_is_said_clearly(without_accuracy):
 
 def test_html_is_self_contained(with_accuracy):
     html = render_html(with_accuracy)
-    assert html.count('src="data:image/png;base64,') == 7
+    assert html.count('src="data:image/png;base64,') == 8
     assert not re.search(r'(src|href)="(https?:|//)', html) and "<script" not in html
     assert "<h2>Assumptions and sources</h2>" in html
 
@@ -250,7 +289,7 @@ def test_markdown_writes_figures_beside(with_accuracy, tmp_path):
     assert {p.as_posix() for p in files} == {
         f"r_files/{n}.png"
         for n in ("speedup_vs_tokens", "time_breakdown", "cost_per_m_tokens", "gpus_vs_rate", "fleet_chain",
-                  "fleet_sweeps", "frontier")
+                  "fleet_sweeps", "frontier-smollm2-135m", "frontier-models-qwen-0.5b")
     }
     assert "![speedup vs prompt tokens per profile and pattern](r_files/speedup_vs_tokens.png)" in text
     assert "## GPUs needed vs request rate" in text and "|---" in text
@@ -280,7 +319,9 @@ def test_report_cli_html_and_markdown(tmp_path, capsys):
         == 0
     )
     assert out.read_text().startswith("<!DOCTYPE html>")
-    assert (tmp_path / "report.md").is_file() and (tmp_path / "report_files" / "frontier.png").is_file()
+    assert (tmp_path / "report.md").is_file()
+    # a single-model results file (the earlier format) gives one frontier chart, as before
+    assert [p.name for p in (tmp_path / "report_files").glob("frontier*")] == ["frontier.png"]
     # each profile plans with its own engine (vLLM's defaults differ by GPU), as `ampersim plan` does
     assert "h100-sxm 8,192 / 1,024, l4 2,048 / 256" in (tmp_path / "report.md").read_text()
     assert f"wrote {out}" in capsys.readouterr().out
@@ -341,9 +382,16 @@ def test_report_cli_bad_input(capsys, args, message):
     assert err.startswith("error: ") and message in err
 
 
-def test_bad_accuracy_file_names_field(tmp_path, capsys):
+@pytest.mark.parametrize(
+    "results,message",
+    [
+        ({"model": "m", "dense": {}, "rows": [{"pattern": "2:4"}]}, "field 'rows.0.scoring'"),
+        ({"models": [SECOND, SECOND]}, "field 'models': model models/qwen 0.5b listed more than once"),
+    ],
+)
+def test_bad_accuracy_file_names_field(tmp_path, capsys, results, message):
     bad = tmp_path / "acc.json"
-    bad.write_text(json.dumps({"model": "m", "dense": {}, "rows": [{"pattern": "2:4"}]}))
+    bad.write_text(json.dumps(results))
     assert (
         main(
             [
@@ -362,7 +410,7 @@ def test_bad_accuracy_file_names_field(tmp_path, capsys):
         )
         == 2
     )
-    assert "field 'rows.0.scoring'" in capsys.readouterr().err
+    assert message in capsys.readouterr().err
 
 
 def test_fleet_section_prices_the_fleet_and_the_break_even(with_accuracy):

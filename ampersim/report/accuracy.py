@@ -114,6 +114,10 @@ def load_accuracy_file(path: str | Path) -> AccuracyFile:
         raise InvalidData(f"{path}: field '{field}': {err['msg']}") from None
     if not study.models:
         raise InvalidData(f"{path}: field 'models': no model results")
+    names = [m.model for m in study.models]
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        raise InvalidData(f"{path}: field 'models': model {', '.join(twice)} listed more than once")
     return study
 
 

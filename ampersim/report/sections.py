@@ -7,11 +7,13 @@ SECTIONS lists them in reading order; ``document`` renders them all.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+import re
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from ampersim.econ.roi import PAYBACK_DEFINITION
 from ampersim.report import plots
+from ampersim.report.accuracy import AccuracyResults
 from ampersim.report.document import Document, Figure, Section, Table
 from ampersim.report.study import (
     CATEGORIES,
@@ -29,6 +31,7 @@ from ampersim.sim.scenario import Scenario
 
 SWEEP_SHOWN = (512, 2048, 8192, 32768)  # prompt lengths tabulated under the speedup chart
 TITLE = "ampersim report: N:M activation sparsity in prefill"
+METRIC_LABELS = {"quiz_acc": "quiz accuracy (higher is better)", "ppl": "perplexity (lower is better)"}  # frontier y
 
 
 def build_document(inputs: ReportInputs, progress: Callable[[str], None]) -> Document:
@@ -514,12 +517,14 @@ def frontier(study: Study) -> Section:
                 )
             ],
         )
-    results, metric = acc.results, acc.results.metric
-    higher_better = metric == "quiz_acc"
-    acc_rows = [{"option": "dense", "coverage": 0.0, "ppl": results.dense.ppl, "quiz_acc": results.dense.quiz_acc}]
-    for row in results.rows:
-        acc_rows.append(
+    sc, several = inputs.scenario, len(acc.results) > 1
+    acc_rows = []
+    for results in acc.results:
+        acc_rows.append({"model": results.model, "option": "dense", "coverage": 0.0, "ppl": results.dense.ppl,
+                         "quiz_acc": results.dense.quiz_acc})
+        acc_rows += [
             {
+                "model": results.model,
                 "option": option_name(row),
                 "coverage": row.coverage,
                 "ppl": row.ppl,
@@ -528,58 +533,90 @@ def frontier(study: Study) -> Section:
                 "quiz_acc_delta": row.quiz_acc_delta,
                 "± se": row.quiz_acc_delta_stderr,
             }
-        )
+            for row in results.rows
+        ]
     w8a8 = any(o.marker.endswith("+W8A8") for o in acc.options)
+    names = ", ".join(r.model for r in acc.results)
+    measured_patterns = {row.pattern for r in acc.results for row in r.rows}
     text = [
-        f"Accuracy from {acc.path.name}, measured on {results.model}; speed and cost are predicted for "
-        f"{inputs.scenario.model} ({inputs.scenario.name}), so the two axes come from different models unless "
-        "they match."
-        + (" W8A8 rows are accuracy-only variants (speed and cost at the workload's dtype)." if w8a8 else ""),
+        f"Accuracy from {acc.path.name}, measured on {_models(acc.results)}. Speed and cost are predicted for the "
+        f"workload's model, {sc.model} ({sc.name}){', the same for every accuracy model' if several else ''}, so "
+        "the two axes come from different models unless they match."
+        + (" W8A8 rows are accuracy-only variants (speed and cost at the workload's dtype)." if w8a8 else "")
+        + ("" if sc.pattern in measured_patterns else f" The workload's pattern {sc.pattern} has no accuracy "
+           f"measurement in {acc.path.name}, so it is not placed here (its speed and cost are in the sections above)."),
         (
             "Each point is one (profile, option) pair: colour = profile, marker = pattern, hollow = every layer "
             "sparsified (policy 'all'), filled = the selective amber policy. The line joins the pairs no other "
             "pair beats on both cost (cloud $/M prompt tokens; sparse path for sparse options) and accuracy."
         ),
     ]
-    scored = [o for o in acc.options if o.score is not None]
+    if several:
+        text.append(
+            "Each model has its own chart and its own frontier: models are scored on their own scale (quiz "
+            "accuracy where measured, else perplexity), so one model's options never compete with another's. "
+            "A pattern costs the same on every chart; only its accuracy changes from model to model."
+        )
+    on_frontier = [o for best in acc.frontier.values() for o in best]
+    sparse = any(o.name != "dense" for o in acc.options)
+    if sparse and all(o.name == "dense" for o in on_frontier):
+        whose = "every model's" if several else "the"
+        text.append(
+            f"Here {whose} frontier is dense alone: no measured sparse option is cheaper per prompt token than dense "
+            f"on {on_frontier[0].profile} (the cheapest profile) or scores better than dense, so none of the measured "
+            "variants pays on this workload."
+        )
     figures = []
-    if scored:
+    for results in acc.results:
+        scored = [o for o in acc.options if o.model == results.model and o.score is not None]
+        if not scored:
+            continue
+        best = acc.frontier[results.model]
         png = plots.frontier_chart(
             [plots.Point(o.usd_per_m, o.score, o.profile, o.marker, hollow=o.all_layers) for o in scored],
-            [(o.usd_per_m, o.score) for o in acc.frontier],
-            [(o.usd_per_m, o.score, f"{o.profile} {o.name}") for o in acc.frontier],
+            [(o.usd_per_m, o.score) for o in best],
+            [(o.usd_per_m, o.score, f"{o.profile} {o.name}") for o in best],
             xlabel="cloud $ per million prompt tokens",
-            ylabel="quiz accuracy (higher is better)" if higher_better else "perplexity (lower is better)",
-            title=f"Accuracy ({results.model}) vs cost ({inputs.scenario.model})",
+            ylabel=METRIC_LABELS[results.metric],
+            title=f"Accuracy ({results.model}) vs cost ({sc.model})",
         )
-        figures.append(Figure("frontier", png, "accuracy vs cost per pattern and profile"))
+        alt = "accuracy vs cost per pattern and profile"
+        figures.append(
+            Figure(f"frontier-{_slug(results.model)}", png, f"{results.model}: {alt}") if several
+            else Figure("frontier", png, alt)
+        )
     notes = list(acc.not_simulated)
     if not acc.options:
         notes.append("no profile has a cloud price: the frontier needs prices.cloud_usd_per_gpu_hour")
-    measured = _measured(results.environment, acc.path.name, results.model)
+    measured = _measured(acc.environment, acc.path.name, names)
     tables = [
         Table(
             acc_rows,
             list(dict.fromkeys(k for r in acc_rows for k in r)),
-            caption=f"accuracy on {results.model}",
+            caption=f"accuracy on {names}",
             source=measured,
         )
     ]
-    if acc.frontier:
+    if on_frontier:
         source = (
             f"accuracy {measured}; speedup {_predicted(study)}; cloud $/M tokens from those predictions and the "
             f"cloud price ({PRICED})"
         )
-        columns = list(_option_row(acc.frontier[0], metric))
+        metrics = dict.fromkeys(r.metric for r in acc.results)
+        columns = ["model", "option", "profile", *(c for m in metrics for c in (m, f"{m} delta")), "speedup",
+                   "cloud $/M tokens"]
+        metric = {r.model: r.metric for r in acc.results}
         tables.append(
-            Table([_option_row(o, metric) for o in acc.frontier], columns, caption="on the frontier", source=source)
+            Table([_option_row(o, metric[o.model]) for o in on_frontier], columns, caption="on the frontier",
+                  source=source)
         )
-        every = sorted(acc.options, key=lambda o: o.usd_per_m)
+        order = {r.model: i for i, r in enumerate(acc.results)}
+        every = sorted(acc.options, key=lambda o: (order[o.model], o.usd_per_m))
         tables.append(
             Table(
-                [_option_row(o, metric) for o in every],
+                [_option_row(o, metric[o.model]) for o in every],
                 columns,
-                caption="every option, by cost",
+                caption="every option, by cost" + (" within each model" if several else ""),
                 collapsed=True,
                 source=source,
             )
@@ -587,8 +624,21 @@ def frontier(study: Study) -> Section:
     return Section(title, "frontier", text, figures, tables, notes)
 
 
+
+def _models(results: Iterable[AccuracyResults]) -> str:
+    """'a (0.13 B parameters)' for one model; '2 models: a (0.13 B parameters), b' for several."""
+    named = [r.model + (f" ({r.parameters / 1e9:.2g} B parameters)" if r.parameters else "") for r in results]
+    return named[0] if len(named) == 1 else f"{len(named)} models: {', '.join(named)}"
+
+
+def _slug(name: str) -> str:
+    """``name`` as a file-name part: runs of characters other than letters, digits, '.', '_', '-' become '-'."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip("-") or "model"
+
+
 def _option_row(o: Option, metric: str) -> dict[str, Any]:
     return {
+        "model": o.model,
         "option": o.name,
         "profile": o.profile,
         metric: o.score,
@@ -598,14 +648,14 @@ def _option_row(o: Option, metric: str) -> dict[str, Any]:
     }
 
 
-def _measured(environment: dict[str, Any], file: str, model: str) -> str:
-    """'measured ...' with what the results file records about its run."""
+def _measured(environment: Mapping[str, Any], file: str, models: str) -> str:
+    """'measured on <models> ...' with what the results file records about its run."""
     recorded = [
         f"{label} {environment[key]}"
         for key, label in (("command", "by"), ("date", "on"), ("ampersim_commit", "at ampersim commit"))
         if environment.get(key)
     ]
-    return f"measured on {model}" + (f" {' '.join(recorded)}" if recorded else "") + f" (results file {file})"
+    return f"measured on {models}" + (f" {' '.join(recorded)}" if recorded else "") + f" (results file {file})"
 
 
 def sources(study: Study) -> Section:
@@ -663,9 +713,11 @@ def sources(study: Study) -> Section:
     ]
     bullets = list(inputs.price_notes)
     if study.accuracy is not None:
-        acc = study.accuracy.results
+        acc = study.accuracy
         env = ", ".join(f"{k}={v}" for k, v in acc.environment.items())
-        bullets.append(f"accuracy results: model {acc.model}; environment {env or 'not recorded'}")
+        models = ", ".join(r.model for r in acc.results)
+        bullets.append(f"accuracy results: model{'s' if len(acc.results) > 1 else ''} {models}; "
+                       f"environment {env or 'not recorded'}")
     text = [
         (
             f"Every number behind this report with its source. {study.assumed} hardware numbers are assumptions "

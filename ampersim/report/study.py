@@ -2,8 +2,8 @@
 
 ``build_study`` predicts every variant of the workload (profile × pattern × policy × scoring) exactly
 once and reuses that prediction wherever a section needs it (summary, breakdown, cost, frontier);
-it sweeps prompt lengths, prices the predictions, plans capacity at every request rate, places the
-accuracy results on the cost axis and collects every sourced number. The sections
+it sweeps prompt lengths, prices the predictions, plans capacity at every request rate, places every
+model's accuracy results on the cost axis and collects every sourced number. The sections
 (report/sections.py) only format a Study. A new section adds its numbers here (a field of Study,
 filled by build_study) and a formatting function there.
 """
@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -30,7 +31,7 @@ from ampersim.econ.traffic import LengthDist, Traffic, fixed
 from ampersim.hardware.profile import HardwareProfile
 from ampersim.models.registry import load_model_spec
 from ampersim.models.spec import ModelSpec
-from ampersim.report.accuracy import AccuracyResults, AccuracyRow, load_accuracy
+from ampersim.report.accuracy import AccuracyFile, AccuracyResults, AccuracyRow, load_accuracy_file
 from ampersim.sim.engine import EngineConfig, engine_for
 from ampersim.sim.predict import Prediction, comparison_patterns, predict, step_seconds
 from ampersim.sim.scenario import Scenario
@@ -135,8 +136,9 @@ class ProfileStudy:
 
 @dataclass(frozen=True)
 class Option:
-    """One (accuracy variant, profile) pair placed on the accuracy × cost plane."""
+    """One (model, accuracy variant, profile) triple placed on that model's accuracy × cost plane."""
 
+    model: str  # the model whose accuracy ``score`` is
     name: str
     marker: str  # pattern (+ W8A8): the chart's marker
     all_layers: bool  # policy 'all' (hollow marker) rather than the selective amber policy
@@ -149,12 +151,13 @@ class Option:
 
 @dataclass(frozen=True)
 class AccuracyStudy:
-    """The accuracy results file and its options priced on every profile with a cloud price."""
+    """Every model of the accuracy results file, its options priced on every profile with a cloud price."""
 
-    results: AccuracyResults
+    results: tuple[AccuracyResults, ...]  # one per model, in the file's order
+    environment: Mapping[str, Any]  # what the file records about its run
     path: Path
-    options: tuple[Option, ...]
-    frontier: tuple[Option, ...]  # not beaten on both cost and accuracy, in increasing cost
+    options: tuple[Option, ...]  # by model in the file's order
+    frontier: Mapping[str, tuple[Option, ...]]  # model (file's order) -> its unbeaten options, by increasing cost
     not_simulated: tuple[str, ...]  # variants the simulator refused, with the reason
 
 
@@ -282,7 +285,7 @@ def check_inputs(inputs: ReportInputs, spec: ModelSpec, predicted: _Predictions)
         check_traffic_fits(replica, engine, inputs.fleet_rate, inputs.prompts, inputs.outputs, hit,
                            field="fleet_rate")
     if inputs.accuracy_path is not None and inputs.accuracy_path.is_file():
-        load_accuracy(inputs.accuracy_path)
+        load_accuracy_file(inputs.accuracy_path)
     return replicas
 
 
@@ -322,7 +325,7 @@ def build_study(inputs: ReportInputs, progress: Callable[[str], None]) -> Study:
     accuracy = None
     if inputs.accuracy_path is not None and inputs.accuracy_path.is_file():
         progress("pricing the accuracy results")
-        accuracy = _accuracy_study(inputs, profiles, load_accuracy(inputs.accuracy_path), predicted)
+        accuracy = _accuracy_study(inputs, profiles, load_accuracy_file(inputs.accuracy_path), predicted)
     return Study(
         inputs=inputs,
         spec=spec,
@@ -471,43 +474,58 @@ def _prefill_shares(pred: Prediction) -> tuple[float, float]:
 def _accuracy_study(
     inputs: ReportInputs,
     profiles: list[ProfileStudy],
-    results: AccuracyResults,
+    accuracy: AccuracyFile,
     predicted: _Predictions,
 ) -> AccuracyStudy:
-    """Each accuracy variant simulated on the workload and priced at the cloud rate of every profile."""
+    """Every model's accuracy variants priced at the cloud rate of every profile, and each model's frontier.
+
+    A variant's speed and cost depend only on its pattern, policy and scoring (they are predicted for the
+    workload's model): ``predicted`` simulates each distinct variant once, whichever models share it."""
     clouds = [p for p in profiles if p.economics is not None and p.economics.prices.cloud_usd_per_gpu_hour]
-    metric = results.metric
-    options = [
-        Option("dense", "dense", False, getattr(results.dense, metric), 0.0, p.name, 1.0, _cloud(p.economics, "dense"))
-        for p in clouds
+    dense = [(p.name, 1.0, _cloud(p.economics, "dense")) for p in clouds]
+    refused: dict[str, None] = {}  # ordered set: a variant refused for several models is said once
+    options: list[Option] = []
+    frontier: dict[str, tuple[Option, ...]] = {}
+    for results in accuracy.models:
+        metric = results.metric
+        mine = [Option(results.model, "dense", "dense", False, getattr(results.dense, metric), 0.0, profile, speedup,
+                       usd) for profile, speedup, usd in dense]
+        for row in results.rows:
+            try:
+                priced = _price_variant(inputs.scenario, row, clouds, predicted)
+            except AmpersimError as exc:
+                refused[f"{option_name(row)}: not simulated ({exc})"] = None
+                continue
+            marker = row.pattern + (" +W8A8" if row.outstanding else "")  # W8A8: accuracy only
+            mine += [
+                Option(results.model, option_name(row), marker, row.policy == "all", getattr(row, metric),
+                       getattr(row, f"{metric}_delta"), profile, speedup, usd)
+                for profile, speedup, usd in priced
+            ]
+        options += mine
+        frontier[results.model] = _frontier(mine, higher_better=metric == "quiz_acc")
+    return AccuracyStudy(tuple(accuracy.models), accuracy.environment, inputs.accuracy_path, tuple(options), frontier,
+                         tuple(refused))
+
+
+def _price_variant(
+    sc: Scenario, row: AccuracyRow, clouds: Sequence[ProfileStudy], predicted: _Predictions
+) -> list[tuple[str, float, float]]:
+    """(profile, speedup, cloud $/M prompt tokens on the sparse path) of the workload at ``row``'s pattern,
+    policy and scoring on every profile (AmpersimError: the simulator refused the variant)."""
+    variant = sc.with_overrides(pattern=row.pattern, policy=row.policy, scoring=row.scoring)
+    preds = [(p, predicted(p.profile, variant, p.engine)) for p in clouds]
+    return [
+        (p.name, pred.speedup, _cloud(_economics(p.profile, pred, p.economics.prices), "sparse"))
+        for p, pred in preds
     ]
-    refused = []
-    for row in results.rows:
-        w8a8 = row.outstanding  # a W8A8 variant: accuracy only
-        name = option_name(row)
-        variant = inputs.scenario.with_overrides(pattern=row.pattern, policy=row.policy, scoring=row.scoring)
-        try:
-            preds = [(p, predicted(p.profile, variant, p.engine)) for p in clouds]
-        except AmpersimError as exc:
-            refused.append(f"{name}: not simulated ({exc})")
-            continue
-        options += [
-            Option(
-                name,
-                row.pattern + (" +W8A8" if w8a8 else ""),
-                row.policy == "all",
-                getattr(row, metric),
-                getattr(row, f"{metric}_delta"),
-                p.name,
-                pred.speedup,
-                _cloud(_economics(p.profile, pred, p.economics.prices), "sparse"),
-            )
-            for p, pred in preds
-        ]
+
+
+def _frontier(options: Sequence[Option], higher_better: bool) -> tuple[Option, ...]:
+    """The options (of one model) not beaten on both cost and score, in increasing cost."""
     scored = [o for o in options if o.score is not None]
-    points = pareto([(o.usd_per_m, o.score) for o in scored], higher_better=metric == "quiz_acc")
-    frontier = tuple(next(o for o in scored if (o.usd_per_m, o.score) == point) for point in points)
-    return AccuracyStudy(results, inputs.accuracy_path, tuple(options), frontier, tuple(refused))
+    points = pareto([(o.usd_per_m, o.score) for o in scored], higher_better)
+    return tuple(next(o for o in scored if (o.usd_per_m, o.score) == point) for point in points)
 
 
 def option_name(row: AccuracyRow) -> str:

@@ -101,8 +101,8 @@ class LaunchConfig:
 DEFAULT_LAUNCH = LaunchConfig()
 """Chosen on an NVIDIA H200: the compressing kernels by the sweep in
 validation/gpu_pruner/results-h200.json (section tune); mask_m16 and mask_m32 from the explicit-launch
-rows of validation/gpu_pruner/selection-h200.json (section patterns), not re-measured as defaults
-(docs/gpu-pruner.md)."""
+rows of validation/gpu_pruner/selection-h200.json (section patterns), then timed as defaults in
+selection-h200-run2.json (within 0.6 % of those rows; docs/gpu-pruner.md)."""
 
 
 def _torch():
