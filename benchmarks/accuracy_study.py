@@ -626,6 +626,15 @@ def main(argv: list[str] | None = None) -> int:
     unknown = [m for m in args.models.split(",") if m not in MODELS]
     if unknown:
         parser.error(f"--models: unknown '{unknown[0]}'; choose from {', '.join(MODELS)}")
+    from ampersim.core.errors import AmpersimError
+    from ampersim.core.outputs import check_output
+
+    try:  # before hours of evaluation: every output can be written
+        for path, flag, suffixes in ((args.cells, "--cells", (".jsonl",)), (args.json, "--json", (".json",)),
+                                     (args.markdown, "--markdown", (".md",)), (args.plot, "--plot", (".png",))):
+            check_output(path, flag, suffixes=suffixes)
+    except AmpersimError as exc:
+        parser.error(str(exc))
     if args.smoke:
         MODELS.update({name: Settings(2, 1, 12) for name in MODELS})
     if not args.render_only:
@@ -633,8 +642,10 @@ def main(argv: list[str] | None = None) -> int:
     import yaml
 
     from ampersim.core.yamlio import write_text_atomic
+    from ampersim.report.accuracy import AccuracyFile
 
     results = build_results(read_cells(args.cells), list(MODELS))
+    AccuracyFile.model_validate(results)  # what the report reads back: finite scores (the old file stays if not)
     paper = yaml.safe_load((ROOT / "benchmarks" / "accuracy_paper_reported.yaml").read_text(encoding="utf-8"))
     prefill = json.loads(args.prefill_json.read_text(encoding="utf-8")) if args.prefill_json.exists() else None
     earlier = ROOT / "docs" / EARLIER

@@ -186,7 +186,7 @@ def test_plan_cli_table(capsys):
 @pytest.mark.parametrize(
     "args,message",
     [
-        (["--rate", "0", "--slo-ttft-ms", "500"], "--rate 0: the request rate must be > 0"),
+        (["--rate", "0", "--slo-ttft-ms", "500"], "--rate 0.0: the request rate (requests/s) must be > 0"),
         (["--workload", "batch-summarization", "--rate", "5"], "give --slo-ttft-ms, --slo-tpot-ms or both"),
         (["--workload", "batch-summarization", "--slo-ttft-ms", "500"], "give --rate"),
         (["--rate", "5", "--slo-ttft-ms", "500", "--cache-hit-rate", "1"], "--cache-hit-rate 1: the share"),

@@ -70,8 +70,12 @@ def test_token_windows_non_overlapping_and_bos():
     with_bos = token_windows(tok, "abcdefghij", 4, 3, add_bos=True)
     assert with_bos.tolist() == [[0, 97, 98, 99], [0, 100, 101, 102], [0, 103, 104, 105]]
     assert token_windows(tok, "abcdefghij", 4).shape == (2, 4)
-    with pytest.raises(InvalidArgument, match="room for 1..2 windows"):
+    with pytest.raises(InvalidArgument, match="windows 3: the text has 10 tokens, room for at most 2 windows"):
         token_windows(tok, "abcdefghij", 4, 3)
+    with pytest.raises(InvalidArgument, match="window_tokens 20: the text has 10 tokens, fewer than one window of 20; "
+                                              "at most 10 tokens per window") as info:
+        token_windows(tok, "abcdefghij", 20)
+    assert info.value.field == "window_tokens"
 
 
 def test_load_text():

@@ -21,7 +21,7 @@ def test_read_corpus_joins_files_and_names_bad_lines(tmp_path):
     b.write_text("  \n")
     with pytest.raises(InvalidData, match="b.txt: the file is empty"):
         read_corpus([b])
-    with pytest.raises(NotFound, match="missing.txt: cannot read"):
+    with pytest.raises(NotFound, match="missing.txt: file not found"):
         read_corpus([tmp_path / "missing.txt"])
 
 

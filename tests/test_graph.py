@@ -139,9 +139,12 @@ def test_bad_lengths_and_pattern_alignment():
         build_graph(spec, pol, 128, 0, "bf16", 1)
     assert info.value.field == "batch"
     odd = ModelSpec.model_validate({**spec.model_dump(), "name": "odd", "intermediate_size": 1000})
-    with pytest.raises(InvalidArgument, match=r"multiple of 16; layers.0.down_proj has 1000"):
-        build_graph(odd, resolve_policy("amber", odd), 64, 1, "bf16", 1)
+    with pytest.raises(InvalidArgument, match=r"multiple of 16; layers.0.down_proj of odd has 1000") as info:
+        resolve_policy("amber", odd)  # the one pattern check: every command resolves its policy first
+    assert info.value.field == "pattern"
     build_graph(odd, resolve_policy("amber", odd, "2:4"), 64, 1, "bf16", 1)  # 1000 % 4 == 0: fine
+    with pytest.raises(InvalidArgument, match=r"layers.0.down_proj of odd has 500 per GPU \(tp 2\)"):
+        build_graph(odd, resolve_policy("amber", odd, "1:8"), 64, 1, "bf16", 2)  # 1000 % 8 == 0, 500 % 8 != 0
 
 
 def test_vectorized_graph_matches_scalar_graph():

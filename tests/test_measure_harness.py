@@ -2,6 +2,7 @@
 import pytest
 
 from ampersim.core.errors import InvalidArgument
+from ampersim.hardware.registry import load_profile
 from ampersim.measure.env import base_profile_name, check_gpu_matches_profile, profile_for_gpu
 from ampersim.measure.harness import MAX_RUNS, MIN_RUNS, rotation_sets, run_count, summarize, time_calls
 
@@ -51,10 +52,14 @@ def test_gpu_names_map_to_profiles(name, profile):
 
 
 def test_gpu_profile_mismatch_refused_unless_forced():
-    assert base_profile_name("h200-calibrated") == "h200"
-    assert check_gpu_matches_profile("NVIDIA H200", "h200-calibrated", force=False) is None
+    h200_calibrated, h100 = load_profile("h200-calibrated"), load_profile("h100-sxm")
+    assert base_profile_name(h200_calibrated) == "h200"
+    renamed = h200_calibrated.model_copy(update={"name": "my-fit", "base_profile": "h200"})
+    assert base_profile_name(renamed) == "h200"  # a calibrated profile named after its file keeps its GPU
+    assert check_gpu_matches_profile("NVIDIA H200", h200_calibrated, force=False) is None
+    assert check_gpu_matches_profile("NVIDIA H200", renamed, force=False) is None
     with pytest.raises(InvalidArgument, match="GPU mismatch") as info:
-        check_gpu_matches_profile("NVIDIA H200", "h100-sxm", force=False)
+        check_gpu_matches_profile("NVIDIA H200", h100, force=False)
     assert info.value.field == "force"
-    warning = check_gpu_matches_profile("NVIDIA H200", "h100-sxm", force=True)
+    warning = check_gpu_matches_profile("NVIDIA H200", h100, force=True)
     assert "GPU MISMATCH" in warning

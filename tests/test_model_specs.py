@@ -38,24 +38,26 @@ HF_CONFIGS = {
                       "num_hidden_layers": 80},
     "qwen2-7b": {"model_type": "qwen2", "hidden_act": "silu", "hidden_size": 3584, "intermediate_size": 18944,
                  "num_attention_heads": 28, "num_hidden_layers": 28, "num_key_value_heads": 4,
-                 "vocab_size": 152064, "tie_word_embeddings": False, "sliding_window": 131072,
+                 "vocab_size": 152064, "tie_word_embeddings": False, "sliding_window": 131072, "max_position_embeddings": 131072,
                  "use_sliding_window": False, "max_window_layers": 28, "rope_theta": 1000000.0},
     "qwen3-30b-a3b": {"model_type": "qwen3_moe", "hidden_act": "silu", "hidden_size": 2048, "intermediate_size": 6144,
                       "num_attention_heads": 32, "num_hidden_layers": 48, "num_key_value_heads": 4,
-                      "head_dim": 128, "vocab_size": 151936, "tie_word_embeddings": False,
+                      "head_dim": 128, "vocab_size": 151936, "tie_word_embeddings": False, "max_position_embeddings": 40960,
                       "num_experts": 128, "num_experts_per_tok": 8, "moe_intermediate_size": 768,
                       "decoder_sparse_step": 1, "mlp_only_layers": [], "norm_topk_prob": True,
                       "sliding_window": None, "use_sliding_window": False, "rope_theta": 1000000.0},
     "mistral-7b": {"model_type": "mistral", "hidden_act": "silu", "hidden_size": 4096, "intermediate_size": 14336,
                    "num_attention_heads": 32, "num_hidden_layers": 32, "num_key_value_heads": 8, "head_dim": 128,
-                   "vocab_size": 32768, "tie_word_embeddings": False, "sliding_window": None,
+                   "vocab_size": 32768, "tie_word_embeddings": False, "sliding_window": None, "max_position_embeddings": 32768,
                    "rope_theta": 1000000.0},
     "smollm2-135m": {"model_type": "llama", "hidden_act": "silu", "hidden_size": 576, "intermediate_size": 1536,
                      "num_attention_heads": 9, "num_hidden_layers": 30, "num_key_value_heads": 3,
-                     "vocab_size": 49152, "tie_word_embeddings": True, "rope_theta": 100000},
+                     "vocab_size": 49152, "tie_word_embeddings": True, "rope_theta": 100000,
+                     "max_position_embeddings": 8192},
     "gemma-3-270m": {"model_type": "gemma3_text", "hidden_activation": "gelu_pytorch_tanh", "hidden_size": 640,
                      "intermediate_size": 2048, "num_attention_heads": 4, "num_hidden_layers": 18,
                      "num_key_value_heads": 1, "head_dim": 256, "vocab_size": 262144, "sliding_window": 512,
+                     "max_position_embeddings": 32768,
                      "layer_types": ["full_attention" if (i + 1) % 6 == 0 else "sliding_attention"
                                      for i in range(18)],
                      "query_pre_attn_scalar": 256, "rope_theta": 1000000.0, "rope_local_base_freq": 10000.0},
@@ -206,7 +208,7 @@ def test_real_smollm2_config_matches_shipped_spec(monkeypatch):
 
 GGUF_KEYS = {"num_layers": "block_count", "hidden_size": "embedding_length", "intermediate_size": "feed_forward_length",
              "num_heads": "attention.head_count", "num_kv_heads": "attention.head_count_kv",
-             "rope_theta": "rope.freq_base"}
+             "rope_theta": "rope.freq_base", "max_position_embeddings": "context_length"}
 
 
 @pytest.mark.parametrize("name", ["qwen2.5-coder-0.5b", "qwen2.5-coder-1.5b", "gemma-3-270m"])

@@ -67,11 +67,13 @@ def test_sensitivity_writes_skip_list(capsys, tmp_path):
 
 @needs_smollm2
 @pytest.mark.parametrize("argv,message", [
-    (["--pattern", "5:10"], r"layer model\.layers\.0\.self_attn\.q_proj \(layers\.0\.q_proj\): in_features 576 "
-                            r"is not divisible by M=10"),
+    (["--pattern", "5:10"], r"--pattern 5:10 needs the input features of every sparsified linear to be a multiple "
+                            r"of 10; layers\.0\.q_proj of smollm2-135m has 576"),
     (["--eval", "bleu"], "unknown evaluation 'bleu'"),
-    (["--windows", "0"], "--windows: must be >= 1"),
-    (["--windows", "500"], "room for 1..70 windows of 512"),
+    (["--windows", "0"], "--windows 0: must be a whole number >= 1"),
+    (["--windows", "500"], "--windows 500: the text has [0-9,]+ tokens, room for at most 70 windows of 512"),
+    (["--window-tokens", "999999"], "--window-tokens: a perplexity window has 999,999 tokens, more than "
+                                    "smollm2-135m's context length of 8,192"),
     (["--policy", "no-such-policy.yaml"], "neither a preset"),
 ])
 def test_bad_arguments_one_line_exit_2(capsys, argv, message):

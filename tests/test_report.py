@@ -366,12 +366,12 @@ def test_report_cli_profile_without_price_still_renders(tmp_path, capsys):
 @pytest.mark.parametrize(
     "args,message",
     [
-        (["--out", "x.pdf"], "--out x.pdf: must end in .html or .md"),
-        (["--out", "x.html", "--rates", "5,0"], "--rates 0: the request rate must be > 0"),
+        (["--out", "x.pdf"], "--out x.pdf: the file name must end in .html, .htm, .md"),
+        (["--out", "x.html", "--rates", "5,0"], "--rates 0.0: the request rate (requests/s) must be > 0"),
         (["--out", "x.html", "--rates", "a"], "--rates 'a'"),
         (
             ["--out", "x.html", "--accuracy", "/nonexistent/acc.json"],
-            "--accuracy /nonexistent/acc.json: file not found",
+            "--accuracy '/nonexistent/acc.json': file not found",
         ),
         (["--out", "x.html", "--percentile", "95"], "--percentile '95'"),
     ],

@@ -173,7 +173,7 @@ def test_roi_cli_missing_price_is_one_line_error(capsys, tmp_path):
 
 @pytest.mark.parametrize("argv,line", [
     (["--utilization", "1.5"], "error: --utilization 1.5: must be in (0, 1]\n"),
-    (["--usd-per-hour", "0"], "error: --usd-per-hour 0: must be > 0\n"),
+    (["--usd-per-hour", "0"], "error: --usd-per-hour 0: must be > 0 and finite\n"),
     (["--tp", "3"], "error: --tp 3 does not divide the attention heads of llama-3.1-8b"),
 ])
 def test_roi_cli_errors_name_the_flag(capsys, argv, line):

@@ -112,7 +112,8 @@ def test_cli_validate_and_calibrate_take_the_implementation(tmp_path, capsys):
     assert main(["calibrate", "--measurements", str(DEFAULT), "--profile", "h200", "--sparse-gemm-impl",
                  "cusparselt_default", "--out", str(out)]) == 0
     written, shipped = load_profile(str(out)), load_profile("h200")
-    assert written.name == "h200-calibrated" and written.status == "calibrated"
+    assert written.name == "h200-default" and written.status == "calibrated"  # named after its file
+    assert written.base_profile == "h200"
     assert written.calibrated_from == "validation/h200-gemm-default.jsonl"
     assert written.efficiency.sparse_gemm == shipped.efficiency.sparse_gemm
     assert written.efficiency.sparse_gemm_impls == ["cusparselt_searched", "cusparselt_default"]

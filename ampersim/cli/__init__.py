@@ -2,15 +2,21 @@
 
 Each subcommand is a module in this package with ``register(subparsers)`` which adds its parser
 and sets ``run=<function(args) -> int>``. User errors print one line ``error: ...`` and exit 2.
+Every parser refuses a flag given twice unless it is meant to repeat (``action="append"``), and
+every ``type=float`` argument refuses ``inf`` and ``nan``.
 """
 from __future__ import annotations
 
 import argparse
 import importlib
+import math
 import re
 import sys
+from collections.abc import Sequence
+from typing import Any
 
-from ampersim.core.errors import AmpersimError
+from ampersim.core.deps import is_optional, missing
+from ampersim.core.errors import AmpersimError, MissingDependency
 
 # subcommand name -> module (imported when the parser is built; heavy imports stay inside run()).
 COMMANDS: dict[str, str] = {
@@ -27,8 +33,51 @@ COMMANDS: dict[str, str] = {
 }
 
 
+def finite_float(text: str) -> float:
+    """A float argument: any finite number (``inf`` and ``nan`` are never a length, rate, price or time)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got '{text}'") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"expected a finite number, got '{text}'")
+    return value
+
+
+_GIVEN = "_flags_given"  # namespace attribute that records the single-value flags seen in one parse
+
+
+class _StoreOnce(argparse._StoreAction):
+    """``store`` that refuses a second value: ``--profile a --profile b`` would silently keep only b."""
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any,
+                 option_string: str | None = None) -> None:
+        given = namespace.__dict__.setdefault(_GIVEN, set())
+        if self.option_strings and self.dest in given:
+            raise argparse.ArgumentError(self, "given more than once; give it once")
+        given.add(self.dest)
+        super().__call__(parser, namespace, values, option_string)
+
+
 class _Parser(argparse.ArgumentParser):
-    """ArgumentParser whose errors are one line on stderr with exit status 2."""
+    """ArgumentParser whose errors are one line on stderr with exit status 2, whose single-value flags
+    may be given once, and whose float arguments are finite."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.register("action", None, _StoreOnce)
+        self.register("action", "store", _StoreOnce)
+
+    def add_argument(self, *args: Any, **kwargs: Any) -> argparse.Action:
+        if kwargs.get("type") is float:
+            kwargs["type"] = finite_float
+        return super().add_argument(*args, **kwargs)
+
+    def parse_known_args(self, args: Sequence[str] | None = None,  # type: ignore[override]
+                         namespace: argparse.Namespace | None = None) -> tuple[argparse.Namespace, list[str]]:
+        parsed, rest = super().parse_known_args(args, namespace)
+        parsed.__dict__.pop(_GIVEN, None)
+        return parsed, rest
 
     def error(self, message: str) -> None:  # type: ignore[override]
         self.exit(2, f"error: {self.prog}: {message}\n")
@@ -88,6 +137,12 @@ def main(argv: list[str] | None = None) -> int:
     except AmpersimError as exc:
         print(error_line(exc, flag_for(parser, args, exc.field)), file=sys.stderr)
         return exc.exit_code
+    except ModuleNotFoundError as exc:  # an optional dependency imported where no require() guards it
+        name = (exc.name or "").split(".")[0]
+        if not is_optional(name):
+            raise
+        print(f"error: {missing(name, f'ampersim {args.command}')}", file=sys.stderr)
+        return MissingDependency.exit_code
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)
         return 130

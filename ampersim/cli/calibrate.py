@@ -25,21 +25,25 @@ def register(subparsers: Any) -> None:
                         help="the sparse-GEMM implementation the measured 2:4 GEMMs ran; if it is not the profile's "
                              "own (efficiency.sparse_gemm_impl), only the 2:4 GEMM stage is fitted, into the profile's "
                              "sparse_gemm_alternatives under that name, and every other number is kept")
-    parser.add_argument("--out", required=True, metavar="FILE", help="calibrated profile YAML to write")
+    parser.add_argument("--out", required=True, metavar="FILE",
+                        help="calibrated profile YAML to write; the profile is named after the file (h100-mine.yaml: "
+                             "h100-mine), which must not be another profile's name")
     add_format_argument(parser)
     parser.set_defaults(run=run)
 
 
 def run(args: Any) -> int:
-    from ampersim.measure.calibrate import calibrate, profile_yaml
-    from ampersim.measure.validate import validate
     from ampersim.cli.validate import load_checked
+    from ampersim.core.outputs import check_output
     from ampersim.core.yamlio import write_text_atomic
+    from ampersim.measure.calibrate import calibrate, calibrated_name, profile_yaml
+    from ampersim.measure.validate import validate
 
+    name = calibrated_name(check_output(args.out, "out", suffixes=(".yaml", ".yml")))
     files, profile, holdout = load_checked(args)
     impl = args.sparse_gemm_impl
     before = validate(files, profile, holdout, impl if impl in profile.efficiency.sparse_gemm_impls else None)
-    calibrated, stages, holdout = calibrate(files, profile, holdout, impl)
+    calibrated, stages, holdout = calibrate(files, profile, holdout, impl, name=name)
     after = validate(files, calibrated, holdout, impl)
     write_text_atomic(args.out, profile_yaml(calibrated))
     labels = [f.label for f in files]

@@ -7,7 +7,7 @@ from typing import Any
 
 from ampersim.cli import map_fields
 from ampersim.core.errors import InvalidArgument
-from ampersim.core.vocab import CLOUD_PRICES, DTYPES, MIXED_STEP_MODES
+from ampersim.core.vocab import CLOUD_PRICES, DTYPES, MEASURED_DTYPES, MIXED_STEP_MODES
 
 PRICE_FLAGS = (
     ("usd_per_hour", "--usd-per-hour", "cloud price, $ per GPU-hour"),
@@ -18,18 +18,19 @@ PRICE_FLAGS = (
 def add_workload_arguments(parser: argparse.ArgumentParser, *, lengths: bool = True,
                            default_workload: str = "prefill-4k",
                            tp_help: str = "tensor-parallel degree (default: the workload's)") -> None:
-    parser.add_argument(
-        "--workload",
-        default=None,
-        help=f"scenario name or YAML (default: {default_workload})",
-    )
-    parser.add_argument("--pattern", default=None, help="N:M sparsity pattern (default: the workload's, 8:16)")
-    parser.add_argument("--policy", default=None, help="amber | all | none | policy YAML (default: the workload's)")
-    parser.add_argument("--dtype", default=None, help="bf16 | fp16 | fp8 | int8 (default: the workload's)")
-    parser.add_argument("--tp", type=int, default=None, help=tp_help)
+    parser.add_argument("--workload", default=None, metavar="NAME|FILE",
+                        help=f"scenario name or YAML (default: {default_workload})")
+    parser.add_argument("--pattern", default=None, metavar="N:M",
+                        help="N:M sparsity pattern (default: the workload's, 8:16)")
+    parser.add_argument("--policy", default=None, metavar="amber|all|none|FILE",
+                        help="which linears are sparsified: a preset or a policy YAML (default: the workload's)")
+    parser.add_argument("--dtype", default=None, choices=MEASURED_DTYPES,
+                        help="GEMM data type (default: the workload's)")
+    parser.add_argument("--tp", type=int, default=None, metavar="N", help=tp_help)
     if lengths:
-        parser.add_argument("--tokens", type=int, default=None, help="tokens per prompt (overrides the workload)")
-        parser.add_argument("--batch", type=int, default=None, help="prompts per prefill step")
+        parser.add_argument("--tokens", type=int, default=None, metavar="N",
+                            help="tokens per prompt (overrides the workload)")
+        parser.add_argument("--batch", type=int, default=None, metavar="N", help="prompts per prefill step")
         map_fields(parser, prompt_tokens="--tokens")
 
 
@@ -52,16 +53,11 @@ def add_price_arguments(parser: argparse.ArgumentParser, *, repeatable: bool) ->
     """--usd-per-hour / --purchase-usd (once for all profiles, or once per --profile in order)."""
     for dest, flag, what in PRICE_FLAGS:
         if repeatable:
-            parser.add_argument(
-                flag,
-                dest=dest,
-                type=float,
-                action="append",
-                default=None,
-                help=f"{what}; once for every profile or once per --profile, in order",
-            )
+            parser.add_argument(flag, dest=dest, type=float, action="append", default=None, metavar="USD",
+                                help=f"{what}; once for every profile or once per --profile, in order")
         else:
-            parser.add_argument(flag, dest=dest, type=float, default=None, help=f"{what} (overrides the profile)")
+            parser.add_argument(flag, dest=dest, type=float, default=None, metavar="USD",
+                                help=f"{what} (overrides the profile)")
 
 
 def per_profile(values: list[float] | None, flag: str, n_profiles: int) -> list[float | None]:
@@ -80,12 +76,9 @@ def per_profile(values: list[float] | None, flag: str, n_profiles: int) -> list[
 
 def add_profiles_argument(parser: argparse.ArgumentParser) -> None:
     """Repeatable --profile; the first is the payback baseline."""
-    parser.add_argument(
-        "--profile",
-        action="append",
-        required=True,
-        help="hardware profile (repeat to compare; the first is the payback baseline)",
-    )
+    parser.add_argument("--profile", action="append", required=True, metavar="NAME|FILE",
+                        help="hardware profile name, alias or YAML (repeat to compare; the first is the payback "
+                             "baseline)")
 
 
 def add_ownership_arguments(parser: argparse.ArgumentParser, *, utilization: bool = True) -> None:
@@ -93,25 +86,29 @@ def add_ownership_arguments(parser: argparse.ArgumentParser, *, utilization: boo
     parser.add_argument("--cloud-price", choices=CLOUD_PRICES, default="market",
                         help="cloud rent: market (default: a median over providers) or list (one provider's "
                              "on-demand list price); both dated in the profile")
-    parser.add_argument("--tco", default=None,
+    parser.add_argument("--tco", default=None, metavar="NAME|FILE",
                         help="total-cost-of-ownership assumptions: name or YAML (default colocation-us: "
                              "workloads/tco/colocation-us.yaml, every number sourced)")
-    parser.add_argument("--lifetime-years", type=float, default=None,
+    parser.add_argument("--lifetime-years", type=float, default=None, metavar="YEARS",
                         help="depreciation period of a purchase (default: the TCO's, 5)")
-    parser.add_argument("--usd-per-kwh", type=float, default=None, help="electricity price (default: the TCO's, 0.10)")
-    for flag, dest, what in TCO_FLAGS:
-        parser.add_argument(flag, dest=dest, type=float, default=None, help=f"{what} (default: the TCO's)")
+    parser.add_argument("--usd-per-kwh", type=float, default=None, metavar="USD",
+                        help="electricity price (default: the TCO's, 0.10)")
+    for flag, dest, what, metavar in TCO_FLAGS:
+        parser.add_argument(flag, dest=dest, type=float, default=None, metavar=metavar,
+                            help=f"{what} (default: the TCO's)")
     if utilization:
-        parser.add_argument("--utilization", type=float, default=None,
+        parser.add_argument("--utilization", type=float, default=None, metavar="FRACTION",
                             help="fraction of hours the GPUs run prefill in the per-GPU prefill table, (0, 1] "
                                  "(default 1)")
 
 
 TCO_FLAGS = (
-    ("--server-usd-per-gpu", "server_usd_per_gpu", "server share of an owned GPU (CPUs, memory, NICs, chassis), $"),
-    ("--hosting-usd-per-kw-month", "hosting_usd_per_kw_month", "colocation price per provisioned kW per month, $"),
-    ("--pue", "pue", "power usage effectiveness of the facility"),
-    ("--idle-power-fraction", "idle_power_fraction", "idle GPU power as a share of TDP"),
+    ("--server-usd-per-gpu", "server_usd_per_gpu", "server share of an owned GPU (CPUs, memory, NICs, chassis), $",
+     "USD"),
+    ("--hosting-usd-per-kw-month", "hosting_usd_per_kw_month", "colocation price per provisioned kW per month, $",
+     "USD"),
+    ("--pue", "pue", "power usage effectiveness of the facility", "RATIO"),
+    ("--idle-power-fraction", "idle_power_fraction", "idle GPU power as a share of TDP", "FRACTION"),
 )
 
 
@@ -120,17 +117,17 @@ def load_tco(args: argparse.Namespace) -> Any:
     from ampersim.econ.tco import DEFAULT_TCO
     from ampersim.econ.tco import load_tco as load
 
-    tco = load(args.tco or DEFAULT_TCO)
-    return tco.with_overrides(**{dest: getattr(args, dest, None) for _, dest, _ in TCO_FLAGS})
+    tco = load(args.tco if args.tco is not None else DEFAULT_TCO)  # an empty --tco is refused, not ignored
+    return tco.with_overrides(**{dest: getattr(args, dest, None) for _, dest, _, _ in TCO_FLAGS})
 
 
 def add_target_arguments(parser: argparse.ArgumentParser, *, rate_help: str) -> None:
     """--rate, --slo-ttft-ms, --slo-tpot-ms (defaults: the workload's serving targets)."""
-    parser.add_argument("--rate", type=float, default=None, help=rate_help)
-    parser.add_argument("--slo-ttft-ms", type=float, default=None,
+    parser.add_argument("--rate", type=float, default=None, metavar="R", help=rate_help)
+    parser.add_argument("--slo-ttft-ms", type=float, default=None, metavar="MS",
                         help="time-to-first-token target, ms (default: the workload's, when it names one and no "
                              "SLO flag is given)")
-    parser.add_argument("--slo-tpot-ms", type=float, default=None,
+    parser.add_argument("--slo-tpot-ms", type=float, default=None, metavar="MS",
                         help="time-per-output-token target (mean gap after the first token), ms (default: the "
                              "workload's)")
     map_fields(parser, rate_per_s="--rate", slo_ttft_s="--slo-ttft-ms", slo_tpot_s="--slo-tpot-ms")
@@ -167,14 +164,14 @@ def load_requests(args: argparse.Namespace, scenario: Any, rate: float | None) -
     from ampersim.econ.capacity import auto_duration_s, scenario_outputs, scenario_prompts
     from ampersim.econ.traffic import Traffic, parse_length_dist, read_request_trace
 
-    if getattr(args, "trace", None):
+    if getattr(args, "trace", None) is not None:  # an empty --trace is refused, not ignored
         requests = read_request_trace(args.trace)
         if rate is not None:
             requests = requests.scaled_to(rate)
         return requests, requests.prompts, requests.outputs
-    prompts = parse_length_dist(args.prompt_dist) if args.prompt_dist else scenario_prompts(scenario)
-    outputs = (parse_length_dist(args.output_dist, what="output", field="output_dist") if args.output_dist
-               else scenario_outputs(scenario))
+    prompts = parse_length_dist(args.prompt_dist) if args.prompt_dist is not None else scenario_prompts(scenario)
+    outputs = (parse_length_dist(args.output_dist, what="output", field="output_dist")
+               if args.output_dist is not None else scenario_outputs(scenario))
     hit = args.cache_hit_rate if args.cache_hit_rate is not None else scenario.cache_hit_rate
     duration = args.duration_s if args.duration_s is not None else auto_duration_s(rate)
     requests = Traffic(rate, prompts, duration, outputs=outputs, seed=args.seed, cache_hit_rate=hit)
@@ -183,36 +180,32 @@ def load_requests(args: argparse.Namespace, scenario: Any, rate: float | None) -
 
 def add_traffic_arguments(parser: argparse.ArgumentParser, *, duration_help: str) -> None:
     """SLO percentile, prompt and output lengths, the serving engine's limits, simulated duration and seed."""
-    parser.add_argument("--percentile", default="p95", help="SLO percentile: p50, p95, p99 (any pNN; default p95)")
-    parser.add_argument(
-        "--prompt-dist",
-        default=None,
-        help="fixed:TOKENS | lognormal:MEAN,SIGMA[,MAX] | trace:FILE (default: the workload's lengths)",
-    )
-    parser.add_argument(
-        "--output-dist",
-        default=None,
-        help="output tokens per request: fixed:TOKENS (0: prefill only) | lognormal:MEAN,SIGMA[,MAX] | trace:FILE "
-        "(default: the workload's)",
-    )
-    parser.add_argument("--cache-hit-rate", type=float, default=None,
+    parser.add_argument("--percentile", default="p95", metavar="pNN",
+                        help="SLO percentile: p50, p95, p99 (any pNN; default p95)")
+    parser.add_argument("--prompt-dist", default=None, metavar="DIST",
+                        help="fixed:TOKENS | lognormal:MEAN,SIGMA[,MAX] | trace:FILE (default: the workload's lengths)")
+    parser.add_argument("--output-dist", default=None, metavar="DIST",
+                        help="output tokens per request: fixed:TOKENS (0: prefill only) | lognormal:MEAN,SIGMA[,MAX] | "
+                             "trace:FILE (default: the workload's)")
+    parser.add_argument("--cache-hit-rate", type=float, default=None, metavar="FRACTION",
                         help="share of every prompt's tokens already in the prefix cache, [0, 1): their prefill "
                              "(and its sparsity) is skipped (default: the workload's, else 0)")
     add_engine_arguments(parser)
-    parser.add_argument("--duration-s", type=float, default=None, help=duration_help)
-    parser.add_argument("--seed", type=int, default=0, help="random seed of arrivals and lengths (default 0)")
+    parser.add_argument("--duration-s", type=float, default=None, metavar="SECONDS", help=duration_help)
+    parser.add_argument("--seed", type=int, default=0, metavar="N",
+                        help="random seed of arrivals and lengths, >= 0 (default 0)")
 
 
 def add_engine_arguments(parser: argparse.ArgumentParser) -> None:
     """The serving engine's limits (defaults: vLLM's for the profile's GPU)."""
-    parser.add_argument("--max-batched-tokens", type=int, default=None,
+    parser.add_argument("--max-batched-tokens", type=int, default=None, metavar="N",
                         help="token budget of one step, prefill chunks and decode tokens together (default: vLLM's "
                              "for the GPU: 8192 on >= 70 GiB GPUs other than A100, else 2048)")
-    parser.add_argument("--max-seqs", type=int, default=None,
+    parser.add_argument("--max-seqs", type=int, default=None, metavar="N",
                         help="running sequences per replica at most (default: vLLM's: 1024 on >= 70 GiB GPUs other "
                              "than A100, else 256)")
-    parser.add_argument("--block-size", type=int, default=None, help="KV-cache block, tokens (default 16)")
-    parser.add_argument("--gpu-memory-utilization", type=float, default=None,
+    parser.add_argument("--block-size", type=int, default=None, metavar="N", help="KV-cache block, tokens (default 16)")
+    parser.add_argument("--gpu-memory-utilization", type=float, default=None, metavar="FRACTION",
                         help="share of each GPU's memory for weights, activations and KV cache (default 0.9)")
     parser.add_argument("--kv-dtype", choices=DTYPES, default=None,
                         help="KV-cache element type (default: the 16-bit activations)")

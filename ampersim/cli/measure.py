@@ -25,13 +25,13 @@ def register(subparsers: Any) -> None:
                         help=f"prompt tokens (one sequence) per measurement (default: {DEFAULT_TOKENS})")
     parser.add_argument("--out", required=True, metavar="FILE", help="measurement file (JSON lines)")
     parser.add_argument("--append", action="store_true", help="add a run to an existing file of the same GPU")
-    parser.add_argument("--dtype", default="bf16", metavar="D[,D...]",
+    parser.add_argument("--dtype", default="bf16", metavar="DTYPE[,DTYPE...]",
                         help="bf16|fp16|int8|fp8, comma-separated; the first for every op, others for GEMMs only")
     parser.add_argument("--pattern", default="2:4", metavar="N:M",
                         help="pattern of the sparse GEMMs and compressing pruners (default 2:4, the native one)")
     parser.add_argument("--policy", metavar="amber|all|none|FILE",
                         help="policy of whole layers/model (default: the workload's, amber for a model name)")
-    parser.add_argument("--what", default="ops,layers,model", metavar="LIST",
+    parser.add_argument("--what", default="ops,layers,model", metavar="WHAT[,WHAT...]",
                         help="any of ops,layers,model,decode,mixed (default: ops,layers,model; decode: decode steps, "
                              "mixed: chunked-prefill steps with decode tokens, their ops and whole layers)")
     parser.add_argument("--decode-batch", default="1,16,64,256", metavar="B[,B...]",
@@ -41,7 +41,7 @@ def register(subparsers: Any) -> None:
                              "in mixed steps)")
     parser.add_argument("--mixed-tokens", default="2048,8192", metavar="N[,N...]",
                         help="token budget of the mixed steps: decode tokens plus a prefill chunk (default 2048,8192)")
-    parser.add_argument("--prune-impls", metavar="LIST",
+    parser.add_argument("--prune-impls", metavar="NAME[,NAME...]",
                         help=f"any of {','.join(MEASURED_PRUNE_IMPLS + DIAGNOSTIC_PRUNE_IMPLS)} "
                              "(default: every one available here)")
     parser.add_argument("--layer-tokens", metavar="N[,N...]", help="token counts of whole layers (default: --tokens)")
@@ -52,7 +52,8 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--deadline", type=float, metavar="SECONDS",
                         help="stop starting new measurements after this long (the rest are recorded as skipped)")
     parser.add_argument("--device", default="cuda", choices=("cuda", "cpu"),
-                        help="cpu: dry run of the harness on tiny shapes (host clock; not a GPU measurement)")
+                        help="cpu: a dry run of the harness on tiny shapes, in seconds (each model as 2 layers of "
+                             "width 64, 32 tokens; the token flags are ignored; host clock, not a GPU measurement)")
     parser.set_defaults(run=run)
 
 
@@ -104,10 +105,10 @@ def run(args: Any) -> int:
     from ampersim.core.errors import InvalidArgument
     from ampersim.core.patterns import NMPattern
     from ampersim.core.vocab import MEASURED_DTYPES
-    from ampersim.measure.env import capture_environment, require_cuda
+    from ampersim.measure.env import capture_environment, require_cuda, require_torch
     from ampersim.measure.prune_impls import unavailable_impls
-    from ampersim.measure.records import MeasurementWriter, header_record
-    from ampersim.measure.runner import MeasureConfig, execute
+    from ampersim.measure.records import MeasurementWriter, check_measurement_output, header_record
+    from ampersim.measure.runner import MeasureConfig, dry_run, execute
 
     pattern = str(NMPattern.parse(args.pattern))
     config = MeasureConfig(
@@ -127,13 +128,17 @@ def run(args: Any) -> int:
         decode_contexts=_ints(args.decode_context, "--decode-context"),
         mixed_tokens=_ints(args.mixed_tokens, "--mixed-tokens"),
     )
-    config.step_points()  # refuses mixed budgets the 2:4 kernels cannot take, before any GPU work
     if not config.targets:
         raise InvalidArgument("--workload: give at least one model or scenario")
+    if args.device == "cpu":
+        config = dry_run(config)
+    config.check_bounds()
+    config.step_points()  # refuses mixed budgets the 2:4 kernels cannot take, before any GPU work
+    check_measurement_output(args.out, append=args.append)
     if args.device == "cuda":
         require_cuda()
     else:
-        import torch  # noqa: F401  (the dry run still needs torch)
+        require_torch("ampersim measure --device cpu")
     env = capture_environment(args.device)
     header = header_record(env, ["ampersim", *sys.argv[1:]] if sys.argv else [],
                            datetime.now(timezone.utc).isoformat(timespec="seconds"))

@@ -24,23 +24,24 @@ CANDIDATE_COLUMNS = ("path", "tp", "gpus", "kv_tokens", "min_ttft_ms", "min_tpot
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("plan", help="minimum GPUs for a request rate under TTFT/TPOT SLOs, dense vs sparse, and "
                                     "what they cost", description=__doc__)
-    p.add_argument("--profile", required=True, help="hardware profile name, alias or YAML")
+    p.add_argument("--profile", required=True, metavar="NAME|FILE", help="hardware profile name, alias or YAML")
     add_workload_arguments(p, lengths=False, default_workload=DEFAULT_WORKLOAD,
                            tp_help="tensor-parallel degree (default: search every degree up to 8 the model allows)")
     add_target_arguments(p, rate_help="arrival rate, requests/s (Poisson; default: the workload's; with --trace: "
                                       "rescale the trace to this mean rate)")
-    p.add_argument("--trace", default=None,
+    p.add_argument("--trace", default=None, metavar="FILE",
                    help="replay a request trace: CSV or JSON lines with arrival, input, output (and optionally "
                         "cached) tokens per request")
     add_traffic_arguments(p, duration_help="simulated seconds of traffic (default: ~50,000 requests, 600-3600 s)")
-    p.add_argument("--usd-per-hour", type=float, default=None,
+    p.add_argument("--usd-per-hour", type=float, default=None, metavar="USD",
                    help="cloud price, $ per GPU-hour (default: the profile's market price, see --cloud-price)")
-    p.add_argument("--purchase-usd", type=float, default=None, help="purchase price per GPU, $ (default: the profile's)")
+    p.add_argument("--purchase-usd", type=float, default=None, metavar="USD",
+                   help="purchase price per GPU, $ (default: the profile's)")
     add_ownership_arguments(p, utilization=False)
     p.add_argument("--disaggregate", action="store_true",
                    help="also size separate prefill and decode pools (Splitwise/DistServe) with the KV cache moved "
                         "between them; needs a TTFT and a TPOT SLO")
-    p.add_argument("--kv-link-gbps", type=float, default=None,
+    p.add_argument("--kv-link-gbps", type=float, default=None, metavar="GBPS",
                    help="per-GPU bandwidth from the prefill to the decode pool, GB/s (default 50: one 400 Gb/s "
                         "InfiniBand NDR port per GPU)")
     add_format_argument(p)
@@ -54,7 +55,7 @@ def plan_request(args: argparse.Namespace, profile: Any, scenario: Any,
     from ampersim.econ.capacity import plan_capacity, require_feasible
     from ampersim.models.registry import load_model_spec
 
-    rate, slo = serving_targets(args, scenario, trace=bool(getattr(args, "trace", None)))
+    rate, slo = serving_targets(args, scenario, trace=getattr(args, "trace", None) is not None)
     engine = load_engine(args, profile)
     spec = load_model_spec(scenario.model)
     requests, prompts, outputs = load_requests(args, scenario, rate)
@@ -63,37 +64,62 @@ def plan_request(args: argparse.Namespace, profile: Any, scenario: Any,
     return plan, requests, prompts, outputs, engine
 
 
-def price_and_cost(args: argparse.Namespace, profile: Any, plan: Any, usd_per_hour: float | None,
-                   purchase_usd: float | None, tco: Any) -> tuple[Any, Any, str]:
-    """(price basis or None, fleet costs or None, note): the plan's fleets priced per the arguments."""
+def prices(args: argparse.Namespace, profile: Any, tco: Any) -> tuple[Any, str]:
+    """(price basis or None, note) per the arguments, before any planning: bad prices fail at once, and a
+    profile without any price is planned unpriced (the note says so)."""
     from ampersim.core.errors import InvalidArgument
-    from ampersim.econ.fleet import fleet_costs
     from ampersim.econ.roi import price_basis
 
     try:
-        basis = price_basis(profile, usd_per_hour=usd_per_hour, purchase_usd=purchase_usd,
+        basis = price_basis(profile, usd_per_hour=args.usd_per_hour, purchase_usd=args.purchase_usd,
                             lifetime_years=args.lifetime_years, usd_per_kwh=args.usd_per_kwh,
                             cloud=args.cloud_price, tco=tco)
     except InvalidArgument as exc:
-        if exc.field != "usd_per_hour" or usd_per_hour is not None:
+        if exc.field != "usd_per_hour" or args.usd_per_hour is not None:
             raise
-        return None, None, str(exc)
-    return basis, fleet_costs(plan, profile, basis), basis.note
+        return None, str(exc)
+    return basis, basis.note
+
+
+def kv_link(args: argparse.Namespace, scenario: Any) -> Any:
+    """The KV link of --disaggregate (None without it), checked before any planning: --kv-link-gbps > 0 and
+    only with --disaggregate, generated traffic (no --trace), and both a TTFT and a TPOT SLO."""
+    from ampersim.cli.econ_args import serving_targets
+    from ampersim.core.errors import InvalidArgument
+    from ampersim.core.sourced import Sourced
+    from ampersim.econ.disagg import KV_LINK_GBPS
+
+    if not args.disaggregate:
+        if args.kv_link_gbps is not None:
+            raise InvalidArgument("--kv-link-gbps is the link between the pools of --disaggregate; add "
+                                  "--disaggregate or drop --kv-link-gbps")
+        return None
+    if args.trace is not None:
+        raise InvalidArgument("--disaggregate plans generated traffic: drop --trace (or give --prompt-dist and "
+                              "--output-dist from it)")
+    _, slo = serving_targets(args, scenario)
+    if slo.ttft_s is None or slo.tpot_s is None:
+        raise InvalidArgument("--disaggregate sizes a prefill pool under a TTFT SLO and a decode pool under a TPOT "
+                              "SLO: give both --slo-ttft-ms and --slo-tpot-ms (or a workload that names both)")
+    if args.kv_link_gbps is None:
+        return KV_LINK_GBPS
+    if not args.kv_link_gbps > 0:
+        raise InvalidArgument(f"--kv-link-gbps {args.kv_link_gbps:g}: must be > 0")
+    return Sourced(value=args.kv_link_gbps, source="assumed: given by the user (kv_link_gbps)")
 
 
 def run(args: argparse.Namespace) -> int:
     from ampersim.cli.costs import chain_lines, cost_table_rows, costs_json
-    from ampersim.core.errors import InvalidArgument
+    from ampersim.econ.fleet import fleet_costs
     from ampersim.hardware.registry import load_profile
 
     profile = load_profile(args.profile)
     scenario = load_workload(args, DEFAULT_WORKLOAD)
-    tco = load_tco(args)  # before simulating: bad ownership numbers fail at once
-    if args.disaggregate and args.trace:
-        raise InvalidArgument("--disaggregate plans generated traffic: drop --trace (or give --prompt-dist and "
-                              "--output-dist from it)")
+    tco = load_tco(args)  # before simulating: bad ownership numbers, prices and pool arguments fail at once
+    basis, price_note = prices(args, profile, tco)
+    link = kv_link(args, scenario)
     plan, requests, prompts, outputs, engine = plan_request(args, profile, scenario)
-    basis, costs, price_note = price_and_cost(args, profile, plan, args.usd_per_hour, args.purchase_usd, tco)
+    costs = fleet_costs(plan, profile, basis) if basis is not None else None
     cloud = basis.cloud_usd_per_gpu_hour if basis is not None else None
     usd_per_gpu_hour = cloud.value if cloud is not None else None
     key = f"p{plan.slo.percentile:g}"
@@ -101,7 +127,7 @@ def run(args: argparse.Namespace) -> int:
     candidates = [_candidate(c, prompts, outputs, engine) for c in plan.candidates]
     price = (f"${cloud.value:g}/GPU-hour, {basis.cloud_price} ({cloud.date or 'undated'}; {cloud.source})" if cloud
              else price_note or f"profile '{profile.name}' has no cloud price: pass --usd-per-hour")
-    traced = bool(args.trace)
+    traced = args.trace is not None
     slo = plan.slo
     info = {
         "profile": profile.name, "model": scenario.model, "workload": scenario.name, "pattern": scenario.pattern,
@@ -120,7 +146,7 @@ def run(args: argparse.Namespace) -> int:
         "tco": f"{tco.name}: {tco.description}",
     }
     effect = _effect(plan, key)
-    split = _disaggregate(args, profile, scenario, requests, plan.slo, engine) if args.disaggregate else None
+    split = _disaggregate(args, profile, scenario, requests, plan.slo, engine, link) if link is not None else None
     split_info = _split_json(split, key, usd_per_gpu_hour) if split is not None else None
     if args.format == "json":
         emit(to_json({**info, "usd_per_gpu_hour": usd_per_gpu_hour,
@@ -142,19 +168,13 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _disaggregate(args: argparse.Namespace, profile: Any, scenario: Any, requests: Any, slo: Any, engine: Any) -> Any:
-    from ampersim.core.errors import InvalidArgument
-    from ampersim.core.sourced import Sourced
-    from ampersim.econ.disagg import KV_LINK_GBPS, plan_disaggregated
+def _disaggregate(args: argparse.Namespace, profile: Any, scenario: Any, requests: Any, slo: Any, engine: Any,
+                  link: Any) -> Any:
+    from ampersim.econ.disagg import plan_disaggregated
     from ampersim.econ.traffic import Traffic
     from ampersim.models.registry import load_model_spec
 
-    assert isinstance(requests, Traffic)  # run() refuses --disaggregate with --trace
-    link = KV_LINK_GBPS
-    if args.kv_link_gbps is not None:
-        if not args.kv_link_gbps > 0:
-            raise InvalidArgument(f"--kv-link-gbps {args.kv_link_gbps:g}: must be > 0")
-        link = Sourced(value=args.kv_link_gbps, source="assumed: given by the user (kv_link_gbps)")
+    assert isinstance(requests, Traffic)  # kv_link() refuses --disaggregate with --trace
     return plan_disaggregated(profile, scenario, requests, slo, engine, spec=load_model_spec(scenario.model),
                               tp=args.tp, link_gbps=link)
 

@@ -31,7 +31,7 @@ def register(subparsers: Any) -> None:
                         help=f"scenario name or YAML (default: {DEFAULT_SCENARIO})")
     parser.add_argument("--model", metavar="NAME|FILE", help="model spec name/alias or YAML (overrides the workload's)")
     parser.add_argument("--tokens", type=int, metavar="N", help="tokens per prompt (replaces the workload's lengths)")
-    parser.add_argument("--batch", type=int, metavar="B", help="prompts per prefill step")
+    parser.add_argument("--batch", type=int, metavar="N", help="prompts per prefill step")
     parser.add_argument("--pattern", metavar="N:M", help="N:M pattern (default: the workload's, 8:16)")
     parser.add_argument("--policy", metavar="amber|all|none|FILE", help="which linears are sparsified")
     parser.add_argument("--scoring", choices=SCORINGS, help="pruning score (no effect on time)")
@@ -107,7 +107,8 @@ def _render(result: Any, comparison: list[Any], display_name: str) -> str:
         f"{100 * result.coverage:.1f} % of decoder linear MACs sparsified ({result.coverage_definition}); "
         f"pruning: {result.prune_impl}; sparse GEMM: {result.sparse_gemm_impl}",
         f"weights: {result.weights_gb_per_gpu:.1f} GB per GPU"
-        + ("" if result.fits_memory else " (MORE THAN THE GPU'S MEMORY: see note)"),
+        + ("" if result.fits_memory else "; weights, activations and the batch's KV cache DO NOT FIT in the GPU's "
+           "memory: see note"),
         f"note: {result.note}",
         *([f"policy: {result.policy_note}"] if result.policy_note else []),
         f"timing: {result.timing_note}",

@@ -49,7 +49,7 @@ def register(subparsers: Any) -> None:
                         help="quiz file(s) instead of the shipped quiz: bsdgames 'question:answer|alternative' "
                              "lines, or *.jsonl with question, choices, answer (index)")
     parser.add_argument("--windows", type=int, default=8, metavar="N", help="perplexity windows (default: 8)")
-    parser.add_argument("--window-tokens", type=int, default=512, metavar="T",
+    parser.add_argument("--window-tokens", type=int, default=512, metavar="N",
                         help="tokens per perplexity window (default: 512)")
     parser.add_argument("--code-windows", type=int, default=4, metavar="N",
                         help="code perplexity windows (default: 4)")
@@ -57,7 +57,7 @@ def register(subparsers: Any) -> None:
                         help="quiz questions, evenly spread over the quiz (default: 120; 0 = all)")
     parser.add_argument("--lm-eval-limit", type=int, default=None, metavar="N",
                         help="documents per lm-eval task (default: all)")
-    parser.add_argument("--seed", type=int, default=0, help="quiz construction seed (default: 0)")
+    parser.add_argument("--seed", type=int, default=0, metavar="N", help="quiz construction seed (default: 0)")
     parser.add_argument("--outstanding", action="store_true",
                         help="add inverse SmoothQuant (alpha 0.10) + simulated W8A8 to the pruned layers")
     parser.add_argument("--dtype", choices=MODEL_DTYPES, default="fp32",
@@ -73,48 +73,92 @@ def register(subparsers: Any) -> None:
     parser.set_defaults(run=run)
 
 
-def _progress(phase: str, done: int, total: int) -> None:
-    if sys.stderr.isatty() or done >= total:
-        print(f"\r{phase}: {done}/{total}", end="\n" if done >= total else "", file=sys.stderr, flush=True)
+class _Progress:
+    """Progress bars with rate and time left on stderr (tqdm), one per phase (dense, each variant):
+    ``progress(phase, done, total)`` as the experiment reports it."""
+
+    def __init__(self) -> None:
+        self._bars: dict[str, Any] = {}
+
+    def __call__(self, phase: str, done: int, total: int) -> None:
+        from tqdm import tqdm
+
+        bar = self._bars.get(phase)
+        if bar is None:
+            bar = self._bars[phase] = tqdm(total=total, desc=phase, unit="seq", file=sys.stderr,
+                                           dynamic_ncols=True, leave=True)
+        bar.update(done - bar.n)
+        if done >= total:
+            bar.close()
+
+
+def _check_arguments(args: Any) -> tuple[Any, Any, Path | None]:
+    """Every check that needs no model weights, before the model loads (seconds to minutes): the
+    evaluations, the variant, the counts, what --out means and the skip-list file, the text and quiz files,
+    and, for a built-in model, the window against its context length and the policy against its shapes.
+    Returns (the variant, the evaluation inputs or None for --sensitivity, the skip-list path or None)."""
+    from ampersim.eval import experiment as ex
+
+    evals, tasks = ex.parse_evals(args.eval)
+    if tasks:
+        from ampersim.eval.lm_eval import check_installed
+
+        check_installed()
+    variant = ex.Variant(args.pattern, args.scoring, args.policy, args.outstanding, args.outliers)
+    ex.check_counts(windows=args.windows, window_tokens=args.window_tokens, code_windows=args.code_windows,
+                    questions=args.questions, calibration_windows=args.calibration_windows,
+                    lm_eval_limit=args.lm_eval_limit)
+    if args.out is not None and not args.sensitivity:
+        raise InvalidArgument("--out is where --sensitivity writes its skip list; add --sensitivity or drop --out")
+    if args.sensitivity and (args.texts or args.quizzes):
+        raise InvalidArgument(f"{'--text' if args.texts else '--quiz'}: --sensitivity calibrates on Moby Dick and "
+                              "evaluates nothing; drop it or --sensitivity")
+    spec = ex.check_model_inputs(args.model, [variant], window_tokens=args.window_tokens)
+    out = None
+    if args.sensitivity:
+        out = _skip_list_path(args, spec.name if spec is not None else None)
+        return variant, None, out
+    inputs = ex.read_eval_inputs(evals, lm_eval_tasks=tasks, texts=args.texts, quizzes=args.quizzes,
+                                 questions=args.questions, seed=args.seed)
+    return variant, inputs, out
+
+
+def _skip_list_path(args: Any, model: str | None) -> Path | None:
+    from ampersim.eval.experiment import skip_list_path
+
+    path = skip_list_path(model, args.out)
+    if path is not None and path.exists() and not args.force:
+        raise InvalidArgument(f"{path} exists; pass --force to overwrite it", field="out")
+    return path
 
 
 def run(args: Any) -> int:
     from ampersim.eval import experiment as ex
     from ampersim.models.load import load_model
 
-    evals, tasks = ex.parse_evals(args.eval)
-    variant = ex.Variant(args.pattern, args.scoring, args.policy, args.outstanding, args.outliers)
-    if args.lm_eval_limit is not None and args.lm_eval_limit < 1:
-        raise InvalidArgument(f"must be >= 1, got {args.lm_eval_limit}", field="lm_eval_limit")
-    if args.sensitivity:
-        out = Path(args.out) if args.out else None
-        if out is not None and out.exists() and not args.force:
-            raise InvalidArgument(f"{out} exists; pass --force to overwrite it", field="out")
+    variant, inputs, out = _check_arguments(args)
     t0 = time.perf_counter()
     loaded = load_model(args.model, dtype=args.dtype)
     print(f"loaded {loaded.name} from {loaded.source} in {time.perf_counter() - t0:.1f} s", file=sys.stderr)
     if args.sensitivity:
-        return _run_sensitivity(args, loaded)
+        return _run_sensitivity(args, loaded, out)
     eval_set = ex.prepare_eval_set(
-        loaded, evals, lm_eval_tasks=tasks, texts=args.texts, quizzes=args.quizzes, windows=args.windows,
-        window_tokens=args.window_tokens, code_windows=args.code_windows, questions=args.questions,
-        seed=args.seed, lm_eval_limit=args.lm_eval_limit)
+        loaded, inputs.evals, windows=args.windows, window_tokens=args.window_tokens,
+        code_windows=args.code_windows, questions=args.questions, lm_eval_limit=args.lm_eval_limit, inputs=inputs)
     calibration = ex.calibration_batches(loaded, args.calibration_windows, args.window_tokens) \
         if args.outstanding else None
-    experiment = ex.run_experiment(loaded, eval_set, [variant], calibration=calibration, progress=_progress)
+    experiment = ex.run_experiment(loaded, eval_set, [variant], calibration=calibration, progress=_Progress())
     _report(args, experiment)
     return 0
 
 
-def _run_sensitivity(args: Any, loaded: Any) -> int:
+def _run_sensitivity(args: Any, loaded: Any, path: Path | None) -> int:
     from ampersim.eval.experiment import run_sensitivity
     from ampersim.eval.sensitivity import write_skip_list
-    from ampersim.sparsity.policy import amber_skip_dir
 
     spec = loaded.spec
-    path = Path(args.out) if args.out else amber_skip_dir() / f"{spec.name}.yaml"
-    if path.exists() and not args.force:
-        raise InvalidArgument(f"{path} exists; pass --force to overwrite it", field="out")
+    if path is None:  # a model given by path: its name is known now
+        path = _skip_list_path(args, spec.name)
     result = run_sensitivity(loaded, pattern=args.pattern, scoring=args.scoring,
                              calibration_windows=args.calibration_windows, window_tokens=args.window_tokens)
     write_skip_list(result.skip_list(), path)

@@ -33,20 +33,17 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     add_profiles_argument(p)
     add_workload_arguments(p)
-    p.add_argument("--out", required=True, help="output file: .html (self-contained) or .md (figures beside it)")
+    p.add_argument("--out", required=True, metavar="FILE",
+                   help="output file: .html (self-contained) or .md (figures beside it)")
     p.add_argument("--markdown", action="store_true", help="also write Markdown next to the HTML (same name, .md)")
-    p.add_argument(
-        "--rates", default=DEFAULT_RATES, help=f"request rates for GPUs vs rate, req/s (default {DEFAULT_RATES})"
-    )
-    p.add_argument(
-        "--slo-ttft-ms",
-        type=float,
-        default=DEFAULT_SLO_MS,
-        help=f"TTFT target for the capacity section, ms (default {DEFAULT_SLO_MS:g})",
-    )
+    p.add_argument("--rates", default=DEFAULT_RATES, metavar="R[,R...]",
+                   help=f"request rates for GPUs vs rate, req/s (default {DEFAULT_RATES})")
+    p.add_argument("--slo-ttft-ms", type=float, default=DEFAULT_SLO_MS, metavar="MS",
+                   help=f"TTFT target for the capacity section, ms (default {DEFAULT_SLO_MS:g})")
     add_traffic_arguments(p, duration_help="simulated seconds per rate (default: automatic)")
-    p.add_argument("--accuracy", default=None, help="accuracy results JSON (default: docs/accuracy.json if present)")
-    p.add_argument("--fleet-rate", type=float, default=None,
+    p.add_argument("--accuracy", default=None, metavar="FILE",
+                   help="accuracy results JSON (default: docs/accuracy.json if present)")
+    p.add_argument("--fleet-rate", type=float, default=None, metavar="R",
                    help="request rate of 'What sparsity buys your fleet', req/s (default: the workload's, else the "
                         "highest --rates); its SLOs are the workload's, else --slo-ttft-ms")
     add_price_arguments(p, repeatable=True)
@@ -57,6 +54,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ampersim.cli.econ_args import load_engine, load_tco
+    from ampersim.core.outputs import check_output
     from ampersim.econ.capacity import check_rate, parse_percentile, scenario_outputs, scenario_prompts
     from ampersim.econ.traffic import parse_length_dist
     from ampersim.hardware.registry import load_profile
@@ -65,9 +63,9 @@ def run(args: argparse.Namespace) -> int:
     from ampersim.report.study import ReportInputs, price_bases
 
     start = time.perf_counter()
-    out = Path(args.out)
-    if out.suffix.lower() not in (".html", ".htm", ".md"):
-        raise InvalidArgument(f"--out {out}: must end in .html or .md")
+    out = check_output(args.out, "out", suffixes=(".html", ".htm", ".md"))
+    if args.markdown:
+        check_output(out.with_suffix(".md"), "out")
     percentile = parse_percentile(args.percentile)
     if not args.slo_ttft_ms > 0:
         raise InvalidArgument(f"--slo-ttft-ms {args.slo_ttft_ms:g}: must be > 0")
@@ -76,10 +74,10 @@ def run(args: argparse.Namespace) -> int:
         check_rate(rate)
     profiles = tuple(load_profile(name) for name in args.profile)
     scenario = load_workload(args)
-    prompts = parse_length_dist(args.prompt_dist) if args.prompt_dist else scenario_prompts(scenario)
+    prompts = parse_length_dist(args.prompt_dist) if args.prompt_dist is not None else scenario_prompts(scenario)
     outputs = (
         parse_length_dist(args.output_dist, what="output", field="output_dist")
-        if args.output_dist
+        if args.output_dist is not None
         else scenario_outputs(scenario)
     )
     bases, price_notes = price_bases(
@@ -94,9 +92,11 @@ def run(args: argparse.Namespace) -> int:
     )
     fleet_rate, fleet_slo = _fleet_targets(args, scenario, rates, percentile)
     hit_rate = args.cache_hit_rate if args.cache_hit_rate is not None else scenario.cache_hit_rate
-    accuracy = Path(args.accuracy) if args.accuracy else default_accuracy_path()
-    if args.accuracy and not accuracy.is_file():
-        raise InvalidArgument(f"--accuracy {accuracy}: file not found")
+    accuracy = Path(args.accuracy) if args.accuracy is not None else default_accuracy_path()
+    if args.accuracy is not None and not accuracy.is_file():  # an empty --accuracy is refused, not ignored
+        why = ("give a file name" if not args.accuracy.strip() else "is a directory" if accuracy.is_dir()
+               else "not a regular file" if accuracy.exists() else "file not found")
+        raise InvalidArgument(f"--accuracy '{args.accuracy}': {why}")
     inputs = ReportInputs(
         profiles=profiles,
         scenario=scenario,
@@ -170,7 +170,7 @@ def _write_markdown(doc, md_path: Path) -> list[Path]:
 
     text, files = render_markdown(doc, md_path)
     for rel, data in files.items():
-        write_bytes_atomic(md_path.parent / rel, data)
+        write_bytes_atomic(md_path.parent / rel, data, parents=True)  # the report's own figure folder
     write_text_atomic(md_path, text)
     return [md_path]
 

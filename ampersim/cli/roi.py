@@ -47,16 +47,19 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_ownership_arguments(p)
     add_target_arguments(p, rate_help="requests/s the fleet serves (default: the workload's); given for a "
                                       "prefill-only workload, the fleet is planned too")
-    p.add_argument("--percentile", default="p95", help="SLO percentile: p50, p95, p99 (any pNN; default p95)")
-    p.add_argument("--prompt-dist", default=None, help="fleet prompt lengths: fixed:N | lognormal:MEAN,SIGMA[,MAX] | "
-                                                       "trace:FILE (default: the workload's)")
-    p.add_argument("--output-dist", default=None, help="fleet output lengths (default: the workload's)")
-    p.add_argument("--cache-hit-rate", type=float, default=None,
+    p.add_argument("--percentile", default="p95", metavar="pNN", help="SLO percentile: p50, p95, p99 (any pNN; default p95)")
+    p.add_argument("--prompt-dist", default=None, metavar="DIST",
+                   help="fleet prompt lengths: fixed:N | lognormal:MEAN,SIGMA[,MAX] | trace:FILE (default: the "
+                        "workload's)")
+    p.add_argument("--output-dist", default=None, metavar="DIST",
+                   help="fleet output lengths (default: the workload's)")
+    p.add_argument("--cache-hit-rate", type=float, default=None, metavar="FRACTION",
                    help="share of prompt tokens in the prefix cache, [0, 1) (default: the workload's)")
     add_engine_arguments(p)
-    p.add_argument("--duration-s", type=float, default=None,
+    p.add_argument("--duration-s", type=float, default=None, metavar="SECONDS",
                    help="simulated seconds of the fleet's traffic (default: as `plan`)")
-    p.add_argument("--seed", type=int, default=0, help="random seed of arrivals and lengths (default 0)")
+    p.add_argument("--seed", type=int, default=0, metavar="N",
+                   help="random seed of arrivals and lengths, >= 0 (default 0)")
     add_format_argument(p)
     p.set_defaults(run=run)
 
@@ -168,13 +171,20 @@ def _fleets(args: Any, profiles: list[Any], scenario: Any,
         try:
             plan, requests, _, _, _ = plan_request(args, profile, scenario)
         except AmpersimError as exc:
-            if exc.field in ("rate_per_s", "slo_ttft_s", "slo_tpot_s", "cache_hit_rate", "percentile") \
-                    and "no fleet meets" not in str(exc):
-                raise  # a bad argument: the same for every profile
+            if not _profile_specific(exc):
+                raise  # a bad argument or input: the same for every profile, never a note
             refused.append(f"{profile.name}: no fleet: {exc}")
             continue
         out.append((profile.name, plan, fleet_costs(plan, profile, basis), requests))
     return out, refused
+
+
+def _profile_specific(exc: Exception) -> bool:
+    """Whether ``exc`` says a profile cannot serve the traffic (no fleet meets the SLOs, the model fits at no
+    tensor-parallel degree, no interconnect for the tp asked), not that an argument is bad."""
+    field = getattr(exc, "field", None)
+    return ("no fleet meets" in str(exc) or field == "profile"
+            or (field == "tp" and "has no interconnect" in str(exc)))
 
 
 def _fleet_text(fleets: list[tuple[str, Any, Any, Any]], scenario: Any) -> list[str]:

@@ -20,7 +20,7 @@ def add_common_arguments(parser: Any) -> None:
                         help="measurement file from `ampersim measure` (or benchmarks/allreduce_bench.py); repeat "
                              "the option or separate files by commas to use several together")
     parser.add_argument("--profile", required=True, metavar="NAME|FILE", help="hardware profile name, alias or YAML")
-    parser.add_argument("--holdout", metavar="MODELS",
+    parser.add_argument("--holdout", metavar="NAME[,NAME...]",
                         help="models whose rows are held out (comma-separated; default: every model but "
                              "llama-3.1-8b, or but the first one measured)")
     parser.add_argument("--force", action="store_true",
@@ -67,8 +67,12 @@ def load_checked(args: Any) -> tuple[list[Any], Any, list[str] | None]:
 
 
 def run(args: Any) -> int:
+    from ampersim.core.outputs import check_output
+    from ampersim.measure.plots import PLOT_SUFFIXES
     from ampersim.measure.validate import validate
 
+    if args.plot is not None:
+        check_output(args.plot, "plot", suffixes=PLOT_SUFFIXES)
     files, profile, holdout = load_checked(args)
     result = validate(files, profile, holdout, args.sparse_gemm_impl)
     if args.plot:

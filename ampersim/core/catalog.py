@@ -67,6 +67,11 @@ class Catalog(Generic[R]):
         """All shipped records, sorted by name."""
         return [self._records[name] for name in sorted(self._records)]
 
+    def file_of(self, name: str) -> Path | None:
+        """The file of the shipped record named (or aliased) ``name``, None if there is none."""
+        key = name.strip().lower()
+        return self.directory / f"{self._index[key]}.yaml" if key in self._index else None
+
     def load(self, name_or_path: str | Path) -> R:
         """Shipped record by name or alias (case-insensitive), or the YAML file at a path."""
         if looks_like_path(name_or_path):

@@ -4,18 +4,17 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, model_serializer, model_validator
+from pydantic import model_serializer, model_validator
 
 from ampersim.core.errors import InvalidArgument
+from ampersim.core.schema import Frozen
 from ampersim.core.vocab import MAX_M
 
 _PATTERN_RE = re.compile(r"^\s*(\d+)\s*:\s*(\d+)\s*$")
 
 
-class NMPattern(BaseModel):
+class NMPattern(Frozen):
     """An N:M pattern (0 < n < m). Written and parsed as the string "n:m" (e.g. "8:16")."""
-
-    model_config = ConfigDict(frozen=True)
 
     n: int
     m: int
@@ -68,13 +67,12 @@ def _split(text: str) -> tuple[int, int]:
     match = _PATTERN_RE.match(text)
     if not match:
         raise InvalidArgument(
-            f"invalid N:M pattern '{text}': expected two integers 'N:M' with 0 < N < M (e.g. 2:4, 8:16)"
-        )
+            f"invalid N:M pattern '{text}': expected two integers 'N:M' with 0 < N < M (e.g. 2:4, 8:16)",
+            field="pattern")
     return int(match.group(1)), int(match.group(2))
 
 
 def _validate(n: int, m: int, text: str) -> None:
     if not (0 < n < m <= MAX_M):
-        raise InvalidArgument(
-            f"invalid N:M pattern '{text}': need 0 < N < M <= {MAX_M} (e.g. 2:4, 8:16)"
-        )
+        raise InvalidArgument(f"invalid N:M pattern '{text}': need 0 < N < M <= {MAX_M} (e.g. 2:4, 8:16)",
+                              field="pattern")

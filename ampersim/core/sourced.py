@@ -4,7 +4,9 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 
-from pydantic import BaseModel, ConfigDict, FiniteFloat, field_validator
+from pydantic import BaseModel, field_validator
+
+from ampersim.core.schema import Frozen
 
 _SOURCE_RE = re.compile(r"^(https?://\S+|(assumed|measured|datasheet|derived|config):\s*\S.*)", re.S)
 _DATE_RE = re.compile(r"^\d{4}-\d{2}(-\d{2})?$")
@@ -20,12 +22,10 @@ def is_source(text: str) -> bool:
     return bool(_SOURCE_RE.match(text.strip()))
 
 
-class Sourced(BaseModel):
+class Sourced(Frozen):
     """A number with its source; ``date`` (YYYY-MM[-DD]) is required where values age (prices)."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    value: FiniteFloat
+    value: float
     source: str
     date: str | None = None
 
@@ -63,6 +63,17 @@ class PositiveSourced(Sourced):
     def _positive(cls, value: float) -> float:
         if not value > 0:
             raise ValueError(f"value must be > 0; got {value}")
+        return value
+
+
+class NonNegativeSourced(Sourced):
+    """A Sourced value that must be >= 0 (a time that may be zero, never negative)."""
+
+    @field_validator("value")
+    @classmethod
+    def _non_negative(cls, value: float) -> float:
+        if not value >= 0:
+            raise ValueError(f"value must be >= 0; got {value}")
         return value
 
 

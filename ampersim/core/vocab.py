@@ -18,6 +18,10 @@ LINEAR_KINDS: tuple[str, ...] = get_args(LinearKind)
 NEVER_SPARSE_KINDS: tuple[str, ...] = ("router", "lm_head")
 """Linears whose input is never pruned (the MoE router decides routing; lm_head is not a decoder layer)."""
 
+ROW_PARALLEL_KINDS: tuple[str, ...] = ("o_proj", "down_proj")
+"""Linears whose input features tensor parallelism splits across GPUs (Megatron row-parallel); the
+other decoder linears are column-parallel (their outputs are split, their inputs are whole)."""
+
 Activation = Literal["attn_in", "attn_out", "mlp_in", "mlp_mid"]
 ACTIVATION_OF: dict[str, str] = {
     "q_proj": "attn_in", "k_proj": "attn_in", "v_proj": "attn_in", "o_proj": "attn_out",

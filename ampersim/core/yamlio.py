@@ -11,25 +11,15 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from ampersim.core.errors import InvalidData, NotFound
+from ampersim.core.limits import MAX_YAML_BYTES, read_limited
 
 M = TypeVar("M", bound=BaseModel)
-MAX_YAML_BYTES = 8 << 20  # profiles, workloads and policies are a few kB; refuse anything far larger
 
 
 def read_yaml(path: Path) -> tuple[Any, yaml.Node | None]:
     """Parse ``path`` with safe loading; return (data, node tree for line lookups)."""
     try:
-        size = Path(path).stat().st_size
-        if size > MAX_YAML_BYTES:
-            raise InvalidData(f"{path}: {size:,} bytes is larger than a YAML input may be "
-                              f"({MAX_YAML_BYTES:,} bytes)")
-        text = Path(path).read_bytes().decode("utf-8")
-    except FileNotFoundError:
-        raise NotFound(f"{path}: file not found") from None
-    except IsADirectoryError:
-        raise InvalidData(f"{path}: is a directory, not a YAML file") from None
-    except OSError as exc:
-        raise InvalidData(f"{path}: cannot read ({exc.strerror})") from None
+        text = read_limited(path, MAX_YAML_BYTES, "YAML file").decode("utf-8")
     except UnicodeDecodeError as exc:
         line = exc.object[:exc.start].count(b"\n") + 1
         raise InvalidData(f"{path}:{line}: not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at offset "
@@ -104,10 +94,16 @@ def _load_cached(path: Path, mtime_ns: int, size: int, model: type[M]) -> M:
     return load_model(path, model)
 
 
-def write_bytes_atomic(path: str | Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` via a temporary file and rename, so readers never see half a file."""
+def write_bytes_atomic(path: str | Path, data: bytes, *, parents: bool = False) -> None:
+    """Write ``data`` to ``path`` via a temporary file and rename, so readers never see half a file
+    and an existing file is either kept or replaced whole. A missing parent folder is created only
+    with ``parents`` (a report's own figure folder); commands check their outputs first
+    (ampersim.core.outputs.check_output)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    if parents:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    elif not path.parent.is_dir():
+        raise NotFound(f"{path}: folder {path.parent} does not exist")
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as handle:
@@ -119,6 +115,6 @@ def write_bytes_atomic(path: str | Path, data: bytes) -> None:
         raise
 
 
-def write_text_atomic(path: str | Path, text: str) -> None:
+def write_text_atomic(path: str | Path, text: str, *, parents: bool = False) -> None:
     """Write ``text`` (UTF-8) atomically; see write_bytes_atomic."""
-    write_bytes_atomic(path, text.encode("utf-8"))
+    write_bytes_atomic(path, text.encode("utf-8"), parents=parents)

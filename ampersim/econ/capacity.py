@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ampersim.core.errors import InvalidArgument
+from ampersim.core.limits import MAX_SIMULATED_REQUESTS, check_positive
 from ampersim.econ.serving import (
     C_BUSY_PREFILL, C_FINISHED, C_IN_TOKENS, C_OUT_TOKENS, C_PREEMPT, H_E2E, H_ITL, H_TPOT, H_TTFT, SLO, Requests, SimResult,
     check_state_memory, simulate, solo_times,
@@ -56,15 +57,32 @@ def parse_percentile(text: str) -> float:
 
 
 def check_rate(rate_per_s: float) -> None:
-    if not rate_per_s > 0:
-        raise InvalidArgument(f"rate_per_s {rate_per_s:g}: the request rate must be > 0 requests/s",
-                              field="rate_per_s")
+    check_positive(rate_per_s, "rate_per_s", "the request rate (requests/s)")
 
 
 def auto_duration_s(rate_per_s: float) -> float:
-    """Simulated window long enough for stable tail percentiles: ~50,000 requests, 10 min to 1 h."""
+    """Simulated window long enough for stable tail percentiles: ~50,000 requests, 10 min to 1 h (shorter
+    where 10 min would hold more than MAX_SIMULATED_REQUESTS)."""
     check_rate(rate_per_s)
-    return min(3600.0, max(600.0, 50_000.0 / rate_per_s))
+    return min(3600.0, max(600.0, 50_000.0 / rate_per_s), MAX_SIMULATED_REQUESTS / rate_per_s)
+
+
+def check_context(spec: ModelSpec, prompts: LengthDist, outputs: LengthDist) -> None:
+    """Refuse lengths whose longest prompt (or prompt + output) exceeds ``spec``'s context length. An
+    uncapped lognormal has no longest length: its mean is checked (the memory fit sizes the KV cache
+    for its 1 - 1e-9 quantile)."""
+    prompt, output = _longest(prompts), _longest(outputs)
+    spec.check_context(prompt, "prompt_dist", f"the {_which(prompts)} prompt")
+    spec.check_context(prompt + output, "output_dist",
+                       f"the {_which(outputs)} request ({prompt:,} prompt and {output:,} output tokens)")
+
+
+def _longest(lengths: LengthDist) -> int:
+    return round(lengths.mean()) if lengths.kind == "lognormal" and lengths.cap is None else lengths.max_tokens()
+
+
+def _which(lengths: LengthDist) -> str:
+    return "mean" if lengths.kind == "lognormal" and lengths.cap is None else "longest"
 
 
 def _bins(bins: tuple, description: str) -> LengthDist:
@@ -277,6 +295,16 @@ def _first_guess(replica: Replica, engine: EngineConfig, rate: float, prompts: L
     return rate * (prefill_s + decode_s)
 
 
+def check_traffic_fits(replica: Replica, engine: EngineConfig, rate: float, prompts: LengthDist,
+                       outputs: LengthDist, hit_rate: float = 0.0, *, field: str = "rate_per_s") -> None:
+    """Refuse, before any simulation, traffic at ``rate`` whose fleet of ``replica`` would hold more in-flight
+    state than MAX_SIMULATION_STATE_BYTES (checked on the first guess of replicas, a lower estimate;
+    InvalidArgument naming ``field``). ``plan_capacity`` checks the same; callers that plan later (the report)
+    check first."""
+    guess = _first_guess(replica, engine, rate, prompts, outputs, hit_rate)
+    check_state_memory(max(1, math.ceil(guess)), engine, what=field)
+
+
 def _search(requests: Requests, replica: Replica, engine: EngineConfig, path: str, slo: SLO, guess: float,
             floors: tuple[float, float], max_gpus: int | None) -> PathPlan:
     """Smallest replica count meeting ``slo`` (None fleet when none, or none with fewer than max_gpus GPUs)."""
@@ -350,12 +378,13 @@ def plan_capacity(profile: HardwareProfile, scenario: Scenario, requests: Reques
     if slo.ttft_s is None and slo.tpot_s is None:
         raise InvalidArgument("give a TTFT SLO, a TPOT SLO or both", field="slo_ttft_s")
     for value, what, name in ((slo.ttft_s, "TTFT", "slo_ttft_s"), (slo.tpot_s, "TPOT", "slo_tpot_s")):
-        if value is not None and not value > 0:
-            raise InvalidArgument(f"the {what} SLO must be > 0; got {value * 1e3:g} ms", field=name)
+        if value is not None and not 0 < value < math.inf:
+            raise InvalidArgument(f"the {what} SLO must be > 0 and finite; got {value * 1e3:g} ms", field=name)
     if spec is None:
         from ampersim.models.registry import load_model_spec
 
         spec = load_model_spec(scenario.model)
+    check_context(spec, prompts, outputs)
     longest = longest_request(requests, prompts, outputs)
     built = {} if built is None else built
     replicas = {}
@@ -370,7 +399,7 @@ def plan_capacity(profile: HardwareProfile, scenario: Scenario, requests: Reques
     hit_rate = getattr(requests, "cache_hit_rate", 0.0)
     guesses = {d: _first_guess(r, engine, requests.rate_per_s, prompts, outputs, hit_rate)
                for d, r in replicas.items()}
-    for d, guess in guesses.items():  # refuse before simulating anything too large to hold
+    for guess in guesses.values():  # refuse before simulating anything too large to hold
         check_state_memory(max(1, math.ceil(guess)), engine, what="rate_per_s")
     requests.counts()  # refuses a window in which no request arrives
     sample = _sample(requests, FLOOR_SAMPLE)

@@ -18,6 +18,7 @@ Definitions (per GPU; a tensor-parallel replica of ``tp`` GPUs shares its throug
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -115,8 +116,8 @@ def price_basis(
     given = {"usd_per_hour": usd_per_hour, "purchase_usd": purchase_usd, "lifetime_years": lifetime_years,
              "usd_per_kwh": usd_per_kwh}
     for field, value in given.items():
-        if value is not None and not value > 0:
-            raise InvalidArgument(f"{field} {value:g}: must be > 0", field=field)
+        if value is not None and not 0 < value < math.inf:
+            raise InvalidArgument(f"{field} {value:g}: must be > 0 and finite", field=field)
     if utilization is not None and not 0 < utilization <= 1:
         raise InvalidArgument(f"utilization {utilization:g}: must be in (0, 1]", field="utilization")
     rent, which, note = _cloud(profile, usd_per_hour, cloud)

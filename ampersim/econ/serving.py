@@ -40,6 +40,7 @@ import numpy as np
 from numba import njit
 
 from ampersim.core.errors import InvalidArgument
+from ampersim.core.limits import MAX_SIMULATION_STATE_BYTES
 from ampersim.econ import latency
 from ampersim.sim.engine import EngineConfig
 from ampersim.sim.steps import StepCosts, add_chunk, add_decode, path_code, step_time
@@ -58,7 +59,6 @@ SEPARATE = 2  # path code of the 'separate' mixed-step mode (core.vocab.MIXED_ST
 H_TTFT, H_TPOT, H_ITL, H_E2E = range(4)
 MAX_QUEUE = 1 << 22  # waiting requests at most before a run is stopped as overloaded
 STATE_BYTES_PER_SEQ = (NI + NF) * 8 * 2  # running + preempted slots, per sequence a replica may hold
-MEMORY_LIMIT_BYTES = 2e9
 
 
 class Requests(Protocol):
@@ -142,13 +142,13 @@ def state_bytes(replicas: int, engine: EngineConfig) -> float:
 
 
 def check_state_memory(replicas: int, engine: EngineConfig, what: str = "replicas") -> None:
-    """Refuse a simulation whose in-flight state would exceed MEMORY_LIMIT_BYTES."""
+    """Refuse a simulation whose in-flight state would exceed MAX_SIMULATION_STATE_BYTES."""
     need = state_bytes(replicas, engine)
-    if need > MEMORY_LIMIT_BYTES:
-        most = int(MEMORY_LIMIT_BYTES // (engine.max_seqs * STATE_BYTES_PER_SEQ))
+    if need > MAX_SIMULATION_STATE_BYTES:
+        most = int(MAX_SIMULATION_STATE_BYTES // (engine.max_seqs * STATE_BYTES_PER_SEQ))
         raise InvalidArgument(
             f"simulating {replicas:,} replicas of up to {engine.max_seqs} running requests each needs "
-            f"{need / 1e9:.1f} GB of state, more than the {MEMORY_LIMIT_BYTES / 1e9:g} GB limit (at most "
+            f"{need / 1e9:.1f} GB of state, more than the {MAX_SIMULATION_STATE_BYTES / 1e9:g} GB limit (at most "
             f"{most:,} replicas): lower the request rate or max_seqs", field=what)
 
 

@@ -14,11 +14,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
+from pydantic import ValidationError, ValidationInfo, field_validator
 
 from ampersim.core.catalog import looks_like_path
 from ampersim.core.errors import InvalidArgument, not_found
 from ampersim.core.resources import data_dir
+from ampersim.core.schema import Frozen
 from ampersim.core.sourced import FractionSourced, PositiveSourced, Sourced
 from ampersim.core.yamlio import load_model
 from ampersim.hardware.profile import HardwareProfile
@@ -29,10 +30,17 @@ DAYS_PER_MONTH = HOURS_PER_MONTH / 24.0
 DEFAULT_TCO = "colocation-us"
 
 
-class TcoAssumptions(BaseModel):
-    """Owning and hosting a GPU (see workloads/tco/colocation-us.yaml); every number sourced and dated."""
+TCO_BOUNDS: dict[str, tuple[float, float]] = {
+    "server_usd_per_gpu": (0.0, 1e7), "server_max_w_per_gpu": (0.0, 1e5), "hosting_usd_per_kw_month": (0.0, 1e5),
+    "pue": (1.0, 10.0), "usd_per_kwh": (0.0, 100.0), "depreciation_years": (0.1, 100.0),
+}
+"""Sane ranges of the TCO numbers (real ones: $6,250, 575 W, $184/kW-month, PUE 1.58, $0.10/kWh, 5 years):
+a number beyond them is a typo, and the products of such numbers overflow to inf dollars."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+
+class TcoAssumptions(Frozen):
+    """Owning and hosting a GPU (see workloads/tco/colocation-us.yaml); every number sourced and dated (and
+    finite: ``Frozen``)."""
 
     name: str
     description: str = ""
@@ -57,6 +65,15 @@ class TcoAssumptions(BaseModel):
     def _pue(cls, value: Sourced) -> Sourced:
         if value.value < 1:
             raise ValueError(f"a PUE is >= 1 (facility power / IT power); got {value.value}")
+        return value
+
+    @field_validator(*TCO_BOUNDS)
+    @classmethod
+    def _bounded(cls, value: Sourced, info: ValidationInfo) -> Sourced:
+        low, high = TCO_BOUNDS[info.field_name]
+        if not low <= value.value <= high:
+            raise ValueError(f"value must be in [{low:g}, {high:g}] (far beyond any real figure either way); "
+                             f"got {value.value:g}")
         return value
 
     def with_overrides(self, **values: float | None) -> "TcoAssumptions":

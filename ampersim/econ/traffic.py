@@ -31,6 +31,10 @@ from pathlib import Path
 import numpy as np
 
 from ampersim.core.errors import InvalidArgument, InvalidData, NotFound
+from ampersim.core.limits import (
+    MAX_DATA_FILE_BYTES, MAX_LOG_SIGMA, MAX_REQUEST_TOKENS, MAX_SIMULATED_REQUESTS, check_at_most, check_positive,
+    read_limited,
+)
 
 DIST_FORMS = "fixed:TOKENS, lognormal:MEAN,SIGMA[,MAX] or trace:FILE"
 # Header names accepted for a CSV trace's columns (the Azure LLM inference traces call them
@@ -86,15 +90,17 @@ def fixed(tokens: int, *, field: str = "prompt_dist", minimum: int = 1) -> Lengt
     """Every length is ``tokens`` (>= ``minimum``: 1 for prompts, 0 for outputs, 0 meaning prefill only)."""
     if tokens < minimum:
         raise InvalidArgument(f"{field} fixed:{tokens}: tokens must be >= {minimum}", field=field)
+    check_at_most(tokens, MAX_REQUEST_TOKENS, field, "tokens of one request")
     return LengthDist("fixed", f"fixed {tokens:,} tokens", np.array([tokens], dtype=np.int64), np.ones(1))
 
 
 def lognormal(mean_tokens: float, sigma: float, cap: int | None = None, *, field: str = "prompt_dist") -> LengthDist:
     """Lognormal lengths with arithmetic mean ``mean_tokens`` and log-space std ``sigma``."""
-    if not mean_tokens >= 1 or not sigma >= 0 or (cap is not None and cap < 1):
+    if (not 1 <= mean_tokens < math.inf or not 0 <= sigma <= MAX_LOG_SIGMA
+            or (cap is not None and not 1 <= mean_tokens <= cap)):
         raise InvalidArgument(
             f"{field} lognormal:{mean_tokens:g},{sigma:g}{'' if cap is None else f',{cap}'}: "
-            "need MEAN >= 1 token, SIGMA >= 0 and MAX >= 1", field=field)
+            f"need a finite MEAN >= 1 token, 0 <= SIGMA <= {MAX_LOG_SIGMA:g} and MAX >= MEAN", field=field)
     mu = math.log(mean_tokens) - sigma**2 / 2
     capped = "" if cap is None else f", capped at {cap}"
     return LengthDist("lognormal", f"lognormal, mean {mean_tokens:g} tokens, sigma {sigma:g}{capped}",
@@ -159,9 +165,8 @@ def _arrival_chunks(rng: np.random.Generator, rate_per_s: float, duration_s: flo
                     chunk: float) -> Iterator[np.ndarray]:
     """Arrival times in chunks, identical to one vectorized draw: exponential gaps in blocks of the
     expected count plus 8 standard deviations, until the window is covered."""
-    if not (rate_per_s > 0 and duration_s > 0):
-        raise InvalidArgument(f"rate_per_s {rate_per_s:g} over duration_s {duration_s:g}: both must be > 0",
-                              field="rate_per_s")
+    check_positive(rate_per_s, "rate_per_s", "the request rate (requests/s)")
+    check_positive(duration_s, "duration_s", "the simulated time (s)")
     block, last, covered = _draw_size(rate_per_s, duration_s), 0.0, False
     while not covered:
         left = block
@@ -191,12 +196,13 @@ class Traffic:
     cache_hit_rate: float = 0.0  # share of every prompt's tokens already in the prefix cache
 
     def __post_init__(self) -> None:
+        check_positive(self.rate_per_s, "rate_per_s", "the request rate (requests/s)")
+        check_positive(self.duration_s, "duration_s", "the simulated time (s)")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
+            raise InvalidArgument(f"seed {self.seed!r}: must be a whole number >= 0", field="seed")
         check_hit_rate(self.cache_hit_rate)
-        if not self.rate_per_s > 0:
-            raise InvalidArgument(f"rate_per_s {self.rate_per_s:g}: the request rate must be > 0 requests/s",
-                                  field="rate_per_s")
-        if not self.duration_s > 0:
-            raise InvalidArgument(f"duration_s {self.duration_s:g}: must be > 0 seconds", field="duration_s")
+        check_at_most(self.rate_per_s * self.duration_s, MAX_SIMULATED_REQUESTS, "duration_s",
+                      f"requests to simulate ({self.rate_per_s:g} requests/s for {self.duration_s:g} s)")
 
     @property
     def warmup_s(self) -> float:
@@ -219,6 +225,11 @@ class Traffic:
         if total == 0:
             raise InvalidArgument(f"duration_s {self.duration_s:g}: no request arrives at {self.rate_per_s:g} "
                                   "requests/s; lengthen the window", field="duration_s")
+        if measured == 0:
+            raise InvalidArgument(f"duration_s {self.duration_s:g}: at {self.rate_per_s:g} requests/s every request "
+                                  f"({total:,}) arrives in the warm-up, the first {100 * self.warmup_fraction:g} % of "
+                                  "the window, which the statistics leave out; lengthen the window",
+                                  field="duration_s")
         return total, measured
 
     def chunks(self, size: int = CHUNK) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
@@ -298,9 +309,7 @@ class RequestTrace:
 
     def scaled_to(self, rate_per_s: float) -> "RequestTrace":
         """The same requests with arrival times stretched or compressed to a mean rate of ``rate_per_s``."""
-        if not rate_per_s > 0:
-            raise InvalidArgument(f"rate_per_s {rate_per_s:g}: the request rate must be > 0 requests/s",
-                                  field="rate_per_s")
+        check_positive(rate_per_s, "rate_per_s", "the request rate (requests/s)")
         return RequestTrace(self.name, self.arrival_s * (self.rate_per_s / rate_per_s), self.prompt, self.output,
                             self.warmup_fraction, self.cached)
 
@@ -328,10 +337,11 @@ def read_request_trace(path: str | Path, *, field: str = "trace") -> RequestTrac
     OUTPUT_COLUMNS, CACHED_COLUMNS; Mooncake's input_length/output_length/hash_ids too). Arrival is
     seconds, a date-time, or milliseconds (``*_ms``, and a Mooncake trace's ``timestamp``). Errors name
     the file and line."""
-    if Path(path).suffix.lower() in (".jsonl", ".json") or _looks_like_json(path, field):
-        records = _json_records(path, field)
+    text = _read_text(path, field)  # read once: the trace may be a pipe
+    if Path(path).suffix.lower() in (".jsonl", ".json") or text.lstrip().startswith("{"):
+        records = _json_records(path, field, text)
     else:
-        records = _csv_records(path, field)
+        records = _csv_records(path, field, text)
     if not records:
         raise InvalidData(f"{path}: the trace has no requests")
     arrival = np.array([r[0] for r in records])
@@ -341,6 +351,12 @@ def read_request_trace(path: str | Path, *, field: str = "trace") -> RequestTrac
     has_cache = any(r[4] for r in records)
     order = np.argsort(arrival, kind="stable")
     times = arrival[order]
+    span = float(times[-1] - times[0])
+    if span == 0 or not math.isfinite(len(times) / span):  # no rate (requests / span of arrivals), or no finite one
+        which = ("a single request" if len(times) == 1 else f"all {len(times):,} requests arrive at the same time"
+                 if span == 0 else f"all {len(times):,} requests arrive within {span:.3g} s")
+        raise InvalidData(f"{path}: {which}; a trace's rate is requests / the span of their arrivals, so it needs "
+                          "requests at two different times at least")
     return RequestTrace(Path(path).name, times - times[0], prompt[order], output[order],
                         cached=cached[order] if has_cache else None)
 
@@ -349,8 +365,8 @@ def read_request_trace(path: str | Path, *, field: str = "trace") -> RequestTrac
 _Record = tuple[float, int, int, int, bool]
 
 
-def _csv_records(path: str | Path, field: str) -> list[_Record]:
-    rows = _read_rows(path, field)
+def _csv_records(path: str | Path, field: str, text: str) -> list[_Record]:
+    rows = _rows(text)
     if not rows or _is_number(rows[0][1][0]):
         raise InvalidData(f"{path}:1: a request trace needs a header naming the arrival "
                           f"({', '.join(ARRIVAL_COLUMNS)}), input and output columns")
@@ -361,6 +377,7 @@ def _csv_records(path: str | Path, field: str) -> list[_Record]:
     scale = 1e-3 if header[cols[0]].strip().lower() in MS_COLUMNS else 1.0
     if not rows:
         raise InvalidData(f"{path}: the trace has a header but no requests")
+    check_at_most(len(rows), MAX_SIMULATED_REQUESTS, field, f"requests in {path}")
     records = []
     for line, row in rows:
         prompt = _positive_int(path, line, row, cols[1], "input token count")
@@ -371,18 +388,14 @@ def _csv_records(path: str | Path, field: str) -> list[_Record]:
     return records
 
 
-def _looks_like_json(path: str | Path, field: str) -> bool:
-    return _read_text(path, field).lstrip().startswith("{")
-
-
-def _json_records(path: str | Path, field: str) -> list[_Record]:
+def _json_records(path: str | Path, field: str, text: str) -> list[_Record]:
     import json
 
     records: list[_Record] = []
     seen: set = set()  # prefix blocks of earlier requests (Mooncake hash_ids)
-    for line, raw in enumerate(_read_text(path, field).splitlines(), start=1):
-        if not raw.strip():
-            continue
+    lines = [(i, raw) for i, raw in enumerate(text.splitlines(), start=1) if raw.strip()]
+    check_at_most(len(lines), MAX_SIMULATED_REQUESTS, field, f"requests in {path}")
+    for line, raw in lines:
         try:
             obj = json.loads(raw)
         except json.JSONDecodeError as exc:
@@ -398,6 +411,8 @@ def _json_records(path: str | Path, field: str) -> list[_Record]:
         mooncake = isinstance(keys.get("hash_ids"), list)
         if cached is None and mooncake:
             blocks = keys["hash_ids"]
+            if not all(isinstance(h, (int, str)) and not isinstance(h, bool) for h in blocks):
+                raise InvalidData(f"{path}:{line}: expected hash_ids, a list of prefix-block ids (integers)")
             hits = next((i for i, h in enumerate(blocks) if h not in seen), len(blocks))
             cached = min(hits * MOONCAKE_BLOCK_TOKENS, prompt - 1)
             seen.update(blocks)
@@ -433,18 +448,23 @@ def _record(path: str | Path, line: int, cells: dict, prompt: int, scale: float)
 
 # -- reading ----------------------------------------------------------------------------------------
 def _read_text(path: str | Path, field: str) -> str:
+    if not str(path).strip():
+        raise InvalidArgument(f"{field} '{path}': give a trace file", field=field)
     path = Path(path)
     try:
-        return path.read_text(encoding="utf-8")
-    except FileNotFoundError:
+        return read_limited(path, MAX_DATA_FILE_BYTES, "trace file").decode("utf-8")
+    except NotFound:
         raise NotFound(f"{field} {path}: file not found", field=field) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        reason = getattr(exc, "strerror", None) or "not UTF-8 text"
-        raise InvalidData(f"{path}: cannot read trace ({reason})") from None
+    except UnicodeDecodeError:
+        raise InvalidData(f"{path}: cannot read trace (not UTF-8 text)") from None
 
 
 def _read_rows(path: str | Path, field: str) -> list[tuple[int, list[str]]]:
-    return [(i, row) for i, row in enumerate(_split_rows(_read_text(path, field)), start=1) if row]
+    return _rows(_read_text(path, field))
+
+
+def _rows(text: str) -> list[tuple[int, list[str]]]:
+    return [(i, row) for i, row in enumerate(_split_rows(text), start=1) if row]
 
 
 def _split_rows(text: str) -> list[list[str]]:
@@ -483,17 +503,24 @@ def _positive_int(path: str | Path, line: int, row: list[str], col: int, what: s
         value = float(cell)
     except ValueError:
         value = float("nan")
-    if not (value >= 1 and value == int(value)):
+    if not (1 <= value < math.inf and value == int(value)):
         raise InvalidData(f"{path}:{line}: expected a positive integer {what}, got '{cell}'")
+    if value > MAX_REQUEST_TOKENS:
+        raise InvalidData(f"{path}:{line}: {what} {cell} is above the bound of {MAX_REQUEST_TOKENS:,} "
+                          "(README, Limits)")
     return int(value)
 
 
 def _time(path: str | Path, line: int, row: list[str], col: int) -> float:
     cell = row[col] if col < len(row) else ""
     try:
-        return float(cell)
+        value = float(cell)
     except ValueError:
         pass
+    else:
+        if not math.isfinite(value):
+            raise InvalidData(f"{path}:{line}: expected a finite arrival time in seconds, got '{cell}'")
+        return value
     try:
         return datetime.fromisoformat(cell).timestamp()
     except ValueError:

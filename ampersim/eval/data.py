@@ -21,7 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ampersim.core.errors import InvalidArgument, InvalidData, NotFound, not_found
+from ampersim.core.errors import AmpersimError, InvalidArgument, InvalidData, not_found
+from ampersim.core.limits import MAX_EVAL_TEXT_BYTES, read_limited
 from ampersim.core.resources import package_data
 
 if TYPE_CHECKING:
@@ -62,15 +63,19 @@ def shipped_corpus(name: str) -> Corpus:
 def _read_utf8(path: str | Path, field: str) -> str:
     path = Path(path)
     try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise NotFound(f"{path}: cannot read ({exc.strerror})", field=field) from None
+        data = read_limited(path, MAX_EVAL_TEXT_BYTES, "text file")
+    except AmpersimError as exc:  # missing, a folder or device, too large, unreadable: name the field
+        raise type(exc)(str(exc), field=field) from None
     try:
-        return data.decode("utf-8")
+        text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
         line = data[:exc.start].count(b"\n") + 1
         raise InvalidData(f"{path}:{line}: not UTF-8 (byte 0x{data[exc.start]:02x}); "
                           "save the file as UTF-8", field=field) from None
+    if "\x00" in text:  # valid UTF-8 but binary (text never holds NUL)
+        line = text[:text.index("\x00")].count("\n") + 1
+        raise InvalidData(f"{path}:{line}: a NUL byte: a binary file, not UTF-8 text", field=field)
+    return text
 
 
 def read_corpus(paths: Sequence[str | Path]) -> Corpus:
@@ -93,18 +98,18 @@ def token_windows(tokenizer: Any, text: str, window: int, n_windows: int | None 
     import torch
 
     if window < 2:
-        raise InvalidArgument(f"window must be >= 2 tokens, got {window}", field="window_tokens")
+        raise InvalidArgument(f"window_tokens {window}: must be >= 2 tokens", field="window_tokens")
     ids = tokenizer(text, add_special_tokens=False)["input_ids"]
     body = window - 1 if add_bos else window
     available = len(ids) // body
-    n = available if n_windows is None else n_windows
-    if available == 0:
-        raise InvalidArgument(f"the text has {len(ids)} tokens, fewer than one window of {window}",
+    if available < 1:
+        raise InvalidArgument(f"window_tokens {window}: the text has {len(ids):,} tokens, fewer than one window of "
+                              f"{window}; at most {len(ids) + (1 if add_bos else 0):,} tokens per window",
                               field="window_tokens")
-    if n < 1 or n > available:
-        raise InvalidArgument(
-            f"{n_windows} windows: the text has {len(ids)} tokens, room for 1..{available} windows of {window}",
-            field="windows")
+    n = available if n_windows is None else n_windows
+    if not 1 <= n <= available:
+        raise InvalidArgument(f"windows {n_windows}: the text has {len(ids):,} tokens, room for at most {available:,} "
+                              f"windows of {window} tokens", field="windows")
     out = torch.tensor(ids[: n * body], dtype=torch.long).view(n, body)
     if add_bos:
         bos = torch.full((n, 1), tokenizer.bos_token_id, dtype=torch.long)

@@ -26,6 +26,7 @@ if TYPE_CHECKING:
 
     from ampersim.eval.sensitivity import Sensitivity
     from ampersim.models.load import LoadedModel
+    from ampersim.models.spec import ModelSpec
     from ampersim.runtime.sparsify import SparsifyHandle
 
 EVALS = ("ppl", "code", "quiz")
@@ -95,41 +96,114 @@ class EvalSet:
                 "lm_eval_tasks": list(self.lm_eval_tasks), "lm_eval_limit": self.lm_eval_limit}
 
 
-def _check_at_least(name: str, value: int, low: int) -> None:
-    if value < low:
-        raise InvalidArgument(f"must be >= {low}, got {value}", field=name)
+def _check_at_least(name: str, value: int | None, low: int) -> None:
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < low):
+        raise InvalidArgument(f"{name} {value}: must be a whole number >= {low}", field=name)
+
+
+def check_counts(*, windows: int | None = None, window_tokens: int | None = None, code_windows: int | None = None,
+                 questions: int | None = None, calibration_windows: int | None = None,
+                 lm_eval_limit: int | None = None) -> None:
+    """Refuse counts below their minimum (None: not given): windows, code windows, calibration windows and
+    lm-eval documents >= 1, tokens per window >= 2, quiz questions >= 0 (0 = all). InvalidArgument names the
+    field."""
+    for name, value, low in (("windows", windows, 1), ("window_tokens", window_tokens, 2),
+                             ("code_windows", code_windows, 1), ("questions", questions, 0),
+                             ("calibration_windows", calibration_windows, 1), ("lm_eval_limit", lm_eval_limit, 1)):
+        _check_at_least(name, value, low)
+
+
+def check_model_inputs(model: str | Path, variants: Sequence[Variant], *, window_tokens: int = 512
+                       ) -> "ModelSpec | None":
+    """What can be checked of a model before its weights load (seconds to minutes): for a built-in model,
+    a window of ``window_tokens`` within its context length and every variant's policy and pattern against
+    its shapes (the simulator's one check, ``resolve_policy``). Returns the model's spec, or None for a
+    model given by path (checked once loaded: ``prepare_eval_set``, ``check_variants``)."""
+    from ampersim.models.load import builtin_model
+    from ampersim.models.registry import load_model_spec
+    from ampersim.sparsity.policy import resolve_policy
+
+    builtin = builtin_model(str(model))
+    if builtin is None:
+        return None
+    spec = load_model_spec(builtin.name)
+    spec.check_context(window_tokens, "window_tokens", "a perplexity window")
+    for variant in variants:
+        resolve_policy(variant.policy, spec, variant.pattern, variant.scoring)
+    return spec
+
+
+@dataclass(frozen=True)
+class EvalInputs:
+    """The texts and questions of an experiment, read and checked before any model loads (no tokenizer
+    needed): a bad --text or --quiz file fails in one line before the weights load, and each file is read
+    once (it may be a pipe)."""
+
+    evals: tuple[str, ...]
+    lm_eval_tasks: tuple[str, ...] = ()
+    corpus: evdata.Corpus | None = None  # perplexity text ("ppl")
+    code: evdata.Corpus | None = None  # code perplexity text ("code")
+    questions: tuple[evdata.Question, ...] = ()  # the quiz ("quiz", or the local lm-eval quiz task)
+    quiz: str = ""  # what the questions are
+
+
+def read_eval_inputs(evals: Sequence[str], *, lm_eval_tasks: Sequence[str] = (), texts: Sequence[str | Path] = (),
+                     quizzes: Sequence[str | Path] = (), questions: int | None = 120, seed: int = 0) -> EvalInputs:
+    """Read the user's ``texts``/``quizzes`` (else the shipped Pride and Prejudice / quiz) for ``evals``;
+    ``questions`` None or 0 = all."""
+    check_counts(questions=questions or 0)
+    if texts and "ppl" not in evals:
+        raise InvalidArgument("texts given, but they replace the prose of the 'ppl' evaluation, which is not "
+                              "asked for; add ppl to the evaluations or drop the texts", field="texts")
+    if quizzes and "quiz" not in evals and LOCAL_QUIZ_TASK not in lm_eval_tasks:
+        raise InvalidArgument(f"quizzes given, but they replace the questions of the 'quiz' evaluation (or lm-eval "
+                              f"{LOCAL_QUIZ_TASK}), which is not asked for; add quiz to the evaluations or drop "
+                              "the quizzes", field="quizzes")
+    out: dict[str, Any] = {"evals": tuple(evals), "lm_eval_tasks": tuple(lm_eval_tasks)}
+    if "ppl" in evals:
+        out["corpus"] = evdata.read_corpus(texts) if texts else evdata.shipped_corpus("austen")
+    if "code" in evals:
+        out["code"] = evdata.shipped_corpus("code")
+    if "quiz" in evals or LOCAL_QUIZ_TASK in lm_eval_tasks:
+        limit = questions or None
+        chosen = (evdata.read_quiz_files(quizzes, seed=seed, limit=limit) if quizzes
+                  else evdata.build_quiz(seed=seed, limit=limit))
+        out["questions"] = tuple(chosen)
+        out["quiz"] = f"user quiz ({', '.join(Path(q).name for q in quizzes)})" if quizzes else evdata.SHIPPED_QUIZ
+    return EvalInputs(**out)
 
 
 def prepare_eval_set(loaded: "LoadedModel", evals: Sequence[str], *, lm_eval_tasks: Sequence[str] = (),
                      texts: Sequence[str | Path] = (), quizzes: Sequence[str | Path] = (),
                      windows: int = 8, window_tokens: int = 512, code_windows: int = 4,
-                     questions: int | None = 120, seed: int = 0, lm_eval_limit: int | None = None) -> EvalSet:
+                     questions: int | None = 120, seed: int = 0, lm_eval_limit: int | None = None,
+                     inputs: EvalInputs | None = None) -> EvalSet:
     """The inputs of an experiment: ``texts``/``quizzes`` (the user's files) replace the shipped
-    Pride and Prejudice / quiz; ``questions`` None or 0 = all; ``code_windows`` of the stdlib extract."""
-    _check_at_least("windows", windows, 1)
-    _check_at_least("window_tokens", window_tokens, 2)
-    _check_at_least("code_windows", code_windows, 1)
-    _check_at_least("questions", questions or 0, 0)
+    Pride and Prejudice / quiz; ``questions`` None or 0 = all; ``code_windows`` of the stdlib extract.
+    ``inputs``: the texts and questions already read by ``read_eval_inputs`` (then ``evals``,
+    ``lm_eval_tasks``, ``texts``, ``quizzes``, ``questions`` and ``seed`` are its)."""
+    check_counts(windows=windows, window_tokens=window_tokens, code_windows=code_windows,
+                 questions=questions or 0, lm_eval_limit=lm_eval_limit)
+    if inputs is None:
+        inputs = read_eval_inputs(evals, lm_eval_tasks=lm_eval_tasks, texts=texts, quizzes=quizzes,
+                                  questions=questions, seed=seed)
+    if inputs.corpus is not None or inputs.code is not None:  # windows of text: within the context length
+        loaded.spec.check_context(window_tokens, "window_tokens", "a perplexity window")
     tok, bos = loaded.tokenizer, loaded.add_bos
-    out: dict[str, Any] = {"add_bos": bos, "lm_eval_tasks": tuple(lm_eval_tasks), "lm_eval_limit": lm_eval_limit}
-    if "ppl" in evals:
-        corpus = evdata.read_corpus(texts) if texts else evdata.shipped_corpus("austen")
-        out.update(windows=evdata.token_windows(tok, corpus.text, window_tokens, windows, add_bos=bos),
-                   text=corpus.description)
-    if "code" in evals:
-        corpus = evdata.shipped_corpus("code")
-        out.update(code_windows=_code_windows(tok, corpus.text, window_tokens, code_windows, bos),
-                   code=corpus.description)
-    if "quiz" in evals or LOCAL_QUIZ_TASK in lm_eval_tasks:
-        limit = questions or None
-        chosen = (evdata.read_quiz_files(quizzes, seed=seed, limit=limit) if quizzes
-                  else evdata.build_quiz(seed=seed, limit=limit))
-        what = f"user quiz ({', '.join(Path(q).name for q in quizzes)})" if quizzes else evdata.SHIPPED_QUIZ
-        out["quiz"] = what
-        if "quiz" in evals:
-            out["questions"] = tuple(chosen)
-        if LOCAL_QUIZ_TASK in lm_eval_tasks:
-            out["lm_eval_questions"] = tuple(chosen)
+    tasks = inputs.lm_eval_tasks
+    out: dict[str, Any] = {"add_bos": bos, "lm_eval_tasks": tasks, "lm_eval_limit": lm_eval_limit}
+    if inputs.corpus is not None:
+        out.update(windows=evdata.token_windows(tok, inputs.corpus.text, window_tokens, windows, add_bos=bos),
+                   text=inputs.corpus.description)
+    if inputs.code is not None:
+        out.update(code_windows=_code_windows(tok, inputs.code.text, window_tokens, code_windows, bos),
+                   code=inputs.code.description)
+    if inputs.quiz:
+        out["quiz"] = inputs.quiz
+        if "quiz" in inputs.evals:
+            out["questions"] = inputs.questions
+        if LOCAL_QUIZ_TASK in tasks:
+            out["lm_eval_questions"] = inputs.questions
     return EvalSet(**out)
 
 
@@ -142,7 +216,8 @@ def _code_windows(tokenizer: Any, text: str, window_tokens: int, n: int, bos: bo
 
 def calibration_batches(loaded: "LoadedModel", n_windows: int = 8, window_tokens: int = 512) -> list["torch.Tensor"]:
     """``n_windows`` single-window batches of Moby Dick (calibration text, never evaluated on)."""
-    _check_at_least("calibration_windows", n_windows, 1)
+    check_counts(calibration_windows=n_windows, window_tokens=window_tokens)
+    loaded.spec.check_context(window_tokens, "window_tokens", "a calibration window")
     try:
         windows = evdata.token_windows(loaded.tokenizer, evdata.load_text("mobydick"), window_tokens, n_windows,
                                        add_bos=loaded.add_bos)
@@ -312,6 +387,20 @@ def run_experiment(loaded: "LoadedModel", eval_set: EvalSet, variants: Sequence[
         experiment.results.append(evaluate_variant(loaded, eval_set, variant, dense, calibration=calibration,
                                                    progress=progress))
     return experiment
+
+
+def skip_list_path(model: str | None, out: str | Path | None = None) -> Path | None:
+    """Where the sensitivity pass writes the skip list of ``model`` (its spec name): ``out``, else the amber
+    skip-list folder's ``<model>.yaml``, checked before any work (a .yaml file that can be written:
+    ``check_output``, errors name the field 'out'). None when neither is known yet (a model given by path,
+    before it loads). Whether an existing file may be replaced is the caller's choice."""
+    from ampersim.core.outputs import check_output
+    from ampersim.sparsity.policy import amber_skip_dir
+
+    if out is None and model is None:
+        return None
+    return check_output(out if out is not None else amber_skip_dir() / f"{model}.yaml", "out",
+                        suffixes=(".yaml", ".yml"))
 
 
 def run_sensitivity(loaded: "LoadedModel", *, pattern: str = "8:16", scoring: str = "amber",

@@ -13,6 +13,7 @@ needs a network. Per-document correctness is kept for paired deltas.
 """
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import tempfile
@@ -50,13 +51,23 @@ metric_list:
 """
 
 
+def _missing() -> MissingDependency:
+    return MissingDependency(f"lm-eval tasks need lm-evaluation-harness; install it with: {INSTALL}")
+
+
+def check_installed() -> None:
+    """Refuse lm-eval tasks without lm-evaluation-harness, cheaply (no import): before a model loads."""
+    if importlib.util.find_spec("lm_eval") is None:
+        raise _missing()
+
+
 def _import_lm_eval() -> Any:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")  # never download models; datasets only if a task asks
     try:
         import lm_eval
         from lm_eval.models.huggingface import HFLM  # noqa: F401
     except ImportError:
-        raise MissingDependency(f"lm-eval tasks need lm-evaluation-harness; install it with: {INSTALL}") from None
+        raise _missing() from None
     return lm_eval
 
 

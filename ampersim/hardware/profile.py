@@ -9,21 +9,17 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from ampersim.core.patterns import NMPattern
 from ampersim.core.errors import NotFound, not_found
+from ampersim.core.schema import Frozen
 from ampersim.core.vocab import DType, SparseGemmImpl
-from ampersim.core.sourced import FractionSourced, PositiveSourced, Sourced
+from ampersim.core.sourced import FractionSourced, NonNegativeSourced, PositiveSourced
 
 
-_Frozen = ConfigDict(frozen=True, extra="forbid")
-
-
-class MatrixRates(BaseModel):
+class MatrixRates(Frozen):
     """Peak matrix throughput for one dtype: dense, and sparse per natively accelerated pattern."""
-
-    model_config = _Frozen
 
     dense_tflops: PositiveSourced
     sparse_tflops: dict[str, PositiveSourced] = Field(
@@ -41,37 +37,29 @@ class MatrixRates(BaseModel):
         return self.sparse_tflops.get(str(pattern))
 
 
-class Memory(BaseModel):
-    model_config = _Frozen
-
+class Memory(Frozen):
     capacity_gb: PositiveSourced
     bandwidth_gbps: PositiveSourced = Field(description="Peak device-memory bandwidth, GB/s (1e9 B/s).")
 
 
-class Interconnect(BaseModel):
+class Interconnect(Frozen):
     """GPU-to-GPU link used by tensor-parallel all-reduce."""
-
-    model_config = _Frozen
 
     name: str
     bandwidth_gbps: PositiveSourced = Field(description="Per-GPU unidirectional bandwidth, GB/s.")
     latency_us: PositiveSourced
 
 
-class Power(BaseModel):
-    model_config = _Frozen
-
+class Power(Frozen):
     tdp_w: PositiveSourced
     prefill_power_fraction: FractionSourced = Field(
         description="Average board power during prefill as a fraction of TDP (energy model)."
     )
 
 
-class Prices(BaseModel):
+class Prices(Frozen):
     """Prices of one GPU, each dated: cloud rent as a provider's list price and as a market median
     (``ampersim roi --cloud-price list|market`` picks one), and the purchase price."""
-
-    model_config = _Frozen
 
     cloud_usd_per_gpu_hour: PositiveSourced | None = Field(
         default=None, description="On-demand list price of one GPU-hour at a named provider.")
@@ -99,7 +87,7 @@ class TileSize(PositiveSourced):
         return value
 
 
-class GemmEfficiency(BaseModel):
+class GemmEfficiency(Frozen):
     """Shape-dependent efficiency of a GEMM library path (dense cuBLAS-like or sparse cuSPARSELt-like).
 
     Achieved rate = peak · peak_fraction · w · M / (M + w · m_half), with w the wave efficiency of
@@ -108,19 +96,17 @@ class GemmEfficiency(BaseModel):
     Equations: docs/cost-model.md (ampersim.sim.cost.gemm_efficiency, gemm_terms).
     """
 
-    model_config = _Frozen
-
     peak_fraction: FractionSourced
     tile_m: TileSize = Field(description="Output tile rows (tokens) per thread block (wave quantization).")
     tile_n: TileSize = Field(description="Output tile columns per thread block (wave quantization).")
     m_half: PositiveSourced = Field(description="Tokens at which the small-M ramp reaches half efficiency.")
-    overhead_us: Sourced = Field(description="Fixed per-kernel time (launch, prologue/epilogue), µs.")
+    overhead_us: NonNegativeSourced = Field(description="Fixed per-kernel time (launch, prologue/epilogue), µs.")
     memory_fraction: FractionSourced | None = Field(
         default=None,
         description="Achieved fraction of peak bandwidth when the GEMM is memory-bound (few rows: the weights "
                     "stream, as in decode); absent: efficiency.memory_fraction. Set by `ampersim calibrate`.",
     )
-    memory_latency_us: Sourced | None = Field(
+    memory_latency_us: NonNegativeSourced | None = Field(
         default=None,
         description="Time a memory-bound GEMM takes before it streams at memory_fraction (added to its memory "
                     "term: latency + bytes / achieved bandwidth), µs; absent: 0. Set by `ampersim calibrate`.",
@@ -138,10 +124,8 @@ class GemmEfficiency(BaseModel):
     )
 
 
-class PruneImpl(BaseModel):
+class PruneImpl(Frozen):
     """A runtime N:M prune (+ compress) implementation of activations: a memory-bound op."""
-
-    model_config = _Frozen
 
     description: str
     bytes_per_input_byte: PositiveSourced = Field(
@@ -160,9 +144,7 @@ class PruneImpl(BaseModel):
     )
 
 
-class Efficiency(BaseModel):
-    model_config = _Frozen
-
+class Efficiency(Frozen):
     dense_gemm: GemmEfficiency
     sparse_gemm: GemmEfficiency
     sparse_gemm_impl: SparseGemmImpl = Field(
@@ -186,12 +168,12 @@ class Efficiency(BaseModel):
         description="Achieved fraction of peak bandwidth of decode attention, which streams the KV cache "
                     "(flash-decoding); absent: memory_fraction. Set by `ampersim calibrate`.",
     )
-    decode_attention_latency_us: Sourced | None = Field(
+    decode_attention_latency_us: NonNegativeSourced | None = Field(
         default=None,
         description="Time decode attention takes before it streams at decode_attention_fraction (added to its "
                     "memory term), µs; absent: 0. Set by `ampersim calibrate`.",
     )
-    kernel_overhead_us: Sourced = Field(description="Fixed time per non-GEMM kernel, µs.")
+    kernel_overhead_us: NonNegativeSourced = Field(description="Fixed time per non-GEMM kernel, µs.")
     allreduce_fraction: FractionSourced = Field(description="Achieved fraction of interconnect bandwidth.")
 
     @model_validator(mode="after")
@@ -218,10 +200,8 @@ class Efficiency(BaseModel):
                                        "sparse_gemm_alternatives": others})
 
 
-class HardwareProfile(BaseModel):
+class HardwareProfile(Frozen):
     """One accelerator. See hardware_profiles/*.yaml and `ampersim profiles schema`."""
-
-    model_config = _Frozen
 
     name: str = Field(pattern=r"^[a-z0-9][a-z0-9.\-]*$")
     display_name: str
@@ -248,6 +228,9 @@ class HardwareProfile(BaseModel):
         description="prune_impls entry used when the pattern is not accelerated (masking only, then dense GEMM)."
     )
     calibrated_from: str | None = Field(default=None, description="Measurement file(s) behind a calibration.")
+    base_profile: str | None = Field(
+        default=None, description="Calibrated profiles: the shipped profile they were fitted from (its GPU, peaks, "
+                                  "prices); absent: the name without '-calibrated'.")
 
     @model_validator(mode="after")
     def _consistent(self) -> "HardwareProfile":

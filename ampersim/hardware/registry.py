@@ -42,6 +42,11 @@ def load_profile(name_or_path: str | Path) -> HardwareProfile:
     raise not_found("hardware profile", str(name_or_path), profile_names(include_calibrated=True))
 
 
+def profile_file(name: str) -> Path | None:
+    """The file of the shipped or calibrated profile named (or aliased) ``name``; None if none is."""
+    return _catalog().file_of(name) or _calibrated().file_of(name)
+
+
 def list_profiles(include_calibrated: bool = False) -> list[HardwareProfile]:
     """Shipped profiles sorted by name; then, if asked, the calibrated ones sorted by name."""
     return _catalog().all() + (_calibrated().all() if include_calibrated else [])

@@ -33,20 +33,28 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
+from pydantic import ValidationError
 
-from ampersim.core.errors import InvalidData
+from ampersim.core.errors import InvalidArgument, InvalidData
+from ampersim.core.limits import MAX_CALIBRATION_ROWS, check_at_most
 from ampersim.core.sourced import PositiveSourced
+from ampersim.core.yamlio import validation_message
 from ampersim.hardware.profile import HardwareProfile
 from ampersim.measure.ops import GROUPED_KERNEL
-from ampersim.measure.records import MeasurementFile, OpMeasurement
-from ampersim.measure.validate import Measurements, Predictor, all_records, as_files, category_of, default_holdout, error_stats
+from ampersim.measure.records import MeasurementFile, OpMeasurement, display_path
+from ampersim.measure.validate import (
+    Measurements, Predictor, all_records, as_files, category_of, error_stats, resolve_holdout,
+)
 
 TILE_CHOICES = (64, 128, 256)
+_NAME_RE = re.compile(HardwareProfile.model_fields["name"].metadata[0].pattern)
 GEMV_ROWS = 16
 FIT_DTYPES = ("bf16", "fp16")
 
@@ -229,22 +237,50 @@ def fit_stage(profile: HardwareProfile, stage: Stage, records: list[OpMeasuremen
     return best
 
 
+def calibrated_name(path: str | Path) -> str:
+    """The name of the profile calibrate writes to ``path``: the file's stem, which must be a valid
+    profile name and must not be the name or alias of another profile (loading by that name would give
+    the other one; hardware_profiles/calibrated/ also requires name = file stem)."""
+    from ampersim.hardware.registry import profile_file
+
+    path = Path(path)
+    name = path.stem
+    if not _NAME_RE.match(name):
+        raise InvalidArgument(f"out {path}: the profile is named after its file, and '{name}' is not a profile name "
+                              "(lower-case letters, digits, '.' and '-', starting with a letter or digit)", field="out")
+    other = profile_file(name)
+    if other is not None and other.resolve() != path.resolve():
+        raise InvalidArgument(f"out {path}: the profile is named after its file, and '{name}' already names "
+                              f"{display_path(other)}; choose another file name", field="out")
+    return name
+
+
 def calibrate(measurements: Measurements, profile: HardwareProfile, holdout: Sequence[str] | None = None,
-              sparse_gemm_impl: str | None = None) -> tuple[HardwareProfile, list[dict[str, Any]], list[str]]:
+              sparse_gemm_impl: str | None = None, *, name: str | None = None
+              ) -> tuple[HardwareProfile, list[dict[str, Any]], list[str]]:
     """Fit every stage that has fit-split rows; return (calibrated profile, stage reports, holdout).
 
     ``measurements``: one file or several (e.g. single-GPU ops plus a multi-GPU all-reduce run); each
     fitted number's source names the file(s) whose rows fitted it. ``sparse_gemm_impl``: the sparse-GEMM
     implementation the measured 2:4 GEMMs ran, when it is not the profile's own (``efficiency.sparse_gemm_impl``):
     then only the 2:4 GEMM stage is fitted, into ``efficiency.sparse_gemm_alternatives[sparse_gemm_impl]``,
-    and every other number of ``profile`` is kept (how a second implementation joins a calibrated profile)."""
+    and every other number of ``profile`` is kept (how a second implementation joins a calibrated profile).
+    ``name``: the calibrated profile's name (default ``<profile>-calibrated``, or the calibrated profile's own;
+    `ampersim calibrate` uses ``calibrated_name`` of its output). Refused (InvalidArgument/InvalidData, nothing
+    returned): a holdout naming an unmeasured model or leaving no rows to fit, and a fit that fails its check
+    (an error or value that is not a finite number, a profile that does not validate)."""
     files = as_files(measurements)
     records = all_records(files)
-    holdout = list(holdout) if holdout is not None else default_holdout([r.model for r in records])
+    holdout = resolve_holdout(holdout, [r.model for r in records])
     usable = [r for r in records if r.dtype in FIT_DTYPES and isinstance(r, OpMeasurement)]
     fit_rows = [r for r in usable if r.model not in holdout]
+    check_at_most(len(fit_rows), MAX_CALIBRATION_ROWS, "measurements", "the 16-bit op rows to fit")
+    if not fit_rows:
+        raise InvalidArgument(f"holdout: holding out {', '.join(holdout) or 'nothing'} leaves no 16-bit op rows to "
+                              f"fit (fit rows come from the models not held out; measured: "
+                              f"{', '.join(dict.fromkeys(r.model for r in records))})", field="holdout")
     if sparse_gemm_impl not in (None, profile.efficiency.sparse_gemm_impl):
-        calibrated, report = _calibrate_alternative(files, profile, fit_rows, sparse_gemm_impl)
+        calibrated, report = _calibrate_alternative(files, profile, fit_rows, sparse_gemm_impl, name)
         return calibrated, [report], holdout
     measured_impls = sorted({r.prune_impl for r in fit_rows if r.variant == "prune"
                              and r.prune_impl in profile.prune_impls})
@@ -272,9 +308,19 @@ def calibrate(measurements: Measurements, profile: HardwareProfile, holdout: Seq
              f"as one kernel (torch.bmm), 2:4 as one _cslt_sparse_mm call per group (torch has no grouped 2:4 GEMM). "
              f"Peaks, memory, prices etc. are those of the shipped profile '{profile.name}'. {profile.notes}")
     data = current.model_dump(mode="python")
-    data.update(name=f"{profile.name}-calibrated", display_name=f"{profile.display_name} (calibrated)",
-                aliases=[], status="calibrated", calibrated_from=labels, notes=notes)
-    return HardwareProfile.model_validate(data), reports, holdout
+    data.update(name=name or f"{profile.name}-calibrated", display_name=f"{profile.display_name} (calibrated)",
+                aliases=[], status="calibrated", calibrated_from=labels, notes=notes,
+                base_profile=profile.base_profile or profile.name)
+    return _validated(data), reports, holdout
+
+
+def _validated(data: dict[str, Any]) -> HardwareProfile:
+    """The calibrated profile, or InvalidData: a fit that does not make a valid profile failed its check."""
+    try:
+        return HardwareProfile.model_validate(data)
+    except ValidationError as exc:
+        raise InvalidData(f"calibration failed its check: {validation_message('the calibrated profile', exc)}; "
+                          "no profile written") from None
 
 
 def _with_optional_params(profile: HardwareProfile, params: Sequence[Param]) -> HardwareProfile:
@@ -293,8 +339,9 @@ def _with_optional_params(profile: HardwareProfile, params: Sequence[Param]) -> 
 
 
 def _calibrate_alternative(files: list[MeasurementFile], profile: HardwareProfile, fit_rows: list[OpMeasurement],
-                           name: str) -> tuple[HardwareProfile, dict[str, Any]]:
-    """``profile`` with its sparse-GEMM implementation ``name`` (an alternative) fitted on the 2:4 GEMM rows."""
+                           name: str, profile_name: str | None) -> tuple[HardwareProfile, dict[str, Any]]:
+    """``profile`` with its sparse-GEMM implementation ``name`` (an alternative) fitted on the 2:4 GEMM rows
+    (named ``profile_name`` if given)."""
     own = profile.efficiency.sparse_gemm_impl
     eff = profile.efficiency
     if name not in eff.sparse_gemm_alternatives:  # a new one starts as a copy of the profile's own (every fitted
@@ -317,8 +364,10 @@ def _calibrate_alternative(files: list[MeasurementFile], profile: HardwareProfil
                 notes=profile.notes if note in profile.notes else f"{profile.notes} {note}".strip())
     if profile.status != "calibrated":
         data.update(name=f"{profile.name}-calibrated", display_name=f"{profile.display_name} (calibrated)",
-                    aliases=[], status="calibrated")
-    return HardwareProfile.model_validate(data), report
+                    aliases=[], status="calibrated", base_profile=profile.name)
+    if profile_name is not None:
+        data.update(name=profile_name, aliases=[] if profile_name != profile.name else profile.aliases)
+    return _validated(data), report
 
 
 def _fit_and_source(current: HardwareProfile, stage: Stage, rows: list[OpMeasurement]
@@ -334,6 +383,9 @@ def _fit_and_source(current: HardwareProfile, stage: Stage, rows: list[OpMeasure
                       f"{models} rows; MAPE before {before['mape_pct']:.1f} %)") for path in values}
     current = with_values(current, values, sources)
     after = error_stats(Predictor(rows).predict(current), Predictor(rows).measured)
+    if not all(math.isfinite(v) for v in (before["mape_pct"], after["mape_pct"], *values.values())):
+        raise InvalidData(f"calibration stage '{stage.name}' failed its check: fit MAPE {after['mape_pct']:g} % on "
+                          f"{len(rows)} rows, values {values}; no profile written")
     return current, {"stage": stage.name, "n": len(rows), "fit_mape_before_pct": before["mape_pct"],
                      "fit_mape_after_pct": after["mape_pct"], "values": values}
 
@@ -348,8 +400,8 @@ def profile_yaml(profile: HardwareProfile) -> str:
     """The profile as YAML in the shipped files' field order."""
     import yaml
 
-    header = (f"# {profile.display_name}: written by `ampersim calibrate`; efficiency numbers say "
-              f"'measured: <file>'. Load it as profile {profile.name} (from hardware_profiles/calibrated/) "
-              f"or by this file's path.\n")
+    header = (f"# {profile.display_name}: written by `ampersim calibrate`; efficiency numbers say 'measured: <file>'.\n"
+              f"# Load it by this file's path (--profile path/to/{profile.name}.yaml); copied into "
+              f"hardware_profiles/calibrated/ it also loads by its name, {profile.name}.\n")
     return header + yaml.safe_dump(profile.model_dump(mode="json", exclude_none=True), sort_keys=False,
                                    allow_unicode=True, width=110)

@@ -5,10 +5,14 @@ import platform
 import re
 import shutil
 import subprocess
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from ampersim.core.deps import require
 from ampersim.core.errors import InvalidArgument, MissingDependency
 from ampersim.measure.records import Environment
+
+if TYPE_CHECKING:
+    from ampersim.hardware.profile import HardwareProfile
 
 # GPU name as the driver reports it (regex, case-insensitive) -> shipped base profile name.
 GPU_PROFILES: tuple[tuple[str, str], ...] = (
@@ -35,18 +39,20 @@ def profile_for_gpu(gpu_name: str) -> str | None:
     return None
 
 
-def base_profile_name(profile_name: str) -> str:
-    """'h200-calibrated' -> 'h200': the shipped profile a calibrated one was derived from."""
-    return profile_name.removesuffix("-calibrated")
+def base_profile_name(profile: HardwareProfile) -> str:
+    """The shipped profile ``profile`` was calibrated from (its ``base_profile``; 'h200-calibrated' -> 'h200'
+    for profiles written before the field), or its own name."""
+    return profile.base_profile or profile.name.removesuffix("-calibrated")
+
+
+def require_torch(purpose: str) -> Any:
+    """Import torch and return it; otherwise a one-line error naming the extra that installs it."""
+    return require("torch", purpose)
 
 
 def require_cuda() -> Any:
     """Import torch and return it if a CUDA device is usable; otherwise a one-line error."""
-    try:
-        import torch
-    except ImportError:
-        raise MissingDependency("ampersim measure needs torch with CUDA (pip install 'ampersim[models]' "
-                                "with a CUDA build of torch)") from None
+    torch = require_torch("ampersim measure (with a CUDA build of torch)")
     if not torch.cuda.is_available():
         raise MissingDependency(f"ampersim measure needs a CUDA GPU; torch {torch.__version__} sees none "
                                 "(CUDA_VISIBLE_DEVICES, driver, or a CPU-only torch build)")
@@ -99,16 +105,15 @@ def _cusparselt_version(torch: Any) -> int | None:
     return int(backend.version())
 
 
-def check_gpu_matches_profile(gpu_name: str, profile_name: str, *, force: bool) -> str | None:
+def check_gpu_matches_profile(gpu_name: str, profile: HardwareProfile, *, force: bool) -> str | None:
     """Refuse comparing a measurement of one GPU with another GPU's profile.
 
     Returns a warning text when ``force`` overrides a mismatch, None when they match.
     """
     expected = profile_for_gpu(gpu_name)
-    actual = base_profile_name(profile_name)
-    if expected == actual:
+    if expected == base_profile_name(profile):
         return None
-    what = f"measurements from '{gpu_name}' (profile {expected or 'unknown'}) vs profile '{profile_name}'"
+    what = f"measurements from '{gpu_name}' (profile {expected or 'unknown'}) vs profile '{profile.name}'"
     if not force:
         raise InvalidArgument(f"{what}: GPU mismatch; set force to compare anyway", field="force")
     return f"WARNING: {what}: GPU MISMATCH, comparing anyway because force is set; the errors mean nothing for either GPU"

@@ -18,7 +18,9 @@ from collections.abc import Callable, Sequence
 from typing import Any, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict
+from pydantic import Field, model_validator
+
+from ampersim.core.schema import Frozen
 
 MIN_RUNS = 20
 MAX_RUNS = 200
@@ -30,24 +32,29 @@ WARMUP_SECONDS = 0.2
 MAX_WARMUP_STEPS = 5000
 
 
-class Timing(BaseModel):
+class Timing(Frozen):
     """Seconds per call: median and spread over ``runs`` timed runs of ``calls_per_run`` calls.
 
     ``warmup_s``: busy time before the timed runs; 0 where there was none (files written before the
     settle warm-up existed, such as validation/h200-run1.jsonl, do not carry the field)."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
     method: Literal["cuda_graph", "cuda_events", "cpu_clock"]
-    median_s: float
-    p10_s: float
-    p90_s: float
-    min_s: float
-    max_s: float
-    runs: int
-    calls_per_run: int
-    warmup_s: float = 0.0
+    median_s: float = Field(gt=0)
+    p10_s: float = Field(gt=0)
+    p90_s: float = Field(gt=0)
+    min_s: float = Field(gt=0)
+    max_s: float = Field(gt=0)
+    runs: int = Field(ge=1)
+    calls_per_run: int = Field(ge=1)
+    warmup_s: float = Field(0.0, ge=0)
     note: str = ""
+
+    @model_validator(mode="after")
+    def _ordered(self) -> "Timing":
+        if not self.min_s <= self.p10_s <= self.median_s <= self.p90_s <= self.max_s:
+            raise ValueError(f"times must satisfy min_s <= p10_s <= median_s <= p90_s <= max_s; got {self.min_s:g}, "
+                             f"{self.p10_s:g}, {self.median_s:g}, {self.p90_s:g}, {self.max_s:g}")
+        return self
 
 
 def summarize(per_call_s: Sequence[float], method: str, calls_per_run: int, note: str = "",

@@ -4,6 +4,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+PLOT_SUFFIXES = (".png", ".svg", ".pdf", ".jpg", ".jpeg", ".webp", ".tif", ".tiff", ".eps", ".ps")
+"""File types the validation figure can be written as (matplotlib's Agg, SVG, PDF and PS writers)."""
 _GROUPS = (("dense_gemm_grouped", "dense MoE experts (bmm)"), ("dense_gemm", "dense GEMM"),
            ("sparse_gemm_grouped", "2:4 MoE experts (a call per expert)"), ("sparse_gemm", "2:4 sparse GEMM"),
            ("attention", "attention"), ("norm", "norm"), ("elementwise:eager_torch", "eager-torch diagnostic"),
@@ -54,6 +56,5 @@ def plot_validation(result: dict[str, Any], path: str | Path, title: str = "") -
     ax2.legend(fontsize=7)
     fig.suptitle(title or f"{result['profile']} vs measurements on {result['gpu']}")
     fig.tight_layout()
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
+    fig.savefig(Path(path), dpi=110)
     plt.close(fig)

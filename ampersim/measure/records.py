@@ -22,10 +22,13 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Literal, TextIO
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import ConfigDict, Field, ValidationError
 
-from ampersim.core.errors import InvalidData, NotFound
+from ampersim.core.errors import InvalidData
+from ampersim.core.limits import MAX_DATA_FILE_BYTES, read_limited
+from ampersim.core.outputs import check_output
 from ampersim.core.resources import repository_root
+from ampersim.core.schema import Frozen
 from ampersim.core.vocab import DecoderLinearKind, DiagnosticPruneImpl, DType, MixedStepMode, PruneImplName, Scoring
 from ampersim.measure.harness import Timing
 from ampersim.sim.graph import BatchShape, DecodeShape, OpRecord, StepShape
@@ -34,8 +37,8 @@ FORMAT = "ampersim-measurements"
 SCHEMA_VERSION = 1
 
 
-class _Model(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
+class _Model(Frozen):
+    model_config = ConfigDict(populate_by_name=True)
 
 
 class _Record(_Model):
@@ -81,8 +84,8 @@ class HeaderRecord(_Record):
 class Check(_Model):
     """The correctness check that passed before anything was timed (a failed one is a skip)."""
 
-    rel_err: float
-    tol: float
+    rel_err: float = Field(ge=0)
+    tol: float = Field(ge=0)
     ok: bool
     what: str | None = Field(None, description="what was compared; None (op records): the op vs its float64 reference")
 
@@ -91,12 +94,12 @@ class MeasuredShape(_Model):
     """The shape actually timed: rows rounded up to whole tokens (and the sparse kernel's row
     multiple), whole groups; ``sets`` input sets rotated so that runs stream from device memory."""
 
-    M: float
-    N: float
-    K: float
-    groups: int
-    sets: int
-    launches: int | None = Field(None, description="GEMM kernel launches per call (one per group where no "
+    M: float = Field(ge=0)
+    N: float = Field(ge=0)
+    K: float = Field(ge=0)
+    groups: int = Field(ge=1)
+    sets: int = Field(ge=1)
+    launches: int | None = Field(None, ge=1, description="GEMM kernel launches per call (one per group where no "
                                                    "grouped kernel exists); None: not recorded (other ops, "
                                                    "and GEMMs in files written before the field)")
 
@@ -131,10 +134,10 @@ class _Result(_Record):
 
     workload: str
     model: str
-    tokens: int
-    batch: int
+    tokens: int = Field(ge=0)
+    batch: int = Field(ge=1)
     dtype: DType
-    tp: int
+    tp: int = Field(ge=1)
     pattern: str | None = Field(description="N:M of the sparse paths; None: a dense-only run (all-reduce)")
     policy: str
     scoring: Scoring | None = Field(description="None: a dense-only run (all-reduce)")
@@ -242,6 +245,16 @@ def header_record(environment: Environment | Mapping[str, Any], argv: list[str],
     return HeaderRecord(created=created, argv=list(argv), environment=Environment.model_validate(environment))
 
 
+def check_measurement_output(path: str | Path, *, append: bool) -> Path:
+    """``path`` if a run can be written there (core.outputs.check_output; an existing file only with
+    ``append``): what `ampersim measure` checks before it starts."""
+    out = check_output(path, "out")
+    if out.exists() and out.stat().st_size > 0 and not append:
+        raise InvalidData(f"{out}: file exists and append is off: append a run to it or choose another file",
+                          field="append")
+    return out
+
+
 class MeasurementWriter:
     """Appends records to a measurement file, one JSON line each, flushed and synced per line.
 
@@ -249,18 +262,14 @@ class MeasurementWriter:
     """
 
     def __init__(self, path: str | Path, header: HeaderRecord, *, append: bool = False) -> None:
-        self.path = Path(path)
+        self.path = check_measurement_output(path, append=append)
         if self.path.exists() and self.path.stat().st_size > 0:
-            if not append:
-                raise InvalidData(f"{self.path}: file exists and append is off: append a run to it "
-                                  "or choose another file", field="append")
             existing = read_measurements(self.path)
             if existing.gpu != header.environment.gpu:
                 raise InvalidData(f"{self.path}: holds measurements of '{existing.gpu}', "
                                   f"cannot append a run on '{header.environment.gpu}'")
             if existing.truncated_line is not None:
                 _drop_partial_last_line(self.path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         self._handle: TextIO = self.path.open("a", encoding="utf-8")
         self.write(header)
 
@@ -293,9 +302,7 @@ def _drop_partial_last_line(path: Path) -> None:
 def _lines(path: Path) -> Iterator[tuple[int, str, bool]]:
     """(1-based line number, text, ends with newline) for each line of ``path``."""
     try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise NotFound(f"{path}: measurement file not found") from None
+        text = read_limited(path, MAX_DATA_FILE_BYTES, "measurement file").decode("utf-8")
     except UnicodeDecodeError:
         raise InvalidData(f"{path}:1: not an ampersim measurement file (not UTF-8 text)") from None
     for number, line in enumerate(text.splitlines(keepends=True), start=1):
@@ -350,7 +357,7 @@ def read_measurements(path: str | Path) -> MeasurementFile:
         if not headers:
             _check_header(path, number, data)
         kind = data.get("record") if isinstance(data, dict) else None
-        if kind not in RECORD_TYPES:
+        if not isinstance(kind, str) or kind not in RECORD_TYPES:
             raise InvalidData(f"{path}:{number}: field 'record': {kind!r} is not one of "
                               f"{', '.join(RECORD_TYPES)}")
         if kind == "header":

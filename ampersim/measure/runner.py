@@ -21,12 +21,14 @@ import gc
 import sys
 import time
 from collections.abc import Callable, Hashable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, TextIO
 
 from tqdm import tqdm
 
 from ampersim.core.errors import InvalidArgument
+from ampersim.core.limits import MAX_STEP_SEQUENCES, MAX_STEP_TOKENS, check_at_most, check_positive
+from ampersim.core.vocab import POLICY_PRESETS
 from ampersim.measure import ops
 from ampersim.measure.harness import time_calls
 from ampersim.measure.prune_impls import PRUNE_IMPLS, runnable_impl, unavailable_impls
@@ -77,6 +79,25 @@ class MeasureConfig:
     decode_contexts: Sequence[int] = (512, 4096, 32768)  # tokens in each sequence's KV cache
     mixed_tokens: Sequence[int] = (2048, 8192)  # mixed steps: token budget (first decode batch + a prefill chunk)
 
+    def check_bounds(self) -> None:
+        """Refuse, before any GPU work, sizes beyond a target's context length or the step bounds
+        (ampersim.core.limits), and a deadline that is not a positive number of seconds."""
+        if self.deadline_s is not None:
+            check_positive(self.deadline_s, "deadline", "the deadline (s)")
+        for name, values, limit in (("tokens", self.tokens, MAX_STEP_TOKENS),
+                                    ("layer_tokens", self.layer_tokens or (), MAX_STEP_TOKENS),
+                                    ("model_tokens", self.model_tokens, MAX_STEP_TOKENS),
+                                    ("extra_dtype_tokens", self.extra_dtype_tokens or (), MAX_STEP_TOKENS),
+                                    ("mixed_tokens", self.mixed_tokens, MAX_STEP_TOKENS),
+                                    ("decode_batch", self.decode_batches, MAX_STEP_SEQUENCES)):
+            for value in values:
+                check_at_most(value, limit, name, "a step's size")
+        for target in self.targets:
+            for name, values in (("tokens", self.tokens), ("layer_tokens", self.layer_tokens or ()),
+                                 ("model_tokens", self.model_tokens), ("decode_context", self.decode_contexts)):
+                for value in values:
+                    target.spec.check_context(value, name, "a sequence")
+
     def step_points(self) -> list[tuple[int, StepPoint]]:
         """(prefill tokens, step) of every decode step, and of every mixed step under split and prune_all:
         the first decode batch and context beside a prefill chunk filling the budget."""
@@ -94,6 +115,39 @@ class MeasureConfig:
                 points += [(budget - b, StepPoint(decode_batch=b, decode_context=c, mixed=mode))
                            for mode in ("split", "prune_all")]
         return points
+
+
+DRY_RUN_SUFFIX = "-tiny"
+
+
+def tiny_spec(spec: ModelSpec) -> ModelSpec:
+    """``spec`` scaled down for a CPU dry run: 2 layers of width 64 (2 heads of 32, grouped-query where the
+    model is, 128-wide FFN, 256-token vocabulary), its family, norms, activation and attention window
+    kept, MoE as 4 experts of width 64."""
+    moe = spec.moe
+    return ModelSpec.model_validate({**spec.model_dump(), **{
+        "name": f"{spec.name}{DRY_RUN_SUFFIX}", "display_name": f"{spec.display_name} (tiny dry-run shape)",
+        "source": f"derived: {spec.name} scaled down for a CPU dry run of ampersim measure", "aliases": [],
+        "num_layers": 2, "hidden_size": 64, "intermediate_size": 128, "num_heads": 2,
+        "num_kv_heads": 1 if spec.num_kv_heads < spec.num_heads else 2, "head_dim": 32, "vocab_size": 256,
+        "max_position_embeddings": None,
+        "sliding_window": None if spec.sliding_window is None else 16,
+        "global_every": None if spec.global_every is None else 2,
+        "moe": None if moe is None else {
+            "num_experts": 4, "experts_per_token": min(2, moe.experts_per_token), "expert_intermediate_size": 64,
+            "shared_expert_intermediate_size": 64 if moe.shared_expert_intermediate_size else 0},
+    }})
+
+
+def dry_run(config: MeasureConfig) -> MeasureConfig:
+    """``config`` for a CPU dry run of the harness on tiny shapes: each model as ``tiny_spec`` (a policy
+    file, written for the real layer count, becomes 'all'), 32-token prompts, layers and model, decode steps
+    of 16 sequences over 64 cached tokens, one 64-token mixed step. Minutes of full-size CPU work become
+    seconds; the numbers time the host, not a GPU."""
+    targets = [replace(t, spec=tiny_spec(t.spec), policy=t.policy if t.policy in POLICY_PRESETS else "all")
+               for t in config.targets]
+    return replace(config, targets=targets, tokens=(32,), layer_tokens=(32,), model_tokens=(32,),
+                   extra_dtype_tokens=(32,), decode_batches=(16,), decode_contexts=(64,), mixed_tokens=(64,))
 
 
 class ModelSlot:
@@ -127,12 +181,16 @@ class Context:
     models: ModelSlot = field(default_factory=ModelSlot)
 
 
+SPARSE_GEMM_NEEDS_CUDA = "2:4 sparse GEMMs run on cuSPARSELt, which needs a CUDA device"
+
+
 @dataclass
 class Item:
-    """One planned measurement; ``run`` returns the records it produced."""
+    """One planned measurement; ``run`` returns the records it produced; ``needs_cuda``: it cannot run elsewhere."""
 
     label: str
     run: Callable[[Context], list[Result]]
+    needs_cuda: bool = False
 
 
 def _base(target: MeasureTarget, tokens: int, dtype: str, pattern: str, policy: str,
@@ -249,7 +307,7 @@ def _op_item(base: dict[str, Any], spec: ModelSpec, op: Op, also: list[str], var
             impl=prepared.impl, check=prepared.check, timing=timing,
             note="; ".join(x for x in (prepared.note, timing.note) if x),
             extra=GemmChoice(alg=prepared.alg) if prepared.alg is not None else None)]
-    return Item(_label(base, f"{op.name} {prune_impl or variant}"), run)
+    return Item(_label(base, f"{op.name} {prune_impl or variant}"), run, needs_cuda=variant == "sparse")
 
 
 def _sparse_path(impl: str, pattern: str, device: str) -> Any:
@@ -414,6 +472,14 @@ def execute(config: MeasureConfig, writer: MeasurementWriter, l2_bytes: float,
     ctx = Context(config, l2_bytes)
     counts = {"measured": 0, "skipped": 0}
     out = stream or sys.stderr
+    if config.device != "cuda":  # known before anything runs: one line, not an error per GEMM
+        cuda_only = [item for item in items if item.needs_cuda]
+        for item in cuda_only:
+            writer.write(SkipRecord(what=item.label, reason=SPARSE_GEMM_NEEDS_CUDA))
+        if cuda_only:
+            print(f"  {len(cuda_only)} sparse GEMM measurements skipped: {SPARSE_GEMM_NEEDS_CUDA}", file=out)
+        counts["skipped"] += len(cuda_only)
+        items = [item for item in items if not item.needs_cuda]
     started = time.monotonic()
     try:
         with tqdm(total=len(items), file=out, unit="item", dynamic_ncols=True) as bar:

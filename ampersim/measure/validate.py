@@ -29,6 +29,7 @@ from ampersim.measure.env import check_gpu_matches_profile
 from ampersim.measure.records import (
     LayerMeasurement, MeasurementFile, ModelMeasurement, OpMeasurement, Result, read_measurements,
 )
+from ampersim.models.spec import ModelSpec
 from ampersim.sim.cost import OpColumns, cost_graph
 from ampersim.sim.execution import sparse_execution
 from ampersim.sim.graph import Op, build_graph, graph_for_step
@@ -56,7 +57,7 @@ def read_for_profile(paths: Sequence[str | Path], profile: HardwareProfile, *,
         if not mfile.records:
             raise InvalidData(f"{mfile.path}: holds no measurement records")
         try:
-            mismatch = check_gpu_matches_profile(mfile.gpu, profile.name, force=force)
+            mismatch = check_gpu_matches_profile(mfile.gpu, profile, force=force)
         except InvalidArgument as exc:
             raise InvalidArgument(f"{mfile.path}: {exc}", field=exc.field) from None
         if mismatch:
@@ -123,6 +124,18 @@ def measured_op(record: OpMeasurement) -> Op:
     return dataclasses.replace(op, M=M, bytes=float(op.bytes) * scale)
 
 
+def measured_spec(name: str) -> ModelSpec:
+    """The spec of a measured model: a shipped one, or the tiny shape of one that a CPU dry run measured
+    (ampersim.measure.runner.tiny_spec: '<model>-tiny')."""
+    from ampersim.measure.runner import DRY_RUN_SUFFIX, tiny_spec
+    from ampersim.models.registry import load_model_spec, model_names
+
+    base = name.removesuffix(DRY_RUN_SUFFIX)
+    if name.endswith(DRY_RUN_SUFFIX) and name not in model_names() and base in model_names():
+        return tiny_spec(load_model_spec(base))
+    return load_model_spec(name)
+
+
 @dataclass
 class _Group:
     """Ops sharing dtype, pattern, prune implementation and TP degree: one cost_graph call."""
@@ -140,7 +153,6 @@ class Predictor:
     """Predicted seconds of every usable record of a measurement file, for any profile."""
 
     def __init__(self, records: Iterable[Result]) -> None:
-        from ampersim.models.registry import load_model_spec
         from ampersim.sparsity.policy import resolve_policy
 
         self.rows: list[Row] = []
@@ -161,7 +173,7 @@ class Predictor:
                 gkey = (record.model, record.policy, record.pattern, record.scoring, record.tokens, record.batch,
                         record.dtype, record.tp, record.step)
                 if gkey not in graphs:
-                    spec = load_model_spec(record.model)
+                    spec = measured_spec(record.model)
                     policy = resolve_policy(record.policy, spec, record.pattern, record.scoring)
                     graphs[gkey] = (build_graph(spec, policy, record.tokens, record.batch, record.dtype, record.tp)
                                     if record.step is None else
@@ -214,6 +226,18 @@ def default_holdout(models: Sequence[str], fit_model: str = DEFAULT_FIT_MODEL) -
     unique = list(dict.fromkeys(models))
     fit = fit_model if fit_model in unique else (unique[0] if unique else fit_model)
     return [m for m in unique if m != fit]
+
+
+def resolve_holdout(holdout: Sequence[str] | None, models: Sequence[str]) -> list[str]:
+    """The held-out models: ``holdout`` (each must have been measured), else ``default_holdout``."""
+    if holdout is None:
+        return default_holdout(models)
+    measured = list(dict.fromkeys(models))
+    unknown = [m for m in holdout if m not in measured]
+    if unknown:
+        raise InvalidArgument(f"holdout: '{unknown[0]}' was not measured; the measured models are "
+                              f"{', '.join(measured)}", field="holdout")
+    return list(dict.fromkeys(holdout))
 
 
 def error_stats(predicted: np.ndarray, measured: np.ndarray) -> dict[str, float]:
@@ -283,7 +307,7 @@ def validate(measurements: Measurements, profile: HardwareProfile,
     predictor = Predictor(all_records(files))
     predicted = predictor.predict(profile)
     rows = predictor.rows
-    holdout = list(holdout) if holdout is not None else default_holdout([r.model for r in rows])
+    holdout = resolve_holdout(holdout, [r.model for r in rows])
     pairs = speedups(rows, predicted, holdout)
     return {
         "measurements": [f.label for f in files], "gpu": ", ".join(dict.fromkeys(f.gpu for f in files)),

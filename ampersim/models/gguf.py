@@ -7,6 +7,7 @@ vocabulary) are skipped unless asked for.
 """
 from __future__ import annotations
 
+import os
 import struct
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -27,8 +28,15 @@ def _read(stream: BinaryIO, fmt: str, path: Path) -> Any:
     return struct.unpack(fmt, data)[0]
 
 
+def _left(stream: BinaryIO) -> int:
+    """Bytes from the stream's position to the end of its file."""
+    return os.fstat(stream.fileno()).st_size - stream.tell()
+
+
 def _string(stream: BinaryIO, path: Path) -> str:
     length = _read(stream, "<Q", path)
+    if length > _left(stream):  # a garbage length: refuse it before reading (it could ask for exabytes)
+        raise InvalidData(f"{path}: truncated GGUF header")
     data = stream.read(length)
     if len(data) != length:
         raise InvalidData(f"{path}: truncated GGUF header")

@@ -35,6 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ampersim.core.deps import missing, require
 from ampersim.core.errors import InvalidArgument, InvalidData, MissingDependency, NotFound
 from ampersim.core.vocab import MODEL_DTYPES, TORCH_DTYPE_NAMES
 from ampersim.models.gguf import read_metadata
@@ -183,6 +184,7 @@ def load_model(name_or_path: str | Path, *, dtype: str = "fp32",
 
 def _load_builtin(builtin: BuiltinModel, dtype: str, root: Path) -> LoadedModel:
     versions = installed_versions(builtin)
+    _require_transformers()
     import transformers
 
     folder = root / "models" / f"{builtin.name}-{builtin.sha256[:12]}" \
@@ -346,13 +348,26 @@ def _torch_dtype(dtype: str) -> "torch.dtype":
 
 
 def _from_gguf(path: Path, dtype: str, *, name: str, add_bos: bool) -> LoadedModel:
-    _require_transformers("gguf")
+    _check_gguf(path)  # before transformers, whose import alone takes seconds
+    _require_transformers()
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     kwargs = dict(gguf_file=path.name, local_files_only=True)
     model = AutoModelForCausalLM.from_pretrained(str(path.parent), dtype=_torch_dtype(dtype), **kwargs)
     tokenizer = AutoTokenizer.from_pretrained(str(path.parent), **kwargs)
     return LoadedModel(model.eval(), tokenizer, name, str(path), add_bos)
+
+
+def _check_gguf(path: Path) -> None:
+    """Refuse a file that is not a readable GGUF model (garbage, truncated) before transformers parses it."""
+    gguf = require("gguf", "loading a .gguf model")
+    try:
+        reader = gguf.GGUFReader(str(path))
+    except Exception as exc:  # noqa: BLE001 - the reader fails on bad bytes with ValueError, struct.error, ...
+        raise InvalidData(f"{path}: not a readable GGUF model file ({type(exc).__name__}: "
+                          f"{str(exc).splitlines()[0] if str(exc) else 'no detail'})") from None
+    if not reader.tensors:
+        raise InvalidData(f"{path}: a GGUF file without tensors, not a model")
 
 
 def _from_folder(folder: Path, dtype: str, *, name: str | None = None,
@@ -383,7 +398,4 @@ def _require_transformers(*extra: str) -> None:
         for module in ("torch", "transformers", *extra):
             importlib.import_module(module)
     except ImportError as exc:
-        raise MissingDependency(
-            f"real models need torch and transformers ({exc.name} is missing); install them with: "
-            "pip install 'ampersim[models]'"
-        ) from None
+        raise missing(exc.name or "transformers", "loading a real model") from None

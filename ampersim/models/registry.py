@@ -152,6 +152,7 @@ def spec_from_hf_config(config: Mapping[str, Any] | object, name: str) -> ModelS
             num_kv_heads=int(get("num_key_value_heads") or heads),
             head_dim=int(get("head_dim") or hidden // heads),
             vocab_size=_required_int(get, "vocab_size", name),
+            max_position_embeddings=get("max_position_embeddings"),
             tie_embeddings=bool(get("tie_word_embeddings", family in _TIED_BY_DEFAULT)),
             mlp_activation=_ACTIVATIONS[activation],
             qk_norm=family in _QK_NORM_FAMILIES,

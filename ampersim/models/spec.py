@@ -7,15 +7,15 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 
+from ampersim.core.errors import InvalidArgument
+from ampersim.core.schema import Frozen
 from ampersim.core.vocab import LinearKind
 
 
-class MoESpec(BaseModel):
+class MoESpec(Frozen):
     """Mixture-of-experts FFN: ``experts_per_token`` of ``num_experts`` routed experts per token."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
 
     num_experts: int = Field(gt=1)
     experts_per_token: int = Field(gt=0)
@@ -29,14 +29,12 @@ class MoESpec(BaseModel):
         return self
 
 
-class LinearSpec(BaseModel):
+class LinearSpec(Frozen):
     """One linear projection of a decoder layer (or lm_head), per token.
 
     ``instances`` is how many copies run per token on average: 1 for dense layers, top-k for
     routed experts (each token visits top-k of num_experts); ``count`` is how many exist.
     """
-
-    model_config = ConfigDict(frozen=True)
 
     kind: LinearKind
     layer: int
@@ -51,10 +49,8 @@ class LinearSpec(BaseModel):
         return self.in_features * self.out_features * self.instances_per_token
 
 
-class ModelSpec(BaseModel):
+class ModelSpec(Frozen):
     """Architecture of a decoder-only transformer. See workloads/models/*.yaml."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
 
     name: str = Field(pattern=r"^[a-z0-9][a-z0-9.\-]*$")
     display_name: str
@@ -68,6 +64,10 @@ class ModelSpec(BaseModel):
     num_kv_heads: int = Field(gt=0)
     head_dim: int = Field(gt=0)
     vocab_size: int = Field(gt=0)
+    max_position_embeddings: int | None = Field(
+        default=None, gt=0,
+        description="Context length: the most tokens one sequence (prompt and output) may hold (config "
+                    "max_position_embeddings); None: not recorded, no bound.")
     tie_embeddings: bool = False
     mlp_activation: Literal["silu", "gelu_tanh"] = "silu"
     qk_norm: bool = False
@@ -96,6 +96,13 @@ class ModelSpec(BaseModel):
                 f"num_heads ({self.num_heads}) must be a multiple of num_kv_heads ({self.num_kv_heads})"
             )
         return self
+
+    def check_context(self, tokens: int, field: str, what: str = "a sequence", hint: str = "") -> None:
+        """Refuse ``tokens`` tokens in one sequence beyond the context length (InvalidArgument naming ``field``)."""
+        limit = self.max_position_embeddings
+        if limit is not None and tokens > limit:
+            raise InvalidArgument(f"{field}: {what} has {tokens:,} tokens, more than {self.name}'s context length "
+                                  f"of {limit:,} (max_position_embeddings){'; ' + hint if hint else ''}", field=field)
 
     def layer_linears(self, layer: int) -> list[LinearSpec]:
         """The linear projections of decoder layer ``layer`` (router and experts for MoE)."""

@@ -20,14 +20,16 @@ import json
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import ConfigDict, ValidationError
 
 from ampersim.core.errors import InvalidData, not_found
+from ampersim.core.limits import MAX_DATA_FILE_BYTES, read_limited
 from ampersim.core.resources import data_dir
+from ampersim.core.schema import Frozen
 
 
-class Scores(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="allow")
+class Scores(Frozen):
+    model_config = ConfigDict(extra="allow")
 
     ppl: float | None = None
     quiz_acc: float | None = None
@@ -37,15 +39,17 @@ class AccuracyRow(Scores):
     pattern: str
     scoring: str
     policy: str
+    outstanding: bool = False  # a W8A8 variant (inverse SmoothQuant + simulated W8A8): accuracy only
     coverage: float | None = None
     ppl_delta: float | None = None
     quiz_acc_delta: float | None = None
+    quiz_acc_delta_stderr: float | None = None
 
 
-class AccuracyResults(BaseModel):
+class AccuracyResults(Frozen):
     """One model's dense scores and pruned variants."""
 
-    model_config = ConfigDict(frozen=True, extra="allow")
+    model_config = ConfigDict(extra="allow")
 
     model: str
     environment: dict[str, Any] = {}
@@ -61,10 +65,10 @@ class AccuracyResults(BaseModel):
         return "quiz_acc" if self.dense.quiz_acc is not None else "ppl"
 
 
-class AccuracyFile(BaseModel):
+class AccuracyFile(Frozen):
     """An accuracy results file: every model of one study, in the study's order."""
 
-    model_config = ConfigDict(frozen=True, extra="allow")
+    model_config = ConfigDict(extra="allow")
 
     environment: dict[str, Any] = {}
     models: list[AccuracyResults]
@@ -90,10 +94,11 @@ def default_accuracy_path() -> Path | None:
 def load_accuracy_file(path: str | Path) -> AccuracyFile:
     """Parse and validate an accuracy results file; InvalidData names the file and field."""
     path = Path(path)
+    raw = read_limited(path, MAX_DATA_FILE_BYTES, "accuracy results file")
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise InvalidData(f"{path}: cannot read accuracy results ({exc.strerror})") from None
+        data = json.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise InvalidData(f"{path}: not UTF-8 text (offset {exc.start}); an accuracy results file is JSON") from None
     except json.JSONDecodeError as exc:
         raise InvalidData(f"{path}:{exc.lineno}: malformed JSON ({exc.msg})") from None
     single = isinstance(data, dict) and "models" not in data and "model" in data  # earlier single-model file
@@ -109,6 +114,10 @@ def load_accuracy_file(path: str | Path) -> AccuracyFile:
         raise InvalidData(f"{path}: field '{field}': {err['msg']}") from None
     if not study.models:
         raise InvalidData(f"{path}: field 'models': no model results")
+    names = [m.model for m in study.models]
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        raise InvalidData(f"{path}: field 'models': model {', '.join(twice)} listed more than once")
     return study
 
 

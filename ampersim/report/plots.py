@@ -116,8 +116,14 @@ def line_chart(
     ax.set_ylabel(ylabel)
     ax.set_title(title, fontsize=11)
     ax.grid(True, which="major", alpha=0.3)
-    ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False)
+    _legend(ax, loc="center left", bbox_to_anchor=(1.01, 0.5))
     return _png(fig)
+
+
+def _legend(ax, **placement) -> None:
+    """A legend of the labelled artists; none for a chart that drew nothing (matplotlib would warn)."""
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=8, frameon=False, **placement)
 
 
 def _token_formatter():
@@ -144,7 +150,7 @@ def stacked_bars(
     ax.set_xlabel(xlabel)
     ax.set_title(title, fontsize=11)
     ax.grid(True, axis="x", alpha=0.3)
-    ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False)
+    _legend(ax, loc="center left", bbox_to_anchor=(1.01, 0.5))
     return _png(fig)
 
 
@@ -171,7 +177,7 @@ def grouped_bars(
     ax.set_ylabel(ylabel)
     ax.set_title(title, fontsize=11)
     ax.grid(True, axis="y", alpha=0.3)
-    ax.legend(fontsize=8, frameon=False)
+    _legend(ax)
     return _png(fig)
 
 

@@ -531,7 +531,7 @@ def frontier(study: Study) -> Section:
                 "ppl_delta": row.ppl_delta,
                 "quiz_acc": row.quiz_acc,
                 "quiz_acc_delta": row.quiz_acc_delta,
-                "± se": getattr(row, "quiz_acc_delta_stderr", None),
+                "± se": row.quiz_acc_delta_stderr,
             }
             for row in results.rows
         ]

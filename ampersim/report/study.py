@@ -18,9 +18,12 @@ from typing import Any
 import numpy as np
 
 from ampersim import __version__
-from ampersim.core.errors import AmpersimError, InvalidData
+from ampersim.core.errors import AmpersimError
+from ampersim.core.limits import MAX_REPORT_RATES, check_at_most
 from ampersim.core.sourced import Sourced, sourced_numbers
-from ampersim.econ.capacity import CapacityPlan, Replica, auto_duration_s, build_replica, plan_capacity
+from ampersim.econ.capacity import (
+    CapacityPlan, Replica, auto_duration_s, build_replica, check_context, check_traffic_fits, plan_capacity,
+)
 from ampersim.econ.fleet import FleetCosts, break_even_gemm_speedup, fleet_costs
 from ampersim.econ.roi import Payback, PriceBasis, ProfileEconomics, paybacks, price_basis, profile_economics
 from ampersim.econ.serving import SLO
@@ -32,6 +35,7 @@ from ampersim.report.accuracy import AccuracyFile, AccuracyResults, AccuracyRow,
 from ampersim.sim.engine import EngineConfig, engine_for
 from ampersim.sim.predict import Prediction, comparison_patterns, predict, step_seconds
 from ampersim.sim.scenario import Scenario
+from ampersim.sparsity.policy import resolve_policy
 
 TOKEN_SWEEP = tuple(2**k for k in range(7, 16))  # 128 .. 32,768 tokens
 OP_GROUPS = {  # op kind -> breakdown category, in stacking order
@@ -251,11 +255,46 @@ class _Predictions:
         return len(self._done)
 
 
+def check_inputs(inputs: ReportInputs, spec: ModelSpec, predicted: _Predictions) -> dict[str, Replica]:
+    """Refuse, before any work, what the report would refuse halfway: a workload beyond the bounds or the
+    model's context, a pattern the model's shapes do not allow, too many rates, a rate or window beyond
+    the simulation bounds (ampersim.core.limits) or without a single request, a malformed accuracy file.
+    Returns each profile's replica at the workload's tp (its prefill step from ``predicted``), which the
+    bounds are checked on and every plan reuses."""
+    sc = inputs.scenario
+    sc.check_bounds(spec)
+    resolve_policy(sc.policy, spec, sc.pattern, sc.scoring)
+    check_context(spec, inputs.prompts, inputs.outputs)
+    check_at_most(len(inputs.rates), MAX_REPORT_RATES, "rate_per_s", "request rates in one report")
+    hit = inputs.cache_hit_rate
+    for rate in inputs.rates:
+        Traffic(rate, inputs.prompts, _window_s(rate, inputs), outputs=inputs.outputs, seed=inputs.seed,
+                cache_hit_rate=hit).counts()
+    try:  # the fleet section's window: its errors name the fleet rate
+        Traffic(inputs.fleet_rate, inputs.prompts, _window_s(inputs.fleet_rate, inputs), outputs=inputs.outputs,
+                seed=inputs.seed, cache_hit_rate=hit).counts()
+    except AmpersimError as exc:
+        if exc.field != "rate_per_s":
+            raise
+        raise type(exc)(str(exc).replace("rate_per_s", "fleet_rate", 1), field="fleet_rate") from None
+    replicas = {}
+    for profile, engine in zip(inputs.profiles, inputs.engines, strict=True):  # simulations small enough to hold
+        replica = replicas[profile.name] = build_replica(profile, sc, spec, sc.tp, engine,
+                                                         step=predicted(profile, sc, engine))
+        check_traffic_fits(replica, engine, max(inputs.rates), inputs.prompts, inputs.outputs, hit)
+        check_traffic_fits(replica, engine, inputs.fleet_rate, inputs.prompts, inputs.outputs, hit,
+                           field="fleet_rate")
+    if inputs.accuracy_path is not None and inputs.accuracy_path.is_file():
+        load_accuracy_file(inputs.accuracy_path)
+    return replicas
+
+
 def build_study(inputs: ReportInputs, progress: Callable[[str], None]) -> Study:
-    """Compute every number of the report (progress: one line per stage)."""
+    """Compute every number of the report (progress: one line per stage, after ``check_inputs``)."""
     sc = inputs.scenario
     spec = load_model_spec(sc.model)
     predicted = _Predictions(spec)
+    checked = check_inputs(inputs, spec, predicted)
     profiles = []
     replicas: dict[str, dict[int, Replica]] = {}
     for profile, basis, engine in zip(inputs.profiles, inputs.bases, inputs.engines, strict=True):
@@ -264,7 +303,7 @@ def build_study(inputs: ReportInputs, progress: Callable[[str], None]) -> Study:
             predicted(profile, sc.with_overrides(pattern=p), engine) for p in comparison_patterns(profile, sc)
         )
         prediction = predicted(profile, sc, engine)
-        replicas[profile.name] = {sc.tp: build_replica(profile, sc, spec, sc.tp, engine, step=prediction)}
+        replicas[profile.name] = {sc.tp: checked[profile.name]}
         profiles.append(
             ProfileStudy(
                 profile=profile,
@@ -349,7 +388,7 @@ def _plans(
     """The capacity plan at every rate, on one replica (at the workload's tp; ``built``, shared by every rate)."""
     sc = inputs.scenario
     cloud = basis.cloud_usd_per_gpu_hour.value if basis and basis.cloud_usd_per_gpu_hour else None
-    return {
+    plans = {  # the highest rate first: a rate too high to simulate is refused before the others' work
         rate: plan_capacity(
             profile,
             sc,
@@ -365,8 +404,9 @@ def _plans(
             built=built,
             with_effect=False,
         )
-        for rate in inputs.rates
+        for rate in sorted(inputs.rates, reverse=True)
     }
+    return {rate: plans[rate] for rate in inputs.rates}
 
 
 def _window_s(rate: float, inputs: ReportInputs) -> float:
@@ -441,10 +481,6 @@ def _accuracy_study(
 
     A variant's speed and cost depend only on its pattern, policy and scoring (they are predicted for the
     workload's model): ``predicted`` simulates each distinct variant once, whichever models share it."""
-    names = [m.model for m in accuracy.models]
-    twice = sorted({n for n in names if names.count(n) > 1})
-    if twice:
-        raise InvalidData(f"{inputs.accuracy_path}: field 'models': model {', '.join(twice)} listed more than once")
     clouds = [p for p in profiles if p.economics is not None and p.economics.prices.cloud_usd_per_gpu_hour]
     dense = [(p.name, 1.0, _cloud(p.economics, "dense")) for p in clouds]
     refused: dict[str, None] = {}  # ordered set: a variant refused for several models is said once
@@ -460,7 +496,7 @@ def _accuracy_study(
             except AmpersimError as exc:
                 refused[f"{option_name(row)}: not simulated ({exc})"] = None
                 continue
-            marker = row.pattern + (" +W8A8" if getattr(row, "outstanding", False) else "")  # W8A8: accuracy only
+            marker = row.pattern + (" +W8A8" if row.outstanding else "")  # W8A8: accuracy only
             mine += [
                 Option(results.model, option_name(row), marker, row.policy == "all", getattr(row, metric),
                        getattr(row, f"{metric}_delta"), profile, speedup, usd)
@@ -495,7 +531,7 @@ def _frontier(options: Sequence[Option], higher_better: bool) -> tuple[Option, .
 def option_name(row: AccuracyRow) -> str:
     """'8:16 amber', '2:4 magnitude (all)', '8:16 amber +W8A8': pattern, scoring, non-amber policy, W8A8."""
     name = f"{row.pattern} {row.scoring}" + ("" if row.policy == "amber" else f" ({row.policy})")
-    return name + (" +W8A8" if getattr(row, "outstanding", False) else "")
+    return name + (" +W8A8" if row.outstanding else "")
 
 
 def _cloud(economics: ProfileEconomics, path: str) -> float:

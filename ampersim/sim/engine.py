@@ -6,9 +6,10 @@ GPU as in vLLM: GPUs with at least 70 GiB of memory other than the A100 get the 
 """
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import Field, ValidationError
 
 from ampersim.core.errors import InvalidArgument
+from ampersim.core.schema import Frozen
 from ampersim.core.sourced import Sourced
 from ampersim.core.vocab import DType, MixedStepMode
 from ampersim.hardware.profile import HardwareProfile
@@ -31,10 +32,8 @@ MIXED_STEP_REASON = (
     "weight read per sparsified linear in a mixed step")
 
 
-class EngineConfig(BaseModel):
+class EngineConfig(Frozen):
     """How one replica schedules and stores requests (vLLM names in brackets)."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
 
     max_batched_tokens: int = Field(gt=0, description="token budget of one step [max_num_batched_tokens]")
     max_seqs: int = Field(gt=0, description="running sequences at most [max_num_seqs]")

@@ -39,12 +39,13 @@ from dataclasses import dataclass, field, fields
 from typing import Any, Union
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict
+from pydantic import Field
 
 from ampersim.core.errors import InvalidArgument
+from ampersim.core.schema import Frozen
 from ampersim.core.vocab import DECODER_LINEAR_KINDS, DTYPE_BYTES, MIXED_STEP_MODES, DType, OpKind, OpPath
 from ampersim.models.spec import ModelSpec
-from ampersim.sparsity.policy import SparsityPolicy, canonical_name
+from ampersim.sparsity.policy import SparsityPolicy, check_pattern_fits
 
 Num = Union[float, np.ndarray]
 
@@ -233,22 +234,20 @@ def _plain(value: Any) -> Any:
     return value
 
 
-class OpRecord(BaseModel):
+class OpRecord(Frozen):
     """An Op as stored in measurement files: the same fields, with scalar quantities."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
 
     name: str
     kind: OpKind
     layer: int | None
     layers: tuple[int, ...]
-    M: float
-    N: float
-    K: float
-    flops: float
-    bytes: float
+    M: float = Field(ge=0)
+    N: float = Field(ge=0)
+    K: float = Field(ge=0)
+    flops: float = Field(ge=0)
+    bytes: float = Field(ge=0)
     dtype: DType
-    groups: float = 1.0
+    groups: float = Field(1.0, gt=0)
     sparse: bool = False
     attrs: dict[str, Any] = {}
     path: OpPath = "both"  # absent in files written before decode and mixed steps: both paths
@@ -326,6 +325,8 @@ def graph_for_step(spec: ModelSpec, policy: SparsityPolicy, step: StepShape, dty
     if mixed == "separate" and step.prefill is not None and step.decode is not None:
         raise InvalidArgument("mixed 'separate' never puts prefill and decode in one step", field="mixed")
     check_tp(spec, tp)
+    if step.prefill is not None and tp > 1:  # resolve_policy checked tp 1
+        check_pattern_fits(spec, policy, tp)
     builder = _Builder(spec, policy, step, dtype, tp, kv_dtype, mixed)
     builder.model_start()
     groups = layer_groups(spec, policy)
@@ -381,12 +382,6 @@ class _Builder:
 
     def gemm(self, name: str, kind: str, M: Num, N: int, K: int, *, sparse: bool = False,
              groups: Num = 1.0, parallel: str = "replicated", path: str = "both", **attrs: Any) -> None:
-        if sparse and K % self.policy.pattern.m:
-            where = canonical_name(self.layers[0], kind) if self.layers else kind
-            raise InvalidArgument(
-                f"pattern {self.policy.pattern} needs the input features of every sparsified linear to be "
-                f"a multiple of {self.policy.pattern.m}; {where} has {K} per GPU (tp={self.tp})"
-            )
         flops = 2.0 * M * N * K * groups
         nbytes = groups * ((M * K + N * K) * self.in_b + M * N * self.act_b)
         self._add(name, "sparse_gemm" if sparse else "gemm", M, N, K, flops, nbytes, groups=groups,

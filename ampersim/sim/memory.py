@@ -10,8 +10,7 @@ from __future__ import annotations
 
 import math
 
-from pydantic import BaseModel, ConfigDict
-
+from ampersim.core.schema import Frozen
 from ampersim.core.vocab import DTYPE_BYTES
 from ampersim.hardware.profile import HardwareProfile
 from ampersim.models.spec import ModelSpec
@@ -59,10 +58,8 @@ def workspace_bytes(spec: ModelSpec, dtype: str, tp: int, max_tokens: int, max_s
     return max_tokens * (2 * spec.hidden_size + 3 * ffn) * act + logits
 
 
-class MemoryFit(BaseModel):
+class MemoryFit(Frozen):
     """Per-GPU memory of a replica; ``kv_blocks`` = 0 means the model does not fit."""
-
-    model_config = ConfigDict(frozen=True)
 
     capacity_gb: float
     gpu_memory_utilization: float

@@ -13,8 +13,8 @@ from collections import OrderedDict
 from dataclasses import dataclass
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict
 
+from ampersim.core.schema import Frozen
 from ampersim.core.vocab import MIXED_STEP_MODES, SPARSE_GEMM_IMPL_DESCRIPTIONS
 from ampersim.hardware.profile import HardwareProfile
 from ampersim.models.spec import ModelSpec
@@ -32,10 +32,8 @@ PAPER_PATTERN = "8:16"
 _CHUNK = 8192  # batch shapes costed per pass of the vectorized step model
 
 
-class OpRow(BaseModel):
+class OpRow(Frozen):
     """One op of the prediction; times are per instance (one layer), ``count`` instances per step."""
-
-    model_config = ConfigDict(frozen=True)
 
     name: str
     kind: str
@@ -52,10 +50,8 @@ class OpRow(BaseModel):
     sparse_bound: str
 
 
-class DecodeStep(BaseModel):
+class DecodeStep(Frozen):
     """One decode step of the workload's batch (dense: decode is never sparsified)."""
-
-    model_config = ConfigDict(frozen=True)
 
     batch: int
     context_tokens: list[int]  # KV tokens each sequence attends to: prompt + half of its outputs
@@ -64,10 +60,8 @@ class DecodeStep(BaseModel):
     ops: list[OpRow]
 
 
-class RequestTimes(BaseModel):
+class RequestTimes(Frozen):
     """The whole request: the batch prefilled together, then decoded together (means over sequences)."""
-
-    model_config = ConfigDict(frozen=True)
 
     output_tokens: list[int]
     decode_s: float            # decode steps after the first token
@@ -78,11 +72,9 @@ class RequestTimes(BaseModel):
     prefill_share: float       # of the dense request's time
 
 
-class MixedStep(BaseModel):
+class MixedStep(Frozen):
     """A step of the token budget holding the batch's decode tokens and a prefill chunk: dense (one mixed
     step, the baseline) vs the sparse path under each mode ('separate': a prefill step plus a decode step)."""
-
-    model_config = ConfigDict(frozen=True)
 
     mixed: str
     prefill_tokens: int
@@ -92,10 +84,8 @@ class MixedStep(BaseModel):
     speedup: float
 
 
-class Prediction(BaseModel):
+class Prediction(Frozen):
     """Dense vs sparse prefill of one step (per GPU of a tensor-parallel group), and the decode side."""
-
-    model_config = ConfigDict(frozen=True)
 
     profile: str
     model: str
@@ -175,6 +165,7 @@ def compile_step(profile: HardwareProfile, scenario: Scenario, *, prune_impl: st
     if sparse_gemm_impl is not None:
         profile = profile.with_sparse_gemm(sparse_gemm_impl)
     spec = spec or _load_spec(scenario)
+    scenario.check_bounds(spec)
     policy = resolve_policy(scenario.policy, spec, scenario.pattern, scenario.scoring)
     execution = sparse_execution(profile, scenario.dtype, policy.pattern, prune_impl)
     return StepModel(profile, scenario, spec, policy, execution)

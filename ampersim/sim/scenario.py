@@ -14,58 +14,57 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 
 from ampersim.core.catalog import looks_like_path
 from ampersim.core.errors import InvalidArgument, not_found
+from ampersim.core.limits import MAX_LOG_SIGMA, MAX_STEP_SEQUENCES, MAX_STEP_TOKENS, check_at_most
+from ampersim.core.schema import Frozen
 from ampersim.core.vocab import DType, Scoring
 from ampersim.core.patterns import NMPattern
 from ampersim.core.resources import data_dir
 from ampersim.core.sourced import SOURCE_RULE, PositiveSourced, Sourced, is_source
 from ampersim.core.yamlio import load_model
+from ampersim.models.spec import ModelSpec
 
 DEFAULT_SCENARIO = "prefill-4k"  # the workload when none is named; see workloads/scenarios/prefill-4k.yaml
 
 
-class PromptBin(BaseModel):
+class PromptBin(Frozen):
     """Prompts of ``tokens`` tokens make up ``share`` of the requests."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
 
     tokens: int = Field(gt=0)
     share: float = Field(gt=0, le=1)
 
 
-class LognormalParams(BaseModel):
+class LognormalParams(Frozen):
     """Lognormal lengths: arithmetic ``mean`` tokens, ``sigma`` the std of log-length, optional ``max``."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
     mean: float = Field(ge=1)
-    sigma: float = Field(ge=0)
+    sigma: float = Field(ge=0, le=MAX_LOG_SIGMA)
     max: int | None = Field(default=None, ge=1)
 
+    @model_validator(mode="after")
+    def _mean_within_cap(self) -> "LognormalParams":
+        if self.max is not None and self.mean > self.max:
+            raise ValueError(f"mean {self.mean:g} is above max {self.max}: most lengths would be the cap")
+        return self
 
-class LognormalLengths(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
 
+class LognormalLengths(Frozen):
     lognormal: LognormalParams
 
 
-class ServingTargets(BaseModel):
+class ServingTargets(Frozen):
     """The traffic a workload is planned for: request rate and SLOs (at the planner's percentile), each sourced."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
 
     rate_per_s: PositiveSourced
     slo_ttft_ms: PositiveSourced | None = None
     slo_tpot_ms: PositiveSourced | None = None
 
 
-class PrefixCache(BaseModel):
+class PrefixCache(Frozen):
     """Prefix caching: ``hit_rate`` of every prompt's tokens have their KV cached (0 <= hit_rate < 1)."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
 
     hit_rate: Sourced
 
@@ -77,10 +76,8 @@ class PrefixCache(BaseModel):
         return value
 
 
-class Scenario(BaseModel):
+class Scenario(Frozen):
     """A workload. See workloads/scenarios/*.yaml."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
 
     name: str
     description: str = ""
@@ -179,6 +176,24 @@ class Scenario(BaseModel):
             return _apportion(self.prompt_tokens, self.batch)
         return [round(self.mean_prompt_tokens())] * self.batch
 
+    def longest_prompt(self) -> int:
+        """Tokens of the longest prompt: the number, the mix's largest, a lognormal's cap (else its mean)."""
+        return _longest(self.prompt_tokens)
+
+    def longest_output(self) -> int:
+        """Tokens of the longest output: the number, the mix's largest, a lognormal's cap (else its mean)."""
+        return _longest(self.output_tokens)
+
+    def check_bounds(self, spec: ModelSpec) -> None:
+        """Refuse, before any work, a step beyond the resource bounds (ampersim.core.limits) or a sequence
+        beyond ``spec``'s context length; errors name the field (batch, prompt_tokens, output_tokens)."""
+        spec.check_context(self.longest_prompt(), "prompt_tokens", "a prompt")
+        spec.check_context(self.longest_prompt() + self.longest_output(), "output_tokens",
+                           f"a request of {self.longest_prompt():,} prompt and {self.longest_output():,} output tokens")
+        check_at_most(self.batch, MAX_STEP_SEQUENCES, "batch", "the prompts in one prefill step")
+        check_at_most(self.batch * self.longest_prompt(), MAX_STEP_TOKENS, "batch",
+                      f"the tokens in one prefill step ({self.batch:,} prompts of up to {self.longest_prompt():,})")
+
     def with_overrides(self, **changes: object) -> "Scenario":
         """A validated copy with some fields replaced (None values are ignored)."""
         update = {k: v for k, v in changes.items() if v is not None}
@@ -197,6 +212,15 @@ def _check_mix(bins: tuple[PromptBin, ...]) -> None:
         raise ValueError("the mix needs at least one {tokens, share} entry")
     if not math.isclose(sum(b.share for b in bins), 1.0, abs_tol=1e-6):
         raise ValueError(f"shares must sum to 1; got {sum(b.share for b in bins):g}")
+
+
+def _longest(lengths: int | tuple[PromptBin, ...] | LognormalLengths) -> int:
+    """The longest of ``lengths``: the number, the mix's largest, a lognormal's cap (else its mean, rounded)."""
+    if isinstance(lengths, int):
+        return lengths
+    if isinstance(lengths, LognormalLengths):
+        return lengths.lognormal.max if lengths.lognormal.max is not None else round(lengths.lognormal.mean)
+    return max(b.tokens for b in lengths)
 
 
 def _apportion(bins: tuple[PromptBin, ...], batch: int) -> list[int]:

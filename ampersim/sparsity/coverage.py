@@ -10,8 +10,9 @@ the router's MACs in the total (a slightly lower share for MoE models; no change
 """
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, computed_field
+from pydantic import computed_field
 
+from ampersim.core.schema import Frozen
 from ampersim.core.vocab import LinearKind
 from ampersim.models.spec import ModelSpec
 from ampersim.sparsity.policy import SparsityPolicy, canonical_name
@@ -19,13 +20,10 @@ from ampersim.sparsity.policy import SparsityPolicy, canonical_name
 ROUTER_EXCLUDED = "MoE router excluded from the total, as in the Amber paper"
 ROUTER_INCLUDED = "MoE router included in the total"
 
-_Frozen = ConfigDict(frozen=True, extra="forbid")
 
 
-class KindCoverage(BaseModel):
+class KindCoverage(Frozen):
     """One projection kind summed over the decoder layers."""
-
-    model_config = _Frozen
 
     kind: LinearKind
     macs_per_token: float
@@ -40,10 +38,8 @@ class KindCoverage(BaseModel):
         return self.sparse_macs_per_token / self.macs_per_token
 
 
-class Coverage(BaseModel):
+class Coverage(Frozen):
     """Share of decoder-layer linear MACs per token whose input is sparsified (see the module doc)."""
-
-    model_config = _Frozen
 
     sparse_macs_per_token: float
     total_macs_per_token: float

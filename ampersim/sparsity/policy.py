@@ -45,11 +45,12 @@ from __future__ import annotations
 import fnmatch
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import Field, ValidationError, field_validator
 
 from ampersim.core.errors import InvalidArgument, InvalidData, NotFound
+from ampersim.core.schema import Frozen
 from ampersim.core.vocab import (
-    DECODER_LINEAR_KINDS, NEVER_SPARSE_KINDS, POLICY_PRESETS, SCORINGS, DecoderLinearKind, Scoring,
+    DECODER_LINEAR_KINDS, NEVER_SPARSE_KINDS, POLICY_PRESETS, ROW_PARALLEL_KINDS, SCORINGS, DecoderLinearKind, Scoring,
 )
 from ampersim.models.spec import ModelSpec
 from ampersim.core.patterns import NMPattern
@@ -61,7 +62,6 @@ AMBER_SPARSE_KINDS = ("q_proj", "gate_proj")  # sparse except in the model's ski
 AMBER_ALWAYS_SPARSE = ("down_proj",)
 PAPER_URL = "https://arxiv.org/abs/2508.02128"
 
-_Frozen = ConfigDict(frozen=True, extra="forbid")
 
 
 def canonical_name(layer: int, kind: str) -> str:
@@ -69,10 +69,8 @@ def canonical_name(layer: int, kind: str) -> str:
     return f"layers.{layer}.{kind}"
 
 
-class PolicyRule(BaseModel):
+class PolicyRule(Frozen):
     """Linears matched by every given selector (kinds AND layers AND modules, minus skip_layers)."""
-
-    model_config = _Frozen
 
     kinds: tuple[DecoderLinearKind, ...] = DECODER_LINEAR_KINDS  # type: ignore[assignment]
     layers: tuple[int, ...] | None = Field(default=None, description="Layers matched; None = all.")
@@ -93,10 +91,8 @@ class PolicyRule(BaseModel):
         return True
 
 
-class SparsityPolicy(BaseModel):
+class SparsityPolicy(Frozen):
     """Which linear inputs are N:M-pruned (prefill only), with which pattern and score."""
-
-    model_config = _Frozen
 
     name: str
     pattern: NMPattern
@@ -120,18 +116,14 @@ class SparsityPolicy(BaseModel):
         return [i for i in range(spec.num_layers) if not self.is_sparse(i, kind)]
 
 
-class _CustomPolicyFile(BaseModel):
-    model_config = _Frozen
-
+class _CustomPolicyFile(Frozen):
     name: str | None = None
     description: str = ""
     rules: tuple[PolicyRule, ...]
 
 
-class AmberSkipList(BaseModel):
+class AmberSkipList(Frozen):
     """Layers whose q_proj and gate_proj stay dense under the amber policy, for one model."""
-
-    model_config = _Frozen
 
     model: str
     skip_layers: tuple[int, ...]
@@ -164,13 +156,38 @@ def load_amber_skip_list(model_name: str, folder: Path | None = None) -> tuple[A
     return skip, path
 
 
+def check_pattern_fits(model: ModelSpec, policy: SparsityPolicy, tp: int = 1) -> None:
+    """Refuse a pattern that cannot prune ``policy``'s linears of ``model``: every sparsified linear's
+    input features per GPU (row-parallel linears split them ``tp`` ways) must be a multiple of M.
+    The one check of pattern against model shapes, for every command (InvalidArgument, field 'pattern')."""
+    m = policy.pattern.m
+    for linear in model.layer_linears(0):  # every decoder layer has the same linears
+        features = linear.in_features // tp if linear.kind in ROW_PARALLEL_KINDS else linear.in_features
+        if features % m == 0:
+            continue
+        layer = next((i for i in range(model.num_layers) if policy.is_sparse(i, linear.kind)), None)
+        if layer is not None:
+            per_gpu = f" per GPU (tp {tp})" if tp > 1 else ""
+            raise InvalidArgument(
+                f"pattern {policy.pattern} needs the input features of every sparsified linear to be a multiple "
+                f"of {m}; {canonical_name(layer, linear.kind)} of {model.name} has {features}{per_gpu}",
+                field="pattern")
+
+
 def resolve_policy(policy: str | Path, model: ModelSpec, pattern: str | NMPattern = "8:16",
                    scoring: str = "amber") -> SparsityPolicy:
     """Build the policy ``policy`` (preset name or custom YAML path) for ``model``.
 
-    Raises InvalidArgument for an unknown scoring, InvalidData for a malformed file or a layer out
-    of the model's range, NotFound for a missing file.
+    Raises InvalidArgument for an unknown scoring or a pattern the sparsified linears' shapes do not
+    allow (check_pattern_fits), InvalidData for a malformed file or a layer out of the model's range,
+    NotFound for a missing file.
     """
+    resolved = _resolve(policy, model, pattern, scoring)
+    check_pattern_fits(model, resolved)
+    return resolved
+
+
+def _resolve(policy: str | Path, model: ModelSpec, pattern: str | NMPattern, scoring: str) -> SparsityPolicy:
     nm = NMPattern.parse(pattern)
     if scoring not in SCORINGS:
         raise InvalidArgument(f"unknown scoring '{scoring}'; allowed: {', '.join(SCORINGS)}")
@@ -184,8 +201,8 @@ def resolve_policy(policy: str | Path, model: ModelSpec, pattern: str | NMPatter
     path = Path(policy)
     if not path.is_file():
         raise NotFound(
-            f"policy '{policy}' is neither a preset ({', '.join(POLICY_PRESETS)}) nor an existing YAML file"
-        )
+            f"policy '{policy}' is neither a preset ({', '.join(POLICY_PRESETS)}) nor an existing YAML file",
+            field="policy")
     custom = load_model(path, _CustomPolicyFile)
     for index, rule in enumerate(custom.rules):
         for field in ("layers", "skip_layers"):
@@ -216,4 +233,5 @@ def _check_layers(layers: tuple[int, ...], model: ModelSpec, where: str) -> None
         )
 
 
-__all__ = ["AmberSkipList", "PolicyRule", "SparsityPolicy", "canonical_name", "load_amber_skip_list", "resolve_policy"]
+__all__ = ["AmberSkipList", "PolicyRule", "SparsityPolicy", "canonical_name", "check_pattern_fits", "load_amber_skip_list",
+           "resolve_policy"]

@@ -32,7 +32,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from ampersim.core.errors import InvalidArgument, MissingDependency
+from ampersim.core.deps import require
+from ampersim.core.errors import InvalidArgument
 from ampersim.core.patterns import NMPattern
 from ampersim.kernels import torch_eager
 from ampersim.kernels.gpu import cslt_layout as gpu_layout
@@ -105,11 +106,7 @@ selection-h200-run2.json (within 0.6 % of those rows; docs/gpu-pruner.md)."""
 
 
 def _torch():
-    try:
-        import torch
-    except ImportError as exc:  # pragma: no cover - torch is in the models extra
-        raise MissingDependency("the GPU pruner needs torch: pip install 'ampersim[models]'") from exc
-    return torch
+    return require("torch", "the GPU pruner")
 
 
 def _kernels():
