@@ -30,8 +30,8 @@ from ampersim.measure.env import capture_environment
 from ampersim.measure.harness import event_times, summarize
 from ampersim.measure.records import Check, MeasuredShape, MeasurementWriter, OpMeasurement, SkipRecord, header_record
 from ampersim.models.registry import load_model_spec
-from ampersim.sparsity.policy import resolve_policy
 from ampersim.sim.graph import build_graph
+from ampersim.sparsity.policy import resolve_policy
 
 RUNS = 30
 WARMUP = 10

@@ -33,9 +33,8 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from ampersim.kernels.gpu import cusparselt
+from ampersim.kernels.gpu import cusparselt, triton_elementwise
 from ampersim.kernels.gpu import pruner as kernels_gpu
-from ampersim.kernels.gpu import triton_elementwise
 from ampersim.measure import harness
 from ampersim.measure.env import capture_environment
 from ampersim.measure.model import DecoderModel, SparsePath, rotary_tables, silu_mul_eager

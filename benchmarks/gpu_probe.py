@@ -71,7 +71,8 @@ def env():
 @section
 def copy_bandwidth():
     n = 1 << 30  # 1 GiB
-    a = torch.randn(n // 2, dtype=torch.bfloat16, device="cuda"); b = torch.empty_like(a)
+    a = torch.randn(n // 2, dtype=torch.bfloat16, device="cuda")
+    b = torch.empty_like(a)
     r = bench(lambda: b.copy_(a))
     r["gbps_rw"] = 2 * n / (r["median_ms"] * 1e-3) / 1e9
     return r
@@ -79,7 +80,8 @@ def copy_bandwidth():
 
 @section
 def dense_bf16_8192():
-    a = torch.randn(8192, 8192, dtype=torch.bfloat16, device="cuda"); b = torch.randn_like(a)
+    a = torch.randn(8192, 8192, dtype=torch.bfloat16, device="cuda")
+    b = torch.randn_like(a)
     r = bench(lambda: a @ b)
     r["tflops"] = 2 * 8192 ** 3 / (r["median_ms"] * 1e-3) / 1e12
     return r

@@ -396,7 +396,7 @@ def int8():
             try:
                 w = randn(n, k)
                 wq, wscale = SL.quantize_weight_int8(w)
-                s = n_sets((m * k * 3 + n * k + m * n * 4))
+                s = n_sets(m * k * 3 + n * k + m * n * 4)
                 xs = [randn(m, k) for _ in range(s)]
                 wqs = [wq] + [SL.quantize_weight_int8(randn(n, k))[0] for _ in range(s - 1)]
                 qd = [kernels_gpu.quantize_int8(x) for x in xs]

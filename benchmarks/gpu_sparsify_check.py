@@ -18,10 +18,10 @@ import torch
 from transformers import LlamaConfig, LlamaForCausalLM
 
 import ampersim
-from ampersim.measure.env import capture_environment
 from ampersim.core.patterns import NMPattern
 from ampersim.kernels import torch_eager
 from ampersim.kernels.cpu import prune
+from ampersim.measure.env import capture_environment
 from ampersim.runtime.sparsify import prune_activation
 
 

@@ -6,9 +6,9 @@ import pytest
 from ampersim.cli import build_parser, error_line, flag_for, main
 from ampersim.core.errors import InvalidArgument, InvalidData
 from ampersim.core.formatting import layer_ranges
-from ampersim.hardware.profile import HardwareProfile
 from ampersim.core.patterns import NMPattern
 from ampersim.core.yamlio import load_model
+from ampersim.hardware.profile import HardwareProfile
 
 
 @pytest.mark.parametrize("text,n,m,sparsity", [("2:4", 2, 4, 0.5), ("8:16", 8, 16, 0.5), ("1:4", 1, 4, 0.75)])

@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from ampersim.core.resources import data_dir
 from ampersim.cli import main
+from ampersim.core.resources import data_dir
 from ampersim.hardware.registry import load_profile
 from ampersim.measure.calibrate import calibrate, fits_gemm_memory, get_value, is_gemv, nelder_mead, with_values
 from ampersim.measure.records import read_measurements
@@ -168,8 +168,8 @@ def test_cli_checks_every_file_against_the_profile(tmp_path, capsys):
 
 
 def test_calibrated_profiles_load_by_name_and_are_listed(capsys):
-    from ampersim.hardware.registry import list_profiles
     from ampersim.core.errors import NotFound
+    from ampersim.hardware.registry import list_profiles
 
     calibrated = [p.name for p in list_profiles(include_calibrated=True) if p.status == "calibrated"]
     assert calibrated == ["h100-sxm-calibrated", "h200-calibrated"]

@@ -8,7 +8,12 @@ import pytest
 from ampersim.cli import main
 from ampersim.core.errors import InvalidArgument
 from ampersim.econ.capacity import (
-    build_replica, parse_percentile, plan_capacity, require_feasible, scenario_outputs, scenario_prompts,
+    build_replica,
+    parse_percentile,
+    plan_capacity,
+    require_feasible,
+    scenario_outputs,
+    scenario_prompts,
 )
 from ampersim.econ.serving import H_E2E, H_TPOT, H_TTFT, SLO, simulate
 from ampersim.econ.traffic import Traffic, fixed

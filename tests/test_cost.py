@@ -2,12 +2,12 @@
 import numpy as np
 import pytest
 
-from ampersim.core.resources import data_dir
 from ampersim.core.errors import InvalidArgument, NotFound
+from ampersim.core.patterns import NMPattern
+from ampersim.core.resources import data_dir
 from ampersim.hardware.profile import HardwareProfile
 from ampersim.hardware.registry import load_profile
 from ampersim.models.registry import load_model_spec
-from ampersim.core.patterns import NMPattern
 from ampersim.sim.cost import gemm_terms, prune_terms, wave_efficiency
 from ampersim.sim.execution import compressed_fraction, fits_native, sparse_execution
 from ampersim.sim.predict import predict
@@ -84,7 +84,7 @@ def test_compression_overhead_scales_as_one_over_n_exactly():
     # prune/gemm = bytes_per_input_byte · 2 B · peak · peak_fraction / (2 N · bandwidth · bandwidth_fraction)
     expected = (impl.bytes_per_input_byte.value * 2 * 312e12 * 0.8
                 / (2 * bw * 1e9 * impl.bandwidth_fraction.value))
-    for (M, N, K), ratio in ratios.items():
+    for (_M, N, _K), ratio in ratios.items():
         assert ratio * N == pytest.approx(expected, rel=1e-9)  # independent of M and K, ∝ 1/N
     assert ratios[(2048, 1024, 2048)] / ratios[(2048, 4096, 2048)] == pytest.approx(4.0)
 

@@ -1,12 +1,11 @@
 """The numpy cuSPARSELt 2:4 layout encoder reproduces every probe array bit-for-bit."""
 from __future__ import annotations
 
-
 import numpy as np
 import pytest
 
-from ampersim.core.resources import data_dir
 from ampersim.core.errors import InvalidArgument
+from ampersim.core.resources import data_dir
 from ampersim.kernels.gpu import cslt_layout as L
 
 PROBE = data_dir("validation") / "probe" / "cslt_layouts.npz"

@@ -5,8 +5,8 @@ import pytest
 from ampersim.core.errors import InvalidArgument
 from ampersim.models.registry import load_model_spec
 from ampersim.models.spec import ModelSpec
-from ampersim.sparsity.policy import resolve_policy
 from ampersim.sim.graph import BatchShape, build_graph, experts_touched, graph_for_shape
+from ampersim.sparsity.policy import resolve_policy
 
 
 def _spec(name):

@@ -6,16 +6,16 @@ torch = pytest.importorskip("torch")
 from ampersim.cli import main  # noqa: E402
 from ampersim.core.errors import InvalidArgument  # noqa: E402
 from ampersim.core.vocab import DIAGNOSTIC_PRUNE_IMPLS, MEASURED_PRUNE_IMPLS  # noqa: E402
+from ampersim.hardware.registry import load_profile  # noqa: E402
 from ampersim.kernels import torch_eager  # noqa: E402
 from ampersim.measure import ops as ops_torch  # noqa: E402
 from ampersim.measure.prune_impls import PRUNE_IMPLS, prune_impl, unavailable_impls  # noqa: E402
 from ampersim.measure.records import MeasurementWriter, header_record, read_measurements  # noqa: E402
 from ampersim.measure.runner import MeasureConfig, MeasureTarget, ModelSlot, execute, graph_ops, plan  # noqa: E402
 from ampersim.measure.validate import Predictor  # noqa: E402
-from ampersim.sim.graph import OpRecord  # noqa: E402
-from ampersim.hardware.registry import load_profile  # noqa: E402
 from ampersim.models.registry import load_model_spec  # noqa: E402
 from ampersim.models.spec import ModelSpec  # noqa: E402
+from ampersim.sim.graph import OpRecord  # noqa: E402
 
 CUDA = torch.cuda.is_available()
 SMALL = MeasureTarget("smollm2-135m", load_model_spec("smollm2-135m"))

@@ -5,8 +5,8 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from ampersim.core.resources import data_dir
 from ampersim.core.errors import InvalidData, NotFound
+from ampersim.core.resources import data_dir
 from ampersim.measure.harness import summarize
 from ampersim.measure.records import (
     FORMAT,

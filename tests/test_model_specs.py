@@ -6,8 +6,8 @@ import pytest
 import yaml
 
 from ampersim.core.errors import InvalidArgument, InvalidData, NotFound
-from ampersim.models.registry import list_model_specs, load_model_spec, spec_from_hf_config
 from ampersim.core.resources import data_dir
+from ampersim.models.registry import list_model_specs, load_model_spec, spec_from_hf_config
 
 SHIPPED = {"llama-3.1-8b", "llama-3.1-70b", "qwen2-7b", "qwen3-30b-a3b", "mistral-7b", "smollm2-135m",
            "gemma-3-270m", "qwen2.5-coder-0.5b", "qwen2.5-coder-1.5b"}
@@ -95,7 +95,7 @@ def test_architecture_details():
     assert (moe.moe.num_experts, moe.moe.experts_per_token, moe.moe.expert_intermediate_size) == (128, 8, 768)
     assert moe.qk_norm
     # ~3.3 B active parameters per token ("A3B"): attention + router + 8 of 128 experts + embeddings
-    active = sum(l.macs_per_token for l in moe.layer_linears(0)) * moe.num_layers
+    active = sum(lin.macs_per_token for lin in moe.layer_linears(0)) * moe.num_layers
     assert 2.9e9 < active + 2 * moe.vocab_size * moe.hidden_size < 3.5e9
     gemma = load_model_spec("gemma-3-270m")
     assert [i for i in range(gemma.num_layers) if gemma.is_global_attention(i)] == [5, 11, 17]

@@ -6,13 +6,13 @@ import pytest
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 
+from ampersim.core.patterns import NMPattern  # noqa: E402
 from ampersim.eval import data as evdata  # noqa: E402
 from ampersim.eval import metrics as ev  # noqa: E402
-from ampersim.core.patterns import NMPattern  # noqa: E402
-from ampersim.sparsity.policy import load_amber_skip_list  # noqa: E402
-from ampersim.sparsity.scoring import static_factor  # noqa: E402
 from ampersim.eval.sensitivity import choose_skip_layers, relative_errors, sensitivity_pass, write_skip_list  # noqa: E402
 from ampersim.kernels.torch_eager import prune as eager_prune  # noqa: E402
+from ampersim.sparsity.policy import load_amber_skip_list  # noqa: E402
+from ampersim.sparsity.scoring import static_factor  # noqa: E402
 
 
 def tiny_llama(layers=4):

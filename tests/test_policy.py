@@ -2,8 +2,8 @@
 import pytest
 
 from ampersim.core.errors import InvalidArgument, InvalidData, NotFound
-from ampersim.models.registry import load_model_spec
 from ampersim.core.vocab import DECODER_LINEAR_KINDS
+from ampersim.models.registry import load_model_spec
 from ampersim.sparsity import policy as policy_mod
 from ampersim.sparsity.coverage import coverage
 from ampersim.sparsity.policy import load_amber_skip_list, resolve_policy

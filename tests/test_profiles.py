@@ -7,10 +7,10 @@ from pydantic import BaseModel
 
 from ampersim.cli import main
 from ampersim.core.errors import InvalidData, NotFound
-from ampersim.hardware.profile import HardwareProfile
-from ampersim.hardware.registry import list_profiles, load_profile
 from ampersim.core.resources import data_dir
 from ampersim.core.sourced import Sourced, sourced_numbers
+from ampersim.hardware.profile import HardwareProfile
+from ampersim.hardware.registry import list_profiles, load_profile
 
 REQUIRED = {"a100-sxm", "a100-pcie", "h100-sxm", "h100-pcie", "h200", "l40s", "l4", "b200", "mi300x",
             "rtx4090", "ascend-910b", "h100-sxm-nm816"}

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from ampersim.core.errors import InvalidArgument
-from ampersim.kernels.cpu import CompressedNM, compress, compressed_matmul, decompress, prune, prune_mask
 from ampersim.kernels import reference
+from ampersim.kernels.cpu import CompressedNM, compress, compressed_matmul, decompress, prune, prune_mask
 from ampersim.kernels.cpu.tensors import as_rows
 
 torch = pytest.importorskip("torch")

@@ -5,10 +5,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from ampersim.kernels import reference
-from ampersim.kernels.networks import batcher_pairs
 from ampersim.kernels.cpu import rows as kernels_cpu
 from ampersim.kernels.cpu import simd
 from ampersim.kernels.cpu.tensors import decode_float32, empty_rows
+from ampersim.kernels.networks import batcher_pairs
 
 FMTS = ["float32", "float16", "bfloat16"]
 SETTINGS = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -2,9 +2,8 @@
 import numpy as np
 import pytest
 
-from ampersim.kernels.cpu import rows as kernels_cpu
-
 from ampersim.kernels import reference
+from ampersim.kernels.cpu import rows as kernels_cpu
 
 NAN, INF = float("nan"), float("inf")
 

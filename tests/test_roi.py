@@ -5,6 +5,7 @@ import json
 import pytest
 
 from ampersim.cli import main
+from ampersim.core.errors import InvalidArgument
 from ampersim.econ.roi import (
     HOURS_PER_MONTH,
     HOURS_PER_YEAR,
@@ -16,7 +17,6 @@ from ampersim.econ.roi import (
     profile_economics,
     usd_per_million_tokens,
 )
-from ampersim.core.errors import InvalidArgument
 from ampersim.hardware.profile import Prices
 from ampersim.hardware.registry import load_profile
 from ampersim.sim.predict import predict

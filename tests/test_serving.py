@@ -8,7 +8,16 @@ import pytest
 from ampersim.core.errors import InvalidArgument
 from ampersim.econ import latency
 from ampersim.econ.serving import (
-    C_FINISHED, C_MIXED, C_PREEMPT, C_REJECTED, C_STEPS, H_ITL, H_TTFT, SLO, check_state_memory, simulate,
+    C_FINISHED,
+    C_MIXED,
+    C_PREEMPT,
+    C_REJECTED,
+    C_STEPS,
+    H_ITL,
+    H_TTFT,
+    SLO,
+    check_state_memory,
+    simulate,
     solo_times,
 )
 from ampersim.econ.traffic import RequestTrace, Traffic, fixed, lognormal

@@ -8,13 +8,12 @@ transformers = pytest.importorskip("transformers")
 import ampersim  # noqa: E402
 from ampersim.core.errors import InvalidArgument, InvalidData, NotFound  # noqa: E402
 from ampersim.core.patterns import NMPattern  # noqa: E402
+from ampersim.core.vocab import DECODER_LINEAR_KINDS as KINDS  # noqa: E402
+from ampersim.kernels.torch_eager import prune as eager_prune  # noqa: E402
 from ampersim.runtime import sparsify as ti  # noqa: E402
+from ampersim.runtime.sparsify import prune_activation  # noqa: E402
 from ampersim.sparsity.coverage import coverage  # noqa: E402
 from ampersim.sparsity.policy import PolicyRule, SparsityPolicy, resolve_policy  # noqa: E402
-from ampersim.kernels.torch_eager import prune as eager_prune  # noqa: E402
-from ampersim.runtime.sparsify import prune_activation  # noqa: E402
-
-from ampersim.core.vocab import DECODER_LINEAR_KINDS as KINDS  # noqa: E402
 
 
 def tiny_llama(layers=3, hidden=64, inter=128):

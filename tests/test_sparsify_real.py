@@ -12,7 +12,6 @@ from ampersim.models.load import load_model  # noqa: E402
 from ampersim.sparsity.coverage import coverage  # noqa: E402
 from ampersim.sparsity.policy import resolve_policy  # noqa: E402
 
-
 pytestmark = needs_smollm2
 
 

@@ -5,7 +5,12 @@ import pytest
 
 from ampersim.core.errors import InvalidArgument, InvalidData, NotFound
 from ampersim.econ.traffic import (
-    Traffic, lognormal, parse_length_dist, poisson_arrivals, read_request_trace, read_trace,
+    Traffic,
+    lognormal,
+    parse_length_dist,
+    poisson_arrivals,
+    read_request_trace,
+    read_trace,
 )
 
 

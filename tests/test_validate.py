@@ -7,9 +7,9 @@ import json
 
 import pytest
 
-from ampersim.core.resources import data_dir
 from ampersim.cli import main
 from ampersim.core.errors import InvalidArgument
+from ampersim.core.resources import data_dir
 from ampersim.hardware.registry import load_profile
 from ampersim.measure.records import read_measurements
 from ampersim.measure.validate import read_for_profile, validate

@@ -5,8 +5,8 @@ Bounds are the ones docs/validation.md reports (measured values rounded up a lit
 
 import pytest
 
-from ampersim.core.resources import data_dir
 from ampersim.cli import main
+from ampersim.core.resources import data_dir
 from ampersim.hardware.registry import load_profile
 from ampersim.measure.records import read_measurements
 from ampersim.measure.validate import compare_runs, validate

@@ -8,8 +8,13 @@ import math
 from typing import Any
 
 from ampersim.cli.econ_args import (
-    add_ownership_arguments, add_target_arguments, add_traffic_arguments, add_workload_arguments, load_engine,
-    load_tco, load_workload,
+    add_ownership_arguments,
+    add_target_arguments,
+    add_traffic_arguments,
+    add_workload_arguments,
+    load_engine,
+    load_tco,
+    load_workload,
 )
 from ampersim.cli.output import add_format_argument, emit, render_csv, render_table, to_json
 

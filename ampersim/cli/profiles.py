@@ -5,9 +5,9 @@ import argparse
 from typing import Any
 
 from ampersim.cli.output import FORMATS, emit, render_csv, render_table, to_json
+from ampersim.core.sourced import sourced_numbers
 from ampersim.hardware.profile import HardwareProfile
 from ampersim.hardware.registry import list_profiles, load_profile
-from ampersim.core.sourced import sourced_numbers
 
 LIST_COLUMNS = {
     "name": "name", "display_name": "display name", "vendor": "vendor", "status": "status",

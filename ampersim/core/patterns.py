@@ -29,7 +29,7 @@ class NMPattern(Frozen):
         return value
 
     @model_validator(mode="after")
-    def _check(self) -> "NMPattern":
+    def _check(self) -> NMPattern:
         _validate(self.n, self.m, f"{self.n}:{self.m}")
         return self
 
@@ -38,7 +38,7 @@ class NMPattern(Frozen):
         return str(self)
 
     @classmethod
-    def parse(cls, text: "str | NMPattern") -> "NMPattern":
+    def parse(cls, text: str | NMPattern) -> NMPattern:
         """Parse "n:m"; raise InvalidArgument naming the text and the rule on bad input."""
         if isinstance(text, NMPattern):
             return text

@@ -21,8 +21,21 @@ import numpy as np
 from ampersim.core.errors import InvalidArgument
 from ampersim.core.limits import MAX_SIMULATED_REQUESTS, check_positive
 from ampersim.econ.serving import (
-    C_BUSY_PREFILL, C_FINISHED, C_IN_TOKENS, C_OUT_TOKENS, C_PREEMPT, H_E2E, H_ITL, H_TPOT, H_TTFT, SLO, Requests, SimResult,
-    check_state_memory, simulate, solo_times,
+    C_BUSY_PREFILL,
+    C_FINISHED,
+    C_IN_TOKENS,
+    C_OUT_TOKENS,
+    C_PREEMPT,
+    H_E2E,
+    H_ITL,
+    H_TPOT,
+    H_TTFT,
+    SLO,
+    Requests,
+    SimResult,
+    check_state_memory,
+    simulate,
+    solo_times,
 )
 from ampersim.econ.traffic import LengthDist, empirical, fixed, lognormal
 from ampersim.hardware.profile import HardwareProfile

@@ -76,7 +76,7 @@ class TcoAssumptions(Frozen):
                              f"got {value.value:g}")
         return value
 
-    def with_overrides(self, **values: float | None) -> "TcoAssumptions":
+    def with_overrides(self, **values: float | None) -> TcoAssumptions:
         """A copy with the given numbers replaced (each then sourced 'given by the user'); None ignored."""
         update = {field: {"value": value, "source": f"assumed: given by the user ({field})"}
                   for field, value in values.items() if value is not None}

@@ -32,7 +32,12 @@ import numpy as np
 
 from ampersim.core.errors import InvalidArgument, InvalidData, NotFound
 from ampersim.core.limits import (
-    MAX_DATA_FILE_BYTES, MAX_LOG_SIGMA, MAX_REQUEST_TOKENS, MAX_SIMULATED_REQUESTS, check_at_most, check_positive,
+    MAX_DATA_FILE_BYTES,
+    MAX_LOG_SIGMA,
+    MAX_REQUEST_TOKENS,
+    MAX_SIMULATED_REQUESTS,
+    check_at_most,
+    check_positive,
     read_limited,
 )
 
@@ -307,7 +312,7 @@ class RequestTrace:
     def outputs(self) -> LengthDist:
         return empirical(self.output, np.ones(len(self.output)), f"trace {self.name} outputs")
 
-    def scaled_to(self, rate_per_s: float) -> "RequestTrace":
+    def scaled_to(self, rate_per_s: float) -> RequestTrace:
         """The same requests with arrival times stretched or compressed to a mean rate of ``rate_per_s``."""
         check_positive(rate_per_s, "rate_per_s", "the request rate (requests/s)")
         return RequestTrace(self.name, self.arrival_s * (self.rate_per_s / rate_per_s), self.prompt, self.output,

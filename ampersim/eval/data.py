@@ -93,7 +93,7 @@ def read_corpus(paths: Sequence[str | Path]) -> Corpus:
 
 
 def token_windows(tokenizer: Any, text: str, window: int, n_windows: int | None = None,
-                  *, add_bos: bool = False) -> "torch.Tensor":
+                  *, add_bos: bool = False) -> torch.Tensor:
     """Non-overlapping windows [n, window] of token ids from ``text`` (first ``n_windows``; None = all)."""
     import torch
 

@@ -68,9 +68,9 @@ def parse_evals(text: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
 class EvalSet:
     """What every variant of one experiment is evaluated on (the same inputs, so deltas are paired)."""
 
-    windows: "torch.Tensor | None" = None  # perplexity windows [n, T]
+    windows: torch.Tensor | None = None  # perplexity windows [n, T]
     text: str = ""  # what the windows are cut from
-    code_windows: "torch.Tensor | None" = None
+    code_windows: torch.Tensor | None = None
     code: str = ""
     questions: tuple[evdata.Question, ...] = ()
     quiz: str = ""
@@ -87,7 +87,7 @@ class EvalSet:
 
     def describe(self) -> dict[str, Any]:
         """Plain description for reports and JSON output."""
-        def shape(w: "torch.Tensor | None") -> tuple[int, int]:
+        def shape(w: torch.Tensor | None) -> tuple[int, int]:
             return (int(w.shape[0]), int(w.shape[1])) if w is not None else (0, 0)
 
         return {"text": self.text, "windows": shape(self.windows)[0], "window_tokens": shape(self.windows)[1],
@@ -114,7 +114,7 @@ def check_counts(*, windows: int | None = None, window_tokens: int | None = None
 
 
 def check_model_inputs(model: str | Path, variants: Sequence[Variant], *, window_tokens: int = 512
-                       ) -> "ModelSpec | None":
+                       ) -> ModelSpec | None:
     """What can be checked of a model before its weights load (seconds to minutes): for a built-in model,
     a window of ``window_tokens`` within its context length and every variant's policy and pattern against
     its shapes (the simulator's one check, ``resolve_policy``). Returns the model's spec, or None for a
@@ -173,7 +173,7 @@ def read_eval_inputs(evals: Sequence[str], *, lm_eval_tasks: Sequence[str] = (),
     return EvalInputs(**out)
 
 
-def prepare_eval_set(loaded: "LoadedModel", evals: Sequence[str], *, lm_eval_tasks: Sequence[str] = (),
+def prepare_eval_set(loaded: LoadedModel, evals: Sequence[str], *, lm_eval_tasks: Sequence[str] = (),
                      texts: Sequence[str | Path] = (), quizzes: Sequence[str | Path] = (),
                      windows: int = 8, window_tokens: int = 512, code_windows: int = 4,
                      questions: int | None = 120, seed: int = 0, lm_eval_limit: int | None = None,
@@ -207,14 +207,14 @@ def prepare_eval_set(loaded: "LoadedModel", evals: Sequence[str], *, lm_eval_tas
     return EvalSet(**out)
 
 
-def _code_windows(tokenizer: Any, text: str, window_tokens: int, n: int, bos: bool) -> "torch.Tensor":
+def _code_windows(tokenizer: Any, text: str, window_tokens: int, n: int, bos: bool) -> torch.Tensor:
     try:
         return evdata.token_windows(tokenizer, text, window_tokens, n, add_bos=bos)
     except InvalidArgument as exc:  # the message is about the code corpus, not --windows
         raise InvalidArgument(f"code corpus: {exc}", field="code_windows") from None
 
 
-def calibration_batches(loaded: "LoadedModel", n_windows: int = 8, window_tokens: int = 512) -> list["torch.Tensor"]:
+def calibration_batches(loaded: LoadedModel, n_windows: int = 8, window_tokens: int = 512) -> list[torch.Tensor]:
     """``n_windows`` single-window batches of Moby Dick (calibration text, never evaluated on)."""
     check_counts(calibration_windows=n_windows, window_tokens=window_tokens)
     loaded.spec.check_context(window_tokens, "window_tokens", "a calibration window")
@@ -285,8 +285,8 @@ class VariantResult:
                 "seconds": round(self.seconds, 1), **self.deltas}
 
 
-def sparsify_variant(loaded: "LoadedModel", variant: Variant,
-                     calibration: Sequence["torch.Tensor"] | None = None) -> "SparsifyHandle":
+def sparsify_variant(loaded: LoadedModel, variant: Variant,
+                     calibration: Sequence[torch.Tensor] | None = None) -> SparsifyHandle:
     """Attach ``variant`` to the loaded model (``handle.remove()`` undoes it)."""
     from ampersim.runtime.sparsify import sparsify
 
@@ -297,7 +297,7 @@ def sparsify_variant(loaded: "LoadedModel", variant: Variant,
                     calibration=calibration if variant.outstanding else None, outliers=variant.outliers)
 
 
-def check_variants(loaded: "LoadedModel", variants: Sequence[Variant]) -> None:
+def check_variants(loaded: LoadedModel, variants: Sequence[Variant]) -> None:
     """Fail fast on a bad policy or a pattern the model's layers cannot take, before any evaluation."""
     for variant in variants:
         handle = sparsify_variant(loaded, Variant(variant.pattern, "magnitude", variant.policy))
@@ -314,7 +314,7 @@ def _warm_up(model: Any, eval_set: EvalSet) -> None:
             model(input_ids=ids, use_cache=False)
 
 
-def evaluate(loaded: "LoadedModel", eval_set: EvalSet, *, phase: str = "",
+def evaluate(loaded: LoadedModel, eval_set: EvalSet, *, phase: str = "",
              progress: Progress | None = None) -> Evaluation:
     """Every evaluation of ``eval_set`` on the model as it is now (dense or sparsified)."""
     total, done = eval_set.units, [0]
@@ -341,14 +341,14 @@ def evaluate(loaded: "LoadedModel", eval_set: EvalSet, *, phase: str = "",
     return result
 
 
-def _skip_layers(handle: "SparsifyHandle", num_layers: int) -> list[int]:
+def _skip_layers(handle: SparsifyHandle, num_layers: int) -> list[int]:
     if handle.policy.name != "amber":
         return []
     return [i for i in range(num_layers) if not handle.policy.is_sparse(i, "q_proj")]
 
 
-def evaluate_variant(loaded: "LoadedModel", eval_set: EvalSet, variant: Variant, dense: Evaluation, *,
-                     calibration: Sequence["torch.Tensor"] | None = None,
+def evaluate_variant(loaded: LoadedModel, eval_set: EvalSet, variant: Variant, dense: Evaluation, *,
+                     calibration: Sequence[torch.Tensor] | None = None,
                      progress: Progress | None = None) -> VariantResult:
     """Sparsify with ``variant``, evaluate, remove the hooks; deltas are paired against ``dense``."""
     t0 = time.perf_counter()
@@ -374,8 +374,8 @@ class Experiment:
     results: list[VariantResult] = field(default_factory=list)
 
 
-def run_experiment(loaded: "LoadedModel", eval_set: EvalSet, variants: Sequence[Variant], *,
-                   calibration: Sequence["torch.Tensor"] | None = None,
+def run_experiment(loaded: LoadedModel, eval_set: EvalSet, variants: Sequence[Variant], *,
+                   calibration: Sequence[torch.Tensor] | None = None,
                    progress: Progress | None = None) -> Experiment:
     """Check every variant, evaluate dense, then each variant (hooks removed after each)."""
     if not variants:
@@ -403,8 +403,8 @@ def skip_list_path(model: str | None, out: str | Path | None = None) -> Path | N
                         suffixes=(".yaml", ".yml"))
 
 
-def run_sensitivity(loaded: "LoadedModel", *, pattern: str = "8:16", scoring: str = "amber",
-                    calibration_windows: int = 8, window_tokens: int = 512) -> "Sensitivity":
+def run_sensitivity(loaded: LoadedModel, *, pattern: str = "8:16", scoring: str = "amber",
+                    calibration_windows: int = 8, window_tokens: int = 512) -> Sensitivity:
     """The sensitivity pass on Moby Dick calibration windows (chooses the amber skip layers)."""
     from ampersim.eval.sensitivity import sensitivity_pass
 

@@ -84,7 +84,7 @@ def write_quiz_task(questions: Sequence[Question], folder: Path) -> Path:
     return folder
 
 
-def evaluate_tasks(loaded: "LoadedModel", tasks: Sequence[str], *, questions: Sequence[Question] = (),
+def evaluate_tasks(loaded: LoadedModel, tasks: Sequence[str], *, questions: Sequence[Question] = (),
                    limit: int | None = None, batch_size: int = 16) -> dict[str, QuizResult]:
     """Accuracy of the live model on lm-eval ``tasks`` (``ampersim_quiz`` = the project's quiz over
     ``questions``); ``limit`` documents per task. Result per task: accuracy and per-document

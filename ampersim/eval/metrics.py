@@ -33,7 +33,7 @@ class PerplexityResult:
         return self.tokens / self.seconds if self.seconds > 0 else math.nan
 
 
-def calibration_forward(model: "torch.nn.Module", batches: Iterable["torch.Tensor"], hooks: Sequence[Any]) -> None:
+def calibration_forward(model: torch.nn.Module, batches: Iterable[torch.Tensor], hooks: Sequence[Any]) -> None:
     """Run ``model`` over token ``batches`` (inference mode, no KV cache) with ``hooks`` attached,
     then remove the hook handles, also when a forward fails."""
     import torch
@@ -47,7 +47,7 @@ def calibration_forward(model: "torch.nn.Module", batches: Iterable["torch.Tenso
             hook.remove()
 
 
-def perplexity(model: "torch.nn.Module", windows: "torch.Tensor", *, batch_size: int = 1,
+def perplexity(model: torch.nn.Module, windows: torch.Tensor, *, batch_size: int = 1,
                progress: Any = None) -> PerplexityResult:
     """Perplexity of ``model`` over token ``windows`` [n, T] (one forward pass per batch)."""
     import torch
@@ -96,7 +96,7 @@ class QuizResult:
         return self.tokens / self.seconds if self.seconds > 0 else math.nan
 
 
-def quiz_accuracy(model: "torch.nn.Module", tokenizer: Any, questions: Sequence[Question], *,
+def quiz_accuracy(model: torch.nn.Module, tokenizer: Any, questions: Sequence[Question], *,
                   add_bos: bool = False, batch_size: int = 64, progress: Any = None) -> QuizResult:
     """Zero-shot accuracy: pick the choice with the highest summed token log-likelihood.
 
@@ -184,7 +184,7 @@ class Evaluation:
                 "lm_eval": {task: quiz(r) for task, r in self.lm_eval.items()}}
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "Evaluation":
+    def from_dict(cls, data: dict[str, Any]) -> Evaluation:
         """Inverse of :meth:`to_dict`."""
         def ppl(d: dict[str, Any] | None) -> PerplexityResult | None:
             return None if d is None else PerplexityResult(**d)

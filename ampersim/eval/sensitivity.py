@@ -23,13 +23,13 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 from ampersim.core.errors import InvalidArgument
-from ampersim.eval.metrics import calibration_forward
-from ampersim.core.vocab import DECODER_LINEAR_KINDS
-from ampersim.models.hf_names import linear_targets
 from ampersim.core.patterns import NMPattern
+from ampersim.core.vocab import DECODER_LINEAR_KINDS
+from ampersim.core.yamlio import write_text_atomic
+from ampersim.eval.metrics import calibration_forward
+from ampersim.models.hf_names import linear_targets
 from ampersim.sparsity.policy import AMBER_SPARSE_KINDS, AmberSkipList
 from ampersim.sparsity.scoring import static_factor
-from ampersim.core.yamlio import write_text_atomic
 
 if TYPE_CHECKING:
     import torch
@@ -64,7 +64,7 @@ class Sensitivity:
                              method=method, sensitivity={k: round(v, 6) for k, v in self.errors.items()})
 
 
-def relative_errors(model: "torch.nn.Module", batches: Iterable["torch.Tensor"], pattern: str | NMPattern,
+def relative_errors(model: torch.nn.Module, batches: Iterable[torch.Tensor], pattern: str | NMPattern,
                     scoring: str = "amber", kinds: tuple[str, ...] = DECODER_LINEAR_KINDS) -> dict[str, float]:
     """``||Y - Y'|| / (||Y|| + eps)`` of every decoder linear of ``kinds`` over calibration ``batches``."""
     import torch
@@ -110,8 +110,8 @@ def choose_skip_layers(errors: dict[str, float], num_layers: int,
     return scores, tuple(sorted(worst))
 
 
-def sensitivity_pass(model: "torch.nn.Module", model_name: str, num_layers: int,
-                     batches: list["torch.Tensor"], *, pattern: str | NMPattern = "8:16",
+def sensitivity_pass(model: torch.nn.Module, model_name: str, num_layers: int,
+                     batches: list[torch.Tensor], *, pattern: str | NMPattern = "8:16",
                      scoring: str = "amber", calibration: str = "") -> Sensitivity:
     """Measure every linear's relative output error and choose the amber skip layers."""
     nm = NMPattern.parse(pattern)

@@ -11,8 +11,8 @@ from pathlib import Path
 
 from ampersim.core.catalog import Catalog, looks_like_path
 from ampersim.core.errors import not_found
-from ampersim.hardware.profile import HardwareProfile
 from ampersim.core.resources import data_dir
+from ampersim.hardware.profile import HardwareProfile
 
 CALIBRATED_DIR = "calibrated"
 

@@ -26,7 +26,7 @@ DTYPES = ("float32", "float16", "bfloat16")
 _NAN_KEY = 0x7FFFFFFF  # above every finite or infinite float32's key
 
 
-def _dtype_name(x: "torch.Tensor") -> str:
+def _dtype_name(x: torch.Tensor) -> str:
     return str(x.dtype).removeprefix("torch.")
 
 
@@ -46,7 +46,7 @@ def _check(x: Any, pattern: str | NMPattern, pad: bool) -> NMPattern:
     return nm
 
 
-def factor_tensor(factor: Any, k: int, device: Any) -> "torch.Tensor | None":
+def factor_tensor(factor: Any, k: int, device: Any) -> torch.Tensor | None:
     """A per-channel score factor (tensor, array or sequence of length ``k``) as float32 on ``device``."""
     import torch
 
@@ -59,7 +59,7 @@ def factor_tensor(factor: Any, k: int, device: Any) -> "torch.Tensor | None":
     return f
 
 
-def score_keys(x: "torch.Tensor", factor: "torch.Tensor | None") -> "torch.Tensor":
+def score_keys(x: torch.Tensor, factor: torch.Tensor | None) -> torch.Tensor:
     """int32 keys whose order is the ranking's score order: float32 |x| (* factor), NaN highest."""
     import torch
 
@@ -71,8 +71,8 @@ def score_keys(x: "torch.Tensor", factor: "torch.Tensor | None") -> "torch.Tenso
     return key.masked_fill_(score == 0, 0).masked_fill_(score.isnan(), _NAN_KEY)
 
 
-def keep_mask(x: "torch.Tensor", pattern: str | NMPattern, *, factor: Any = None,
-              pad: bool = False) -> "torch.Tensor":
+def keep_mask(x: torch.Tensor, pattern: str | NMPattern, *, factor: Any = None,
+              pad: bool = False) -> torch.Tensor:
     """Boolean keep mask (x's shape and device): the N best-ranked entries of every group of M."""
     import torch
 
@@ -89,7 +89,7 @@ def keep_mask(x: "torch.Tensor", pattern: str | NMPattern, *, factor: Any = None
     return keep.reshape(*x.shape[:-1], padded)[..., :k]
 
 
-def prune(x: "torch.Tensor", pattern: str | NMPattern, *, factor: Any = None, pad: bool = False) -> "torch.Tensor":
+def prune(x: torch.Tensor, pattern: str | NMPattern, *, factor: Any = None, pad: bool = False) -> torch.Tensor:
     """N:M-pruned copy of ``x`` [..., K] (float32/float16/bfloat16, any device): kept entries
     bit-for-bit, dropped ones +0. ``factor``: per-channel score factor (float32 product)."""
     import torch

@@ -50,7 +50,13 @@ from ampersim.hardware.profile import HardwareProfile
 from ampersim.measure.ops import GROUPED_KERNEL
 from ampersim.measure.records import MeasurementFile, OpMeasurement, display_path
 from ampersim.measure.validate import (
-    Measurements, Predictor, all_records, as_files, category_of, error_stats, resolve_holdout,
+    Measurements,
+    Predictor,
+    all_records,
+    as_files,
+    category_of,
+    error_stats,
+    resolve_holdout,
 )
 
 TILE_CHOICES = (64, 128, 256)

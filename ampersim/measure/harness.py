@@ -50,7 +50,7 @@ class Timing(Frozen):
     note: str = ""
 
     @model_validator(mode="after")
-    def _ordered(self) -> "Timing":
+    def _ordered(self) -> Timing:
         if not self.min_s <= self.p10_s <= self.median_s <= self.p90_s <= self.max_s:
             raise ValueError(f"times must satisfy min_s <= p10_s <= median_s <= p90_s <= max_s; got {self.min_s:g}, "
                              f"{self.p10_s:g}, {self.median_s:g}, {self.p90_s:g}, {self.max_s:g}")

@@ -198,7 +198,7 @@ class DecoderLayer:
         return x + down
 
 
-    def step(self, x: Any, step: "ServingStep", path: SparsePath | None = None, reference: bool = False) -> Any:
+    def step(self, x: Any, step: ServingStep, path: SparsePath | None = None, reference: bool = False) -> Any:
         """One serving step of this layer on x [P + B, h]: the prefill chunk's rows, then the decode rows."""
         F = self.torch.nn.functional
         spec, P, B = self.spec, step.prefill_tokens, step.decode_batch
@@ -256,7 +256,7 @@ class ServingStep:
 
     @classmethod
     def build(cls, spec: ModelSpec, prefill_tokens: int, prefill_offset: int, decode_batch: int, decode_context: int,
-              mixed: str, dtype: str, device: str) -> "ServingStep":
+              mixed: str, dtype: str, device: str) -> ServingStep:
         import torch
 
         P, o, B, L = prefill_tokens, prefill_offset, decode_batch, decode_context

@@ -286,7 +286,7 @@ class MeasurementWriter:
     def close(self) -> None:
         self._handle.close()
 
-    def __enter__(self) -> "MeasurementWriter":
+    def __enter__(self) -> MeasurementWriter:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -18,7 +18,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Union
+from typing import Any
 
 import numpy as np
 
@@ -27,7 +27,12 @@ from ampersim.core.vocab import DIAGNOSTIC_PRUNE_IMPLS
 from ampersim.hardware.profile import HardwareProfile
 from ampersim.measure.env import check_gpu_matches_profile
 from ampersim.measure.records import (
-    LayerMeasurement, MeasurementFile, ModelMeasurement, OpMeasurement, Result, read_measurements,
+    LayerMeasurement,
+    MeasurementFile,
+    ModelMeasurement,
+    OpMeasurement,
+    Result,
+    read_measurements,
 )
 from ampersim.models.spec import ModelSpec
 from ampersim.sim.cost import OpColumns, cost_graph
@@ -35,7 +40,7 @@ from ampersim.sim.execution import sparse_execution
 from ampersim.sim.graph import Op, build_graph, graph_for_step
 
 DEFAULT_FIT_MODEL = "llama-3.1-8b"
-Measurements = Union[MeasurementFile, Sequence[MeasurementFile]]
+Measurements = MeasurementFile | Sequence[MeasurementFile]
 
 
 def as_files(measurements: Measurements) -> list[MeasurementFile]:

@@ -62,7 +62,7 @@ def is_fused_experts(module: Any) -> bool:
     return getattr(gate_up, "ndim", 0) == 3 and getattr(down, "ndim", 0) == 3
 
 
-def linear_targets(model: "torch.nn.Module") -> list[LinearTarget]:
+def linear_targets(model: torch.nn.Module) -> list[LinearTarget]:
     """Every nn.Linear and fused experts module of ``model``, in module order, with layer/kind."""
     import torch
 
@@ -91,7 +91,7 @@ def linear_targets(model: "torch.nn.Module") -> list[LinearTarget]:
     return targets
 
 
-def _decoder_prefix(model: "torch.nn.Module") -> str | None:
+def _decoder_prefix(model: torch.nn.Module) -> str | None:
     """Qualified-name prefix of a Hugging Face model's text decoder ("model." for LlamaForCausalLM,
     "model.language_model." for multimodal Gemma 3), so that e.g. a vision tower's
     ``encoder.layers.N`` are not taken for decoder layers; None when there is no decoder."""
@@ -108,7 +108,7 @@ def _decoder_prefix(model: "torch.nn.Module") -> str | None:
     return None
 
 
-def model_spec(model: "torch.nn.Module", name: str) -> "ModelSpec":
+def model_spec(model: torch.nn.Module, name: str) -> ModelSpec:
     """ModelSpec of a loaded Hugging Face model, from its config (same type the simulator uses)."""
     from ampersim.models.registry import spec_from_hf_config
 

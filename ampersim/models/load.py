@@ -130,14 +130,14 @@ BUILTIN_MODELS: dict[str, BuiltinModel] = {
 class LoadedModel:
     """A causal LM in eval mode on CPU, its tokenizer and how to evaluate it."""
 
-    model: "torch.nn.Module"
+    model: torch.nn.Module
     tokenizer: Any
     name: str  # built-in name, or the folder/file name for a path
     source: str  # where the weights came from
     add_bos: bool  # prepend BOS to every evaluation window (Gemma needs it; SmolLM2 is run without)
 
     @property
-    def spec(self) -> "ModelSpec":
+    def spec(self) -> ModelSpec:
         """ModelSpec built from the model's config (the same type the simulator uses)."""
         from ampersim.models.hf_names import model_spec
 
@@ -341,7 +341,7 @@ def _convert_gguf(gguf: Path, folder: Path, source: dict[str, Any]) -> None:
             shutil.rmtree(tmp, ignore_errors=True)
 
 
-def _torch_dtype(dtype: str) -> "torch.dtype":
+def _torch_dtype(dtype: str) -> torch.dtype:
     import torch
 
     return getattr(torch, TORCH_DTYPE_NAMES[dtype])

@@ -14,8 +14,8 @@ from pydantic import ValidationError
 
 from ampersim.core.catalog import Catalog
 from ampersim.core.errors import InvalidArgument
-from ampersim.models.spec import ModelSpec, MoESpec
 from ampersim.core.resources import data_dir
+from ampersim.models.spec import ModelSpec, MoESpec
 
 # HF model_type -> ModelSpec.family ("gemma3" is the multimodal wrapper; its text_config is read).
 FAMILIES: dict[str, str] = {

@@ -23,7 +23,7 @@ class MoESpec(Frozen):
     shared_expert_intermediate_size: int = Field(default=0, ge=0)
 
     @model_validator(mode="after")
-    def _check(self) -> "MoESpec":
+    def _check(self) -> MoESpec:
         if self.experts_per_token > self.num_experts:
             raise ValueError("experts_per_token must be <= num_experts")
         return self
@@ -90,7 +90,7 @@ class ModelSpec(Frozen):
     )
 
     @model_validator(mode="after")
-    def _check(self) -> "ModelSpec":
+    def _check(self) -> ModelSpec:
         if self.num_heads % self.num_kv_heads:
             raise ValueError(
                 f"num_heads ({self.num_heads}) must be a multiple of num_kv_heads ({self.num_kv_heads})"
@@ -149,8 +149,8 @@ class ModelSpec(Frozen):
     @property
     def num_parameters(self) -> int:
         """Parameter count (weights of linears, embeddings, norms), all experts included."""
-        linear = sum(l.in_features * l.out_features * l.count
-                     for i in range(self.num_layers) for l in self.layer_linears(i))
+        linear = sum(lin.in_features * lin.out_features * lin.count
+                     for i in range(self.num_layers) for lin in self.layer_linears(i))
         embed = self.vocab_size * self.hidden_size * (1 if self.tie_embeddings else 2)
         norms = self.num_layers * 2 * self.hidden_size + self.hidden_size
         return int(linear + embed + norms)

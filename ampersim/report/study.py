@@ -22,7 +22,13 @@ from ampersim.core.errors import AmpersimError
 from ampersim.core.limits import MAX_REPORT_RATES, check_at_most
 from ampersim.core.sourced import Sourced, sourced_numbers
 from ampersim.econ.capacity import (
-    CapacityPlan, Replica, auto_duration_s, build_replica, check_context, check_traffic_fits, plan_capacity,
+    CapacityPlan,
+    Replica,
+    auto_duration_s,
+    build_replica,
+    check_context,
+    check_traffic_fits,
+    plan_capacity,
 )
 from ampersim.econ.fleet import FleetCosts, break_even_gemm_speedup, fleet_costs
 from ampersim.econ.roi import Payback, PriceBasis, ProfileEconomics, paybacks, price_basis, profile_economics

@@ -30,7 +30,7 @@ ALPHA = 0.10
 _QMAX = 127.0
 
 
-def smoothing_scales(act_absmax: "torch.Tensor", weight: "torch.Tensor", alpha: float = ALPHA) -> "torch.Tensor":
+def smoothing_scales(act_absmax: torch.Tensor, weight: torch.Tensor, alpha: float = ALPHA) -> torch.Tensor:
     """Inverse-SmoothQuant multipliers s[in_features] (activations are multiplied, weights divided)."""
     import torch
 
@@ -41,7 +41,7 @@ def smoothing_scales(act_absmax: "torch.Tensor", weight: "torch.Tensor", alpha: 
     return (a_absmax.pow(alpha) / w_absmax.pow(1.0 - alpha)).to(torch.float32)
 
 
-def fake_quant_rows(x: "torch.Tensor") -> "torch.Tensor":
+def fake_quant_rows(x: torch.Tensor) -> torch.Tensor:
     """Symmetric INT8 round trip, one scale per row of the last dimension (absmax / 127).
 
     Rounding is half-to-even (``torch.round``), as INT8 conversion instructions do.
@@ -52,8 +52,8 @@ def fake_quant_rows(x: "torch.Tensor") -> "torch.Tensor":
     return (torch.round(x.float() / scale).clamp_(-_QMAX, _QMAX) * scale).to(x.dtype)
 
 
-def calibrate_input_absmax(model: "torch.nn.Module", modules: Mapping[str, Any],
-                           batches: Iterable[Any]) -> dict[str, "torch.Tensor"]:
+def calibrate_input_absmax(model: torch.nn.Module, modules: Mapping[str, Any],
+                           batches: Iterable[Any]) -> dict[str, torch.Tensor]:
     """Per-input-channel max |x| of each named module's input over ``batches`` of input ids."""
     import torch
 

@@ -242,7 +242,7 @@ class ActivationSparseLinear(torch.nn.Module):
 
     @classmethod
     def from_linear(cls, linear: torch.nn.Linear, *, pattern: str | NMPattern = "2:4",
-                    factor: torch.Tensor | None = None) -> "ActivationSparseLinear":
+                    factor: torch.Tensor | None = None) -> ActivationSparseLinear:
         return cls(linear.weight, linear.bias, pattern=pattern, factor=factor)
 
     @property
@@ -275,7 +275,7 @@ class Int8ActivationSparseLinear(torch.nn.Module):
         self.register_buffer("factor", None if factor is None else factor.detach().float())
 
     @classmethod
-    def from_linear(cls, linear: torch.nn.Linear, *, factor: torch.Tensor | None = None) -> "Int8ActivationSparseLinear":
+    def from_linear(cls, linear: torch.nn.Linear, *, factor: torch.Tensor | None = None) -> Int8ActivationSparseLinear:
         return cls(linear.weight, linear.bias, factor=factor)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

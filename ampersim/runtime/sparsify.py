@@ -35,9 +35,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ampersim.core.errors import InvalidArgument, NotFound
+from ampersim.core.patterns import NMPattern
 from ampersim.core.vocab import AMBER_OUTLIERS, DECODER_LINEAR_KINDS, SPARSIFY_BACKENDS, AmberOutliers
 from ampersim.models.hf_names import LinearTarget, linear_targets, model_spec
-from ampersim.core.patterns import NMPattern
 from ampersim.sparsity.coverage import Coverage, coverage
 from ampersim.sparsity.policy import PolicyRule, SparsityPolicy, resolve_policy
 from ampersim.sparsity.scoring import static_factor
@@ -51,7 +51,7 @@ MODES = ("prefill", "always", "never")
 _HANDLE_ATTR = "_ampersim_sparsify_handle"
 
 
-def prune_activation(x: "torch.Tensor", pattern: NMPattern, factor: Any) -> "torch.Tensor":
+def prune_activation(x: torch.Tensor, pattern: NMPattern, factor: Any) -> torch.Tensor:
     """Pruned copy of activation ``x``: numba kernels on CPU, the fused GPU kernel on CUDA (Triton),
     eager torch (:func:`ampersim.kernels.torch_eager.prune`) on other devices or without Triton.
 
@@ -113,7 +113,7 @@ class SparsifyHandle:
         self._mode = value
 
     @contextlib.contextmanager
-    def using(self, mode: str) -> Iterator["SparsifyHandle"]:
+    def using(self, mode: str) -> Iterator[SparsifyHandle]:
         """Temporarily switch mode: ``with handle.using("never"): dense_logits = model(ids)``."""
         previous = self._mode
         self.mode = mode
@@ -122,7 +122,7 @@ class SparsifyHandle:
         finally:
             self._mode = previous
 
-    def prunes(self, x: "torch.Tensor") -> bool:
+    def prunes(self, x: torch.Tensor) -> bool:
         """Whether an input ``x`` reaching a selected layer right now is pruned."""
         if self._mode != "prefill":
             return self._mode == "always"
@@ -147,16 +147,16 @@ class SparsifyHandle:
         self._hooks.clear()
         self._removed = True
 
-    def __enter__(self) -> "SparsifyHandle":
+    def __enter__(self) -> SparsifyHandle:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.remove()
 
 
-def sparsify(model: "torch.nn.Module", policy: SparsityPolicy | str | Path = "amber", *,
+def sparsify(model: torch.nn.Module, policy: SparsityPolicy | str | Path = "amber", *,
              pattern: str | NMPattern | None = None, scoring: str | None = None,
-             prefill_only: bool = True, spec: "ModelSpec | None" = None,
+             prefill_only: bool = True, spec: ModelSpec | None = None,
              outstanding: bool = False, calibration: Any = None, backend: str = "mask",
              outliers: AmberOutliers = "clamp") -> SparsifyHandle:
     """Prune the inputs of the linear layers ``policy`` selects, during prefill; return a handle.
@@ -227,7 +227,7 @@ def sparsify(model: "torch.nn.Module", policy: SparsityPolicy | str | Path = "am
 
 
 def _resolve(model: Any, policy: SparsityPolicy | str | Path, pattern: Any, scoring: str | None,
-             spec: "ModelSpec | None", targets: list[LinearTarget]) -> tuple[SparsityPolicy, "ModelSpec | None"]:
+             spec: ModelSpec | None, targets: list[LinearTarget]) -> tuple[SparsityPolicy, ModelSpec | None]:
     """The policy to apply and the ModelSpec (None for module trees without a supported HF config)."""
     spec_error: InvalidArgument | None = None
     if spec is None and hasattr(model, "config"):

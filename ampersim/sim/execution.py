@@ -12,9 +12,9 @@ import math
 from dataclasses import dataclass
 
 from ampersim.core.errors import InvalidArgument, not_found
+from ampersim.core.patterns import NMPattern
 from ampersim.core.vocab import DTYPE_BYTES
 from ampersim.hardware.profile import HardwareProfile, PruneImpl
-from ampersim.core.patterns import NMPattern
 
 
 @dataclass(frozen=True)

@@ -14,19 +14,19 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ampersim.core.patterns import NMPattern
 from ampersim.core.schema import Frozen
 from ampersim.core.vocab import MIXED_STEP_MODES, SPARSE_GEMM_IMPL_DESCRIPTIONS
 from ampersim.hardware.profile import HardwareProfile
 from ampersim.models.spec import ModelSpec
-from ampersim.core.patterns import NMPattern
-from ampersim.sparsity.coverage import coverage
-from ampersim.sparsity.policy import SparsityPolicy, resolve_policy
 from ampersim.sim.cost import BOUNDS, GraphCost, OpColumns, cost_graph
 from ampersim.sim.engine import EngineConfig, engine_for
 from ampersim.sim.execution import SparseExecution, sparse_execution
 from ampersim.sim.graph import BatchShape, DecodeShape, Op, StepShape, build_graph, graph_for_shape, graph_for_step
 from ampersim.sim.memory import MemoryFit, memory_fit, weights_gb_per_gpu
 from ampersim.sim.scenario import Scenario
+from ampersim.sparsity.coverage import coverage
+from ampersim.sparsity.policy import SparsityPolicy, resolve_policy
 
 PAPER_PATTERN = "8:16"
 _CHUNK = 8192  # batch shapes costed per pass of the vectorized step model
@@ -171,7 +171,7 @@ def compile_step(profile: HardwareProfile, scenario: Scenario, *, prune_impl: st
     return StepModel(profile, scenario, spec, policy, execution)
 
 
-_CACHE: "OrderedDict[tuple, StepModel]" = OrderedDict()
+_CACHE: OrderedDict[tuple, StepModel] = OrderedDict()
 _CACHE_SIZE = 64
 
 
@@ -267,7 +267,7 @@ def _rows(ops: list[Op], profile: HardwareProfile, dtype: str, execution: Sparse
     return rows, cost
 
 
-def _decode_step(step: "StepModel", profile: HardwareProfile, lengths: list[int], outputs: list[int],
+def _decode_step(step: StepModel, profile: HardwareProfile, lengths: list[int], outputs: list[int],
                  engine: EngineConfig) -> DecodeStep:
     """The batch decoding at mid-generation: each sequence's prompt plus half its outputs in the cache."""
     contexts = [p + max(1, o // 2) for p, o in zip(lengths, outputs)]
@@ -280,7 +280,7 @@ def _decode_step(step: "StepModel", profile: HardwareProfile, lengths: list[int]
                       ops=rows)
 
 
-def decode_step_seconds(step: "StepModel", seqs: np.ndarray, context: np.ndarray,
+def decode_step_seconds(step: StepModel, seqs: np.ndarray, context: np.ndarray,
                         kv_dtype: str | None = None) -> np.ndarray:
     """Vectorized time of decode steps of ``seqs`` sequences reading ``context`` keys in total."""
     sc = step.scenario
@@ -290,7 +290,7 @@ def decode_step_seconds(step: "StepModel", seqs: np.ndarray, context: np.ndarray
     return cost_graph(cols, step.profile, sc.dtype, step.execution, sc.tp).totals(cols.count)[0]
 
 
-def _request(step: "StepModel", profile: HardwareProfile, lengths: list[int], outputs: list[int],
+def _request(step: StepModel, profile: HardwareProfile, lengths: list[int], outputs: list[int],
              dense_prefill: float, sparse_prefill: float, engine: EngineConfig) -> RequestTimes:
     """Prefill of the batch, then decode step g = 1 .. max(outputs) − 1 for the sequences still generating."""
     prompt, out = np.array(lengths, float), np.array(outputs)
@@ -310,7 +310,7 @@ def _request(step: "StepModel", profile: HardwareProfile, lengths: list[int], ou
                         prefill_share=dense_prefill / e2e_dense)
 
 
-def _mixed_steps(step: "StepModel", profile: HardwareProfile, lengths: list[int], outputs: list[int],
+def _mixed_steps(step: StepModel, profile: HardwareProfile, lengths: list[int], outputs: list[int],
                  engine: EngineConfig) -> list[MixedStep]:
     """One full step of the token budget: the batch's decode tokens at mid-generation plus a prefill chunk of
     the rest of the budget, under each mixed-step mode ('separate': a prefill step plus a decode step)."""

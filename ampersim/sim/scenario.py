@@ -19,11 +19,11 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 from ampersim.core.catalog import looks_like_path
 from ampersim.core.errors import InvalidArgument, not_found
 from ampersim.core.limits import MAX_LOG_SIGMA, MAX_STEP_SEQUENCES, MAX_STEP_TOKENS, check_at_most
-from ampersim.core.schema import Frozen
-from ampersim.core.vocab import DType, Scoring
 from ampersim.core.patterns import NMPattern
 from ampersim.core.resources import data_dir
+from ampersim.core.schema import Frozen
 from ampersim.core.sourced import SOURCE_RULE, PositiveSourced, Sourced, is_source
+from ampersim.core.vocab import DType, Scoring
 from ampersim.core.yamlio import load_model
 from ampersim.models.spec import ModelSpec
 
@@ -45,7 +45,7 @@ class LognormalParams(Frozen):
     max: int | None = Field(default=None, ge=1)
 
     @model_validator(mode="after")
-    def _mean_within_cap(self) -> "LognormalParams":
+    def _mean_within_cap(self) -> LognormalParams:
         if self.max is not None and self.mean > self.max:
             raise ValueError(f"mean {self.mean:g} is above max {self.max}: most lengths would be the cap")
         return self
@@ -194,7 +194,7 @@ class Scenario(Frozen):
         check_at_most(self.batch * self.longest_prompt(), MAX_STEP_TOKENS, "batch",
                       f"the tokens in one prefill step ({self.batch:,} prompts of up to {self.longest_prompt():,})")
 
-    def with_overrides(self, **changes: object) -> "Scenario":
+    def with_overrides(self, **changes: object) -> Scenario:
         """A validated copy with some fields replaced (None values are ignored)."""
         update = {k: v for k, v in changes.items() if v is not None}
         if not update:

@@ -48,15 +48,21 @@ from pathlib import Path
 from pydantic import Field, ValidationError, field_validator
 
 from ampersim.core.errors import InvalidArgument, InvalidData, NotFound
-from ampersim.core.schema import Frozen
-from ampersim.core.vocab import (
-    DECODER_LINEAR_KINDS, NEVER_SPARSE_KINDS, POLICY_PRESETS, ROW_PARALLEL_KINDS, SCORINGS, DecoderLinearKind, Scoring,
-)
-from ampersim.models.spec import ModelSpec
 from ampersim.core.patterns import NMPattern
 from ampersim.core.resources import data_dir
+from ampersim.core.schema import Frozen
 from ampersim.core.sourced import Sourced
+from ampersim.core.vocab import (
+    DECODER_LINEAR_KINDS,
+    NEVER_SPARSE_KINDS,
+    POLICY_PRESETS,
+    ROW_PARALLEL_KINDS,
+    SCORINGS,
+    DecoderLinearKind,
+    Scoring,
+)
 from ampersim.core.yamlio import load_model, load_model_cached
+from ampersim.models.spec import ModelSpec
 
 AMBER_SPARSE_KINDS = ("q_proj", "gate_proj")  # sparse except in the model's skip layers
 AMBER_ALWAYS_SPARSE = ("down_proj",)

@@ -137,7 +137,7 @@ class _Library:
 _LOCK = threading.Lock()
 _LIB: _Library | None = None
 _HANDLES: dict[int, _Opaque] = {}
-_PLANS: dict[tuple, "Plan"] = {}
+_PLANS: dict[tuple, Plan] = {}
 
 
 def library_path() -> str:
@@ -189,7 +189,7 @@ def _handle(device: int) -> int:
     return handle.ptr
 
 
-def _dtype_name(dtype: "torch.dtype") -> str:
+def _dtype_name(dtype: torch.dtype) -> str:
     return str(dtype).removeprefix("torch.")
 
 
@@ -208,7 +208,7 @@ class Plan:
     configuration (read back from cuSPARSELt), ``build_s``/``search_s`` the host time it took.
     """
 
-    def __init__(self, key: PlanKey, a: "torch.Tensor", b: "torch.Tensor", alpha: "torch.Tensor | None") -> None:
+    def __init__(self, key: PlanKey, a: torch.Tensor, b: torch.Tensor, alpha: torch.Tensor | None) -> None:
         import torch
 
         self.key = key
@@ -291,7 +291,7 @@ class Plan:
     def _workspace_ptr(self) -> int | None:
         return None if self.workspace is None else self.workspace.data_ptr()
 
-    def _alpha(self, alpha: "torch.Tensor | None") -> int:
+    def _alpha(self, alpha: torch.Tensor | None) -> int:
         return alpha.data_ptr() if self.key.alpha_vector else ctypes.addressof(self._alpha_one)
 
     def _destroy_plan(self) -> None:
@@ -314,7 +314,7 @@ class Plan:
                 int(self.workspace.numel()), "build_s": self.build_s, "search_s": self.search_s}
 
 
-def _check_operands(c: "torch.Tensor", weight: "torch.Tensor", rows: int, alpha: "torch.Tensor | None",
+def _check_operands(c: torch.Tensor, weight: torch.Tensor, rows: int, alpha: torch.Tensor | None,
                     out_dtype: str) -> None:
     from ampersim.kernels.gpu import cslt_layout
 
@@ -348,8 +348,8 @@ def _torch_float32() -> Any:
     return torch.float32
 
 
-def get_plan(c: "torch.Tensor", weight: "torch.Tensor", *, out_dtype: "torch.dtype | None" = None,
-             alpha: "torch.Tensor | None" = None, algorithm: str = "searched") -> Plan:
+def get_plan(c: torch.Tensor, weight: torch.Tensor, *, out_dtype: torch.dtype | None = None,
+             alpha: torch.Tensor | None = None, algorithm: str = "searched") -> Plan:
     """The cached plan for these operands, made (and searched on them) on first use."""
     if algorithm not in ALGORITHMS:
         raise InvalidArgument(f"sparse_mm: unknown algorithm '{algorithm}'; allowed: {', '.join(ALGORITHMS)}",
@@ -366,8 +366,8 @@ def get_plan(c: "torch.Tensor", weight: "torch.Tensor", *, out_dtype: "torch.dty
     return plan
 
 
-def sparse_mm(c: "torch.Tensor", weight: "torch.Tensor", *, out_dtype: "torch.dtype | None" = None,
-              alpha: "torch.Tensor | None" = None, algorithm: str = "searched") -> "torch.Tensor":
+def sparse_mm(c: torch.Tensor, weight: torch.Tensor, *, out_dtype: torch.dtype | None = None,
+              alpha: torch.Tensor | None = None, algorithm: str = "searched") -> torch.Tensor:
     """``torch._cslt_sparse_mm(c, weight.t(), alpha=alpha, out_dtype=out_dtype)`` with a cached plan.
 
     ``c``: compressed 2:4 operand of ``c.shape[0]`` rows (a multiple of 16, 32 for int8) and K =
@@ -383,7 +383,7 @@ def sparse_mm(c: "torch.Tensor", weight: "torch.Tensor", *, out_dtype: "torch.dt
     return out
 
 
-def compress(x: "torch.Tensor") -> "torch.Tensor":
+def compress(x: torch.Tensor) -> torch.Tensor:
     """cuSPARSELt's own compression of a 2:4-pruned [rows, K] matrix with this module's A descriptor
     (``cusparseLtSpMMACompress2``): the layout :func:`sparse_mm` reads. Not for hot paths."""
     import torch

@@ -119,7 +119,7 @@ def _interpreting() -> bool:
     return os.environ.get("TRITON_INTERPRET") == "1"
 
 
-def _check_input(x: "torch.Tensor", dtypes: tuple[str, ...], what: str) -> None:
+def _check_input(x: torch.Tensor, dtypes: tuple[str, ...], what: str) -> None:
     torch = _torch()
     if not isinstance(x, torch.Tensor):
         raise InvalidArgument(f"{what}: x must be a torch.Tensor, got {type(x).__name__}", field="x")
@@ -134,12 +134,12 @@ def _check_input(x: "torch.Tensor", dtypes: tuple[str, ...], what: str) -> None:
                               "use ampersim.kernels.cpu.prune on CPU", field="x")
 
 
-def _rows2d(x: "torch.Tensor") -> "torch.Tensor":
+def _rows2d(x: torch.Tensor) -> torch.Tensor:
     x2 = x.reshape(-1, x.shape[-1])
     return x2 if x2.stride(-1) == 1 else x2.contiguous()
 
 
-def _nan_key(x: "torch.Tensor") -> int:
+def _nan_key(x: torch.Tensor) -> int:
     return _NAN_KEY.get(str(x.dtype).removeprefix("torch."), 0)
 
 
@@ -147,8 +147,8 @@ def _cdiv(a: int, b: int) -> int:
     return -(-a // b)
 
 
-def prune_gpu(x: "torch.Tensor", pattern: str | NMPattern, *, factor: Any = None,
-              launch: LaunchConfig = DEFAULT_LAUNCH) -> "torch.Tensor":
+def prune_gpu(x: torch.Tensor, pattern: str | NMPattern, *, factor: Any = None,
+              launch: LaunchConfig = DEFAULT_LAUNCH) -> torch.Tensor:
     """N:M-pruned copy of ``x`` (shape [..., K], fp16/bf16/fp32), one fused kernel (``fused_mask``).
 
     The Triton kernel handles M a power of two; other M run ``torch_eager.prune`` (same result).
@@ -183,7 +183,7 @@ def _rows_out(rows: int, rows_out: int | None, multiple: int, what: str) -> int:
     return rows_out
 
 
-def _compressed_buffer(rows_out: int, k: int, dtype: "torch.dtype", device: Any) -> tuple["torch.Tensor", "torch.Tensor", "torch.Tensor"]:
+def _compressed_buffer(rows_out: int, k: int, dtype: torch.dtype, device: Any) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     torch = _torch()
     itemsize = torch.empty((), dtype=dtype).element_size()
     out = torch.empty(gpu_layout.compressed_shape(rows_out, k, itemsize), dtype=dtype, device=device)
@@ -196,8 +196,8 @@ def _compress_tile_cols(k: int, launch: Launch) -> int:
     return launch.block_cols if k % launch.block_cols == 0 else gpu_layout.K_MULTIPLE
 
 
-def _launch_compress24(x2: "torch.Tensor", f: "torch.Tensor | None", rows_out: int,
-                       launch: LaunchConfig) -> "torch.Tensor":
+def _launch_compress24(x2: torch.Tensor, f: torch.Tensor | None, rows_out: int,
+                       launch: LaunchConfig) -> torch.Tensor:
     k = x2.shape[1]
     out, flat, meta = _compressed_buffer(rows_out, k, x2.dtype, x2.device)
     cfg = launch.compress24
@@ -213,8 +213,8 @@ def _fusable(k: int) -> bool:
     return k % gpu_layout.K_MULTIPLE == 0
 
 
-def _compress_operands(x: "torch.Tensor", factor: Any, rows_out: int | None, multiple: int, what: str, *,
-                       fused_only: bool = False) -> tuple["torch.Tensor", "torch.Tensor | None", int]:
+def _compress_operands(x: torch.Tensor, factor: Any, rows_out: int | None, multiple: int, what: str, *,
+                       fused_only: bool = False) -> tuple[torch.Tensor, torch.Tensor | None, int]:
     """Checked 2-D input, float32 factor and output rows of a compressing call (``fused_only``: K
     must suit the fused kernels)."""
     _check_input(x, ("float16", "bfloat16"), what)
@@ -227,15 +227,15 @@ def _compress_operands(x: "torch.Tensor", factor: Any, rows_out: int | None, mul
     return x2, torch_eager.factor_tensor(factor, x.shape[-1], x.device), _rows_out(x2.shape[0], rows_out, multiple, what)
 
 
-def fused_compress_24(x: "torch.Tensor", *, factor: Any = None, rows_out: int | None = None,
-                      launch: LaunchConfig = DEFAULT_LAUNCH) -> "torch.Tensor":
+def fused_compress_24(x: torch.Tensor, *, factor: Any = None, rows_out: int | None = None,
+                      launch: LaunchConfig = DEFAULT_LAUNCH) -> torch.Tensor:
     """The fused 2:4 prune + compress kernel alone, without the layout check (K a multiple of 64)."""
     x2, f, rows_out = _compress_operands(x, factor, rows_out, 16, "fused_compress_24", fused_only=True)
     return _launch_compress24(x2, f, rows_out, launch)
 
 
-def prune_compress_24(x: "torch.Tensor", *, factor: Any = None, rows_out: int | None = None,
-                      launch: LaunchConfig = DEFAULT_LAUNCH) -> "torch.Tensor":
+def prune_compress_24(x: torch.Tensor, *, factor: Any = None, rows_out: int | None = None,
+                      launch: LaunchConfig = DEFAULT_LAUNCH) -> torch.Tensor:
     """2:4-prune ``x`` [R, K] (fp16/bf16) and return the compressed operand for ``torch._cslt_sparse_mm``.
 
     ``rows_out`` (default: R rounded up to 16) pads the operand with zero rows (tokens), as cuSPARSELt
@@ -255,8 +255,8 @@ def prune_compress_24(x: "torch.Tensor", *, factor: Any = None, rows_out: int | 
     return torch._cslt_compress(pruned)
 
 
-def quantize_int8(x: "torch.Tensor", *, prune_24: bool = False, factor: Any = None,
-                  launch: LaunchConfig = DEFAULT_LAUNCH) -> tuple["torch.Tensor", "torch.Tensor"]:
+def quantize_int8(x: torch.Tensor, *, prune_24: bool = False, factor: Any = None,
+                  launch: LaunchConfig = DEFAULT_LAUNCH) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-row absmax int8 quantization of 16-bit ``x`` [R, K] (2:4-pruned first if ``prune_24``).
 
     Returns (q int8 [R, K], scale fp32 [R]) with x ~= q * scale[:, None]; scale = absmax / 127 (1 for
@@ -279,15 +279,15 @@ def quantize_int8(x: "torch.Tensor", *, prune_24: bool = False, factor: Any = No
     return q, scale
 
 
-def fused_quant_compress_24_int8(x: "torch.Tensor", *, factor: Any = None, rows_out: int | None = None,
-                                 launch: LaunchConfig = DEFAULT_LAUNCH) -> tuple["torch.Tensor", "torch.Tensor"]:
+def fused_quant_compress_24_int8(x: torch.Tensor, *, factor: Any = None, rows_out: int | None = None,
+                                 launch: LaunchConfig = DEFAULT_LAUNCH) -> tuple[torch.Tensor, torch.Tensor]:
     """The fused 2:4 prune + int8 quantize + compress kernels alone, without the layout check."""
     x2, f, rows_out = _compress_operands(x, factor, rows_out, 32, "fused_quant_compress_24_int8", fused_only=True)
     return _launch_quant_compress24(x2, f, rows_out, launch)
 
 
-def prune_quant_compress_24_int8(x: "torch.Tensor", *, factor: Any = None, rows_out: int | None = None,
-                                 launch: LaunchConfig = DEFAULT_LAUNCH) -> tuple["torch.Tensor", "torch.Tensor"]:
+def prune_quant_compress_24_int8(x: torch.Tensor, *, factor: Any = None, rows_out: int | None = None,
+                                 launch: LaunchConfig = DEFAULT_LAUNCH) -> tuple[torch.Tensor, torch.Tensor]:
     """2:4-prune 16-bit ``x`` [R, K], quantize per row to int8, compress for ``torch._cslt_sparse_mm``.
 
     Returns (int8 operand of ``rows_out`` rows (default: R rounded up to 32), fp32 scales [rows_out]).
@@ -306,8 +306,8 @@ def prune_quant_compress_24_int8(x: "torch.Tensor", *, factor: Any = None, rows_
     return torch._cslt_compress(q), scale
 
 
-def _absmax(x2: "torch.Tensor", f: "torch.Tensor | None", rows_out: int, prune_24: bool,
-            launch: LaunchConfig) -> "torch.Tensor":
+def _absmax(x2: torch.Tensor, f: torch.Tensor | None, rows_out: int, prune_24: bool,
+            launch: LaunchConfig) -> torch.Tensor:
     """int32 bits of each row's max |x| (of the 2:4-kept values if ``prune_24``), zero past the input rows."""
     torch = _torch()
     amax = torch.zeros(rows_out, dtype=torch.int32, device=x2.device)
@@ -318,8 +318,8 @@ def _absmax(x2: "torch.Tensor", f: "torch.Tensor | None", rows_out: int, prune_2
     return amax
 
 
-def _launch_quant_compress24(x2: "torch.Tensor", f: "torch.Tensor | None", rows_out: int,
-                             launch: LaunchConfig) -> tuple["torch.Tensor", "torch.Tensor"]:
+def _launch_quant_compress24(x2: torch.Tensor, f: torch.Tensor | None, rows_out: int,
+                             launch: LaunchConfig) -> tuple[torch.Tensor, torch.Tensor]:
     torch = _torch()
     k = x2.shape[1]
     out, flat, meta = _compressed_buffer(rows_out, k, torch.int8, x2.device)
@@ -357,11 +357,11 @@ def fused_layout_ok(device: Any, itemsize: int) -> bool:
     return _VERIFIED[key]
 
 
-def _self_check(device: "torch.device", itemsize: int) -> bool:
+def _self_check(device: torch.device, itemsize: int) -> bool:
     return fused_writer_matches(device, itemsize, _torch()._cslt_compress)
 
 
-def fused_writer_matches(device: Any, itemsize: int, compress: Callable[["torch.Tensor"], "torch.Tensor"]) -> bool:
+def fused_writer_matches(device: Any, itemsize: int, compress: Callable[[torch.Tensor], torch.Tensor]) -> bool:
     """True if the fused writer (2: bf16 prune + compress; 1: prune + int8 quantize + compress) gives,
     bit for bit, what ``compress`` (a cuSPARSELt compression of an already pruned matrix) gives.
 
