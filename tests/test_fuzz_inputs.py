@@ -62,6 +62,18 @@ def _get(tree: Any, path: tuple) -> Any:
     return tree
 
 
+def _load_or_refused(tmp_path_factory, name: str, data: dict, loader):
+    """Write ``data`` as YAML and load it: the loaded object, or None when it was refused naming the file
+    and the field (the only refusal a bad value may give)."""
+    file = tmp_path_factory.mktemp("fuzz") / name
+    file.write_text(yaml.safe_dump(data, sort_keys=False))
+    try:
+        return loader(file)
+    except InvalidData as exc:
+        assert str(exc).startswith(str(file)) and "field '" in str(exc)
+        return None
+
+
 PROFILE_PATHS = [p for p in _leaves(PROFILE) if isinstance(_get(PROFILE, p), (int, float))
                  and not isinstance(_get(PROFILE, p), bool)]
 
@@ -69,12 +81,8 @@ PROFILE_PATHS = [p for p in _leaves(PROFILE) if isinstance(_get(PROFILE, p), (in
 @FUZZ
 @given(path=st.sampled_from(PROFILE_PATHS), value=VALUES)
 def test_fuzzed_profile_loads_finite_or_is_refused_naming_the_field(tmp_path_factory, path, value):
-    file = tmp_path_factory.mktemp("fuzz") / "p.yaml"
-    file.write_text(yaml.safe_dump(_replaced(PROFILE, path, value), sort_keys=False))
-    try:
-        profile = load_profile(file)
-    except InvalidData as exc:
-        assert str(exc).startswith(str(file)) and "field '" in str(exc)
+    profile = _load_or_refused(tmp_path_factory, "p.yaml", _replaced(PROFILE, path, value), load_profile)
+    if profile is None:
         return
     assert all(math.isfinite(v) for _, v, _, _ in sourced_numbers(profile) if isinstance(v, float))
     try:
@@ -148,12 +156,8 @@ SCENARIO_PATHS = [p for p in _leaves(SCENARIO) if p[0] not in ("name", "descript
 def test_fuzzed_workload_predicts_finite_or_is_refused(tmp_path_factory, path, value):
     """A workload with any one field replaced: refused naming file and field (loading), refused in one
     line (bounds, context, an unknown model), or predicted with finite times and a finite request time."""
-    file = tmp_path_factory.mktemp("fuzz") / "w.yaml"
-    file.write_text(yaml.safe_dump(_replaced(SCENARIO, path, value), sort_keys=False))
-    try:
-        scenario = load_scenario(file)
-    except InvalidData as exc:
-        assert str(exc).startswith(str(file)) and "field '" in str(exc)
+    scenario = _load_or_refused(tmp_path_factory, "w.yaml", _replaced(SCENARIO, path, value), load_scenario)
+    if scenario is None:
         return
     try:
         result = predict(load_profile("h100-sxm"), scenario)
@@ -196,12 +200,9 @@ def test_fuzzed_decode_fields_load_finite_or_are_refused(tmp_path_factory, path,
     decode step predicts finite, or is refused naming the file and the field."""
     from ampersim.sim.predict import predict
 
-    file = tmp_path_factory.mktemp("fuzz") / "h200-fuzz.yaml"
-    file.write_text(yaml.safe_dump({**_replaced(DECODE_PROFILE, path, value), "name": "h200-fuzz"}, sort_keys=False))
-    try:
-        profile = load_profile(file)
-    except InvalidData as exc:
-        assert str(exc).startswith(str(file)) and "field '" in str(exc)
+    data = {**_replaced(DECODE_PROFILE, path, value), "name": "h200-fuzz"}
+    profile = _load_or_refused(tmp_path_factory, "h200-fuzz.yaml", data, load_profile)
+    if profile is None:
         return
     assert all(math.isfinite(v) for _, v, _, _ in sourced_numbers(profile) if isinstance(v, float))
     result = predict(profile, load_scenario("chat"))
@@ -224,12 +225,8 @@ def test_fuzzed_tco_loads_finite_or_is_refused_naming_the_field(tmp_path_factory
     GPU-hour that is finite and positive at every utilization."""
     from ampersim.econ.tco import load_tco, owned_gpu_hour
 
-    file = tmp_path_factory.mktemp("fuzz") / "tco.yaml"
-    file.write_text(yaml.safe_dump(_replaced(TCO, path, value), sort_keys=False))
-    try:
-        tco = load_tco(file)
-    except InvalidData as exc:
-        assert str(exc).startswith(str(file)) and "field '" in str(exc)
+    tco = _load_or_refused(tmp_path_factory, "tco.yaml", _replaced(TCO, path, value), load_tco)
+    if tco is None:
         return
     for utilization in (0.0, 0.5, 1.0):
         hour = owned_gpu_hour(load_profile("h100-sxm"), tco, 27_500.0, utilization)
