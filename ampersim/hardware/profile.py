@@ -27,6 +27,22 @@ class MatrixRates(Frozen):
         description="Sparse peak per natively accelerated N:M pattern (e.g. '2:4'); empty if none.",
     )
 
+    dense_gemm_scale: PositiveSourced | None = Field(
+        default=None,
+        description="Achieved dense-GEMM rate of this dtype relative to what efficiency.dense_gemm gives at "
+                    "dense_tflops (that efficiency is fitted on 16-bit GEMMs): the compute term is divided by it. "
+                    "Absent: 1 (the 16-bit efficiency at this dtype's peak).",
+    )
+    sparse_gemm_scale: PositiveSourced | None = Field(
+        default=None,
+        description="As dense_gemm_scale, for the sparse GEMM (efficiency.sparse_gemm at sparse_tflops). Absent: 1.",
+    )
+
+    def gemm_scale(self, sparse: bool) -> float:
+        """The achieved-rate scale of the dense or the sparse GEMM (1 when the profile has none)."""
+        scale = self.sparse_gemm_scale if sparse else self.dense_gemm_scale
+        return scale.value if scale is not None else 1.0
+
     @field_validator("sparse_tflops")
     @classmethod
     def _patterns_valid(cls, value: dict[str, PositiveSourced]) -> dict[str, PositiveSourced]:

@@ -217,12 +217,14 @@ def cost_graph(cols: OpColumns, profile: HardwareProfile, dtype: str, execution:
     if gemm.size:
         M, N, K, g = cols.M[gemm], cols.N[gemm], cols.K[gemm], cols.groups[gemm]
         common = dict(compute_units=units, bandwidth_gbps=bw, memory_fraction=mem_frac, in_bytes=in_b, out_bytes=out_b)
-        put(gemm, gemm_terms(M, N, K, g, peak_tflops=profile.matrix[dtype].dense_tflops.value,
+        rates = profile.matrix[dtype]
+        put(gemm, gemm_terms(M, N, K, g, peak_tflops=rates.dense_tflops.value * rates.gemm_scale(False),
                              eff=eff.dense_gemm, **common))
         sp = rows_of("sparse_gemm")
         if sp.size and execution.compressed:
             M, N, K, g = cols.M[sp], cols.N[sp], cols.K[sp], cols.groups[sp]
-            put(sp, gemm_terms(M, N, K, g, peak_tflops=execution.sparse_tflops, eff=eff.sparse_gemm,
+            put(sp, gemm_terms(M, N, K, g, peak_tflops=execution.sparse_tflops * rates.gemm_scale(True),
+                               eff=eff.sparse_gemm,
                                a_fraction=execution.compressed_fraction, **common), both=False)
     rows = rows_of("norm", "elementwise", "embedding")
     if rows.size:

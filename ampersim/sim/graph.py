@@ -18,6 +18,13 @@ Per decoder layer, in execution order (HF-style unfused projections, one kernel 
     [prune.mlp_mid], down_proj, [shared expert: gate/up/activation/prune/down], [moe.combine],
     [post_ffn_norm], [allreduce.mlp], residual.mlp
 
+W8A8 (dtype int8, as ``ampersim.measure.model`` runs it): each linear input is quantized per token
+(``quant.absmax.<activation>``, ``quant.<activation>``: one absmax + quantize kernel pair shared by its
+dense consumers; on the sparse path the sparsified consumers' input goes through the fused prune +
+quantize + compress pair instead: ``quant.absmax_pruned.<activation>`` and the ``prune`` op), and each
+decoder linear's int32 product is dequantized to 16 bits (``<linear>.dequant``). fp8 graphs have
+neither (no W8A8 fp8 path is run or measured).
+
 plus ``embedding`` (+ ``allreduce.embedding`` under TP), ``final_norm`` and ``lm_head`` (last token
 of each sequence only). A step with decode tokens has ``decode_attention`` after (or instead of)
 ``attention``; in a mixed step under ``split`` each sparsified linear is two GEMMs on the sparse
@@ -364,6 +371,7 @@ class _Builder:
         self.spec, self.policy, self.step, self.dtype, self.tp = spec, policy, step, dtype, tp
         self.in_b = DTYPE_BYTES[dtype]
         self.act_b = max(self.in_b, 2.0)  # 8-bit GEMMs keep 16-bit activations between kernels
+        self.w8a8 = dtype == "int8"  # per-token quantization before, dequantization after each int8 linear
         self.kv_b = DTYPE_BYTES[kv_dtype] if kv_dtype else self.act_b
         self.T = step.tokens
         self.split = step.prefill is not None and step.decode is not None and mixed == "split"
@@ -405,14 +413,33 @@ class _Builder:
                 M = rows * moe.experts_per_token / groups
             self.gemm(name + suffix, kind, M, N, K, sparse=part_sparse, groups=groups, parallel=parallel,
                       path=path, **attrs)
+            if self.w8a8:  # int32 [M, N] read (4 bytes), 16-bit written (2): 3 passes of the 16-bit output
+                self.stream(name + suffix + ".dequant", "elementwise", M * groups, N, 3.0, path=path)
 
     def stream(self, name: str, kind: str, rows: Num, features: int, passes: float, **attrs: Any) -> None:
         """A memory-bound op over a [rows, features] activation moving ``passes`` × its bytes."""
         self._add(name, kind, rows, 0, features, 0.0, passes * rows * features * self.act_b, **attrs)
 
     def prune(self, activation: str, rows: Num, features: int) -> None:
-        self._add(f"prune.{activation}", "prune", rows, 0, features, 0.0, rows * features * self.in_b,
+        self._add(f"prune.{activation}", "prune", rows, 0, features, 0.0, rows * features * self.act_b,
                   sparse=True, pattern=str(self.policy.pattern), scoring=self.policy.scoring)
+
+    def quantize(self, activation: str, rows: Num, features: int, consumers: Sequence[str],
+                 sparse: frozenset[str], sparse_rows: Num) -> None:
+        """W8A8: the per-token int8 quantization of a linear input [rows, features] (16-bit) for its
+        ``consumers``. Their dense GEMMs share one absmax pass (reads x: 1 pass) and one quantize pass
+        (reads x, writes int8: 1.5 passes), which the sparse path skips when every consumer is
+        sparsified; the fused prune + quantize + compress pair of the sparsified ones is an absmax pass
+        over the pruned x on the sparse path (1 pass) plus the ``prune`` op (its compress pass)."""
+        if not self.w8a8:
+            return
+        n_sparse = sum(kind in sparse for kind in consumers)
+        path = "dense" if n_sparse == len(consumers) else "both"
+        self.stream(f"quant.absmax.{activation}", "elementwise", rows, features, 1.0, path=path)
+        self.stream(f"quant.{activation}", "elementwise", rows, features, 1.5, path=path)
+        if n_sparse:
+            self.stream(f"quant.absmax_pruned.{activation}", "elementwise", sparse_rows, features, 1.0,
+                        path="sparse")
 
     def allreduce(self, name: str, rows: Num) -> None:
         if self.tp > 1:
@@ -462,6 +489,7 @@ class _Builder:
         self.stream("attn_norm", "norm", T, h, 2.0)
         if sparse & {"q_proj", "k_proj", "v_proj"}:
             self.prune("attn_in", self.sparse_rows, h)
+        self.quantize("attn_in", T, h, ("q_proj", "k_proj", "v_proj"), sparse, self.sparse_rows)
         for kind, n in (("q_proj", q_dim), ("k_proj", kv_dim), ("v_proj", kv_dim)):
             self.linear(kind, kind, n, h, sparse=kind in sparse, parallel="column")
         if spec.qk_norm:
@@ -471,6 +499,7 @@ class _Builder:
         self.attention(window, heads, kv_heads)
         if "o_proj" in sparse:
             self.prune("attn_out", self.sparse_rows, q_dim)
+        self.quantize("attn_out", T, q_dim, ("o_proj",), sparse, self.sparse_rows)
         self.linear("o_proj", "o_proj", h, q_dim, sparse="o_proj" in sparse, parallel="row")
         if sandwich:
             self.stream("post_attn_norm", "norm", T, h, 2.0)
@@ -490,6 +519,7 @@ class _Builder:
         if moe is None:
             if gated:
                 self.prune("mlp_in", self.sparse_rows, h)
+            self.quantize("mlp_in", T, h, ("gate_proj", "up_proj"), sparse, self.sparse_rows)
             self._ffn("", T, spec.intermediate_size // tp, sparse)
             return
         self.gemm("router", "router", T, moe.num_experts, h)
@@ -497,6 +527,7 @@ class _Builder:
                     top_k=moe.experts_per_token, num_experts=moe.num_experts)
         if gated:
             self.prune("mlp_in", self.sparse_rows, h)
+        self.quantize("mlp_in", T, h, ("router", "gate_proj", "up_proj"), sparse, self.sparse_rows)
         self._ffn("", T, moe.expert_intermediate_size // tp, sparse, routed=True,
                   attrs=dict(experts=moe.num_experts, top_k=moe.experts_per_token))
         if moe.shared_expert_intermediate_size:
@@ -516,5 +547,6 @@ class _Builder:
                     function=self.spec.mlp_activation, gated=True)
         if "down_proj" in sparse:
             self.prune(prefix + "mlp_mid", self.sparse_rows * per_token, ffn)
+        self.quantize(prefix + "mlp_mid", T * per_token, ffn, ("down_proj",), sparse, self.sparse_rows * per_token)
         self.linear(prefix + "down_proj", "down_proj", h, ffn, sparse="down_proj" in sparse, parallel="row",
                     routed=routed, **attrs)
