@@ -11,11 +11,11 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from ampersim.core.patterns import NMPattern
 from ampersim.core.errors import NotFound, not_found
+from ampersim.core.patterns import NMPattern
 from ampersim.core.schema import Frozen
-from ampersim.core.vocab import DType, SparseGemmImpl
 from ampersim.core.sourced import FractionSourced, NonNegativeSourced, PositiveSourced
+from ampersim.core.vocab import DType, SparseGemmImpl
 
 
 class MatrixRates(Frozen):
@@ -84,7 +84,7 @@ class Prices(Frozen):
     purchase_usd: PositiveSourced | None = None
 
     @model_validator(mode="after")
-    def _dated(self) -> "Prices":
+    def _dated(self) -> Prices:
         for field in ("cloud_usd_per_gpu_hour", "cloud_market_usd_per_gpu_hour", "purchase_usd"):
             value = getattr(self, field)
             if value is not None and value.date is None:
@@ -193,7 +193,7 @@ class Efficiency(Frozen):
     allreduce_fraction: FractionSourced = Field(description="Achieved fraction of interconnect bandwidth.")
 
     @model_validator(mode="after")
-    def _alternatives_differ(self) -> "Efficiency":
+    def _alternatives_differ(self) -> Efficiency:
         if self.sparse_gemm_impl in self.sparse_gemm_alternatives:
             raise ValueError(f"sparse_gemm_alternatives repeats sparse_gemm_impl '{self.sparse_gemm_impl}' "
                              "(it is described by sparse_gemm)")
@@ -204,7 +204,7 @@ class Efficiency(Frozen):
         """Sparse-GEMM paths this profile can cost: its own, then the alternatives."""
         return [self.sparse_gemm_impl, *self.sparse_gemm_alternatives]
 
-    def with_sparse_gemm(self, name: str) -> "Efficiency":
+    def with_sparse_gemm(self, name: str) -> Efficiency:
         """This efficiency with ``name``'s sparse-GEMM model as ``sparse_gemm`` (NotFound lists the known ones)."""
         if name == self.sparse_gemm_impl:
             return self
@@ -249,7 +249,7 @@ class HardwareProfile(Frozen):
                                   "prices); absent: the name without '-calibrated'.")
 
     @model_validator(mode="after")
-    def _consistent(self) -> "HardwareProfile":
+    def _consistent(self) -> HardwareProfile:
         for field, compressed in (("default_prune_impl", True), ("default_mask_impl", False)):
             name = getattr(self, field)
             if name not in self.prune_impls:
@@ -266,7 +266,7 @@ class HardwareProfile(Frozen):
     def dtypes(self) -> list[str]:
         return list(self.matrix)
 
-    def with_sparse_gemm(self, name: str) -> "HardwareProfile":
+    def with_sparse_gemm(self, name: str) -> HardwareProfile:
         """This profile costing sparse GEMMs as its implementation ``name`` (NotFound, field
         ``sparse_gemm_impl``, lists the ones it has)."""
         try:

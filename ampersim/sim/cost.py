@@ -142,7 +142,7 @@ class OpColumns:
     path: np.ndarray  # per op: "both", "dense" or "sparse" (core.vocab.OP_PATHS)
 
     @classmethod
-    def from_ops(cls, ops: Sequence[Op]) -> "OpColumns":
+    def from_ops(cls, ops: Sequence[Op]) -> OpColumns:
         fields = ("M", "N", "K", "groups", "flops", "bytes")
         points = max((np.size(getattr(op, f)) for op in ops for f in fields), default=1)
 

@@ -43,7 +43,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field, fields
-from typing import Any, Union
+from typing import Any
 
 import numpy as np
 from pydantic import Field
@@ -54,7 +54,7 @@ from ampersim.core.vocab import DECODER_LINEAR_KINDS, DTYPE_BYTES, MIXED_STEP_MO
 from ampersim.models.spec import ModelSpec
 from ampersim.sparsity.policy import SparsityPolicy, check_pattern_fits
 
-Num = Union[float, np.ndarray]
+Num = float | np.ndarray
 
 
 
@@ -78,7 +78,7 @@ class BatchShape:
     offsets: tuple[int, ...] | None = None
 
     @classmethod
-    def from_lengths(cls, lengths: Sequence[int]) -> "BatchShape":
+    def from_lengths(cls, lengths: Sequence[int]) -> BatchShape:
         lengths = tuple(int(x) for x in lengths)
         if not lengths or min(lengths) <= 0:
             raise InvalidArgument(f"tokens per sequence must be > 0; got {list(lengths)[:8]}")
@@ -86,7 +86,7 @@ class BatchShape:
                    sum_sq=float(sum(x * x for x in lengths)), lengths=lengths)
 
     @classmethod
-    def from_chunks(cls, chunks: Sequence[tuple[int, int]]) -> "BatchShape":
+    def from_chunks(cls, chunks: Sequence[tuple[int, int]]) -> BatchShape:
         """Prefill chunks as (offset, tokens): ``tokens`` new tokens after ``offset`` cached ones."""
         offsets = tuple(int(o) for o, _ in chunks)
         lengths = tuple(int(c) for _, c in chunks)
@@ -97,7 +97,7 @@ class BatchShape:
                    lengths=lengths, cached=float(sum(offsets)), offsets=offsets)
 
     @classmethod
-    def from_moments(cls, tokens: Num, sum_sq: Num, seqs: Num | None = None) -> "BatchShape":
+    def from_moments(cls, tokens: Num, sum_sq: Num, seqs: Num | None = None) -> BatchShape:
         tokens = np.asarray(tokens, dtype=float)
         sum_sq = np.asarray(sum_sq, dtype=float)
         if np.any(tokens <= 0):
@@ -144,7 +144,7 @@ class DecodeShape:
     contexts: tuple[int, ...] | None = None
 
     @classmethod
-    def from_contexts(cls, contexts: Sequence[int]) -> "DecodeShape":
+    def from_contexts(cls, contexts: Sequence[int]) -> DecodeShape:
         contexts = tuple(int(x) for x in contexts)
         if not contexts or min(contexts) <= 0:
             raise InvalidArgument(f"decode context lengths must be > 0; got {list(contexts)[:8]}")
@@ -217,7 +217,7 @@ class Op:
     def count(self) -> int:
         return max(1, len(self.layers))
 
-    def to_record(self) -> "OpRecord":
+    def to_record(self) -> OpRecord:
         """This op as JSON-ready data (measurement files); its quantities must be scalars (one batch shape)."""
         values = {f.name: getattr(self, f.name) for f in fields(self)}
         for name in _QUANTITIES:
