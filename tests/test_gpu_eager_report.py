@@ -173,3 +173,13 @@ def test_speedups_in_the_tables_are_ratios_of_medians(run):
             continue
         speedup = rows[(tokens, "dense", mode)]["median_s"] / row["median_s"]
         assert f"| {speedup:.3f}× |" in report.model_table(results) and math.isfinite(speedup)
+
+
+def test_eager_pruner_comparison_file_is_consistent():
+    """validation/gpu_eager/eager-pruner-compare-h200.json: every shape checked equal before timing, the
+    ratio is the medians' ratio, and the single eager pruner costs ~1.9x the masking it replaced."""
+    data = json.loads((ROOT / "validation" / "gpu_eager" / "eager-pruner-compare-h200.json").read_text())
+    assert data["environment"]["gpu"] == "NVIDIA H200" and len(data["rows"]) == 3
+    for row in data["rows"]:
+        assert row["same_result"] and row["now_over_before"] == row["now_s"] / row["before_s"]
+        assert 1.8 < row["now_over_before"] < 2.0
