@@ -60,6 +60,7 @@ def files(tmp_path_factory) -> Path:
     _profile_with(tmp, "inf.yaml", ["matrix", "bf16", "dense_tflops", "value"], float("inf"))
     _profile_with(tmp, "nan.yaml", ["memory", "bandwidth_gbps", "value"], float("nan"))
     _profile_with(tmp, "negative.yaml", ["power", "tdp_w", "value"], -400.0)
+    _profile_with(tmp, "vast.yaml", ["memory", "capacity_gb", "value"], 1.8e299)  # overflowed memory_fit to nan
     _profile_with(tmp, "nosource.yaml", ["compute_units", "source"], "trust me")
     _profile_with(tmp, "fraction.yaml", ["efficiency", "memory_fraction", "value"], 1.5)
     _profile_with(tmp, "extra.yaml", ["warp_drive"], 1)
@@ -80,6 +81,8 @@ def files(tmp_path_factory) -> Path:
     _measurements_with(tmp, "unordered.jsonl", {"timing.max_s": 1e-9})
     _measurements_with(tmp, "measured.jsonl", {"measured": "4096x4096"})
     _measurements_with(tmp, "shape.jsonl", {"measured.M": -256})
+    _measurements_with(tmp, "zeron.jsonl", {"op.N": 0})  # a GEMM without columns: no finite prediction
+    _measurements_with(tmp, "nopattern.jsonl", {"variant": "sparse", "pattern": None})
     _measurements_with(tmp, "dtype.jsonl", {"dtype": "fp64"})
     header, record = MEASUREMENTS.read_text().splitlines()[:2]
     _measurements_with(tmp, "nan.jsonl", line=record.replace(
@@ -217,6 +220,7 @@ CASES: list[tuple[str, str]] = [
     ("profiles show {tmp}/inf.yaml", "matrix.bf16.dense_tflops.value"),
     ("profiles show {tmp}/nan.yaml", "memory.bandwidth_gbps.value"),
     ("profiles show {tmp}/negative.yaml", "power.tdp_w.value"),
+    ("predict --profile {tmp}/vast.yaml", "memory.capacity_gb.value"),
     ("profiles show {tmp}/nosource.yaml", "compute_units.source"),
     ("profiles show {tmp}/fraction.yaml", "efficiency.memory_fraction.value"),
     ("profiles show {tmp}/extra.yaml", "warp_drive"),
@@ -342,6 +346,8 @@ CASES: list[tuple[str, str]] = [
     ("validate --measurements {tmp}/unordered.jsonl --profile h100-sxm", "unordered.jsonl:2: field 'timing'"),
     ("validate --measurements {tmp}/measured.jsonl --profile h100-sxm", "measured.jsonl:2: field 'measured'"),
     ("validate --measurements {tmp}/shape.jsonl --profile h100-sxm", "shape.jsonl:2: field 'measured.M'"),
+    ("validate --measurements {tmp}/zeron.jsonl --profile h100-sxm", "zeron.jsonl:2: record 'q_proj'"),
+    ("validate --measurements {tmp}/nopattern.jsonl --profile h100-sxm", "nopattern.jsonl:2: field 'variant'"),
     ("validate --measurements {tmp}/dtype.jsonl --profile h100-sxm", "dtype.jsonl:2: field 'dtype'"),
     ("validate --measurements {tmp}/kind.jsonl --profile h100-sxm", "kind.jsonl:2: field 'record'"),
     ("validate --measurements {tmp}/headerless.jsonl --profile h100-sxm", "headerless.jsonl:1"),

@@ -21,6 +21,9 @@ a trace holds a line per request (the Azure conversation trace behind workload '
 MAX_EVAL_TEXT_BYTES = 64 << 20
 """Text and quiz files of ``prune --text/--quiz`` are read and tokenized whole: 8 windows of 512 tokens need
 ~16 kB of English (the shipped Pride and Prejudice ch. 1-16 is 0.2 MB, the quiz files a few kB each)."""
+MAX_SOURCED_VALUE = 1e12
+"""Magnitude of a sourced number (profiles, TCO files, workloads): the shipped files' largest is 35,000 (a
+GPU's price); far beyond it the cost model's products (GB x 1e9, TFLOPS x 1e12) overflow to inf and nan."""
 MAX_REQUEST_TOKENS = (1 << 31) - 1
 """Tokens of one request (a prompt or an output) as a length distribution or a trace gives it, before the model's
 context length is checked: 2,147,483,647, far above any model's context, and small enough that the lengths of

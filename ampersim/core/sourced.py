@@ -6,6 +6,7 @@ from collections.abc import Iterator
 
 from pydantic import BaseModel, field_validator
 
+from ampersim.core.limits import MAX_SOURCED_VALUE
 from ampersim.core.schema import Frozen
 
 _SOURCE_RE = re.compile(r"^(https?://\S+|(assumed|measured|datasheet|derived|config):\s*\S.*)", re.S)
@@ -28,6 +29,13 @@ class Sourced(Frozen):
     value: float
     source: str
     date: str | None = None
+
+    @field_validator("value")
+    @classmethod
+    def _bounded(cls, value: float) -> float:
+        if abs(value) > MAX_SOURCED_VALUE:
+            raise ValueError(f"value must be at most {MAX_SOURCED_VALUE:g} in magnitude (core.limits); got {value:g}")
+        return value
 
     @field_validator("source")
     @classmethod

@@ -22,7 +22,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Literal, TextIO
 
-from pydantic import ConfigDict, Field, ValidationError
+from pydantic import ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
 from ampersim.core.errors import InvalidData
 from ampersim.core.limits import MAX_DATA_FILE_BYTES, read_limited
@@ -150,6 +150,13 @@ class _Result(_Record):
                                                      "prompts of ``tokens`` tokens (every record before decode)")
     file: str = Field("", exclude=True)
     line: int = Field(0, exclude=True)
+
+    @field_validator("variant")
+    @classmethod
+    def _sparse_needs_pattern(cls, variant: str, info: ValidationInfo) -> str:
+        if variant in ("sparse", "prune") and info.data.get("pattern") is None:
+            raise ValueError(f"a '{variant}' record needs its N:M pattern; 'pattern' is null")
+        return variant
 
 
 class OpMeasurement(_Result):

@@ -310,8 +310,14 @@ def validate(measurements: Measurements, profile: HardwareProfile,
         profile = profile.with_sparse_gemm(sparse_gemm_impl)
     files = as_files(measurements)
     predictor = Predictor(all_records(files))
-    predicted = predictor.predict(profile)
+    with np.errstate(divide="ignore", invalid="ignore"):  # a record the model cannot cost is refused below
+        predicted = predictor.predict(profile)
     rows = predictor.rows
+    bad = next((r for r, p in zip(rows, predicted) if not (np.isfinite(p) and p > 0)), None)
+    if bad is not None:  # e.g. an op with a zero dimension where its kind has none: no error can be stated
+        raise InvalidData(f"{bad.file}:{bad.line}: record '{bad.name}' ({bad.category}, {bad.tokens} tokens) has no "
+                          "finite positive prediction; its op's shape or pattern is not one the cost model can cost",
+                          field="op")
     holdout = resolve_holdout(holdout, [r.model for r in rows])
     pairs = speedups(rows, predicted, holdout)
     return {
