@@ -147,7 +147,7 @@ def files(tmp_path_factory) -> Path:
     (tmp / "samejson.jsonl").write_text(line % (7000, 1024, "[1, 2]") + line % (7000, 2048, "[1, 3]"))
     (tmp / "tcoword.yaml").write_text(yaml.safe_dump({**tco, "pue": {**tco["pue"], "value": "low"}}))
     (tmp / "tcohuge.yaml").write_text(yaml.safe_dump(
-        {**tco, "hosting_usd_per_kw_month": {**tco["hosting_usd_per_kw_month"], "value": 1e300}}))
+        {**tco, "hosting_usd_per_kw_month": {**tco["hosting_usd_per_kw_month"], "value": 1e6}}))
     (tmp / "tconosource.yaml").write_text(yaml.safe_dump({**tco, "pue": {"value": 1.4}}))
     (tmp / "servingextra.yaml").write_text(yaml.safe_dump({**scenario, "serving": {**scenario["serving"], "burst": 3}}))
     (tmp / "servingneg.yaml").write_text(yaml.safe_dump(
